@@ -1,0 +1,163 @@
+"""The ``lmcot`` command line: ``evaluate``, ``compile`` and ``score``.
+
+Every command takes ``--config FILE.yaml`` and any number of ``--set key.path=value`` overrides
+(the same pydantic config as the Python API). Bad input ends with one line on stderr naming the
+file, record or key, and a non-zero exit code; heavy libraries load only inside the command.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="LM-guided chain-of-thought: a small LM writes the rationale, a large LM answers.")
+console = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (see configs/).")
+SetOpt = typer.Option(None, "--set", help="Override a config key: key.path=value (repeatable).")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("LiteLLM", "litellm", "httpx", "dspy"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
+
+
+def _load(config: Optional[Path], overrides: Optional[List[str]], program: Optional[Path] = None):
+    from lmcot.config import apply_overrides, config_from_dict, load_config
+
+    if program is not None and config is None:
+        from lmcot.program_io import program_config
+
+        base = program_config(program).model_dump(mode="json")
+        return config_from_dict(apply_overrides(base, list(overrides or [])), source=str(program))
+    return load_config(config, list(overrides or []))
+
+
+def _print_config(cfg) -> None:
+    import yaml
+
+    console.rule("resolved config")
+    console.print(yaml.safe_dump(cfg.to_public_dict(), sort_keys=False).rstrip(), highlight=False, markup=False)
+    console.rule()
+
+
+def _note_tiny(cfg) -> None:
+    from lmcot.lms import is_tiny
+
+    for role in ("small_lm", "large_lm"):
+        lm = getattr(cfg, role)
+        if lm.backend == "transformers" and is_tiny(lm.model):
+            console.print(f"[yellow]note:[/] {role}.model={lm.model} is a tiny random-init model built locally "
+                          "(no checkpoint can be downloaded here): the numbers show that the pipeline runs, not what "
+                          f"the method achieves. Use --set {role}.model=<hub id or path> for a real run.")
+
+
+def _errors():
+    """The exceptions that are the user's input, not a bug: shown as one line."""
+    from lmcot.config import ConfigError
+    from lmcot.data import DataError
+
+    return (ConfigError, DataError, FileNotFoundError, ValueError, RuntimeError)
+
+
+@app.command()
+def evaluate(
+    config: Optional[Path] = ConfigOpt,
+    methods: Optional[str] = typer.Option(None, help="Comma-separated subset of standard,cot,guided."),
+    limit: Optional[int] = typer.Option(None, help="Evaluate the first N dev examples."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default eval.out)."),
+    program: Optional[Path] = typer.Option(None, help="A compiled program folder (from `lmcot compile`)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed records and report how many."),
+    overrides: Optional[List[str]] = SetOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Measure LM-guided CoT against standard and CoT prompting of the large LM on the dev set."""
+    _setup_logging(verbose)
+    try:
+        cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []), program)
+        _print_config(cfg)
+        _note_tiny(cfg)
+        from lmcot.evaluate import evaluate as run_evaluate
+        from lmcot.evaluate import metrics_table
+
+        method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+        out_dir = out or Path(cfg.eval.out)
+        metrics = run_evaluate(cfg, methods=method_list, out_dir=out_dir, limit=limit, program_dir=program)
+    except _errors() as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    Console().print(metrics_table(metrics))
+    console.print(f"wrote {out_dir}/metrics.json, {out_dir}/predictions.jsonl, {out_dir}/config.json")
+
+
+@app.command(name="compile")
+def compile_(
+    config: Optional[Path] = ConfigOpt,
+    out: Path = typer.Option(..., "--out", "-o", help="Folder of the compiled program."),
+    stages: Optional[str] = typer.Option(None, help="Comma-separated stages to run, e.g. kd or kd,rl (default: config)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed records and report how many."),
+    overrides: Optional[List[str]] = SetOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Bootstrap teacher rationales, distil them into the small LM, then RL; save a compiled program."""
+    _setup_logging(verbose)
+    try:
+        extra = list(overrides or [])
+        if stages:
+            extra.append(f"stages=[{stages}]")
+        if skip_bad:
+            extra.append("data.skip_bad=true")
+        cfg = _load(config, extra)
+        _print_config(cfg)
+        _note_tiny(cfg)
+        from lmcot.optimizers.compiler import compile_from_config
+
+        result = compile_from_config(cfg, out)
+    except _errors() as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    from lmcot.evaluate import metrics_table
+
+    if result.get("dev"):
+        Console().print(metrics_table(result["dev"], title="dev: untrained vs compiled small LM"))
+    console.print(f"compiled program: {out}  (evaluate it with: lmcot evaluate --program {out})")
+
+
+@app.command()
+def score(
+    rationales: Path = typer.Option(..., "--rationales", help="JSONL with question, context, rationale per line."),
+    config: Optional[Path] = ConfigOpt,
+    out: Optional[Path] = typer.Option(None, help="Per-row scores JSONL (default: <rationales>.scores.jsonl)."),
+    overrides: Optional[List[str]] = SetOpt,
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Score rationales on the eight quality aspects and print a per-aspect table."""
+    _setup_logging(verbose)
+    try:
+        cfg = _load(config, overrides)
+        from lmcot.score import render_score_table, run_score
+
+        out_path = out or rationales.with_suffix(".scores.jsonl")
+        _, means = run_score(cfg, rationales, out_path)
+    except _errors() as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    Console().print(render_score_table(means))
+    console.print(f"wrote {out_path}")
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

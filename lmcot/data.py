@@ -1,0 +1,398 @@
+"""HotpotQA and 2WikiMultihopQA loaders: official JSON/JSONL files or hub splits -> ``dspy.Example``.
+
+    result = load_examples("hotpotqa", "data/hotpot_dev_distractor_v1.json", limit=200)
+    result = load_examples("2wiki", "validation", max_context_tokens=1024, count_tokens=tok_len)
+    result.examples[0].context   # "Title A: sent sent ...\\nTitle B: ..."
+
+Both benchmarks are read from either layout they are published in:
+
+* the official files: a record is ``{_id, question, answer, type, supporting_facts: [[title, i]],
+  context: [[title, [sentences]]], ...}``;
+* the Hugging Face hub columns: ``id``, ``supporting_facts: {title: [...], sent_id: [...]}``,
+  ``context: {title: [...], sentences: [[...]]}``; some 2Wiki hub copies store those fields as
+  JSON-encoded strings, which are decoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "LoadResult",
+    "approx_token_count",
+    "derive_id",
+    "format_context",
+    "load_examples",
+    "truncate_paragraphs",
+]
+
+log = logging.getLogger(__name__)
+
+# Hub locations; ``load_examples(..., hub_id=...)`` overrides the repository.
+DATASETS: dict[str, dict[str, str | None]] = {
+    "hotpotqa": {"hub_id": "hotpotqa/hotpot_qa", "hub_config": "distractor"},
+    "2wiki": {"hub_id": "framolfese/2WikiMultihopQA", "hub_config": None},
+}
+
+Paragraph = list[Any]  # [title: str, sentences: list[str]]
+
+
+class DataError(ValueError):
+    """Unusable data; the one-line message names the source, the record (or line) and the field."""
+
+
+class _RecordError(Exception):
+    """A problem inside one record; the loader adds the source and the record's position."""
+
+
+def _field_error(field_name: str, problem: str) -> _RecordError:
+    return _RecordError(f"field '{field_name}' {problem}")
+
+
+@dataclass
+class LoadResult:
+    """What :func:`load_examples` read: the examples and how many bad records were skipped."""
+
+    examples: list[dspy.Example]
+    skipped: int = 0
+    source: str = ""
+    truncated: int = 0  # examples whose context was shortened to fit max_context_tokens
+    errors: list[str] = field(default_factory=list)  # messages of the skipped records
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __iter__(self) -> Iterator[dspy.Example]:
+        return iter(self.examples)
+
+
+# --------------------------------------------------------------------------- context formatting
+
+
+def format_context(paragraphs: Iterable[Paragraph]) -> str:
+    """One line per paragraph, ``"{title}: {sent1} {sent2} ..."``, joined by ``"\\n"``.
+
+    Sentences are stripped (HotpotQA stores them with a leading space) and empty ones are left
+    out so they leave no double spaces (a few real HotpotQA paragraphs contain ``""``).
+    """
+    blocks = []
+    for title, sentences in paragraphs:
+        body = " ".join(s.strip() for s in sentences if s.strip())
+        blocks.append(f"{title}: {body}")
+    return "\n".join(blocks)
+
+
+def approx_token_count(text: str) -> int:
+    """Rough token count: white-space words x 1.3, rounded up.
+
+    Only an approximation for when no tokenizer is at hand; callers that know the reading
+    model should pass its tokenizer's length function as ``count_tokens``.
+    """
+    return math.ceil(len(text.split()) * 1.3)
+
+
+def truncate_paragraphs(
+    paragraphs: list[Paragraph],
+    max_tokens: int,
+    count_tokens: Callable[[str], int] | None = None,
+) -> list[Paragraph]:
+    """Shorten ``paragraphs`` so that ``count_tokens(format_context(result)) <= max_tokens``.
+
+    Sentences are taken round-robin by position (every paragraph's first sentence in paragraph
+    order, then every second sentence, ...) and the longest prefix of that order that fits is
+    kept. Paragraph and sentence order are preserved, each paragraph keeps a prefix of its
+    sentences (so supporting-fact indices stay valid for kept sentences) and paragraphs with no
+    kept sentence are dropped. Supporting facts are never consulted, so gold evidence is not
+    favoured. Deterministic; may return ``[]`` when not even one sentence fits.
+    """
+    if max_tokens < 0:
+        raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+    count = count_tokens or approx_token_count
+    if count(format_context(paragraphs)) <= max_tokens:
+        return [[title, list(sents)] for title, sents in paragraphs]
+
+    # Round-robin order as (paragraph index, sentence index).
+    order: list[tuple[int, int]] = []
+    longest = max((len(sents) for _, sents in paragraphs), default=0)
+    for position in range(longest):
+        order.extend((p, position) for p, (_, sents) in enumerate(paragraphs) if position < len(sents))
+
+    def build(n: int) -> list[Paragraph]:
+        kept = [0] * len(paragraphs)  # sentences kept per paragraph: always a prefix
+        for p, _ in order[:n]:
+            kept[p] += 1
+        return [[title, list(sents[: kept[p]])] for p, (title, sents) in enumerate(paragraphs) if kept[p]]
+
+    # Binary search for the longest fitting prefix: O(log n) tokenizer calls instead of O(n).
+    # Token counts grow with added text; every returned prefix was itself measured to fit.
+    lo, hi = 0, len(order)  # prefix `lo` fits (0 sentences -> empty context), the full one does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if count(format_context(build(mid))) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid
+    return build(lo)
+
+
+# --------------------------------------------------------------------------- record normalisation
+
+
+def derive_id(question: str) -> str:
+    """Stable id for a record whose id is missing: ``"q-" + sha1(question)[:16]``."""
+    return "q-" + hashlib.sha1(question.encode("utf-8")).hexdigest()[:16]
+
+
+def _maybe_json(value: Any) -> Any:
+    # Some hub copies of 2Wiki store nested fields as JSON text.
+    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass  # left as text; the field check reports it
+    return value
+
+
+def _columns_to_rows(value: dict[str, Any], keys: tuple[str, ...], field_name: str, shape: str) -> list[Any]:
+    """Hub layout ``{"title": [...], "<other>": [...]}`` -> official ``[[title, other], ...]``."""
+    titles = value.get("title")
+    other = next((value[k] for k in keys if k in value), None)
+    if not isinstance(titles, list) or not isinstance(other, list) or len(titles) != len(other):
+        raise _field_error(field_name, f"must be a list of {shape}")
+    return [[t, o] for t, o in zip(titles, other)]
+
+
+def _paragraphs(value: Any) -> list[Paragraph]:
+    shape = "[title, sentences]"
+    value = _maybe_json(value)
+    if isinstance(value, dict):
+        value = _columns_to_rows(value, ("sentences", "content"), "context", shape)
+    if not isinstance(value, list):
+        raise _field_error("context", f"must be a list of {shape}")
+    if not value:
+        raise _field_error("context", "is empty")
+    paragraphs: list[Paragraph] = []
+    for i, item in enumerate(value):
+        if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)):
+            raise _field_error("context", f"must be a list of {shape} (item {i} is not)")
+        title, sentences = item
+        if not isinstance(sentences, (list, tuple)) or not all(isinstance(s, str) for s in sentences):
+            raise _field_error("context", f"must be a list of {shape} (item {i}: sentences must be strings)")
+        paragraphs.append([title, list(sentences)])
+    return paragraphs
+
+
+def _supporting_facts(value: Any) -> list[list[Any]]:
+    shape = "[title, sent_idx]"
+    value = _maybe_json(value)
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        value = _columns_to_rows(value, ("sent_id",), "supporting_facts", shape)
+    if not isinstance(value, list):
+        raise _field_error("supporting_facts", f"must be a list of {shape}")
+    facts = []
+    for item in value:
+        ok = isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
+        if not ok or isinstance(item[1], bool) or not isinstance(item[1], int):
+            raise _field_error("supporting_facts", f"must be a list of {shape}")
+        facts.append([item[0], item[1]])
+    return facts
+
+
+def _record_to_example(
+    record: Any,
+    max_context_tokens: int | None,
+    count_tokens: Callable[[str], int] | None,
+) -> tuple[dspy.Example, bool]:
+    """Validate one record (official or hub layout); returns the example and whether it was cut."""
+    if not isinstance(record, dict):
+        raise _RecordError(f"must be a JSON object, got {type(record).__name__}")
+
+    if "question" not in record:
+        raise _field_error("question", "is missing")
+    question = record["question"]
+    if not isinstance(question, str) or not question.strip():
+        raise _field_error("question", "must be a non-empty string")
+
+    if "answer" not in record:
+        raise _field_error("answer", "is missing")
+    answer = record["answer"]
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        answer = str(answer)
+    if not isinstance(answer, str):
+        raise _field_error("answer", "must be a string")
+
+    if "context" not in record:
+        raise _field_error("context", "is missing")
+    paragraphs = _paragraphs(record["context"])
+    supporting_facts = _supporting_facts(record.get("supporting_facts"))
+
+    qtype = "" if record.get("type") is None else record["type"]
+    if not isinstance(qtype, str):
+        raise _field_error("type", "must be a string")
+
+    id_field = "_id" if "_id" in record else "id"
+    raw_id = record.get(id_field)
+    if raw_id is None or raw_id == "":
+        # 37 real HotpotQA dev records carry "_id": null; derive a stable id instead.
+        example_id = derive_id(question)
+    elif isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool):
+        example_id = str(raw_id)
+    else:
+        raise _field_error(id_field, "must be a string")
+
+    kept = paragraphs
+    if max_context_tokens is not None:
+        kept = truncate_paragraphs(paragraphs, max_context_tokens, count_tokens)
+
+    example = dspy.Example(
+        id=example_id,
+        question=question,
+        context=format_context(kept),
+        answer=answer,
+        supporting_facts=supporting_facts,
+        type=qtype,
+        paragraphs=kept,
+    ).with_inputs("question", "context")
+    return example, kept != paragraphs
+
+
+# --------------------------------------------------------------------------- sources
+
+# Sources yield (where, record), where = "record 17" / "line 18"; the record is a DataError
+# for a JSONL line that is not valid JSON, so that skip_bad can count it.
+_Item = tuple[str, Any]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+
+
+def _read_json(path: Path) -> Iterator[_Item]:
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from e
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    for i, record in enumerate(data):
+        yield f"record {i}", record
+
+
+def _read_jsonl(path: Path) -> Iterator[_Item]:
+    # split("\n"), not splitlines(): U+2028 may appear raw inside a JSON string.
+    for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
+        if line.strip():
+            try:
+                yield f"line {lineno}", json.loads(line)
+            except json.JSONDecodeError as e:
+                yield f"line {lineno}", DataError(f"{path}: line {lineno}: invalid JSON: {e.msg}")
+
+
+def _read_file(path: Path) -> Iterator[_Item]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".jsonl"):
+        # Unknown extension: a JSON list starts with "[", JSONL with "{".
+        with path.open(encoding="utf-8", errors="replace") as f:
+            suffix = ".json" if f.read(4096).lstrip()[:1] == "[" else ".jsonl"
+    return _read_json(path) if suffix == ".json" else _read_jsonl(path)
+
+
+def _read_hub(hub_id: str, hub_config: str | None, split: str) -> Iterator[_Item]:
+    import datasets  # heavy (pyarrow, fsspec): only when a hub split is asked for
+
+    args = (hub_id, hub_config) if hub_config else (hub_id,)
+    try:
+        ds = datasets.load_dataset(*args, split=split)
+    except Exception as e:  # offline, unknown split, ...: one clear line instead of a traceback
+        raise DataError(
+            f"{hub_id} (split {split!r}): could not load from the Hugging Face hub "
+            f"({type(e).__name__}: {e}); pass a local .json/.jsonl file instead"
+        ) from e
+    for i, record in enumerate(ds):
+        yield f"record {i}", record
+
+
+def _is_file_source(source: str) -> bool:
+    return Path(source).exists() or source.lower().endswith((".json", ".jsonl"))
+
+
+def load_examples(
+    dataset: str,
+    source: str | Path,
+    *,
+    limit: int | None = None,
+    skip_bad: bool = False,
+    max_context_tokens: int | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+    hub_id: str | None = None,
+) -> LoadResult:
+    """Load HotpotQA (``"hotpotqa"``) or 2WikiMultihopQA (``"2wiki"``) examples.
+
+    ``source`` is a local file when it exists or ends in ``.json`` (a list of records) or
+    ``.jsonl`` (one record per line); anything else is a hub split such as ``"validation"`` or
+    ``"train[:100]"``, read with ``datasets.load_dataset(hub_id, hub_config, split=source)``.
+
+    ``limit`` keeps the first N good examples (records after that are not read). With
+    ``skip_bad`` malformed records are skipped and counted in ``.skipped``; otherwise the first
+    one raises :class:`DataError`. ``max_context_tokens`` truncates each context with
+    :func:`truncate_paragraphs`, counting with ``count_tokens`` (default: :func:`approx_token_count`).
+    Positions in messages are 0-based record indices for JSON and hub data, 1-based lines for JSONL.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be a positive number of examples, got {limit}")
+    source = str(source)
+
+    items: Iterator[_Item]
+    if _is_file_source(source):
+        origin = source
+        items = _read_file(Path(source))
+    else:
+        repo = hub_id or str(DATASETS[dataset]["hub_id"])
+        origin = f"{repo}[{source}]"
+        items = _read_hub(repo, DATASETS[dataset]["hub_config"], source)
+
+    result = LoadResult(examples=[], source=origin)
+    for where, record in items:
+        if limit is not None and len(result.examples) >= limit:
+            break
+        try:
+            if isinstance(record, DataError):
+                raise record
+            try:
+                example, cut = _record_to_example(record, max_context_tokens, count_tokens)
+            except _RecordError as e:
+                raise DataError(f"{origin}: {where}: {e}") from None
+        except DataError as e:
+            if not skip_bad:
+                raise
+            log.warning("skipping bad record: %s", e)
+            result.skipped += 1
+            result.errors.append(str(e))
+            continue
+        result.examples.append(example)
+        result.truncated += cut
+
+    if not result.examples:
+        detail = f" ({result.skipped} bad records skipped)" if result.skipped else ""
+        raise DataError(f"{origin}: no usable examples{detail}")
+    return result

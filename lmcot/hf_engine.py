@@ -1,0 +1,263 @@
+"""An in-process Hugging Face model as a DSPy 3.4 engine (``dspy.LM(name, engine=TransformersEngine(...))``).
+
+DSPy keeps caching, retries and history; this engine only turns one ``dspy.lm15.Request`` into one
+``Response``. DSPy's ``Evaluate`` / ``Predict.batch`` call an LM from many threads at once: rather
+than run N ``generate`` calls behind a lock, concurrent requests are *micro-batched* (the first
+waiting thread becomes the leader, gathers what has queued within a few milliseconds, up to
+``batch_size``, and runs one padded ``generate`` for all of them).
+
+Causal LMs (Llama, Qwen2.5, SmolLM2) and encoder-decoder LMs (FLAN-T5) are both supported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmcot.prompting import render_prompt
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_path(model: str) -> str:
+    """``tiny-random/<arch>`` names a tiny random-init model built locally; anything else is returned
+    unchanged (a hub id or a local folder for ``from_pretrained``)."""
+    from lmcot.tiny import resolve_tiny
+
+    built = resolve_tiny(model)
+    return str(built) if built is not None else model
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def load_model_and_tokenizer(model: str, *, device: str = "auto", dtype: str = "auto",
+                             trust_remote_code: bool = False, revision: str | None = None):
+    """Load a causal or encoder-decoder checkpoint (safetensors only) and its tokenizer."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    path = resolve_model_path(model)
+    kwargs = {"trust_remote_code": trust_remote_code, "revision": revision}
+    config = AutoConfig.from_pretrained(path, **kwargs)
+    is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+    auto = AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
+    dev = pick_device(device)
+    net = auto.from_pretrained(path, dtype=pick_dtype(dtype, dev), use_safetensors=True, **kwargs).to(dev)
+    net.eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return net, tokenizer, is_seq2seq
+
+
+def weights_fingerprint(model: Any) -> str:
+    """A short hash of the weights. Names the checkpoint in DSPy's cache key, so a trained
+    checkpoint never gets its parent's cached outputs. Hashes a strided sample of every tensor:
+    any training step changes it, and it costs milliseconds even for a 1B model."""
+    import torch
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            flat = tensor.detach().reshape(-1)
+            step = max(1, flat.numel() // 256)
+            h.update(name.encode())
+            h.update(str(tuple(tensor.shape)).encode())
+            h.update(flat[::step][:256].to(torch.float32).cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+@dataclass
+class _Job:
+    prompt: str
+    params: tuple
+    future: Future = field(default_factory=Future)
+
+
+class TransformersEngine:
+    """DSPy engine over a local transformers model. Thread-safe; micro-batches concurrent calls."""
+
+    def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
+                 max_input_tokens: int = 2048, trust_remote_code: bool = False, revision: str | None = None,
+                 batch_wait_ms: float = 5.0, expected_fingerprint: str | None = None):
+        self.model_id = model
+        self.device_setting, self.dtype_setting = device, dtype
+        self.batch_size, self.max_input_tokens = batch_size, max_input_tokens
+        self.trust_remote_code, self.revision = trust_remote_code, revision
+        self.batch_wait_s = batch_wait_ms / 1000.0
+        self.model, self.tokenizer, self.is_encoder_decoder = load_model_and_tokenizer(
+            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, revision=revision
+        )
+        self.device = next(self.model.parameters()).device
+        self.fingerprint = weights_fingerprint(self.model)
+        if expected_fingerprint and expected_fingerprint != self.fingerprint:
+            raise ValueError(
+                f"the checkpoint at {model} changed since this program was saved "
+                f"(weights {self.fingerprint}, saved {expected_fingerprint}); rebuild the program from it"
+            )
+        self._queue: list[_Job] = []
+        self._cond = threading.Condition()
+        self._leader_active = False
+        self._model_lock = threading.Lock()
+        self._warned_truncation = False
+
+    # -- DSPy engine protocol -------------------------------------------------------------
+    def complete(self, request):
+        from dspy.clients.engines.base import validate_request
+        from dspy.lm15 import Message, Response, TextPart, Usage
+
+        validate_request(request)
+        messages = []
+        if request.system is not None:
+            system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
+            messages.append({"role": "system", "content": system})
+        messages.extend({"role": m.role, "content": m.text or ""} for m in request.messages)
+        cfg = request.config
+        params = (cfg.temperature or 0.0, cfg.top_p, cfg.top_k, cfg.max_tokens or 256, cfg.seed, tuple(cfg.stop or ()))
+        job = _Job(render_prompt(self.tokenizer, messages, self.is_encoder_decoder), params)
+        text, n_in, n_out, finish = self._submit(job)
+        return Response(id=None, model=self.model_id, message=Message.assistant([TextPart(text)]), finish_reason=finish,
+                        usage=Usage(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out))
+
+    def stream(self, request):
+        from dspy.lm15 import response_to_events
+
+        return response_to_events(self.complete(request))
+
+    def close(self) -> None:
+        pass
+
+    def __deepcopy__(self, memo):
+        # program.deepcopy() must not copy the weights: the engine is shared, read-only state.
+        return self
+
+    def dump_state(self) -> dict[str, Any]:
+        return {"model": self.model_id, "device": self.device_setting, "dtype": self.dtype_setting,
+                "batch_size": self.batch_size, "max_input_tokens": self.max_input_tokens,
+                "trust_remote_code": self.trust_remote_code, "revision": self.revision,
+                "expected_fingerprint": self.fingerprint}
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> TransformersEngine:
+        return cls(**state)
+
+    # -- micro-batching -------------------------------------------------------------------
+    def _submit(self, job: _Job):
+        with self._cond:
+            self._queue.append(job)
+            self._cond.notify_all()
+        while not job.future.done():
+            with self._cond:
+                if job.future.done():
+                    break
+                if self._leader_active:
+                    self._cond.wait(timeout=0.05)
+                    continue
+                self._leader_active = True
+            try:
+                self._lead()
+            finally:
+                with self._cond:
+                    self._leader_active = False
+                    self._cond.notify_all()
+        return job.future.result()
+
+    def _lead(self) -> None:
+        # Give threads that are about to submit a moment to join this batch.
+        deadline = time.monotonic() + self.batch_wait_s
+        with self._cond:
+            while len(self._queue) < self.batch_size and time.monotonic() < deadline:
+                self._cond.wait(timeout=max(0.0, deadline - time.monotonic()))
+            if not self._queue:
+                return
+            params = self._queue[0].params
+            batch = [j for j in self._queue if j.params == params][: self.batch_size]
+            for j in batch:
+                self._queue.remove(j)
+        try:
+            outputs = self.generate([j.prompt for j in batch], *self._unpack(params))
+            for j, out in zip(batch, outputs):
+                j.future.set_result(out)
+        except BaseException as exc:  # every waiter gets the failure, not a hang
+            for j in batch:
+                if not j.future.done():
+                    j.future.set_exception(exc)
+
+    @staticmethod
+    def _unpack(params: tuple):
+        temperature, top_p, top_k, max_tokens, seed, stop = params
+        return temperature, top_p, top_k, max_tokens, seed, stop
+
+    # -- generation -----------------------------------------------------------------------
+    def generate(self, prompts: list[str], temperature: float = 0.0, top_p: float | None = None,
+                 top_k: int | None = None, max_new_tokens: int = 256, seed: int | None = None,
+                 stop: tuple[str, ...] = (), num_return_sequences: int = 1) -> list[tuple[str, int, int, str]]:
+        """One padded ``generate`` for all prompts. Returns ``(text, input_tokens, output_tokens,
+        finish_reason)`` per prompt (``num_return_sequences`` consecutive rows per prompt)."""
+        import torch
+
+        tok = self.tokenizer
+        tok.padding_side = "right" if self.is_encoder_decoder else "left"
+        tok.truncation_side = "left"
+        enc = tok(prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_tokens,
+                  add_special_tokens=self.is_encoder_decoder or not getattr(tok, "chat_template", None))
+        if not self._warned_truncation and any(len(tok(p).input_ids) > self.max_input_tokens for p in prompts):
+            log.warning("prompts longer than max_input_tokens=%d were cut from the left", self.max_input_tokens)
+            self._warned_truncation = True
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        sample = temperature > 0
+        gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": sample,
+                                      "num_return_sequences": num_return_sequences,
+                                      "pad_token_id": tok.pad_token_id}
+        if sample:
+            gen_kwargs.update(temperature=temperature, top_p=top_p if top_p is not None else 1.0,
+                              top_k=top_k if top_k is not None else 0)
+        else:
+            # Greedy: clear sampling defaults a checkpoint's generation_config may carry.
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        with self._model_lock, torch.no_grad():
+            if seed is not None:
+                torch.manual_seed(seed)
+            out = self.model.generate(**enc, **gen_kwargs)
+        new_tokens = out if self.is_encoder_decoder else out[:, enc["input_ids"].shape[1]:]
+        in_lens = enc["attention_mask"].sum(dim=1).tolist()
+        results = []
+        for row, ids in enumerate(new_tokens):
+            ids = [int(t) for t in ids if int(t) != tok.pad_token_id]
+            text = tok.decode(ids, skip_special_tokens=True)
+            finish = "length" if len(ids) >= max_new_tokens else "stop"
+            for s in stop:
+                if s and s in text:
+                    text, finish = text[: text.index(s)], "stop"
+            results.append((text.strip(), int(in_lens[row // num_return_sequences]), len(ids), finish))
+        return results
+
+    @property
+    def name_hint(self) -> str:
+        base = Path(self.model_id.rstrip("/")).name or self.model_id
+        return f"{base}@{self.fingerprint}"

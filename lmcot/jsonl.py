@@ -1,0 +1,65 @@
+"""Crash-safe files: whole-file writes are atomic, JSONL appends are flushed line by line, and a
+reader tolerates the torn last line a killed process can leave."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+_append_lock = threading.Lock()
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write to a temporary file in the same folder and rename: readers see the old or the new
+    file, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Append rows, one ``write`` + flush + fsync per row, under a lock (safe from many threads)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _append_lock, path.open("a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_jsonl(path: str | Path, *, repair: bool = False) -> Iterator[dict[str, Any]]:
+    """Rows of a JSONL file. A last line without its newline is a torn write from a crash: it is
+    skipped, and with ``repair=True`` cut off the file so that later appends start clean."""
+    path = Path(path)
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    complete, _, torn = data.rpartition(b"\n")
+    if torn and repair:
+        with path.open("r+b") as f:
+            f.truncate(len(complete) + (1 if complete else 0))
+    for lineno, line in enumerate(complete.split(b"\n") if complete else [], start=1):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None

@@ -1,0 +1,19 @@
+"""Chat messages -> the exact text a transformers model is fed (shared by inference and training)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def messages_to_text(messages: list[dict[str, Any]]) -> str:
+    """Flatten chat messages for models without a chat template (FLAN-T5 and other seq2seq models):
+    the turns' contents joined by blank lines. Prior assistant turns (few-shot demos) are kept."""
+    return "\n\n".join(str(m.get("content") or "").strip() for m in messages if m.get("content"))
+
+
+def render_prompt(tokenizer: Any, messages: list[dict[str, Any]], is_encoder_decoder: bool) -> str:
+    """The model input for ``messages``: the tokenizer's chat template (with the generation prompt)
+    for causal chat models, a flat text prompt otherwise."""
+    if not is_encoder_decoder and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return messages_to_text(messages)

@@ -1,0 +1,190 @@
+"""The LM-guided CoT compiler: teacher bootstrap -> distillation (``kd``) -> RL (``rl``).
+
+    compiler = LMCoTCompiler(config, out_dir="runs/hotpot")
+    compiled = compiler.compile(LMGuidedCoT(small_lm, large_lm), trainset, valset)
+
+or from the shell: ``lmcot compile --config configs/quickstart.yaml --out runs/quickstart``.
+
+Like a DSPy optimizer, ``compile`` returns a *new* program and leaves its input untouched. Only the
+small LM is trained; the large LM's answer step is frozen and never becomes training data. Each
+stage writes its outputs under ``OUT/<stage>/`` and a ``DONE.json`` last, so a rerun skips finished
+stages and resumes an interrupted one (traces file, DSPy disk cache, trainer checkpoints).
+
+    OUT/program.json   OUT/small_lm/   OUT/kd/   OUT/rl/   OUT/metrics.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import dspy
+from rich.console import Console
+
+from lmcot.config import ASPECTS, LMCoTConfig
+from lmcot.jsonl import write_json
+
+log = logging.getLogger(__name__)
+console = Console(stderr=True)
+DONE = "DONE.json"
+
+
+class LMCoTCompiler:
+    def __init__(self, config: LMCoTConfig, out_dir: str | Path = "runs/lmcot", *, progress: bool = True):
+        self.config = config
+        self.out = Path(out_dir)
+        self.progress = progress
+
+    # -- the stages ------------------------------------------------------------------------
+    def compile(self, program, trainset: list[dspy.Example], valset: list[dspy.Example] | None = None):
+        from lmcot.lms import build_lm, hf_engine_of
+
+        cfg = self.config
+        engine = hf_engine_of(program.small_lm)
+        if engine is None:
+            raise ValueError("small_lm must be an in-process transformers model (small_lm.backend: transformers) "
+                             "to be trained")
+        if not trainset:
+            raise ValueError("compile needs a non-empty trainset (data.train)")
+        self.out.mkdir(parents=True, exist_ok=True)
+        checkpoint = str(engine.model_id)
+        from lmcot.hf_engine import resolve_model_path
+
+        checkpoint = resolve_model_path(checkpoint)
+        # Perplexity-based aspects need a fixed reader of English: the pretrained student (before any
+        # training) unless rationale_metrics.reference_lm names another. Scoring with the policy
+        # itself would reward it for agreeing with itself.
+        self._reference = checkpoint
+        report: dict[str, Any] = {"stages": list(cfg.stages)}
+
+        if valset:
+            report["untrained"] = self._evaluate(program, valset, "untrained")
+        if "kd" in cfg.stages:
+            checkpoint = self._stage_kd(program, trainset, checkpoint)
+        if "rl" in cfg.stages:
+            if valset:
+                before = report.get("after_kd") or self._evaluate(self._with_small(program, checkpoint, "before-rl"),
+                                                                  valset, "before RL", aspects=True)
+                report["before_rl"] = before
+            checkpoint = self._stage_rl(program, trainset, checkpoint)
+
+        final = self.out / "small_lm"
+        if Path(checkpoint).resolve() != final.resolve():
+            tmp = self.out / ".small_lm.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(checkpoint, tmp)
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+        label = f"{self.out.name}-{cfg.stages[-1] if cfg.stages else 'base'}"
+        compiled = program.deepcopy()
+        compiled.rationalize.lm = build_lm(cfg.small_lm.model_copy(update={"model": str(final)}), name=label)
+
+        from lmcot.program_io import save_program
+
+        saved_cfg = cfg.model_copy(deep=True)
+        saved_cfg.small_lm.model = "small_lm"  # relative to the program folder: the folder moves as a whole
+        save_program(compiled, self.out, saved_cfg, small_lm_label=label)
+        if valset:
+            report["compiled"] = self._evaluate(compiled, valset, "compiled", aspects="rl" in cfg.stages)
+            if "rl" in cfg.stages:
+                report["after_rl"] = report["compiled"]
+        write_json(self.out / "metrics.json", report)
+        return compiled
+
+    def _stage_kd(self, program, trainset: list[dspy.Example], student: str) -> str:
+        from lmcot.lms import build_lm
+        from lmcot.optimizers.bootstrap import bootstrap_traces
+        from lmcot.optimizers.distill import distill
+
+        cfg, kd_dir = self.config, self.out / "kd"
+        if (kd_dir / DONE).exists():
+            console.print(f"[green]kd[/]: complete under {kd_dir}, skipped")
+            return str(kd_dir / "model")
+        console.rule("[bold]stage kd[/]: teacher rationales")
+        teacher = build_lm(cfg.kd.teacher) if cfg.kd.teacher else program.large_lm
+        result = bootstrap_traces(trainset, teacher, cfg.kd, kd_dir, progress=self.progress)
+        if not result.kept:
+            raise RuntimeError(f"kd: no teacher rationale passed the filter ({cfg.kd.keep_metric} >= "
+                               f"{cfg.kd.min_score}); see {kd_dir}/traces.jsonl")
+        by_id = {ex.id: ex for ex in trainset}
+        rows = [{**row, "question": by_id[row["id"]].question, "context": by_id[row["id"]].context}
+                for row in result.kept if row["id"] in by_id]
+        console.rule(f"[bold]stage kd[/]: distil {len(rows)} rationales into the small LM")
+        model_dir = distill(rows, student, kd_dir, cfg.kd, cfg.small_lm, progress=self.progress)
+        write_json(kd_dir / DONE, {"model": "model", "kept": len(rows), "summary": result.summary})
+        return str(model_dir)
+
+    def _stage_rl(self, program, trainset: list[dspy.Example], start: str) -> str:
+        from lmcot.optimizers.rewards import RewardSet
+        from lmcot.optimizers.rl import run_rl
+
+        cfg, rl_dir = self.config, self.out / "rl"
+        if (rl_dir / DONE).exists():
+            console.print(f"[green]rl[/]: complete under {rl_dir}, skipped")
+            return str(rl_dir / "model")
+        console.rule("[bold]stage rl[/]: policy optimisation on rationale quality + answer F1")
+        rewards = RewardSet(cfg.rl, program.large_lm, self._scorer(program), concurrency=cfg.eval.concurrency)
+        model_dir = run_rl(start, trainset, rewards, cfg.rl, cfg.small_lm, rl_dir)
+        write_json(rl_dir / DONE, {"model": "model", "start": start})
+        return str(model_dir)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _scorer(self, program):
+        """One scorer for the whole compile (it holds the reference LM and the judge)."""
+        if getattr(self, "_scorer_obj", None) is None:
+            from lmcot.lms import build_lm
+            from lmcot.metrics.rationale import RationaleScorer
+
+            cfg = self.config.rationale_metrics
+            judge_lm = None
+            if any(b == "judge" for b in cfg.backends.values()):
+                judge_lm = build_lm(cfg.judge) if cfg.judge else program.large_lm
+            self._scorer_obj = RationaleScorer(cfg, judge_lm=judge_lm, reference_lm=cfg.reference_lm or self._reference)
+        return self._scorer_obj
+
+    def _with_small(self, program, checkpoint: str, label: str):
+        from lmcot.lms import build_lm
+
+        copy = program.deepcopy()
+        copy.rationalize.lm = build_lm(self.config.small_lm.model_copy(update={"model": checkpoint}),
+                                       name=f"{self.out.name}-{label}")
+        return copy
+
+    def _evaluate(self, program, valset: list[dspy.Example], label: str, aspects: bool = False) -> dict[str, Any]:
+        """Dev EM/F1 (and, with ``aspects``, the mean of each rationale-quality aspect)."""
+        from lmcot.evaluate import predict_all
+        from lmcot.metrics import aggregate
+
+        rows = predict_all(program, valset, concurrency=self.config.eval.concurrency, label=label,
+                           progress=self.progress)
+        result: dict[str, Any] = aggregate(rows)
+        if aspects:
+            from lmcot.metrics.rationale import summarize
+
+            by_id = {ex.id: ex for ex in valset}
+            items = [{"question": r["question"], "context": by_id[r["id"]].context,
+                      "paragraphs": by_id[r["id"]].paragraphs, "rationale": r.get("rationale") or ""} for r in rows]
+            result["aspects"] = summarize(self._scorer(program).score(items, list(ASPECTS)))
+        return result
+
+
+def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """What ``lmcot compile`` runs: load data, build both LMs, compile, return the metrics report."""
+    from lmcot.evaluate import context_token_counter, load_split
+    from lmcot.lms import build_lm, configure_cache
+    from lmcot.programs import LMGuidedCoT
+
+    configure_cache(config.cache_dir)
+    small_lm, large_lm = build_lm(config.small_lm), build_lm(config.large_lm)
+    count = context_token_counter(config, small_lm)
+    trainset = load_split(config, "train", count_tokens=count)
+    valset = load_split(config, "dev", count_tokens=count) if config.data.dev else None
+    program = LMGuidedCoT(small_lm, large_lm, num_samples=config.eval.num_samples,
+                          sample_temperature=config.eval.sample_temperature)
+    LMCoTCompiler(config, out_dir, progress=progress).compile(program, trainset, valset)
+    report = json.loads((Path(out_dir) / "metrics.json").read_text())
+    dev = {k: report[k] for k in ("untrained", "compiled") if k in report}
+    return {"report": report, "dev": dev}

@@ -1,0 +1,289 @@
+"""Knowledge distillation: fine-tune the small LM on the teacher's kept rationales.
+
+    model_dir = distill(kept, "Qwen/Qwen2.5-0.5B-Instruct", OUT / "kd", cfg.kd, cfg.small_lm)
+    # OUT/kd/model: a plain checkpoint (safetensors + tokenizer) for AutoModelFor*.from_pretrained
+
+``kept`` rows carry ``question``, ``context`` and ``rationale`` (``select_kept`` rows with the
+context added, or ``dspy.Example``-like objects with those fields).
+
+Train == inference. The prompt of every training example is built by
+:func:`lmcot.programs.adapter.rationale_messages` + :func:`lmcot.prompting.render_prompt` and
+tokenized exactly as :meth:`lmcot.hf_engine.TransformersEngine.generate` tokenizes it (special
+tokens only when the model has no chat template, prompts cut from the left when too long). The
+examples are tokenized here, not by TRL: TRL's text prompt-completion path tokenizes with its own
+rules, and any difference (an extra BOS, a merge at the prompt/completion boundary) would train the
+student on a prompt it never sees at inference.
+
+* causal students: TRL ``SFTTrainer`` on a pre-tokenized dataset whose labels are -100 on the
+  prompt, so the loss is on the rationale + EOS only;
+* encoder-decoder students (T5): ``transformers.Seq2SeqTrainer`` + ``DataCollatorForSeq2Seq``.
+
+Checkpoints go to ``out_dir/checkpoints`` and a rerun resumes from the last complete one (when the
+data and settings are the same); a finished ``out_dir/model`` for the same inputs is reused as is.
+With ``kd.lora`` a LoRA adapter is trained and merged into the weights before saving.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+from lmcot.config import KDConfig, SmallLMConfig
+from lmcot.jsonl import write_json
+from lmcot.programs.adapter import rationale_messages
+from lmcot.prompting import render_prompt
+
+log = logging.getLogger(__name__)
+
+_MARKER = "lmcot_kd.json"  # what a finished model / a checkpoint folder was trained from
+
+
+def _field(row: Any, name: str) -> str:
+    value = row.get(name) if isinstance(row, dict) else getattr(row, name, None)
+    if value is None:
+        raise ValueError(f"a KD example has no {name!r} field (need question, context and rationale)")
+    return str(value)
+
+
+def prompt_text(tokenizer: Any, is_encoder_decoder: bool, question: str, context: str) -> str:
+    """The small LM's input text for one question, as the engine renders it at inference."""
+    return render_prompt(tokenizer, rationale_messages(question, context), is_encoder_decoder)
+
+
+def prompt_ids(tokenizer: Any, is_encoder_decoder: bool, question: str, context: str,
+               max_length: int | None = None) -> list[int]:
+    """Token ids of the prompt, tokenized as ``TransformersEngine.generate`` does: special tokens
+    added only for seq2seq models or causal models without a chat template (whose template already
+    writes them), over-long prompts cut from the left so the question survives."""
+    text = prompt_text(tokenizer, is_encoder_decoder, question, context)
+    add_special = is_encoder_decoder or not getattr(tokenizer, "chat_template", None)
+    side = tokenizer.truncation_side
+    tokenizer.truncation_side = "left"
+    try:
+        enc = tokenizer(text, add_special_tokens=add_special, truncation=max_length is not None,
+                        max_length=max_length)
+    finally:
+        tokenizer.truncation_side = side
+    return list(enc["input_ids"])
+
+
+def _target_ids(tokenizer: Any, rationale: str) -> list[int]:
+    """The rationale's ids followed by exactly one EOS (the student must learn to stop)."""
+    ids = list(tokenizer(rationale.strip(), add_special_tokens=False)["input_ids"])
+    return ids + [tokenizer.eos_token_id]
+
+
+def build_example(tokenizer: Any, is_encoder_decoder: bool, row: Any, max_length: int) -> dict[str, list[int]]:
+    """One tokenized training example.
+
+    causal: ``input_ids`` = prompt + rationale + EOS, ``labels`` = -100 on the prompt;
+    seq2seq: ``input_ids`` = the encoder prompt, ``labels`` = rationale + EOS.
+    The rationale is kept whole (cut only past ``max_length``); the prompt gives way from the left.
+    """
+    question, context, rationale = _field(row, "question"), _field(row, "context"), _field(row, "rationale")
+    target = _target_ids(tokenizer, rationale)
+    if is_encoder_decoder:
+        return {"input_ids": prompt_ids(tokenizer, True, question, context, max_length),
+                "labels": target[:max_length]}
+    target = target[: max_length - 1]  # at least one prompt token stays
+    prompt = prompt_ids(tokenizer, False, question, context, max_length - len(target))
+    return {"input_ids": prompt + target, "labels": [-100] * len(prompt) + target}
+
+
+def _fingerprint(kept: list[Any], student: str, kd: KDConfig, small_cfg: SmallLMConfig) -> str:
+    """Hash of what training depends on: a checkpoint or model from other inputs is not reused."""
+    h = hashlib.sha256()
+    rows = [[_field(r, "question"), _field(r, "context"), _field(r, "rationale")] for r in kept]
+    train_keys = ("max_steps", "num_train_epochs", "learning_rate", "batch_size", "gradient_accumulation_steps",
+                  "max_length", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "seed")
+    settings = {k: getattr(kd, k) for k in train_keys}
+    student_id = {"student": student, "revision": small_cfg.revision}
+    h.update(json.dumps([rows, settings, student_id], sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+def _read_marker(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / _MARKER).read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _last_good_checkpoint(folder: Path) -> str | None:
+    """The newest ``checkpoint-N`` whose save finished (a kill mid-save leaves one without
+    ``trainer_state.json``, which the Trainer writes last)."""
+    if not folder.is_dir():
+        return None
+    steps = []
+    for p in folder.iterdir():
+        if p.is_dir() and p.name.startswith("checkpoint-") and p.name[11:].isdigit():
+            steps.append((int(p.name[11:]), p))
+    for _, p in sorted(steps, reverse=True):
+        if (p / "trainer_state.json").is_file():
+            return str(p)
+    return None
+
+
+def _progress_callback(enabled: bool):
+    """A TrainerCallback drawing a rich progress bar (the Trainer's own tqdm bar is turned off)."""
+    from transformers import TrainerCallback
+
+    class RichProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self._progress = None
+            self._task = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not enabled or state.max_steps <= 0:
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(TextColumn("KD {task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeRemainingColumn(), transient=False)
+            self._progress.start()
+            self._task = self._progress.add_task("", total=state.max_steps, completed=state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self._progress is not None:
+                self._progress.update(self._task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self._progress is not None and logs and "loss" in logs:
+                self._progress.update(self._task, description=f"loss {logs['loss']:.3f}")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+
+    return RichProgress()
+
+
+def _common_args(kd: KDConfig, ckpt_dir: Path, small_cfg: SmallLMConfig, n_examples: int) -> dict[str, Any]:
+    import torch
+
+    use_cpu = small_cfg.device == "cpu" or not torch.cuda.is_available()
+    bf16 = not use_cpu and torch.cuda.is_bf16_supported()
+    args: dict[str, Any] = dict(
+        output_dir=str(ckpt_dir), learning_rate=kd.learning_rate,
+        per_device_train_batch_size=kd.batch_size, gradient_accumulation_steps=kd.gradient_accumulation_steps,
+        num_train_epochs=kd.num_train_epochs, max_steps=kd.max_steps if kd.max_steps is not None else -1,
+        seed=kd.seed, data_seed=kd.seed, save_strategy="steps", save_steps=kd.save_steps,
+        logging_steps=kd.logging_steps, report_to=kd.report_to, bf16=bf16, use_cpu=use_cpu,
+        disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=False,
+        # Checkpoints exist to resume a killed run: two are enough, old ones only fill the disk.
+        save_total_limit=2,
+    )
+    if n_examples < kd.batch_size:
+        log.info("KD: %d examples, fewer than batch_size=%d", n_examples, kd.batch_size)
+    return args
+
+
+def _lora_config(kd: KDConfig, is_encoder_decoder: bool):
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(r=kd.lora_r, lora_alpha=kd.lora_alpha, lora_dropout=kd.lora_dropout,
+                      target_modules=kd.lora_target_modules,
+                      task_type=TaskType.SEQ_2_SEQ_LM if is_encoder_decoder else TaskType.CAUSAL_LM)
+
+
+def _train_causal(model, tokenizer, rows: list[dict], kd: KDConfig, args: dict[str, Any], callbacks: list):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    config = SFTConfig(**args, max_length=kd.max_length, completion_only_loss=True, packing=False,
+                       dataset_num_proc=None, shuffle_dataset=False)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
+                         processing_class=tokenizer, callbacks=callbacks,
+                         peft_config=_lora_config(kd, False) if kd.lora else None)
+    return trainer
+
+
+def _train_seq2seq(model, tokenizer, rows: list[dict], kd: KDConfig, args: dict[str, Any], callbacks: list):
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    if kd.lora:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, _lora_config(kd, True))
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, padding=True)
+    return Seq2SeqTrainer(model=model, args=Seq2SeqTrainingArguments(**args), train_dataset=Dataset.from_list(rows),
+                          data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
+
+
+def _plain_model(model):
+    """Merge a LoRA adapter into the base weights so the saved folder is an ordinary checkpoint."""
+    if hasattr(model, "merge_and_unload"):
+        return model.merge_and_unload()
+    return model
+
+
+def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, small_cfg: SmallLMConfig, *,
+            progress: bool = True) -> Path:
+    """Fine-tune ``student`` (hub id, local folder or ``tiny-random/*``) on ``kept`` rationales.
+
+    Returns ``out_dir/model``. Also writes ``out_dir/train_log.json`` (the Trainer's log history)
+    and keeps resumable checkpoints in ``out_dir/checkpoints``.
+    """
+    import torch
+    from transformers import set_seed
+
+    from lmcot.hf_engine import load_model_and_tokenizer
+
+    kept = list(kept)
+    if not kept:
+        raise ValueError("no kept teacher rationales to distil from (every sample failed the keep filter?)")
+    out_dir = Path(out_dir)
+    model_dir, ckpt_dir = out_dir / "model", out_dir / "checkpoints"
+    fingerprint = _fingerprint(kept, student, kd, small_cfg)
+    if _read_marker(model_dir) == fingerprint and (model_dir / "config.json").is_file():
+        log.info("KD: %s already holds the model trained from these rationales; reusing it", model_dir)
+        return model_dir
+    if ckpt_dir.exists() and _read_marker(ckpt_dir) != fingerprint:
+        # Checkpoints from other data or settings: resuming would mix two trainings.
+        shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    write_json(ckpt_dir / _MARKER, {"fingerprint": fingerprint})
+
+    set_seed(kd.seed)
+    # Full-precision weights on CPU; the Trainer moves them to the accelerator and runs bf16
+    # autocast there (pure bf16 weights would lose small AdamW updates).
+    model, tokenizer, is_seq2seq = load_model_and_tokenizer(
+        student, device="cpu", dtype="float32", trust_remote_code=small_cfg.trust_remote_code,
+        revision=small_cfg.revision)
+    model.train()
+    rows = [build_example(tokenizer, is_seq2seq, r, kd.max_length) for r in kept]
+    args = _common_args(kd, ckpt_dir, small_cfg, len(rows))
+    callbacks = [_progress_callback(progress)]
+    build = _train_seq2seq if is_seq2seq else _train_causal
+    trainer = build(model, tokenizer, rows, kd, args, callbacks)
+    resume = _last_good_checkpoint(ckpt_dir)
+    if resume:
+        log.info("KD: resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=resume)
+
+    final = _plain_model(trainer.model).to("cpu")
+    final.eval()
+    tmp_dir = out_dir / ".model.tmp"
+    if tmp_dir.exists():
+        shutil.rmtree(tmp_dir)
+    final.save_pretrained(tmp_dir, safe_serialization=True)
+    tokenizer.save_pretrained(tmp_dir)
+    write_json(tmp_dir / _MARKER, {"fingerprint": fingerprint, "student": student, "examples": len(rows)})
+    write_json(out_dir / "train_log.json", trainer.state.log_history)
+    # Publish the finished folder in one rename: a crash leaves either the old model or the new.
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    tmp_dir.rename(model_dir)
+
+    del trainer, model, final
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return model_dir

@@ -1,0 +1,277 @@
+"""The RL rewards: eight rationale-quality aspects plus ``answer_f1`` (Lee et al., 2024, Sec. 3.3).
+
+    rewards = RewardSet(cfg.rl, answer_lm=large_lm, scorer=RationaleScorer(...))
+    comps = rewards.components(rows)      # rows: question, context, answer (gold), rationale
+    totals = rewards.total(comps)         # one scalar reward per row
+    funcs, weights = rewards.trl_reward_functions()   # for TRL GRPOTrainer / RLOOTrainer
+
+* Aspect rewards come from ``scorer.score(rows, aspects) -> [{aspect: score in [0, 1]}]``
+  (``lmcot.metrics.rationale.RationaleScorer``), all aspects of a batch in one call.
+* ``answer_f1``: the frozen large LM answers ``Answer(question, context, rationale)`` with
+  ``dspy.Predict`` (DSPy's configured adapter, ChatAdapter by default: the same call LM-guided CoT
+  makes at inference), scored with token F1 against the gold answer. Calls run concurrently.
+* ``extra``: custom named rewards ``(rows) -> list[float]``; their weights go in ``weights``
+  (default 1.0).
+
+Weights come from ``rl.weights`` (overridable per name with ``weights=``). **A reward whose weight is
+0 is never computed**: no judge or large-LM calls are made (and paid) for it, and it is not passed
+to TRL. So ``rl.weights.answer_f1=0`` trains on rationale quality alone without any answer calls.
+
+Aggregation (``rl.aggregation``):
+
+* ``weighted_sum``: ``total = sum_i w_i * r_i``.
+* ``normalize_sum``: each component is z-normalised across the batch (population std; a component
+  with std 0 becomes all zeros), then ``total = sum_i w_i * z_i``. This keeps a reward with a small
+  spread (e.g. fluency) from being drowned by one with a large spread.
+
+Logging: ``log_metrics(components)`` gives ``rewards/<name>/mean`` (the values that enter the
+weighted sum), ``reward`` (mean total) and, for ``normalize_sum``, ``raw_rewards/<name>/mean`` (the
+unnormalised means). These are the names TRL logs for its reward functions, so GRPO/RLOO runs and
+the seq2seq loop produce the same keys, and ``reward == sum_i w_i * rewards/<name>/mean``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import math
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from lmcot.config import ASPECTS, REWARDS, RLConfig
+
+log = logging.getLogger(__name__)
+
+RewardFn = Callable[[list[dict[str, Any]]], list[float]]
+
+# How many recent batches the TRL reward functions share results for (see trl_reward_functions).
+_SHARED_BATCHES = 4
+
+
+@dataclass(frozen=True)
+class _Batch:
+    raw: dict[str, list[float]]
+    summands: dict[str, list[float]]
+    metrics: dict[str, float]
+
+
+def zscore(values: list[float]) -> list[float]:
+    """Batch z-normalisation with the population std; a constant component becomes zeros."""
+    n = len(values)
+    if n == 0:
+        return []
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / n)
+    if std < 1e-12:
+        return [0.0] * n
+    return [(v - mean) / std for v in values]
+
+
+def _completion_text(completion: Any) -> str:
+    # TRL passes strings for plain-text prompts and message lists for conversational ones.
+    if isinstance(completion, list):
+        return str(completion[-1].get("content", "")) if completion else ""
+    return str(completion)
+
+
+class RewardSet:
+    """The weighted rewards an RL run optimises (see the module docstring)."""
+
+    def __init__(self, rl: RLConfig, answer_lm: Any = None, scorer: Any = None, concurrency: int = 8,
+                 extra: dict[str, RewardFn] | None = None, weights: dict[str, float] | None = None):
+        self.rl = rl
+        self.aggregation = rl.aggregation
+        self.answer_lm = answer_lm
+        self.scorer = scorer
+        self.concurrency = max(1, int(concurrency))
+        self.extra = dict(extra or {})
+        clash = sorted(set(self.extra) & set(REWARDS))
+        if clash:
+            raise ValueError(f"extra reward names {clash} clash with the built-in rewards")
+        all_weights = {name: float(getattr(rl.weights, name)) for name in REWARDS}
+        all_weights.update({name: 1.0 for name in self.extra})
+        for name, w in (weights or {}).items():
+            if name not in all_weights:
+                raise ValueError(f"weights: unknown reward {name!r}; known: {sorted(all_weights)}")
+            all_weights[name] = float(w)
+        self.all_weights = all_weights
+        # Zero-weight rewards are dropped here, once: nothing downstream computes them.
+        self.weights = {n: w for n, w in all_weights.items() if w != 0.0}
+        if not self.weights:
+            raise ValueError("every reward weight is 0: nothing to optimise")
+        self.aspects = [a for a in ASPECTS if a in self.weights]
+        if self.aspects and scorer is None:
+            raise ValueError(f"aspect rewards {self.aspects} have non-zero weight but no scorer was given: pass "
+                             "scorer=RationaleScorer(...) (or RewardSet.from_config) or set their weights to 0")
+        if "answer_f1" in self.weights and answer_lm is None:
+            raise ValueError("answer_f1 has non-zero weight but no answer_lm (the frozen large LM) was given")
+        self._predictor = None
+        self._lock = threading.Lock()
+        self._shared: OrderedDict[tuple, Future] = OrderedDict()
+        self._pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Any, answer_lm: Any, *, judge_lm: Any = None, reference_lm: Any = None,
+                    extra: dict[str, RewardFn] | None = None) -> RewardSet:
+        """From an ``LMCoTConfig``: builds the ``RationaleScorer`` only when an aspect weight is
+        non-zero (so a run on answer F1 alone needs no judge and imports nothing more)."""
+        rl = cfg.rl
+        scorer = None
+        if any(getattr(rl.weights, a) != 0 for a in ASPECTS):
+            from lmcot.metrics.rationale import RationaleScorer
+
+            scorer = RationaleScorer(cfg.rationale_metrics, judge_lm=judge_lm, reference_lm=reference_lm)
+        return cls(rl, answer_lm=answer_lm, scorer=scorer, concurrency=cfg.rationale_metrics.concurrency,
+                   extra=extra)
+
+    @property
+    def names(self) -> list[str]:
+        """Active reward names (non-zero weight), in a fixed order: aspects, answer_f1, extras."""
+        return list(self.weights)
+
+    # -- computing ------------------------------------------------------------------------
+    def components(self, rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+        """Each active reward for each row. ``rows``: ``question``, ``context``, ``answer`` (gold),
+        ``rationale``. Aspect scores come from one scorer call, which runs while the large-LM
+        answers are fetched concurrently."""
+        rows = [dict(r, rationale=str(r.get("rationale", "")).strip()) for r in rows]
+        out: dict[str, list[float]] = {}
+        aspect_job: Future | None = None
+        pool = None
+        if self.aspects:
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmcot-aspects")
+            aspect_rows = [{"question": r["question"], "context": r["context"], "rationale": r["rationale"]} for r in rows]
+            aspect_job = pool.submit(contextvars.copy_context().run, self.scorer.score, aspect_rows, list(self.aspects))
+        try:
+            answer_scores = self.answer_f1(rows) if "answer_f1" in self.weights else None
+            scores = aspect_job.result() if aspect_job is not None else None
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        if scores is not None:
+            if len(scores) != len(rows):
+                raise ValueError(f"scorer returned {len(scores)} score rows for {len(rows)} rationales")
+            for a in self.aspects:
+                out[a] = [float(s[a]) for s in scores]
+        if answer_scores is not None:
+            out["answer_f1"] = answer_scores
+        for name, fn in self.extra.items():
+            if name in self.weights:
+                values = [float(v) for v in fn(rows)]
+                if len(values) != len(rows):
+                    raise ValueError(f"extra reward {name!r} returned {len(values)} values for {len(rows)} rows")
+                out[name] = values
+        return {n: out[n] for n in self.names}
+
+    def answer_f1(self, rows: list[dict[str, Any]]) -> list[float]:
+        """Token F1 of the large LM's answer given each row's rationale (concurrent calls)."""
+        import dspy
+        from dspy.utils.exceptions import AdapterParseError
+
+        from lmcot.metrics.answer import answer_f1
+        from lmcot.programs.parallel import map_concurrently
+        from lmcot.programs.signatures import Answer
+
+        if self._predictor is None:
+            self._predictor = dspy.Predict(Answer)
+            self._predictor.lm = self.answer_lm
+
+        def one(row: dict[str, Any]) -> float:
+            try:
+                pred = self._predictor(question=row["question"], context=row["context"], rationale=row["rationale"])
+            except AdapterParseError:
+                # An unparseable reply is a wrong answer, not a reason to stop training.
+                log.warning("large-LM reply could not be parsed; answer_f1 = 0 for this rollout")
+                return 0.0
+            return float(answer_f1(pred.answer, row["answer"]))
+
+        return map_concurrently(one, rows, max_workers=self.concurrency)
+
+    # -- aggregating ----------------------------------------------------------------------
+    def summands(self, components: dict[str, list[float]]) -> dict[str, list[float]]:
+        """The per-reward values that are weighted and summed: the raw components for
+        ``weighted_sum``, their batch z-scores for ``normalize_sum``."""
+        if self.aggregation == "normalize_sum":
+            return {n: zscore(v) for n, v in components.items()}
+        return {n: [float(x) for x in v] for n, v in components.items()}
+
+    def total(self, components: dict[str, list[float]]) -> list[float]:
+        """One scalar reward per row: ``sum_i w_i * summand_i`` (see the module docstring)."""
+        parts = self.summands(components)
+        n = len(next(iter(parts.values()))) if parts else 0
+        return [sum(self.weights[name] * parts[name][i] for name in parts) for i in range(n)]
+
+    def log_metrics(self, components: dict[str, list[float]]) -> dict[str, float]:
+        """Means for the training log, under the names TRL uses (see the module docstring)."""
+        parts = self.summands(components)
+        metrics = {f"rewards/{n}/mean": _mean(v) for n, v in parts.items()}
+        metrics["reward"] = _mean(self.total(components))
+        if self.aggregation == "normalize_sum":
+            metrics.update({f"raw_rewards/{n}/mean": _mean(v) for n, v in components.items()})
+        return metrics
+
+    # -- TRL ------------------------------------------------------------------------------
+    def trl_reward_functions(self) -> tuple[list[Callable], list[float]]:
+        """``(reward_funcs, reward_weights)`` for TRL's GRPOTrainer / RLOOTrainer.
+
+        One async function per active reward, named after it (TRL logs ``rewards/<name>/mean``),
+        called as ``f(prompts, completions, question=[...], context=[...], answer=[...], ...)``
+        with the dataset's columns. TRL gathers all of them on one event loop for each generation
+        batch; the first to arrive starts one shared computation of every component (one scorer
+        call, one round of large-LM calls) in a worker thread and the others await the same
+        future, so nothing is computed twice. For ``normalize_sum`` each returns its batch
+        z-scores, so TRL's weighted sum is normalise-then-sum; the raw means are logged through
+        TRL's ``log_metric`` as ``raw_rewards/<name>/mean``.
+        """
+        funcs = [self._trl_function(name, first=(i == 0)) for i, name in enumerate(self.names)]
+        return funcs, [self.weights[n] for n in self.names]
+
+    def _trl_function(self, name: str, first: bool) -> Callable:
+        async def reward(prompts, completions, question, context, answer, log_metric=None, **_: Any) -> list[float]:
+            texts = [_completion_text(c).strip() for c in completions]
+            batch = await self._shared_batch(list(question), list(context), list(answer), texts)
+            if first and log_metric is not None and self.aggregation == "normalize_sum":
+                for n, values in batch.raw.items():
+                    log_metric(f"raw_rewards/{n}/mean", _mean(values))
+            return batch.summands[name]
+
+        reward.__name__ = name
+        reward.__qualname__ = f"RewardSet.{name}"
+        return reward
+
+    async def _shared_batch(self, questions: list[str], contexts: list[str], answers: list[str],
+                            rationales: list[str]) -> _Batch:
+        key = tuple(zip(questions, contexts, answers, rationales))
+        # A threading lock and concurrent futures (not asyncio ones) keep this correct even if
+        # TRL's event loop, or a second one, calls from another thread.
+        with self._lock:
+            fut = self._shared.get(key)
+            if fut is None:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmcot-rewards")
+                rows = [{"question": q, "context": c, "answer": a, "rationale": r} for q, c, a, r in key]
+                fut = self._pool.submit(contextvars.copy_context().run, self._compute_batch, rows)
+                self._shared[key] = fut
+                while len(self._shared) > _SHARED_BATCHES:
+                    self._shared.popitem(last=False)
+        return await asyncio.wrap_future(fut)
+
+    def _compute_batch(self, rows: list[dict[str, Any]]) -> _Batch:
+        raw = self.components(rows)
+        return _Batch(raw=raw, summands=self.summands(raw), metrics=self.log_metrics(raw))
+
+    def close(self) -> None:
+        """Stop the worker thread used by the TRL reward functions (also done at exit)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            self._shared.clear()
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0

@@ -1,0 +1,186 @@
+"""RL for causal students with TRL: GRPO (default) or RLOO, starting from the KD checkpoint.
+
+    path = train_grpo(kd_checkpoint, rows, RewardSet(...), cfg.rl, cfg.small_lm, Path("runs/x/rl"))
+    # -> runs/x/rl/model (merged, safetensors), runs/x/rl/train_log.json, runs/x/rl/checkpoints/
+
+The paper trained FLAN-T5 with PPO; TRL 1.16 has no PPO trainer and its online trainers take causal
+LMs only, so causal students use GRPO/RLOO (critic-free, group baseline) and encoder-decoder
+students use the loop in ``rl_seq2seq``.
+
+Prompts are the exact text the small LM sees at inference: ``render_prompt(tokenizer,
+rationale_messages(question, context), False)``, given to TRL as plain strings (TRL applies no
+chat template to a string prompt). TRL would tokenize them with the tokenizer's default special
+tokens, which for some tokenizers (Llama) prepends a BOS that inference does not; the trainer
+subclass below tokenizes them as ``TransformersEngine.generate`` does instead (same special-token
+rule, same left truncation at ``small_lm.max_input_tokens``).
+
+Batching: ``rl.batch_size`` counts completions per optimisation step (TRL's convention); it is
+rounded up to a multiple of ``rl.num_generations``, so each step samples
+``batch_size / num_generations`` prompts with ``num_generations`` rationales each.
+KL: ``beta = rl.kl`` against the KD checkpoint (with LoRA: the base with adapters disabled, which is
+the same model). Checkpoints go to ``out_dir/checkpoints`` every ``rl.save_steps``; a rerun resumes
+from the newest one (a larger ``max_steps`` continues training).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from lmcot.config import RLConfig, SmallLMConfig
+
+log = logging.getLogger(__name__)
+
+
+def completions_per_step(rl: RLConfig) -> int:
+    """``rl.batch_size`` rounded up to a multiple of ``rl.num_generations`` (TRL needs whole groups)."""
+    g = rl.num_generations
+    return max(g, -(-rl.batch_size // g) * g)
+
+
+def engine_adds_special_tokens(tokenizer: Any, is_encoder_decoder: bool) -> bool:
+    """The rule ``TransformersEngine.generate`` uses: a rendered chat template already holds every
+    special token it needs; a flat prompt gets the tokenizer's defaults (T5's EOS, a BOS...)."""
+    return is_encoder_decoder or not getattr(tokenizer, "chat_template", None)
+
+
+def build_prompt_rows(trainset: list[dict[str, Any]], tokenizer: Any, is_encoder_decoder: bool) -> list[dict[str, Any]]:
+    """Dataset rows: ``prompt`` (the rendered inference prompt) plus question/context/answer."""
+    from lmcot.programs.adapter import rationale_messages
+    from lmcot.prompting import render_prompt
+
+    return [{"prompt": render_prompt(tokenizer, rationale_messages(r["question"], r["context"]), is_encoder_decoder),
+             "question": r["question"], "context": r["context"], "answer": r["answer"]} for r in trainset]
+
+
+def _trainer_class(algorithm: str, max_input_tokens: int):
+    if algorithm == "grpo":
+        from trl import GRPOTrainer as base
+    elif algorithm == "rloo":
+        from trl import RLOOTrainer as base
+    else:
+        raise ValueError(f"train_grpo: algorithm must be 'grpo' or 'rloo', got {algorithm!r}")
+
+    class InferencePromptTrainer(base):  # type: ignore[misc, valid-type]
+        """TRL trainer that tokenizes string prompts exactly as the inference engine does."""
+
+        def _tokenize_prompts(self, prompts: list):
+            if not prompts or not isinstance(prompts[0], str):
+                return super()._tokenize_prompts(prompts)
+            tok = self.processing_class
+            tok.truncation_side = "left"  # cut old context, never the question (as at inference)
+            ids = tok(text=prompts, add_special_tokens=engine_adds_special_tokens(tok, False), truncation=True,
+                      max_length=max_input_tokens)["input_ids"]
+            return ids, None, {}
+
+    return InferencePromptTrainer
+
+
+def _training_dtype(small_cfg: SmallLMConfig) -> str:
+    # Master weights stay in float32 unless the user pinned a dtype: Adam updates on bf16 weights
+    # lose small steps. On GPU, bf16 autocast (TrainingArguments.bf16) keeps it fast.
+    return "float32" if small_cfg.dtype == "auto" else small_cfg.dtype
+
+
+def _trainer_args(algorithm: str, rl: RLConfig, small_cfg: SmallLMConfig, out_dir: Path, device: str):
+    import torch
+
+    common: dict[str, Any] = dict(
+        output_dir=str(out_dir / "checkpoints"),
+        per_device_train_batch_size=completions_per_step(rl),
+        gradient_accumulation_steps=1,
+        num_generations=rl.num_generations,
+        max_steps=rl.max_steps,
+        learning_rate=rl.learning_rate,
+        beta=rl.kl,
+        epsilon=rl.clip_eps,
+        temperature=rl.temperature,
+        top_p=1.0,
+        top_k=0,
+        max_completion_length=rl.max_new_tokens,
+        seed=rl.seed,
+        data_seed=rl.seed,
+        logging_steps=rl.logging_steps,
+        save_strategy="steps",
+        save_steps=rl.save_steps,
+        save_total_limit=2,
+        report_to=list(rl.report_to) or "none",
+        logging_dir=str(out_dir / "runs"),
+        # Small models: recomputing activations costs more time than the memory it saves.
+        gradient_checkpointing=False,
+        use_cpu=device == "cpu",
+        bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported() and _training_dtype(small_cfg) == "float32",
+        remove_unused_columns=False,
+    )
+    if algorithm == "grpo":
+        from trl import GRPOConfig
+
+        return GRPOConfig(**common)
+    from trl import RLOOConfig
+
+    return RLOOConfig(**common)
+
+
+def _lora_config(rl: RLConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=rl.lora_r, lora_alpha=rl.lora_alpha, target_modules="all-linear", lora_dropout=0.0,
+                      task_type="CAUSAL_LM")
+
+
+def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfig, small_cfg: SmallLMConfig,
+               out_dir: Path, *, algorithm: str = "grpo") -> Path:
+    """Train a causal student with TRL GRPO (``algorithm="grpo"``) or RLOO (``"rloo"``).
+
+    ``trainset``: dicts with question, context, answer. ``rewards``: a ``RewardSet``.
+    Returns ``out_dir/model`` (merged weights + tokenizer, safetensors), loadable with
+    ``from_pretrained`` and usable as ``small_lm.model``.
+    """
+    from datasets import Dataset
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from lmcot.hf_engine import load_model_and_tokenizer, pick_device
+    from lmcot.jsonl import write_json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer_cls = _trainer_class(algorithm, small_cfg.max_input_tokens)  # validates `algorithm` first
+    device = pick_device(small_cfg.device)
+    model, tokenizer, is_seq2seq = load_model_and_tokenizer(
+        start_checkpoint, device=device, dtype=_training_dtype(small_cfg),
+        trust_remote_code=small_cfg.trust_remote_code, revision=small_cfg.revision)
+    if is_seq2seq:
+        raise ValueError(f"{start_checkpoint} is an encoder-decoder model: TRL {algorithm.upper()} trains causal LMs "
+                         "only; use rl.algorithm=seq2seq_rloo or seq2seq_ppo")
+    tokenizer.padding_side = "left"
+    per_step = completions_per_step(rl)
+    if per_step != rl.batch_size:
+        log.warning("rl.batch_size=%d rounded up to %d (a multiple of num_generations=%d)",
+                    rl.batch_size, per_step, rl.num_generations)
+    if len(trainset) < per_step // rl.num_generations:
+        raise ValueError(f"{len(trainset)} training questions, but each step needs {per_step // rl.num_generations} "
+                         f"(batch_size {per_step} / num_generations {rl.num_generations})")
+
+    dataset = Dataset.from_list(build_prompt_rows(trainset, tokenizer, is_encoder_decoder=False))
+    funcs, weights = rewards.trl_reward_functions()
+    args = _trainer_args(algorithm, rl, small_cfg, out_dir, device)
+    args.reward_weights = weights
+    trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
+                          processing_class=tokenizer, peft_config=_lora_config(rl) if rl.lora else None)
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    if last:
+        log.info("resuming RL from %s", last)
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    finally:
+        rewards.close()
+
+    final = trainer.model
+    if rl.lora:
+        final = final.merge_and_unload()
+    model_dir = out_dir / "model"
+    final.save_pretrained(str(model_dir))  # transformers 5: safetensors
+    tokenizer.save_pretrained(str(model_dir))
+    write_json(out_dir / "train_log.json", trainer.state.log_history)
+    return model_dir

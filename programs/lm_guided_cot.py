@@ -1,0 +1,78 @@
+"""LM-guided chain-of-thought (Lee et al., 2024): a small LM writes the rationale, a large frozen LM
+answers from question + context + rationale.
+
+    small = lmcot.build_lm(SmallLMConfig(model="Qwen/Qwen2.5-0.5B-Instruct"))
+    large = lmcot.build_lm(LargeLMConfig(model="openai/gpt-4o-mini", api_key_env="OPENAI_API_KEY"))
+    program = LMGuidedCoT(small, large, num_samples=5)     # 5 rationales, majority vote
+    program(question="...", context="...").answer
+"""
+
+from __future__ import annotations
+
+import dspy
+
+from lmcot.programs.adapter import RationaleAdapter
+from lmcot.programs.parallel import map_concurrently
+from lmcot.programs.signatures import Answer, Rationalize
+from lmcot.programs.voting import majority_vote
+
+
+class LMGuidedCoT(dspy.Module):
+    """Rationalize on the small LM, then Answer on the large LM.
+
+    ``num_samples > 1`` is self-consistency: k rationales sampled at ``sample_temperature`` (sent
+    concurrently, so an in-process small LM generates them in one batch), one answer per rationale,
+    majority vote over normalised answers. The prediction keeps every rationale and answer.
+    """
+
+    def __init__(self, small_lm: dspy.LM | None = None, large_lm: dspy.LM | None = None, num_samples: int = 1,
+                 sample_temperature: float = 0.7):
+        super().__init__()
+        if num_samples < 1:
+            raise ValueError("num_samples must be >= 1")
+        self.rationalize = dspy.Predict(Rationalize)
+        self.answer = dspy.Predict(Answer)
+        self.rationalize.lm = small_lm
+        self.answer.lm = large_lm
+        # The large LM is frozen: optimizers must never turn its calls into training data.
+        self.answer._compiled = True
+        self.num_samples = num_samples
+        self.sample_temperature = sample_temperature
+        self.rationale_adapter = RationaleAdapter()
+
+    @property
+    def small_lm(self) -> dspy.LM | None:
+        return self.rationalize.lm
+
+    @property
+    def large_lm(self) -> dspy.LM | None:
+        return self.answer.lm
+
+    def write_rationales(self, question: str, context: str, k: int | None = None) -> list[str]:
+        """k rationales from the small LM (greedy when k == 1)."""
+        k = k or self.num_samples
+
+        def one(i: int) -> str:
+            config = {} if k == 1 else {"temperature": self.sample_temperature, "rollout_id": i}
+            with dspy.context(adapter=self.rationale_adapter):
+                return self.rationalize(question=question, context=context, config=config).rationale
+
+        return map_concurrently(one, range(k), max_workers=k)
+
+    def forward(self, question: str, context: str) -> dspy.Prediction:
+        rationales = self.write_rationales(question, context)
+        answers = map_concurrently(
+            lambda r: self.answer(question=question, context=context, rationale=r).answer,
+            rationales, max_workers=len(rationales),
+        )
+        win = majority_vote(answers)
+        return dspy.Prediction(rationale=rationales[win], answer=answers[win], rationales=rationales, answers=answers)
+
+    @classmethod
+    def load(cls, path, *args, **kwargs):  # type: ignore[override]
+        """``LMGuidedCoT.load(OUT)`` restores a compiled program folder (LMs rebuilt from its saved
+        config, API keys from the environment). On an instance with a file path this is DSPy's
+        ``Module.load``, which loads predictor state into the existing program."""
+        from lmcot.program_io import load_program
+
+        return load_program(path)

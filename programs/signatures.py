@@ -1,0 +1,31 @@
+"""What each step of LM-guided CoT does (the *how* lives in the modules and the LMs they run on)."""
+
+import dspy
+
+
+class Rationalize(dspy.Signature):
+    """Read the context and write a short step-by-step rationale that connects the facts needed to
+    answer the question. Reason only from the context."""
+
+    question: str = dspy.InputField()
+    context: str = dspy.InputField()
+    rationale: str = dspy.OutputField(desc="step-by-step reasoning grounded in the context")
+
+
+class Answer(dspy.Signature):
+    """Answer the question from the context, using the rationale as a guide. Give a short answer
+    span (an entity, a date, a number, or yes/no), not a sentence."""
+
+    question: str = dspy.InputField()
+    context: str = dspy.InputField()
+    rationale: str = dspy.InputField(desc="a rationale written by another model; it may contain mistakes")
+    answer: str = dspy.OutputField(desc="a short span, as in extractive QA")
+
+
+class AnswerDirectly(dspy.Signature):
+    """Answer the question from the context. Give a short answer span (an entity, a date, a number,
+    or yes/no), not a sentence."""
+
+    question: str = dspy.InputField()
+    context: str = dspy.InputField()
+    answer: str = dspy.OutputField(desc="a short span, as in extractive QA")

@@ -1,0 +1,20 @@
+"""Self-consistency: majority vote over normalised answers, ties broken by first appearance."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from lmcot.metrics.answer import normalize_answer
+
+
+def majority_vote(answers: list[str]) -> int:
+    """Index of the winning answer. Answers are compared after the official HotpotQA normalisation
+    ("The Beatles." == "beatles"); answers that normalise to nothing vote only if all do; among
+    answers with the most votes the one that appeared first wins, so the result is deterministic."""
+    if not answers:
+        raise ValueError("majority_vote needs at least one answer")
+    keys = [normalize_answer(a or "") for a in answers]
+    candidates = [i for i, k in enumerate(keys) if k] or list(range(len(keys)))
+    counts = Counter(keys[i] for i in candidates)
+    best = max(counts.values())
+    return next(i for i in candidates if counts[keys[i]] == best)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The quickstart, offline: set up .venv, start a local stand-in large LM, and run
+#   lmcot compile --config configs/quickstart.yaml --out runs/quickstart
+# then evaluate the compiled program against the two baselines.
+#
+# Nothing is downloaded: the small LM is a tiny random-init model built locally, and the large LM is
+# lmcot's scripted OpenAI-compatible server on 127.0.0.1 that reads the gold answers of the bundled
+# data (a stand-in so the pipeline runs without an API key). For a real run, point the same config at
+# real models:  --set small_lm.model=Qwen/Qwen2.5-0.5B-Instruct --set large_lm.model=openai/gpt-4o-mini
+#               --set large_lm.api_base=null --set large_lm.api_key_env=OPENAI_API_KEY
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 LITELLM_LOCAL_MODEL_COST_MAP=True TOKENIZERS_PARALLELISM=false
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+OUT=${OUT:-runs/quickstart}
+
+log=$(mktemp)
+.venv/bin/python -m lmcot.testing.oracle_server --data configs/quickstart/hotpotqa_train.json \
+  --data configs/quickstart/hotpotqa_dev.json --wrong-rate 0.25 --port 0 >"$log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
+url=$(grep -o 'http://127.0.0.1:[0-9]*/v1' "$log" | head -1)
+[ -n "$url" ] || { echo "the stand-in large LM did not start:"; cat "$log"; exit 1; }
+echo "stand-in large LM (scripted, knows the gold answers; no API key needed) at $url"
+
+.venv/bin/lmcot compile --config configs/quickstart.yaml --out "$OUT" --set large_lm.api_base="$url" "$@"
+.venv/bin/lmcot evaluate --program "$OUT" --out "$OUT/eval" --set large_lm.api_base="$url"

@@ -1,0 +1,74 @@
+"""Shared test set-up: offline, single-threaded, every cache in a temporary folder.
+
+The environment is set before anything imports litellm, transformers or dspy: without it imports try
+the network (and hang here), and two busy cores make tiny-model training up to 70x slower.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_TMP = Path(tempfile.mkdtemp(prefix="lmcot-tests-"))
+for key, value in {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "OMP_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "WANDB_DISABLED": "true",
+    "DSPY_CACHEDIR": str(_TMP / "dspy_cache"),
+    "LMCOT_TINY_DIR": str(_TMP / "tiny"),
+}.items():
+    os.environ.setdefault(key, value)
+
+import pytest  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HOTPOT = FIXTURES / "hotpotqa_dev_slice.json"
+TWOWIKI = FIXTURES / "2wiki_dev_slice.json"
+
+
+@pytest.fixture(scope="session")
+def hotpot_examples():
+    from lmcot.data import load_examples
+
+    return load_examples("hotpotqa", str(HOTPOT)).examples
+
+
+@pytest.fixture(scope="session")
+def oracle_server(hotpot_examples):
+    """A real OpenAI-compatible HTTP server on 127.0.0.1 playing a large LM that knows the gold answers."""
+    from lmcot.testing.oracle_responder import OracleResponder
+    from lmcot.testing.oracle_server import OracleServer
+
+    twowiki = __import__("lmcot.data", fromlist=["load_examples"]).load_examples("2wiki", str(TWOWIKI)).examples
+    with OracleServer(OracleResponder([e.toDict() for e in [*hotpot_examples, *twowiki]])) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_path():
+    from lmcot.tiny import resolve_tiny
+
+    return resolve_tiny("tiny-random/llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_seq2seq_path():
+    from lmcot.tiny import resolve_tiny
+
+    return resolve_tiny("tiny-random/t5")
+
+
+@pytest.fixture()
+def fresh_cache(tmp_path):
+    """Point DSPy's disk cache at a fresh folder (and memory cache off) for tests that count calls."""
+    import dspy
+
+    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(tmp_path / "dspy"))
+    yield tmp_path / "dspy"
+    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True,
+                         disk_cache_dir=os.environ["DSPY_CACHEDIR"])
