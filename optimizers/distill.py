@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -95,16 +96,20 @@ def build_example(tokenizer: Any, is_encoder_decoder: bool, row: Any, max_length
     return {"input_ids": prompt + target, "labels": [-100] * len(prompt) + target}
 
 
-def _fingerprint(kept: list[Any], student: str, kd: KDConfig, small_cfg: SmallLMConfig) -> str:
-    """Hash of what training depends on: a checkpoint or model from other inputs is not reused."""
-    h = hashlib.sha256()
+# What a checkpoint depends on. The step budget is left out on purpose: raising max_steps and
+# rerunning continues the same training from its last checkpoint.
+_RESUME_KEYS = ("learning_rate", "batch_size", "gradient_accumulation_steps", "max_length", "lora", "lora_r",
+                "lora_alpha", "lora_dropout", "lora_target_modules", "seed")
+_BUDGET_KEYS = ("max_steps", "num_train_epochs")
+
+
+def _fingerprint(kept: list[Any], student: str, kd: KDConfig, small_cfg: SmallLMConfig, keys: tuple[str, ...]) -> str:
+    """Hash of the data, the student and the ``keys`` settings: a checkpoint or a finished model
+    trained from other inputs is never reused."""
     rows = [[_field(r, "question"), _field(r, "context"), _field(r, "rationale")] for r in kept]
-    train_keys = ("max_steps", "num_train_epochs", "learning_rate", "batch_size", "gradient_accumulation_steps",
-                  "max_length", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "seed")
-    settings = {k: getattr(kd, k) for k in train_keys}
-    student_id = {"student": student, "revision": small_cfg.revision}
-    h.update(json.dumps([rows, settings, student_id], sort_keys=True, ensure_ascii=False).encode("utf-8"))
-    return h.hexdigest()[:16]
+    settings = {k: getattr(kd, k) for k in keys}
+    payload = [rows, settings, {"student": student, "revision": small_cfg.revision}]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
 
 
 def _read_marker(folder: Path) -> str | None:
@@ -164,7 +169,7 @@ def _progress_callback(enabled: bool):
     return RichProgress()
 
 
-def _common_args(kd: KDConfig, ckpt_dir: Path, small_cfg: SmallLMConfig, n_examples: int) -> dict[str, Any]:
+def _common_args(kd: KDConfig, ckpt_dir: Path, small_cfg: SmallLMConfig) -> dict[str, Any]:
     import torch
 
     use_cpu = small_cfg.device == "cpu" or not torch.cuda.is_available()
@@ -179,8 +184,6 @@ def _common_args(kd: KDConfig, ckpt_dir: Path, small_cfg: SmallLMConfig, n_examp
         # Checkpoints exist to resume a killed run: two are enough, old ones only fill the disk.
         save_total_limit=2,
     )
-    if n_examples < kd.batch_size:
-        log.info("KD: %d examples, fewer than batch_size=%d", n_examples, kd.batch_size)
     return args
 
 
@@ -217,6 +220,20 @@ def _train_seq2seq(model, tokenizer, rows: list[dict], kd: KDConfig, args: dict[
                           data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
 
 
+@contextmanager
+def _quiet_datasets():
+    """Hide the `datasets` map/filter bars TRL draws while it prepares a few hundred rows."""
+    from datasets.utils import logging as ds_logging
+
+    was_enabled = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            ds_logging.enable_progress_bar()
+
+
 def _plain_model(model):
     """Merge a LoRA adapter into the base weights so the saved folder is an ordinary checkpoint."""
     if hasattr(model, "merge_and_unload"):
@@ -241,15 +258,16 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
         raise ValueError("no kept teacher rationales to distil from (every sample failed the keep filter?)")
     out_dir = Path(out_dir)
     model_dir, ckpt_dir = out_dir / "model", out_dir / "checkpoints"
-    fingerprint = _fingerprint(kept, student, kd, small_cfg)
-    if _read_marker(model_dir) == fingerprint and (model_dir / "config.json").is_file():
+    run_fp = _fingerprint(kept, student, kd, small_cfg, _RESUME_KEYS)
+    model_fp = _fingerprint(kept, student, kd, small_cfg, _RESUME_KEYS + _BUDGET_KEYS)
+    if _read_marker(model_dir) == model_fp and (model_dir / "config.json").is_file():
         log.info("KD: %s already holds the model trained from these rationales; reusing it", model_dir)
         return model_dir
-    if ckpt_dir.exists() and _read_marker(ckpt_dir) != fingerprint:
+    if ckpt_dir.exists() and _read_marker(ckpt_dir) != run_fp:
         # Checkpoints from other data or settings: resuming would mix two trainings.
         shutil.rmtree(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    write_json(ckpt_dir / _MARKER, {"fingerprint": fingerprint})
+    write_json(ckpt_dir / _MARKER, {"fingerprint": run_fp})
 
     set_seed(kd.seed)
     # Full-precision weights on CPU; the Trainer moves them to the accelerator and runs bf16
@@ -259,10 +277,10 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
         revision=small_cfg.revision)
     model.train()
     rows = [build_example(tokenizer, is_seq2seq, r, kd.max_length) for r in kept]
-    args = _common_args(kd, ckpt_dir, small_cfg, len(rows))
-    callbacks = [_progress_callback(progress)]
+    args = _common_args(kd, ckpt_dir, small_cfg)
     build = _train_seq2seq if is_seq2seq else _train_causal
-    trainer = build(model, tokenizer, rows, kd, args, callbacks)
+    with _quiet_datasets():
+        trainer = build(model, tokenizer, rows, kd, args, [_progress_callback(progress)])
     resume = _last_good_checkpoint(ckpt_dir)
     if resume:
         log.info("KD: resuming from %s", resume)
@@ -275,9 +293,10 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
         shutil.rmtree(tmp_dir)
     final.save_pretrained(tmp_dir, safe_serialization=True)
     tokenizer.save_pretrained(tmp_dir)
-    write_json(tmp_dir / _MARKER, {"fingerprint": fingerprint, "student": student, "examples": len(rows)})
+    write_json(tmp_dir / _MARKER, {"fingerprint": model_fp, "student": student, "examples": len(rows)})
     write_json(out_dir / "train_log.json", trainer.state.log_history)
-    # Publish the finished folder in one rename: a crash leaves either the old model or the new.
+    # The model is written aside and renamed into place: a crash never leaves a half-written
+    # `model` folder that a rerun would take for a finished one (the marker is checked too).
     if model_dir.exists():
         shutil.rmtree(model_dir)
     tmp_dir.rename(model_dir)

@@ -106,7 +106,6 @@ def _trainer_args(algorithm: str, rl: RLConfig, small_cfg: SmallLMConfig, out_di
         save_steps=rl.save_steps,
         save_total_limit=2,
         report_to=list(rl.report_to) or "none",
-        logging_dir=str(out_dir / "runs"),
         # Small models: recomputing activations costs more time than the memory it saves.
         gradient_checkpointing=False,
         use_cpu=device == "cpu",

@@ -31,14 +31,24 @@ ROW = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_cache(tmp_path_factory):
+    """One DSPy disk cache for this module (opening one costs ~0.8 s). DSPy's cache key ignores
+    ``api_base``, so each test names its judge differently (``judge_lm``) to keep entries apart."""
+    configure_cache(tmp_path_factory.mktemp("dspy-cache"))
+
+
+_NAME = {"test": ""}
+
+
 @pytest.fixture(autouse=True)
-def _fresh_cache(tmp_path):
-    """Each test gets its own DSPy disk cache (and a fresh in-memory one)."""
-    configure_cache(tmp_path / "cache")
+def _judge_name(request):
+    _NAME["test"] = request.node.name
 
 
 def judge_lm(srv: OracleServer):
-    return build_lm(LargeLMConfig(model="openai/judge", api_base=srv.url, num_retries=0))
+    """The judge as lmcot builds it from config: litellm to the local server, named after the test."""
+    return build_lm(LargeLMConfig(model=f"openai/judge-{_NAME['test']}", api_base=srv.url, num_retries=0))
 
 
 def last_user(body: dict) -> str:

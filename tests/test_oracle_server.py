@@ -289,3 +289,14 @@ def test_judge_as_a_dspy_signature(srv: OracleServer) -> None:
     with dspy.context(lm=lm):
         assert judge(**base, rationale="The Zorbatron was invented by Anna Keller.").verdict is True
         assert judge(**base, rationale="Berlin is the capital of Germany.").verdict is False
+
+
+def test_judge_reads_only_the_rationale_even_across_blank_lines() -> None:
+    responder = OracleResponder(EXAMPLES)
+
+    def verdict(rationale: str) -> str:
+        return responder({"messages": _judge_prompt(rationale)})[0]["text"]
+
+    assert verdict("Some preamble.\n\nAnna Keller studied at the University of Vienna.") == "Yes"
+    assert verdict("The city is Vienna.") == "Yes"  # the gold answer also counts
+    assert verdict("I am not sure.\n\nParis is the capital of France.") == "No"

@@ -33,11 +33,10 @@ _JUDGE_RE = re.compile(r"answer\s+(?:with\s+)?yes\s+or\s+no", re.IGNORECASE)
 _REASON_FIELDS = {"reasoning", "rationale", "explanation", "thought", "thoughts"}
 _FIELD_MARK = re.compile(r"\[\[ ## (\w+) ## \]\]")
 _QUESTION_BLOCK = re.compile(r"\[\[ ## question ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", re.DOTALL)
-_LABELLED_RATIONALE = re.compile(
-    r"\[\[ ## (?:rationale|reasoning) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)"  # a DSPy input field
-    r"|^[ \t]*(?:rationale|reasoning|explanation)[ \t]*:[ \t]*(.*?)(?=\n[ \t]*\n|\Z)",  # "Rationale: ..."
-    re.DOTALL | re.IGNORECASE | re.MULTILINE,
-)
+# A `rationale` / `reasoning` input field of a DSPy ChatAdapter prompt.
+_RATIONALE_FIELD = re.compile(r"\[\[ ## (?:rationale|reasoning) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", re.DOTALL)
+# A "Rationale: ..." label, as `metrics.rationale.judge.judge_messages` writes it.
+_RATIONALE_LABEL = re.compile(r"^[ \t]*(?:rationale|reasoning|explanation)[ \t]*:", re.IGNORECASE | re.MULTILINE)
 _VARIANT_PREFIXES = ("", "According to the context, ", "From the paragraphs: ", "We know that ")
 
 
@@ -256,10 +255,19 @@ class OracleResponder:
         """The rationale a judge prompt shows: a `rationale`/`reasoning` field or a "Rationale:"
         line if present; otherwise the prompt minus the question, the context lines
         ("Title: sentences") and the yes/no instruction, so context alone never counts."""
-        for m in _LABELLED_RATIONALE.finditer(text):
-            found = m.group(1) if m.group(1) is not None else m.group(2)
-            if found and found.strip():
-                return found
+        fields = [m.group(1) for m in _RATIONALE_FIELD.finditer(text) if m.group(1).strip()]
+        if fields:
+            return fields[-1]
+        labels = list(_RATIONALE_LABEL.finditer(text))
+        if labels:
+            # From the last label up to the paragraph holding the yes/no instruction, so a
+            # rationale with blank lines in it is kept whole.
+            rest = text[labels[-1].end() :]
+            if (j := _JUDGE_RE.search(rest)) is not None:
+                cut = rest.rfind("\n\n", 0, j.start())
+                rest = rest[: cut if cut >= 0 else j.start()]
+            if rest.strip():
+                return rest
         titles = tuple(f"{t}:" for t, _ in ex.paragraphs)
         kept = [ln for ln in text.splitlines() if not ln.strip().startswith(titles)] if titles else text.splitlines()
         rest = "\n".join(kept).replace(ex.question, " ")

@@ -166,7 +166,7 @@ def hf_p_yes(engine: Any, prompts: Sequence[str]) -> list[float]:
             tok.truncation_side = "left"
             enc = tok(chunk, return_tensors="pt", padding=True, truncation=True,
                       max_length=engine.max_input_tokens, add_special_tokens=add_special)
-            enc = {k: v.to(engine.device) for k, v in enc.items() if k in ("input_ids",)}
+            enc = {k: v.to(engine.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
             if seq2seq:
                 start_id = model.config.decoder_start_token_id
                 if start_id is None:

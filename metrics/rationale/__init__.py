@@ -1,0 +1,10 @@
+"""lmcot.metrics.rationale: the eight rationale-quality aspects, scored by an LLM judge or by cheap
+reference-free formulas (``cheap.py`` documents every formula in one table).
+
+    from lmcot.metrics.rationale import RationaleScorer, summarize, ASPECT_DEFINITIONS
+"""
+
+from .aspects import ASPECT_DEFINITIONS
+from .scorer import RationaleScorer, context_sentences_of, summarize
+
+__all__ = ["ASPECT_DEFINITIONS", "RationaleScorer", "context_sentences_of", "summarize"]

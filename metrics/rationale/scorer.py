@@ -1,0 +1,183 @@
+"""``RationaleScorer``: the eight aspects for many rows at once, each from its configured backend.
+
+    scorer = RationaleScorer(cfg.rationale_metrics, judge_lm=judge, reference_lm="HuggingFaceTB/SmolLM2-135M")
+    scores = scorer.score([{"question": q, "context": ctx, "rationale": r}], progress=True)
+    summarize(scores)   # {"factuality": 0.71, ...}
+
+Per aspect, ``cfg.backends[aspect]`` picks ``"cheap"`` (``cheap.py``: lexical formulas, plus the
+reference LM for fluency/naturalness and ``cfg.embedding_model`` for relevance/coherence when
+given) or ``"judge"`` (``judge.py``: an LLM judge). Models load on first use, once. An empty
+rationale scores 0 on every aspect and is never sent to the judge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from lmcot.config import ASPECTS, RationaleMetricsConfig
+
+from .cheap import CHEAP_SCORERS
+from .text import context_sentences_from_paragraphs, context_sentences_from_text, split_sentences
+
+__all__ = ["RationaleScorer", "context_sentences_of", "summarize"]
+
+log = logging.getLogger(__name__)
+
+_LM_ASPECTS = ("fluency", "naturalness")
+_EMBED_ASPECTS = ("relevance", "coherence")
+
+
+def context_sentences_of(row: Mapping[str, Any]) -> list[str]:
+    """``"Title: sentence"`` strings from ``row["paragraphs"]`` when present, else parsed from the
+    formatted ``row["context"]``."""
+    paragraphs = row.get("paragraphs")
+    if paragraphs:
+        return context_sentences_from_paragraphs(paragraphs)
+    return context_sentences_from_text(str(row.get("context") or ""))
+
+
+def _context_text(row: Mapping[str, Any]) -> str:
+    if row.get("context"):
+        return str(row["context"])
+    from lmcot.data import format_context
+
+    return format_context(row.get("paragraphs") or [])
+
+
+def summarize(scores: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Mean of each aspect over the rows that have it, in ``ASPECTS`` order."""
+    out = {}
+    for aspect in ASPECTS:
+        values = [float(s[aspect]) for s in scores if aspect in s]
+        if values:
+            out[aspect] = sum(values) / len(values)
+    return out
+
+
+class RationaleScorer:
+    """Scores rationales on the eight aspects (see the module docstring)."""
+
+    def __init__(self, cfg: RationaleMetricsConfig, judge_lm: Any | None = None, reference_lm: str | None = None):
+        self.cfg = cfg
+        self.judge_lm = judge_lm
+        self.reference_lm = reference_lm if reference_lm is not None else cfg.reference_lm
+        judged = sorted(a for a, b in cfg.backends.items() if b == "judge")
+        if judged and judge_lm is None:
+            raise ValueError(f"rationale_metrics.backends asks the judge for {judged} but no judge LM was given "
+                             "(pass judge_lm, or set those aspects to 'cheap')")
+        self._lm = None
+        self._embedder = None
+        self._judge = None
+
+    # Models load on first use, so a scorer that never needs one never pays for it.
+    @property
+    def lm(self):
+        """The reference-LM ``PerplexityScorer``, or None (lexical fluency proxy)."""
+        if self._lm is None and self.reference_lm:
+            from .models import PerplexityScorer
+
+            self._lm = PerplexityScorer(self.reference_lm)
+        return self._lm
+
+    @property
+    def embedder(self):
+        """The ``SentenceEmbedder`` for ``cfg.embedding_model``, or None (lexical similarity)."""
+        if self._embedder is None and self.cfg.embedding_model:
+            from .models import SentenceEmbedder
+
+            self._embedder = SentenceEmbedder(self.cfg.embedding_model)
+        return self._embedder
+
+    @property
+    def judge(self):
+        if self._judge is None:
+            from .judge import JudgeScorer
+
+            self._judge = JudgeScorer(self.judge_lm, samples=self.cfg.judge_samples, concurrency=self.cfg.concurrency)
+        return self._judge
+
+    def backend_of(self, aspect: str) -> str:
+        """What scores ``aspect``: ``judge``, ``reference LM``, ``embeddings`` or ``lexical``."""
+        if self.cfg.backends[aspect] == "judge":
+            return "judge"
+        if aspect in _LM_ASPECTS and self.reference_lm:
+            return "reference LM"
+        if aspect in _EMBED_ASPECTS and self.cfg.embedding_model:
+            return "embeddings"
+        return "lexical"
+
+    def score(self, rows: Sequence[Mapping[str, Any]], aspects: Sequence[str] = ASPECTS,
+              progress: bool = False) -> list[dict[str, float]]:
+        """One ``{aspect: score in [0, 1]}`` per row, in ``aspects`` order. A row needs
+        ``question`` and ``rationale`` and either ``context`` or ``paragraphs``."""
+        aspects = list(aspects)
+        unknown = [a for a in aspects if a not in ASPECTS]
+        if unknown:
+            raise ValueError(f"unknown aspect(s) {unknown}; aspects are {list(ASPECTS)}")
+        prepared = [self._prepare(i, row) for i, row in enumerate(rows)]
+        cheap = [a for a in aspects if self.cfg.backends[a] == "cheap"]
+        judged = [a for a in aspects if self.cfg.backends[a] == "judge"]
+        out: list[dict[str, float]] = [{} for _ in prepared]
+
+        rationales = [r for _, _, r in prepared if r.strip()]
+        lm = self.lm if any(a in _LM_ASPECTS for a in cheap) else None
+        embedder = self.embedder if any(a in _EMBED_ASPECTS for a in cheap) else None
+        # Batch the model work once for all rows; the per-row formulas then read cached values.
+        if lm is not None:
+            lm.warm(rationales, progress=progress)
+        if embedder is not None:
+            texts = [q for q, _, r in prepared if r.strip()] + rationales
+            texts += [s for r in rationales for s in split_sentences(r)]
+            embedder.warm(texts, progress=progress)
+        if cheap:
+            for i in self._track(range(len(prepared)), progress, "rationale scores (cheap)"):
+                q, ctx, r = prepared[i]
+                for a in cheap:
+                    kwargs = {"lm": lm} if a in _LM_ASPECTS else {"embedder": embedder} if a in _EMBED_ASPECTS else {}
+                    out[i][a] = float(CHEAP_SCORERS[a](q, ctx, r, **kwargs))
+        if judged:
+            self._score_judged(rows, prepared, judged, out)
+        return [{a: s[a] for a in aspects} for s in out]
+
+    async def ascore(self, rows: Sequence[Mapping[str, Any]], aspects: Sequence[str] = ASPECTS) -> list[dict[str, float]]:
+        """``score`` in a worker thread, for async callers (RL reward functions)."""
+        return await asyncio.to_thread(self.score, rows, aspects)
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _prepare(i: int, row: Mapping[str, Any]) -> tuple[str, list[str], str]:
+        for key in ("question", "rationale"):
+            if key not in row:
+                raise ValueError(f"rationale row {i}: missing field '{key}'")
+        if "context" not in row and "paragraphs" not in row:
+            raise ValueError(f"rationale row {i}: missing field 'context' (or 'paragraphs')")
+        rationale = row["rationale"]
+        return str(row["question"]), context_sentences_of(row), "" if rationale is None else str(rationale)
+
+    def _score_judged(self, rows, prepared, judged: list[str], out: list[dict[str, float]]) -> None:
+        todo = [i for i, (_, _, r) in enumerate(prepared) if r.strip()]
+        for i, (_, _, r) in enumerate(prepared):
+            if not r.strip():
+                out[i].update({a: 0.0 for a in judged})
+        if not todo:
+            return
+        judge_rows = [{**rows[i], "question": prepared[i][0], "context": _context_text(rows[i]),
+                       "rationale": prepared[i][2]} for i in todo]
+        results = self.judge.score(judge_rows, judged)
+        if len(results) != len(todo):
+            raise RuntimeError(f"judge returned {len(results)} score rows for {len(todo)} rationales")
+        for i, res in zip(todo, results):
+            out[i].update({a: float(res[a]) for a in judged})
+
+    @staticmethod
+    def _track(items, progress: bool, label: str):
+        if not progress:
+            yield from items
+            return
+        from rich.progress import track
+
+        yield from track(items, description=label, transient=True)

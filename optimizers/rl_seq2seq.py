@@ -1,0 +1,307 @@
+"""RL for encoder-decoder students (FLAN-T5, as in the paper): a compact policy-gradient loop.
+
+    path = train_seq2seq(kd_checkpoint, rows, RewardSet(...), cfg.rl, cfg.small_lm, Path("runs/x/rl"))
+
+TRL 1.16 has no trainer for encoder-decoder models (its online trainers are causal-only and its PPO
+trainer is gone), so this file holds a small loop. Each step:
+
+1. take ``ceil(batch_size / num_generations)`` prompts (a seeded shuffle per epoch) rendered exactly
+   as at inference, and sample ``num_generations`` rationales each at ``rl.temperature``;
+2. reward them with ``RewardSet.components`` / ``total`` (the weighted, optionally normalised sum);
+3. advantage, RLOO style: a rollout's reward minus the mean reward of the other rollouts of the
+   same prompt (no critic);
+4. ``seq2seq_rloo``: ``loss = -mean_seq(A * sum_t log p(y_t))``; ``seq2seq_ppo`` (the paper's
+   algorithm, here with the RLOO baseline in place of a value head): the PPO-clip surrogate
+   ``-min(r_t A, clip(r_t, 1 +- clip_eps) A)`` summed over tokens, ``r_t`` the ratio to the
+   sampling policy, for ``_PPO_EPOCHS`` passes over the batch (the first pass equals the RLOO
+   gradient). Both add ``rl.kl * sum_t k3_t`` with ``k3 = exp(q - p) - (q - p) - 1``
+   (``q`` the frozen KD checkpoint's log-prob of the sampled token, ``p`` the policy's): an
+   unbiased, non-negative per-token KL estimate. Log-probs use logits / temperature, as sampled.
+5. AdamW at ``rl.learning_rate`` (constant), gradient norm clipped to 1.0, dropout off.
+
+Logs per ``logging_steps`` (means over the window): ``rewards/<name>/mean``, ``reward``, ``kl``
+(mean per-token k3), ``loss`` and for PPO ``clip_frac``, the keys TRL's GRPO uses.
+Every ``rl.save_steps`` and at the last step a checkpoint (weights as safetensors, optimizer, RNG,
+step, log) is written to ``out_dir/checkpoints/step-NNNNNN`` (the newest two are kept); a rerun resumes from the newest, so a crash loses at most
+``save_steps`` steps and a larger ``max_steps`` continues training. The final model (LoRA merged)
+goes to ``out_dir/model``, the log to ``out_dir/train_log.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lmcot.config import RLConfig, SmallLMConfig
+
+log = logging.getLogger(__name__)
+
+_PPO_EPOCHS = 2  # inner passes per batch for seq2seq_ppo
+_MAX_GRAD_NORM = 1.0
+_KEEP_CHECKPOINTS = 2
+
+
+def _prompt_order(n: int, seed: int, epoch: int) -> list[int]:
+    # A pure function of (seed, epoch): resuming needs only the step number to continue the order.
+    order = list(range(n))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order
+
+
+def prompts_for_step(n: int, per_step: int, seed: int, step: int) -> list[int]:
+    """Indices of the prompts used at ``step`` (0-based): consecutive slices of per-epoch shuffles."""
+    out = []
+    pos = step * per_step
+    while len(out) < per_step:
+        epoch, i = divmod(pos, n)
+        out.append(_prompt_order(n, seed, epoch)[i])
+        pos += 1
+    return out
+
+
+def rloo_advantages(rewards: list[float], group: int) -> list[float]:
+    """Reward minus the mean of the other rollouts of the same prompt (consecutive groups)."""
+    out = []
+    for start in range(0, len(rewards), group):
+        g = rewards[start:start + group]
+        s = sum(g)
+        out.extend(r - (s - r) / (len(g) - 1) for r in g)
+    return out
+
+
+def completion_mask(tokens, eos_id: int):
+    """1 for each generated token up to and including the first EOS, 0 after (padding)."""
+    import torch
+
+    is_eos = (tokens == eos_id).int()
+    seen_before = torch.cumsum(is_eos, dim=1) - is_eos  # EOS strictly before this position
+    return (seen_before == 0).float()
+
+
+def _token_logps(model, enc: dict, decoder_in, targets, temperature: float):
+    import torch
+
+    logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                   decoder_input_ids=decoder_in).logits.float() / temperature
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+class _Checkpoints:
+    """``out_dir/checkpoints/step-NNNNNN``: a folder is complete once its ``state.json`` exists
+    (written last, atomically), so a crash mid-save leaves the previous checkpoint in use."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def latest(self) -> Path | None:
+        done = sorted(p for p in self.root.glob("step-*") if (p / "state.json").is_file())
+        return done[-1] if done else None
+
+    def save(self, model, optimizer, step: int, history: list[dict], lora: bool) -> Path:
+        import torch
+
+        from lmcot.jsonl import write_json
+
+        final = self.root / f"step-{step:06d}"
+        tmp = self.root / f".step-{step:06d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model.save_pretrained(str(tmp / ("adapter" if lora else "model")))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
+        write_json(tmp / "state.json", {"step": step, "log_history": history})
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in sorted(p for p in self.root.glob("step-*") if (p / "state.json").is_file())[:-_KEEP_CHECKPOINTS]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+
+def _load_policy(start_checkpoint: str, resume: Path | None, rl: RLConfig, small_cfg: SmallLMConfig, device: str):
+    from lmcot.hf_engine import load_model_and_tokenizer
+
+    dtype = "float32" if small_cfg.dtype == "auto" else small_cfg.dtype  # fp32 master weights by default
+    kw = dict(device=device, dtype=dtype, trust_remote_code=small_cfg.trust_remote_code, revision=small_cfg.revision)
+    if not rl.lora:
+        # Full fine-tuning resumes from the checkpoint's weights; the tokenizer is the KD one.
+        model, tokenizer, is_seq2seq = load_model_and_tokenizer(start_checkpoint, **kw)
+        if resume is not None:
+            from transformers import AutoModelForSeq2SeqLM
+
+            model = AutoModelForSeq2SeqLM.from_pretrained(str(resume / "model"), dtype=model.dtype,
+                                                          use_safetensors=True).to(device)
+        return model, tokenizer, is_seq2seq
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    base, tokenizer, is_seq2seq = load_model_and_tokenizer(start_checkpoint, **kw)
+    if resume is not None:
+        model = PeftModel.from_pretrained(base, str(resume / "adapter"), is_trainable=True)
+    else:
+        cfg = LoraConfig(r=rl.lora_r, lora_alpha=rl.lora_alpha, target_modules="all-linear", lora_dropout=0.0,
+                         task_type="SEQ_2_SEQ_LM")
+        model = get_peft_model(base, cfg)
+    return model, tokenizer, is_seq2seq
+
+
+def _reference(start_checkpoint: str, policy, rl: RLConfig, small_cfg: SmallLMConfig, device: str):
+    """The frozen KD checkpoint for the KL term; None when kl == 0 or with LoRA (the base model
+    with adapters disabled is the reference, no second copy needed)."""
+    if rl.kl == 0 or rl.lora:
+        return None
+    from lmcot.hf_engine import load_model_and_tokenizer
+
+    ref, _, _ = load_model_and_tokenizer(start_checkpoint, device=device, dtype=str(policy.dtype).split(".")[-1],
+                                         trust_remote_code=small_cfg.trust_remote_code, revision=small_cfg.revision)
+    ref.requires_grad_(False)
+    return ref
+
+
+class _TensorBoard:
+    def __init__(self, report_to: list[str], log_dir: Path):
+        self.writer = None
+        if "tensorboard" in report_to:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(log_dir))
+        unsupported = sorted(set(report_to) - {"tensorboard", "none"})
+        if unsupported:
+            log.warning("the seq2seq RL loop logs to tensorboard and train_log.json only; ignoring %s", unsupported)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for k, v in metrics.items():
+                self.writer.add_scalar(f"train/{k}", v, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfig, small_cfg: SmallLMConfig,
+                  out_dir: Path, *, algorithm: str = "seq2seq_rloo") -> Path:
+    """Train an encoder-decoder student with RLOO or PPO-clip (see the module docstring).
+
+    ``trainset``: dicts with question, context, answer. ``rewards``: a ``RewardSet``. Returns
+    ``out_dir/model`` (merged weights + tokenizer, safetensors).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from lmcot.hf_engine import pick_device
+    from lmcot.jsonl import write_json
+    from lmcot.optimizers.rl_grpo import build_prompt_rows
+
+    if algorithm not in ("seq2seq_rloo", "seq2seq_ppo"):
+        raise ValueError(f"train_seq2seq: algorithm must be seq2seq_rloo or seq2seq_ppo, got {algorithm!r}")
+    out_dir = Path(out_dir)
+    ckpts = _Checkpoints(out_dir / "checkpoints")
+    resume = ckpts.latest()
+    device = pick_device(small_cfg.device)
+    torch.manual_seed(rl.seed)
+    model, tokenizer, is_seq2seq = _load_policy(start_checkpoint, resume, rl, small_cfg, device)
+    if not is_seq2seq:
+        raise ValueError(f"{start_checkpoint} is a causal LM: {algorithm} is for encoder-decoder students; "
+                         "use rl.algorithm=grpo or rloo")
+    ref = _reference(start_checkpoint, model, rl, small_cfg, device)
+    model.eval()  # dropout off: the log-probs must be those of the policy that sampled
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=rl.learning_rate)
+    G = rl.num_generations
+    prompts_per_step = -(-rl.batch_size // G)
+    rows = build_prompt_rows(trainset, tokenizer, is_encoder_decoder=True)
+    if not rows:
+        raise ValueError("train_seq2seq: empty trainset")
+
+    step, history = 0, []
+    if resume is not None:
+        state = json.loads((resume / "state.json").read_text())
+        step, history = int(state["step"]), list(state["log_history"])
+        optimizer.load_state_dict(torch.load(resume / "optimizer.pt", map_location=device, weights_only=True))
+        torch.set_rng_state(torch.load(resume / "rng.pt", weights_only=True)["torch"])
+        log.info("resuming seq2seq RL from %s (step %d)", resume, step)
+
+    tb = _TensorBoard(list(rl.report_to), out_dir / "runs")
+    tokenizer.padding_side, tokenizer.truncation_side = "right", "left"  # as TransformersEngine
+    eos_id = tokenizer.eos_token_id
+    window: list[dict[str, float]] = []
+    bar = tqdm(total=rl.max_steps, initial=step, desc=f"RL ({algorithm})", unit="step")
+    try:
+        while step < rl.max_steps:
+            batch = [rows[i] for i in prompts_for_step(len(rows), prompts_per_step, rl.seed, step)]
+            enc = tokenizer([r["prompt"] for r in batch], return_tensors="pt", padding=True, truncation=True,
+                            max_length=small_cfg.max_input_tokens, add_special_tokens=True)
+            enc = {k: v.to(device).repeat_interleave(G, dim=0) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            with torch.no_grad():
+                seqs = model.generate(**enc, do_sample=True, temperature=rl.temperature, top_p=1.0, top_k=0,
+                                      max_new_tokens=rl.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+            decoder_in, targets = seqs[:, :-1], seqs[:, 1:]
+            mask = completion_mask(targets, eos_id)
+            texts = [t.strip() for t in tokenizer.batch_decode(targets, skip_special_tokens=True)]
+            # generate() returns the G samples of a prompt as consecutive rows.
+            reward_rows = [{"question": batch[i // G]["question"], "context": batch[i // G]["context"],
+                            "answer": batch[i // G]["answer"], "rationale": t} for i, t in enumerate(texts)]
+            comps = rewards.components(reward_rows)
+            totals = rewards.total(comps)
+            adv = torch.tensor(rloo_advantages(totals, G), device=device, dtype=torch.float32)
+            with torch.no_grad():
+                old_logps = _token_logps(model, enc, decoder_in, targets, rl.temperature)
+                if ref is not None:
+                    ref_logps = _token_logps(ref, enc, decoder_in, targets, rl.temperature)
+                elif rl.kl > 0:  # LoRA: the base model with the adapter off is the KD checkpoint
+                    with model.disable_adapter():
+                        ref_logps = _token_logps(model, enc, decoder_in, targets, rl.temperature)
+                else:
+                    ref_logps = None
+            epochs = _PPO_EPOCHS if algorithm == "seq2seq_ppo" else 1
+            stats: dict[str, float] = {}
+            for _ in range(epochs):
+                logps = _token_logps(model, enc, decoder_in, targets, rl.temperature)
+                if algorithm == "seq2seq_ppo":
+                    ratio = torch.exp(logps - old_logps)
+                    a = adv.unsqueeze(1)
+                    surrogate = torch.min(ratio * a, torch.clamp(ratio, 1 - rl.clip_eps, 1 + rl.clip_eps) * a)
+                    pg = -(surrogate * mask).sum(1).mean()
+                    clipped = ((ratio - 1).abs() > rl.clip_eps).float()
+                    stats["clip_frac"] = float((clipped * mask).sum() / mask.sum().clamp(min=1))
+                else:
+                    pg = -(adv * (logps * mask).sum(1)).mean()
+                loss = pg
+                if ref_logps is not None:
+                    d = ref_logps - logps
+                    k3 = torch.exp(d) - d - 1
+                    loss = loss + rl.kl * (k3 * mask).sum(1).mean()
+                    stats["kl"] = float((k3 * mask).sum() / mask.sum().clamp(min=1))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, _MAX_GRAD_NORM))
+                optimizer.step()
+                stats["loss"] = float(loss)
+            step += 1
+            window.append({**rewards.log_metrics(comps), **stats,
+                           "completions/mean_length": float(mask.sum(1).mean())})
+            bar.update(1)
+            bar.set_postfix(reward=f"{window[-1]['reward']:.3f}")
+            if step % max(1, rl.logging_steps) == 0 or step == rl.max_steps:
+                entry = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
+                entry["step"] = step
+                history.append(entry)
+                tb.log(entry, step)
+                window = []
+            if step % max(1, rl.save_steps) == 0 or step == rl.max_steps:
+                ckpts.save(model, optimizer, step, history, rl.lora)
+    finally:
+        bar.close()
+        tb.close()
+
+    final = model.merge_and_unload() if rl.lora else model
+    model_dir = out_dir / "model"
+    final.save_pretrained(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    write_json(out_dir / "train_log.json", history)
+    return model_dir

@@ -1,0 +1,153 @@
+"""`lmcot compile` end to end: a tiny local student, a real HTTP hop to the test server, the folder it
+writes, crash-and-resume, and compile -> save -> load -> evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import HOTPOT
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _overrides(server, tmp_path: Path, student: Path, stages: str = "kd", train_limit: int = 12) -> list[str]:
+    return [
+        "--set", f"small_lm.model={student}", "--set", "small_lm.max_tokens=24",
+        "--set", "large_lm.model=openai/oracle", "--set", f"large_lm.api_base={server.url}",
+        "--set", "large_lm.num_retries=1",
+        "--set", f"data.train={HOTPOT}", "--set", f"data.train_limit={train_limit}",
+        "--set", f"data.dev={HOTPOT}", "--set", "data.dev_limit=6", "--set", "data.max_context_tokens=200",
+        "--set", "kd.num_samples=2", "--set", "kd.max_steps=30", "--set", "kd.learning_rate=0.003",
+        "--set", "kd.report_to=[none]", "--set", "kd.batch_size=4",
+        "--set", "rl.max_steps=2", "--set", "rl.num_generations=2", "--set", "rl.batch_size=4",
+        "--set", "rl.max_new_tokens=16", "--set", "rl.report_to=[none]",
+        "--set", f"cache_dir={tmp_path / 'cache'}", "--set", f"stages=[{stages}]",
+    ]
+
+
+def _run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "lmcot.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def compiled_kd(oracle_server, tiny_causal_path, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compile_kd")
+    out = tmp / "out"
+    result = _run_cli(["compile", "--out", str(out), *_overrides(oracle_server, tmp, tiny_causal_path)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp, out, result
+
+
+def test_compile_kd_writes_the_program_folder(compiled_kd):
+    _, out, result = compiled_kd
+    for rel in ("program.json", "small_lm/config.json", "kd/traces.jsonl", "kd/summary.json", "metrics.json"):
+        assert (out / rel).exists(), rel
+    assert list((out / "small_lm").glob("*.safetensors")), "weights must be safetensors"
+    assert not list((out / "small_lm").glob("*.bin"))
+    summary = json.loads((out / "kd/summary.json").read_text())
+    assert summary["questions"] == 12
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["untrained"]["n"] == 6 and metrics["compiled"]["n"] == 6
+    program = json.loads((out / "program.json").read_text())
+    assert program["config"]["small_lm"]["model"] == "small_lm"
+    assert "tiny random-init" in result.stderr
+
+
+def test_compiled_small_lm_has_a_new_name(compiled_kd, tiny_causal_path):
+    _, out, _ = compiled_kd
+    program = json.loads((out / "program.json").read_text())
+    assert program["small_lm_name"].startswith("hf/out-kd@")
+    from lmcot.hf_engine import load_model_and_tokenizer, weights_fingerprint
+
+    base, _, _ = load_model_and_tokenizer(str(tiny_causal_path))
+    assert weights_fingerprint(base) not in program["small_lm_name"]
+
+
+def test_rerun_skips_finished_stage_and_makes_no_teacher_call(compiled_kd, oracle_server, tiny_causal_path):
+    tmp, out, _ = compiled_kd
+    before = oracle_server.request_count
+    result = _run_cli(["compile", "--out", str(out), *_overrides(oracle_server, tmp, tiny_causal_path)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "complete under" in result.stderr
+    assert oracle_server.request_count == before  # dev evaluations come from the disk cache too
+
+
+def test_evaluate_program_folder(compiled_kd, oracle_server):
+    tmp, out, _ = compiled_kd
+    result = _run_cli(["evaluate", "--program", str(out), "--out", str(tmp / "eval"), "--methods", "guided",
+                       "--set", f"large_lm.api_base={oracle_server.url}", "--set", f"data.dev={HOTPOT}",
+                       "--limit", "6"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp / "eval/metrics.json").read_text())
+    assert metrics["guided"]["n"] == 6
+
+
+def test_save_load_evaluate_gives_the_same_predictions(compiled_kd, oracle_server, hotpot_examples):
+    """compile -> save -> load -> evaluate == the compiled program in memory (greedy small LM)."""
+    from lmcot.config import LMCoTConfig
+    from lmcot.optimizers import LMCoTCompiler
+    from lmcot.program_io import load_program, program_config
+    from lmcot.programs import LMGuidedCoT
+    from lmcot.lms import build_lm
+
+    tmp, out, _ = compiled_kd
+    cfg: LMCoTConfig = program_config(out)
+    cfg.large_lm.api_base = oracle_server.url
+    cfg.stages = ["kd"]
+    # An in-memory compile over the finished folder: the kd stage is complete, so it only reloads.
+    base = LMGuidedCoT(build_lm(cfg.small_lm), build_lm(cfg.large_lm))
+    compiled = LMCoTCompiler(cfg, out, progress=False).compile(base, hotpot_examples[:4])
+    assert base.small_lm is not compiled.small_lm, "compile must not mutate its input"
+    loaded = load_program(out, cfg)
+    assert LMGuidedCoT.load(out).small_lm.model == compiled.small_lm.model
+    for ex in hotpot_examples[:4]:
+        a, b = compiled(**ex.inputs()), loaded(**ex.inputs())
+        assert (a.rationale, a.answer) == (b.rationale, b.answer)
+
+
+def test_killed_during_bootstrap_then_resumed(oracle_server, tiny_causal_path, tmp_path, hotpot_examples):
+    """SIGKILL in the middle of the teacher bootstrap, rerun: no duplicate or torn trace line, and no
+    finished (question, sample) is asked of the server again."""
+    out = tmp_path / "out"
+    args = ["compile", "--out", str(out), *_overrides(oracle_server, tmp_path, tiny_causal_path, train_limit=16),
+            "--set", "kd.concurrency=2"]
+    oracle_server.clear()
+    oracle_server.delay = 0.15
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "lmcot.cli", *args], cwd=ROOT, env=dict(os.environ),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        traces = out / "kd" / "traces.jsonl"
+        deadline = time.time() + 240
+        while time.time() < deadline and (not traces.exists() or traces.read_text().count("\n") < 6):
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        done_before = {(r["id"], r["sample"]) for r in map(json.loads, traces.read_text().splitlines()) if r}
+        assert 6 <= len(done_before) < 32, "the kill should land in the middle of the bootstrap"
+        first_run_requests = oracle_server.request_count
+    finally:
+        oracle_server.delay = 0.0
+    result = _run_cli(args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (out / "kd" / "traces.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]  # every line is whole JSON
+    keys = [(r["id"], r["sample"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 32
+    # Per question, the second run's teacher requests (sampled, temperature > 0) number at most the
+    # samples not finished before the kill: a finished item is never asked for again.
+    second_run = [r for r in oracle_server.requests[first_run_requests:] if (r.get("temperature") or 0) > 0]
+    assert second_run, "the rerun must finish the samples that were not done"
+    for ex in hotpot_examples[:16]:
+        asked = sum(1 for r in second_run if ex.question in " ".join(str(m.get("content")) for m in r["messages"]))
+        finished = sum(1 for (qid, _) in done_before if qid == ex.id)
+        assert asked <= 2 - finished, (ex.id, asked, finished)
