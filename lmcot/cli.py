@@ -145,13 +145,13 @@ def score(
     _setup_logging(verbose)
     try:
         cfg = _load(config, overrides)
-        from lmcot.score import render_score_table, run_score
+        from lmcot.score import render_score_table, run_score, score_backends
 
         out_path = out or rationales.with_suffix(".scores.jsonl")
-        _, means = run_score(cfg, rationales, out_path)
+        _, means = run_score(cfg, rationales, out_path, progress=True)
     except _errors() as exc:
         _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    Console().print(render_score_table(means))
+    Console().print(render_score_table(means, backends=score_backends(cfg)))
     console.print(f"wrote {out_path}")
 
 

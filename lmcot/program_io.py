@@ -80,11 +80,15 @@ def load_program(path: str | Path, config: LMCoTConfig | None = None):
     if doc.get("program") != "LMGuidedCoT":
         raise ValueError(f"{folder}: saved program is {doc.get('program')}, not LMGuidedCoT")
     cfg = config or program_config(folder)
+    small_lm, large_lm = build_lm(cfg.small_lm, name=doc.get("small_lm_label")), build_lm(cfg.large_lm)
     program = LMGuidedCoT(
-        build_lm(cfg.small_lm, name=doc.get("small_lm_label")),
-        build_lm(cfg.large_lm),
+        small_lm,
+        large_lm,
         num_samples=doc.get("num_samples", 1),
         sample_temperature=doc.get("sample_temperature", 0.7),
     )
     program.load_state(doc["state"])
+    # DSPy's Predict.load_state sets each predictor's LM from the state, i.e. to None here (the LMs
+    # are not saved): attach the LMs rebuilt from the config again.
+    program.rationalize.lm, program.answer.lm = small_lm, large_lm
     return program

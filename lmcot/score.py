@@ -21,7 +21,9 @@ from typing import Any
 
 from lmcot.config import ASPECTS, LMCoTConfig
 
-__all__ = ["ScoreInputError", "read_rationale_rows", "reference_lm_for", "render_score_table", "run_score"]
+__all__ = [
+    "ScoreInputError", "read_rationale_rows", "reference_lm_for", "render_score_table", "run_score", "score_backends",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +67,10 @@ def _is_causal_checkpoint(model: str, trust_remote_code: bool = False) -> bool:
     return not getattr(cfg, "is_encoder_decoder", False)
 
 
-def reference_lm_for(config: LMCoTConfig) -> str | None:
-    """The reference LM for perplexity (module docstring), or None for the lexical proxy."""
+def reference_lm_for(config: LMCoTConfig, quiet: bool = False) -> str | None:
+    """The reference LM for perplexity (module docstring), or None for the lexical proxy; the
+    reason for a fallback is logged as a warning unless ``quiet``."""
+    warn = log.debug if quiet else log.warning
     if config.rationale_metrics.reference_lm:
         return config.rationale_metrics.reference_lm
     small = config.small_lm
@@ -76,14 +80,14 @@ def reference_lm_for(config: LMCoTConfig) -> str | None:
 
     if is_tiny(small.model):
         # Random weights give meaningless perplexities: the lexical proxy is the better fallback.
-        log.warning("small LM %s is a tiny random-init model: fluency/naturalness use the lexical proxy "
+        warn("small LM %s is a tiny random-init model: fluency/naturalness use the lexical proxy "
                     "(set rationale_metrics.reference_lm for perplexity)", small.model)
         return None
     try:
         if _is_causal_checkpoint(small.model, small.trust_remote_code):
             return small.model
     except Exception as exc:  # an unreachable hub id, a broken folder: fall back, loudly
-        log.warning("cannot read small LM %s for perplexity (%s): fluency/naturalness use the lexical proxy",
+        warn("cannot read small LM %s for perplexity (%s): fluency/naturalness use the lexical proxy",
                     small.model, exc)
         return None
     log.info("small LM %s is encoder-decoder: fluency/naturalness use the lexical proxy", small.model)
@@ -113,6 +117,14 @@ def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None 
     if out_path is not None:
         atomic_write_text(out_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out_rows))
     return out_rows, summarize(scores)
+
+
+def score_backends(config: LMCoTConfig) -> dict[str, str]:
+    """Per aspect, what ``run_score`` uses: ``judge``, ``reference LM``, ``embeddings`` or ``lexical``."""
+    from lmcot.metrics.rationale import backend_name
+
+    reference = reference_lm_for(config, quiet=True)
+    return {a: backend_name(config.rationale_metrics, a, reference) for a in ASPECTS}
 
 
 def render_score_table(means: Mapping[str, float], backends: Mapping[str, str] | None = None):

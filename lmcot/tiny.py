@@ -8,9 +8,10 @@ save as ordinary HF checkpoints: `AutoModelFor*.from_pretrained(path)` and
 * `build_tiny_causal`: a Llama-architecture decoder (not Qwen2: a Qwen2 config makes
   `AutoTokenizer` return `Qwen2Tokenizer`, which re-splits text differently from the tokenizer we
   trained) with a byte-level BPE tokenizer and a plain chat template.
-* `build_tiny_seq2seq`: a T5 with *tied* embeddings (an untied random T5 starts at loss ~61 and
-  learns far slower) and a small byte-level BPE laid out the T5 way (pad=0, eos=1, unk=2, eos
-  appended to every encoded text). A ~1000-token BPE keeps sequences ~3x shorter than ByT5's
+* `build_tiny_seq2seq`: a T5 built with `tie_word_embeddings=True` (in transformers 5 that keeps
+  the tied-embedding output scaling; without it a random T5 starts at loss ~61 and learns far
+  slower) and a small byte-level BPE laid out the T5 way (pad=0, eos=1, unk=2, eos appended to
+  every encoded text). A ~1000-token BPE keeps sequences ~2x shorter than ByT5's
   bytes, which is what makes CPU distillation fast.
 
 Model strings `tiny-random/llama` and `tiny-random/t5` are resolved by `resolve_tiny`, which builds
@@ -23,14 +24,14 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 TINY_PREFIX = "tiny-random/"
 MARKER = "lmcot_tiny.json"
 # Bump when what the builders write changes, so stale caches are rebuilt instead of reused.
-_BUILD_VERSION = 1
+_BUILD_VERSION = 2
 
 CHAT_MARKERS = ("<|system|>", "<|user|>", "<|assistant|>")
 
@@ -268,6 +269,10 @@ def build_tiny_seq2seq(
     )
     if (tokenizer.pad_token_id, tokenizer.eos_token_id) != (0, 1):  # T5 code assumes these
         raise RuntimeError("tiny T5 tokenizer must have pad=0, eos=1")
+    # transformers 5's T5Config always ties the embeddings; the `tie_word_embeddings` kwarg now only
+    # sets `scale_decoder_outputs` (x d_model**-0.5 before the LM head). Without that scaling a random
+    # T5 starts at loss ~61 instead of ~ln(vocab). Both kwargs go through **kwargs, hence the dict.
+    passthrough: dict[str, Any] = {"tie_word_embeddings": True, "decoder_start_token_id": 0}
     config = T5Config(
         vocab_size=len(tokenizer),
         d_model=d_model,
@@ -277,10 +282,10 @@ def build_tiny_seq2seq(
         num_decoder_layers=layers,
         num_heads=heads,
         feed_forward_proj="relu",
-        tie_word_embeddings=True,
+        dropout_rate=0.0,  # tiny models on tiny data learn faster without dropout (Llama has none)
         pad_token_id=0,
         eos_token_id=1,
-        decoder_start_token_id=0,
+        **passthrough,
     )
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration(config)
@@ -296,7 +301,7 @@ def build_tiny_seq2seq(
     return out
 
 
-_BUILDERS = {"llama": build_tiny_causal, "t5": build_tiny_seq2seq}
+_BUILDERS: dict[str, Callable[[Path], Path]] = {"llama": build_tiny_causal, "t5": build_tiny_seq2seq}
 
 
 def is_tiny(model: str) -> bool:

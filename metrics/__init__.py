@@ -1,6 +1,7 @@
-"""lmcot.metrics: answer metrics (official HotpotQA / 2Wiki rules); rationale metrics live beside."""
+"""lmcot.metrics: answer EM/F1 (official HotpotQA / 2Wiki rules) and the eight rationale-quality aspects."""
 
 from .answer import aggregate, answer_em, answer_f1, answer_scores, normalize_answer
+from .rationale import ASPECT_DEFINITIONS, RationaleScorer, summarize
 
 __all__ = [
     "normalize_answer",
@@ -8,4 +9,7 @@ __all__ = [
     "answer_f1",
     "answer_scores",
     "aggregate",
+    "ASPECT_DEFINITIONS",
+    "RationaleScorer",
+    "summarize",
 ]

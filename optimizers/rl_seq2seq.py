@@ -276,12 +276,12 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
                     d = ref_logps - logps
                     k3 = torch.exp(d) - d - 1
                     loss = loss + rl.kl * (k3 * mask).sum(1).mean()
-                    stats["kl"] = float((k3 * mask).sum() / mask.sum().clamp(min=1))
+                    stats["kl"] = float((k3.detach() * mask).sum() / mask.sum().clamp(min=1))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, _MAX_GRAD_NORM))
                 optimizer.step()
-                stats["loss"] = float(loss)
+                stats["loss"] = float(loss.detach())
             step += 1
             window.append({**rewards.log_metrics(comps), **stats,
                            "completions/mean_length": float(mask.sum(1).mean())})

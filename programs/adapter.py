@@ -35,6 +35,12 @@ class RationaleAdapter(Adapter):
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
         return {self._output(signature): (completion or "").strip()}
 
+    def _call_postprocess(self, processed_signature, original_signature, outputs, lm, lm_kwargs):
+        # An empty completion (a small LM that stops at once) is an empty rationale, not a failed
+        # call: DSPy's base adapter would raise AdapterParseError and fail the whole example.
+        outputs = [(dict(o, text=o.get("text") or " ") if isinstance(o, dict) else (o or " ")) for o in outputs]
+        return super()._call_postprocess(processed_signature, original_signature, outputs, lm, lm_kwargs)
+
     @staticmethod
     def _output(signature: type[dspy.Signature]) -> str:
         outputs = list(signature.output_fields)

@@ -6,6 +6,8 @@ import dspy
 
 from lmcot.programs.signatures import AnswerDirectly
 
+STEP_BY_STEP = "Let's think step by step in order to find the answer."
+
 
 class StandardPrompting(dspy.Module):
     """The large LM answers from question and context directly."""
@@ -24,7 +26,9 @@ class CoTPrompting(dspy.Module):
 
     def __init__(self, large_lm: dspy.LM | None = None):
         super().__init__()
-        self.answer = dspy.ChainOfThought(AnswerDirectly)
+        # DSPy 3.4's reasoning field has no description; the paper's CoT baseline is zero-shot
+        # "Let's think step by step" prompting, so the field says so.
+        self.answer = dspy.ChainOfThought(AnswerDirectly, rationale_field=dspy.OutputField(desc=STEP_BY_STEP))
         self.answer.predict.lm = large_lm
 
     def forward(self, question: str, context: str) -> dspy.Prediction:

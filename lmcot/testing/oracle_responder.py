@@ -182,8 +182,8 @@ class OracleResponder:
         gold_titles = {t for t, _ in ex.supporting_facts}
         distractors = [(t, s) for t, s in ex.paragraphs if t not in gold_titles and s]
         if self.wrong_rate > 0 and rng.random() < self.wrong_rate and distractors:
-            title, sents = rng.choice(distractors)
-            return f"{' '.join(x.strip() for x in sents[:2])} So the answer is {title}.", title
+            title, distractor = rng.choice(distractors)
+            return f"{' '.join(x.strip() for x in distractor[:2])} So the answer is {title}.", title
         sents = ex.gold_sentences
         prefix = ""
         if vary:  # varied wording / order, same facts: what sampling a good teacher looks like

@@ -313,6 +313,8 @@ def logicality(question: str, context_sentences: Sequence[str], rationale: str) 
         stems = set(content_stems(s if span is None else span))
         if span is not None and not stems:
             chained += i > 0  # "So the answer is yes" follows from whatever came before
+        elif span is not None:
+            chained += bool(stems & seen)  # the announced answer must have come up before
         else:
             chained += bool(stems & seen) or (i > 0 and opens_with_anaphor(s))
         seen |= stems

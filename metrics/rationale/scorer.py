@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from lmcot.config import ASPECTS, RationaleMetricsConfig
 from .cheap import CHEAP_SCORERS
 from .text import context_sentences_from_paragraphs, context_sentences_from_text, split_sentences
 
-__all__ = ["RationaleScorer", "context_sentences_of", "summarize"]
+__all__ = ["RationaleScorer", "backend_name", "context_sentences_of", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,17 @@ def _context_text(row: Mapping[str, Any]) -> str:
     from lmcot.data import format_context
 
     return format_context(row.get("paragraphs") or [])
+
+
+def backend_name(cfg: RationaleMetricsConfig, aspect: str, reference_lm: str | None = None) -> str:
+    """What scores ``aspect`` under ``cfg``: ``judge``, ``reference LM``, ``embeddings`` or ``lexical``."""
+    if cfg.backends[aspect] == "judge":
+        return "judge"
+    if aspect in _LM_ASPECTS and (reference_lm or cfg.reference_lm):
+        return "reference LM"
+    if aspect in _EMBED_ASPECTS and cfg.embedding_model:
+        return "embeddings"
+    return "lexical"
 
 
 def summarize(scores: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -71,43 +83,44 @@ class RationaleScorer:
         self._lm = None
         self._embedder = None
         self._judge = None
+        # RL reward code calls ``score`` from several threads: load each model once, not once per thread.
+        self._load_lock = threading.Lock()
 
     # Models load on first use, so a scorer that never needs one never pays for it.
     @property
     def lm(self):
         """The reference-LM ``PerplexityScorer``, or None (lexical fluency proxy)."""
-        if self._lm is None and self.reference_lm:
-            from .models import PerplexityScorer
+        with self._load_lock:
+            if self._lm is None and self.reference_lm:
+                from .models import PerplexityScorer
 
-            self._lm = PerplexityScorer(self.reference_lm)
+                self._lm = PerplexityScorer(self.reference_lm)
         return self._lm
 
     @property
     def embedder(self):
         """The ``SentenceEmbedder`` for ``cfg.embedding_model``, or None (lexical similarity)."""
-        if self._embedder is None and self.cfg.embedding_model:
-            from .models import SentenceEmbedder
+        with self._load_lock:
+            if self._embedder is None and self.cfg.embedding_model:
+                from .models import SentenceEmbedder
 
-            self._embedder = SentenceEmbedder(self.cfg.embedding_model)
+                self._embedder = SentenceEmbedder(self.cfg.embedding_model)
         return self._embedder
 
     @property
     def judge(self):
-        if self._judge is None:
-            from .judge import JudgeScorer
+        """The ``JudgeScorer`` over ``judge_lm`` (built on first use)."""
+        with self._load_lock:
+            if self._judge is None:
+                from .judge import JudgeScorer
 
-            self._judge = JudgeScorer(self.judge_lm, samples=self.cfg.judge_samples, concurrency=self.cfg.concurrency)
+                self._judge = JudgeScorer(self.judge_lm, samples=self.cfg.judge_samples,
+                                          concurrency=self.cfg.concurrency)
         return self._judge
 
     def backend_of(self, aspect: str) -> str:
         """What scores ``aspect``: ``judge``, ``reference LM``, ``embeddings`` or ``lexical``."""
-        if self.cfg.backends[aspect] == "judge":
-            return "judge"
-        if aspect in _LM_ASPECTS and self.reference_lm:
-            return "reference LM"
-        if aspect in _EMBED_ASPECTS and self.cfg.embedding_model:
-            return "embeddings"
-        return "lexical"
+        return backend_name(self.cfg, aspect, self.reference_lm)
 
     def score(self, rows: Sequence[Mapping[str, Any]], aspects: Sequence[str] = ASPECTS,
               progress: bool = False) -> list[dict[str, float]]:

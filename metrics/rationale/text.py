@@ -58,7 +58,7 @@ _NUMBER = re.compile(r"^\d[\d,.]*$")
 # Tokens before a period that do not end a sentence.
 _ABBREVIATIONS = frozenset(
     """mr mrs ms dr prof sr jr st mt ft vs etc e.g i.e u.s u.k no co corp inc ltd gen col lt sgt
-    capt rev hon jan feb mar apr jun jul aug sep sept oct nov dec approx ca""".split()
+    capt rev hon jan feb mar apr jun jul aug sep sept oct nov dec approx ca est c""".split()
 )
 _BOUNDARY = re.compile(r"[.!?]+[\"'”’)\]]*\s+")
 

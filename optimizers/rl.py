@@ -1,0 +1,84 @@
+"""The RL stage: pick the algorithm for the student's architecture and run it.
+
+    model_dir = run_rl(kd_checkpoint, trainset, RewardSet(...), cfg.rl, cfg.small_lm, Path("runs/x/rl"))
+
+``rl.algorithm``:
+
+* ``auto``: ``grpo`` for causal students (TRL ``GRPOTrainer``), ``seq2seq_rloo`` for encoder-decoder
+  students (the loop in ``rl_seq2seq``; TRL trains causal LMs only).
+* ``grpo`` / ``rloo``: TRL trainers, causal students only.
+* ``seq2seq_rloo`` / ``seq2seq_ppo``: encoder-decoder students only (``seq2seq_ppo`` is the paper's
+  PPO-clip, with an RLOO baseline instead of a value head).
+
+Asking for a causal algorithm on an encoder-decoder student (or the reverse) is an error, raised
+before any model is loaded. ``rl.train_limit`` keeps the first N training questions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lmcot.config import RLConfig, SmallLMConfig
+
+CAUSAL_ALGORITHMS = ("grpo", "rloo")
+SEQ2SEQ_ALGORITHMS = ("seq2seq_rloo", "seq2seq_ppo")
+
+
+def is_encoder_decoder(checkpoint: str, small_cfg: SmallLMConfig | None = None) -> bool:
+    """Whether ``checkpoint`` (a folder, hub id or ``tiny-random/...``) is an encoder-decoder model,
+    read from its config only (no weights loaded)."""
+    from transformers import AutoConfig
+
+    from lmcot.hf_engine import resolve_model_path
+
+    kwargs: dict[str, Any] = {}
+    if small_cfg is not None:
+        kwargs = {"trust_remote_code": small_cfg.trust_remote_code, "revision": small_cfg.revision}
+    config = AutoConfig.from_pretrained(resolve_model_path(checkpoint), **kwargs)
+    return bool(getattr(config, "is_encoder_decoder", False))
+
+
+def choose_algorithm(requested: str, encoder_decoder: bool) -> str:
+    """Resolve ``auto`` and reject an algorithm that does not fit the architecture."""
+    if requested == "auto":
+        return "seq2seq_rloo" if encoder_decoder else "grpo"
+    if encoder_decoder and requested in CAUSAL_ALGORITHMS:
+        raise ValueError(f"rl.algorithm={requested} needs a causal student, but this one is encoder-decoder "
+                         f"(TRL trains causal LMs only); use one of {SEQ2SEQ_ALGORITHMS} or auto")
+    if not encoder_decoder and requested in SEQ2SEQ_ALGORITHMS:
+        raise ValueError(f"rl.algorithm={requested} is for encoder-decoder students, but this one is causal; "
+                         f"use one of {CAUSAL_ALGORITHMS} or auto")
+    if requested not in CAUSAL_ALGORITHMS + SEQ2SEQ_ALGORITHMS:
+        raise ValueError(f"unknown rl.algorithm {requested!r}")
+    return requested
+
+
+def _as_row(example: Any) -> dict[str, Any]:
+    get = example.get if isinstance(example, dict) else (lambda k: getattr(example, k, None))
+    row = {k: get(k) for k in ("question", "context", "answer")}
+    missing = [k for k, v in row.items() if v is None]
+    if missing:
+        raise ValueError(f"RL training example lacks {missing}: each needs question, context and answer")
+    return {k: str(v) for k, v in row.items()}
+
+
+def run_rl(start_checkpoint: str, trainset: list, rewards, rl: RLConfig, small_cfg: SmallLMConfig,
+           out_dir: Path) -> Path:
+    """Run the RL stage from ``start_checkpoint`` (the KD model folder) and return the trained
+    model's folder, ``out_dir/model``. ``trainset``: ``dspy.Example`` objects or dicts with
+    question, context and (gold) answer. Rerunning with the same ``out_dir`` resumes."""
+    algorithm = choose_algorithm(rl.algorithm, is_encoder_decoder(start_checkpoint, small_cfg))
+    rows = [_as_row(x) for x in trainset]
+    if rl.train_limit is not None:
+        rows = rows[: rl.train_limit]
+    if not rows:
+        raise ValueError("run_rl: no training examples")
+    out_dir = Path(out_dir)
+    if algorithm in SEQ2SEQ_ALGORITHMS:
+        from lmcot.optimizers.rl_seq2seq import train_seq2seq
+
+        return train_seq2seq(start_checkpoint, rows, rewards, rl, small_cfg, out_dir, algorithm=algorithm)
+    from lmcot.optimizers.rl_grpo import train_grpo
+
+    return train_grpo(start_checkpoint, rows, rewards, rl, small_cfg, out_dir, algorithm=algorithm)

@@ -1,0 +1,259 @@
+"""The config a user writes (YAML + ``--set``) is read exactly, and every mistake is named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lmcot.config import ConfigError, LargeLMConfig, LMCoTConfig, config_from_dict, load_config
+
+SECRET = "sk-test-SECRET123"
+
+
+def write(tmp_path, text: str, name: str = "cfg.yaml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+YAML = """\
+small_lm:
+  model: Qwen/Qwen2.5-0.5B-Instruct
+  max_tokens: 96
+large_lm:
+  model: openai/gpt-4o-mini
+  temperature: 0.2
+  api_key_env: OPENAI_API_KEY
+data:
+  dataset: 2wiki
+  dev: data/dev.json
+eval:
+  methods: [standard, guided]
+  num_samples: 5
+stages: [kd, rl]
+"""
+
+
+def test_yaml_is_loaded_into_typed_sections(tmp_path):
+    cfg = load_config(write(tmp_path, YAML))
+    assert cfg.small_lm.model == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert cfg.small_lm.max_tokens == 96
+    assert cfg.small_lm.backend == "transformers"  # the small LM's default backend
+    assert cfg.large_lm.backend == "litellm"
+    assert cfg.large_lm.temperature == 0.2
+    assert cfg.data.dataset == "2wiki" and cfg.data.dev == "data/dev.json"
+    assert cfg.eval.methods == ["standard", "guided"]
+    assert cfg.eval.num_samples == 5
+    assert cfg.stages == ["kd", "rl"]
+    # keys not in the file keep their defaults
+    assert cfg.eval.concurrency == LMCoTConfig().eval.concurrency
+
+
+def test_empty_yaml_file_gives_defaults(tmp_path):
+    assert load_config(write(tmp_path, "")) == LMCoTConfig()
+
+
+def test_no_file_gives_defaults_plus_overrides():
+    cfg = load_config(None, ["eval.num_samples=3"])
+    assert cfg.eval.num_samples == 3
+    assert cfg.large_lm == LMCoTConfig().large_lm
+
+
+def test_set_overrides_have_yaml_types(tmp_path):
+    cfg = load_config(
+        write(tmp_path, YAML),
+        [
+            "large_lm.temperature=0.7",  # float
+            "small_lm.max_tokens=32",  # int
+            "large_lm.cache=false",  # bool
+            "data.skip_bad=true",
+            "large_lm.seed=null",  # null
+            "data.dev_limit=10",
+            "eval.methods=[cot, guided]",  # list
+            "small_lm.model=tiny-random/llama",  # a string containing '/' and '-'
+            "large_lm.api_base=http://127.0.0.1:8000/v1",  # a value containing ':' and '='-free url
+        ],
+    )
+    assert cfg.large_lm.temperature == 0.7
+    assert cfg.small_lm.max_tokens == 32 and isinstance(cfg.small_lm.max_tokens, int)
+    assert cfg.large_lm.cache is False
+    assert cfg.data.skip_bad is True
+    assert cfg.large_lm.seed is None
+    assert cfg.data.dev_limit == 10
+    assert cfg.eval.methods == ["cot", "guided"]
+    assert cfg.small_lm.model == "tiny-random/llama"
+    assert cfg.large_lm.api_base == "http://127.0.0.1:8000/v1"
+    # the rest of the file is untouched
+    assert cfg.data.dataset == "2wiki"
+
+
+def test_set_wins_over_yaml_and_later_set_wins(tmp_path):
+    cfg = load_config(write(tmp_path, YAML), ["eval.num_samples=2", "eval.num_samples=7"])
+    assert cfg.eval.num_samples == 7
+
+
+def test_value_may_contain_equals_sign():
+    cfg = load_config(None, ["large_lm.model=openai/a=b"])
+    assert cfg.large_lm.model == "openai/a=b"
+
+
+@pytest.mark.parametrize("value, expected", [("kd,rl", ["kd", "rl"]), ("rl", ["rl"]), ("[kd]", ["kd"]),
+                                             ("kd, rl", ["kd", "rl"])])
+def test_stages_comma_list(value, expected):
+    assert load_config(None, [f"stages={value}"]).stages == expected
+
+
+def test_set_creates_nested_sections():
+    cfg = load_config(None, ["kd.teacher.model=openai/gpt-4o", "rl.weights.fluency=0.5"])
+    assert cfg.kd.teacher is not None and cfg.kd.teacher.model == "openai/gpt-4o"
+    assert cfg.teacher().model == "openai/gpt-4o"
+    assert cfg.rl.weights.fluency == 0.5 and cfg.rl.weights.factuality == 1.0
+    # without a teacher, the large LM teaches
+    assert load_config(None, []).teacher() == load_config(None, []).large_lm
+
+
+def test_unknown_key_in_yaml_names_file_and_dotted_key(tmp_path):
+    path = write(tmp_path, "small_lm:\n  modle: x\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    msg = str(exc.value)
+    assert str(path) in msg
+    assert "small_lm.modle" in msg
+    assert "unknown key" in msg
+    assert "\n" not in msg
+
+
+def test_unknown_top_level_section(tmp_path):
+    path = write(tmp_path, "evaluation:\n  limit: 3\n")
+    with pytest.raises(ConfigError, match=r"evaluation: unknown key"):
+        load_config(path)
+
+
+def test_unknown_key_from_set_is_named():
+    with pytest.raises(ConfigError, match=r"large_lm\.temprature: unknown key"):
+        load_config(None, ["large_lm.temprature=0.3"])
+
+
+def test_bad_type_message_names_key_and_problem(tmp_path):
+    path = write(tmp_path, "eval:\n  num_samples: many\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    msg = str(exc.value)
+    assert msg.startswith(f"{path}: eval.num_samples: ")
+    assert "integer" in msg
+
+
+@pytest.mark.parametrize("override, key", [
+    ("eval.num_samples=0", "eval.num_samples"),  # ge=1
+    ("data.dataset=squad", "data.dataset"),  # not one of the datasets
+    ("stages=kd,sft", "stages"),
+    ("small_lm.dtype=float8", "small_lm.dtype"),
+])
+def test_out_of_range_values_are_refused(override, key):
+    with pytest.raises(ConfigError, match=rf"^config: {key.replace('.', r'.')}"):
+        load_config(None, [override])
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    path = write(tmp_path, "small_lm:\n  model: a\n  max_tokens: [1, 2\nlarge_lm:\n  model: b\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    msg = str(exc.value)
+    assert str(path) in msg and "invalid YAML" in msg
+    line = int(msg.split(" line ")[1].split()[0])
+    assert 3 <= line <= 5  # where the unclosed list is (YAML reports where it noticed)
+
+
+def test_top_level_must_be_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match="no such config file") as exc:
+        load_config(path)
+    assert str(path) in str(exc.value)
+
+
+@pytest.mark.parametrize("item", ["large_lm.temperature", "=3", "."])
+def test_malformed_set_items(item):
+    with pytest.raises(ConfigError, match="--set"):
+        load_config(None, [item])
+
+
+def test_set_into_a_value_that_is_not_a_section(tmp_path):
+    with pytest.raises(ConfigError, match="'model' is not a section"):
+        load_config(write(tmp_path, YAML), ["large_lm.model.name=x"])
+    with pytest.raises(ConfigError, match=r"large_lm\.model: "):  # model not in the file: a type error
+        load_config(None, ["large_lm.model.name=x"])
+
+
+def test_api_key_read_from_named_env_var(monkeypatch):
+    monkeypatch.setenv("LMCOT_TEST_KEY", SECRET)
+    cfg = load_config(None, ["large_lm.api_key_env=LMCOT_TEST_KEY"])
+    assert cfg.large_lm.api_key() == SECRET
+    # read at call time, never stored on the config
+    monkeypatch.setenv("LMCOT_TEST_KEY", "sk-rotated")
+    assert cfg.large_lm.api_key() == "sk-rotated"
+    assert SECRET not in json.dumps(cfg.to_public_dict())
+
+
+def test_no_api_key_env_means_no_key():
+    assert LargeLMConfig().api_key() is None
+
+
+def test_unset_key_variable_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("LMCOT_TEST_MISSING_KEY", raising=False)
+    cfg = load_config(None, ["large_lm.api_key_env=LMCOT_TEST_MISSING_KEY"])
+    with pytest.raises(ConfigError, match="LMCOT_TEST_MISSING_KEY.*not set"):
+        cfg.large_lm.api_key()
+    monkeypatch.setenv("LMCOT_TEST_MISSING_KEY", "")  # empty counts as unset
+    with pytest.raises(ConfigError, match="LMCOT_TEST_MISSING_KEY"):
+        cfg.large_lm.api_key()
+
+
+def test_public_dict_is_the_config_and_round_trips(monkeypatch, tmp_path):
+    monkeypatch.setenv("LMCOT_TEST_KEY", SECRET)
+    cfg = load_config(write(tmp_path, YAML), ["large_lm.api_key_env=LMCOT_TEST_KEY"])
+    public = cfg.to_public_dict()
+    text = json.dumps(public)  # JSON-serialisable as written beside results
+    assert SECRET not in text
+    assert public["large_lm"]["api_key_env"] == "LMCOT_TEST_KEY"  # the variable's name is kept
+    assert config_from_dict(json.loads(text)) == cfg
+
+
+@pytest.mark.parametrize("key", ["api_key", "API_KEY", "token", "authorization"])
+def test_secret_in_extra_is_refused(key):
+    with pytest.raises(ConfigError) as exc:
+        config_from_dict({"large_lm": {"model": "openai/x", "extra": {key: SECRET}}}, source="run.yaml")
+    msg = str(exc.value)
+    assert msg.startswith("run.yaml: large_lm.extra")
+    assert "api_key_env" in msg
+    assert SECRET not in msg
+
+
+def test_secret_in_extra_via_set_is_refused():
+    with pytest.raises(ConfigError, match="large_lm.extra"):
+        load_config(None, [f"large_lm.extra.api_key={SECRET}"])
+
+
+def test_harmless_extra_is_kept():
+    cfg = load_config(None, ["large_lm.extra.drop_params=true"])
+    assert cfg.large_lm.extra == {"drop_params": True}
+
+
+def test_assignment_is_validated():
+    cfg = LMCoTConfig()
+    with pytest.raises(ValueError):
+        cfg.eval.num_samples = 0
+
+
+def test_rationale_metric_backends_fill_in_and_refuse_unknown_aspects():
+    cfg = load_config(None, ["rationale_metrics.backends={factuality: judge}"])
+    assert cfg.rationale_metrics.backends["factuality"] == "judge"
+    assert cfg.rationale_metrics.backends["fluency"] == "cheap"
+    assert len(cfg.rationale_metrics.backends) == 8
+    with pytest.raises(ConfigError, match="rationale_metrics.backends"):
+        load_config(None, ["rationale_metrics.backends={factualty: judge}"])

@@ -1,0 +1,196 @@
+"""RL rewards: answer F1 through a real HTTP large LM, zero weights cost nothing, the aggregation
+math, TRL's shared per-batch computation, and the logged total of real GRPO / seq2seq runs."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # pytest's importlib mode does not add tests/ itself
+
+from _rl_helpers import (  # noqa: E402
+    CountingReward,
+    StandInScorer,
+    first_half_letters,
+    reward_log,
+    rl_config,
+    trainset,
+)
+
+from lmcot.config import LargeLMConfig  # noqa: E402
+from lmcot.metrics.answer import answer_f1  # noqa: E402
+from lmcot.optimizers.rewards import RewardSet, zscore  # noqa: E402
+
+ORACLE_DATA = [
+    {"question": "Which magazine was started first, Arthur's Magazine or First for Women?",
+     "answer": "Arthur's Magazine",
+     "paragraphs": [["Arthur's Magazine", ["Arthur's Magazine was an American literary periodical."]],
+                    ["First for Women", ["First for Women is a woman's magazine."]]],
+     "supporting_facts": [["Arthur's Magazine", 0]]},
+    {"question": "Were Scott Derrickson and Ed Wood of the same nationality?", "answer": "yes",
+     "paragraphs": [["Scott Derrickson", ["Scott Derrickson is an American director."]]],
+     "supporting_facts": [["Scott Derrickson", 0]]},
+]
+
+
+@pytest.fixture()
+def answer_server(tmp_path):
+    """The oracle large LM on 127.0.0.1 and a DSPy cache in tmp (so every call reaches the server)."""
+    from lmcot.lms import build_lm, configure_cache
+    from lmcot.testing.oracle_responder import OracleResponder
+    from lmcot.testing.oracle_server import OracleServer
+
+    configure_cache(tmp_path)
+    srv = OracleServer(OracleResponder(ORACLE_DATA)).start()
+    try:
+        yield srv, build_lm(LargeLMConfig(model="openai/oracle", api_base=srv.url, num_retries=0))
+    finally:
+        srv.stop()
+        import dspy
+
+        dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True,
+                             disk_cache_dir=os.environ.get("DSPY_CACHEDIR", str(tmp_path / "restore")))
+
+
+def _row(question: str, gold: str, rationale: str = "Some reasoning.") -> dict:
+    return {"question": question, "context": "Arthur's Magazine: an American literary periodical.", "answer": gold,
+            "rationale": rationale}
+
+
+def test_answer_f1_reward_asks_the_large_lm(answer_server):
+    srv, lm = answer_server
+    rewards = RewardSet(rl_config(weights={"answer_f1": 1.0}), answer_lm=lm)
+    q1, q2 = ORACLE_DATA[0]["question"], ORACLE_DATA[1]["question"]
+    rows = [_row(q1, "Arthur's Magazine"),          # oracle answers the gold: F1 1
+            _row(q1, "the magazine of Arthur"),     # partial overlap with the oracle's answer
+            _row(q2, "no"),                         # oracle says yes: F1 0
+            _row("A question the oracle does not know?", "Paris")]
+    comps = rewards.components(rows)
+    assert list(comps) == ["answer_f1"]
+    expected = [1.0, answer_f1("Arthur's Magazine", "the magazine of Arthur"), 0.0, 0.0]
+    assert 0 < expected[1] < 1
+    assert comps["answer_f1"] == pytest.approx(expected)
+    assert srv.request_count == 4
+    # The Answer prompt carries each rollout's rationale to the large LM.
+    rows2 = [_row(q1, "Arthur's Magazine", rationale="UNIQUE-RATIONALE-MARKER")]
+    rewards.components(rows2)
+    assert "UNIQUE-RATIONALE-MARKER" in str(srv.requests[-1]["messages"])
+
+
+def test_zero_weight_rewards_are_not_computed(answer_server):
+    srv, lm = answer_server
+    scorer = StandInScorer()
+    extra = CountingReward(first_half_letters)
+    rewards = RewardSet(rl_config(weights={"factuality": 2.0, "answer_f1": 0.0}), answer_lm=lm, scorer=scorer,
+                        extra={"letters": extra}, weights={"letters": 0.0})
+    rows = [_row(ORACLE_DATA[0]["question"], "Arthur's Magazine", "one two three")]
+    comps = rewards.components(rows)
+    assert list(comps) == ["factuality"]
+    assert srv.request_count == 0 and extra.calls == 0
+    assert scorer.calls == [(1, ["factuality"])]  # only the weighted aspect, in one call
+    funcs, weights = rewards.trl_reward_functions()
+    assert [f.__name__ for f in funcs] == ["factuality"] and weights == [2.0]
+    # With answer_f1 off no large LM is needed at all; with an aspect on, a scorer is.
+    RewardSet(rl_config(weights={"factuality": 1.0}), answer_lm=None, scorer=scorer)
+    with pytest.raises(ValueError, match="scorer"):
+        RewardSet(rl_config(weights={"factuality": 1.0}), answer_lm=lm)
+    with pytest.raises(ValueError, match="answer_lm"):
+        RewardSet(rl_config(weights={"answer_f1": 1.0}), answer_lm=None)
+    with pytest.raises(ValueError, match="every reward weight is 0"):
+        RewardSet(rl_config(), answer_lm=None)
+
+
+def _fixed_rewards(aggregation: str) -> RewardSet:
+    return RewardSet(rl_config(aggregation=aggregation), answer_lm=None,
+                     extra={"a": lambda rows: [1.0, 2.0, 3.0, 6.0][: len(rows)],
+                            "b": lambda rows: [0.5] * len(rows),
+                            "c": lambda rows: [1.0, 0.0, 0.0, 1.0][: len(rows)]},
+                     weights={"a": 0.5, "b": 2.0, "c": -1.0})
+
+
+def test_weighted_sum_math():
+    rewards = _fixed_rewards("weighted_sum")
+    comps = rewards.components([_row("q", "g")] * 4)
+    assert comps == {"a": [1.0, 2.0, 3.0, 6.0], "b": [0.5] * 4, "c": [1.0, 0.0, 0.0, 1.0]}
+    assert rewards.total(comps) == pytest.approx([0.5 + 1 - 1, 1 + 1, 1.5 + 1, 3 + 1 - 1])
+    metrics = rewards.log_metrics(comps)
+    assert metrics["reward"] == pytest.approx(sum(rewards.weights[n] * metrics[f"rewards/{n}/mean"] for n in "abc"))
+    assert metrics["rewards/a/mean"] == pytest.approx(3.0)
+
+
+def test_normalize_sum_math():
+    rewards = _fixed_rewards("normalize_sum")
+    comps = rewards.components([_row("q", "g")] * 4)
+    za = [(x - 3.0) / math.sqrt(3.5) for x in [1.0, 2.0, 3.0, 6.0]]  # population std of a is sqrt(3.5)
+    zc = [1.0, -1.0, -1.0, 1.0]
+    assert zscore([0.5] * 4) == [0.0] * 4  # a constant component contributes nothing
+    assert rewards.total(comps) == pytest.approx([0.5 * a - c for a, c in zip(za, zc)])
+    metrics = rewards.log_metrics(comps)
+    assert metrics["raw_rewards/a/mean"] == pytest.approx(3.0)
+    assert metrics["rewards/a/mean"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_trl_reward_functions_share_one_computation():
+    scorer = StandInScorer()
+    counted = CountingReward(first_half_letters)
+    rewards = RewardSet(rl_config(weights={"fluency": 1.0, "factuality": 0.5}), answer_lm=None, scorer=scorer,
+                        extra={"letters": counted}, weights={"letters": 3.0})
+    funcs, weights = rewards.trl_reward_functions()
+    assert [f.__name__ for f in funcs] == ["factuality", "fluency", "letters"] and weights == [0.5, 1.0, 3.0]
+    rows = trainset(2)
+    completions = ["alpha beta gamma", "zzz yyy", "mad cab", ""]
+    cols = {k: [rows[i // 2][k] for i in range(4)] for k in ("question", "context", "answer")}
+
+    async def all_at_once():
+        return await asyncio.gather(*[f(prompts=["p"] * 4, completions=completions, **cols) for f in funcs])
+
+    results = asyncio.run(all_at_once())
+    assert len(scorer.calls) == 1 and counted.calls == 1  # three functions, one computation
+    expected = rewards.components([dict(question=cols["question"][i], context=cols["context"][i],
+                                        answer=cols["answer"][i], rationale=c) for i, c in enumerate(completions)])
+    assert dict(zip(rewards.names, results)) == expected
+    rewards.close()
+
+
+def _check_logged_totals(entries: list[dict], weights: dict[str, float]) -> None:
+    assert entries, "no reward entries were logged"
+    for e in entries:
+        total = sum(w * e[f"rewards/{n}/mean"] for n, w in weights.items())
+        assert e["reward"] == pytest.approx(total, rel=1e-5, abs=1e-6)
+
+
+def test_grpo_log_reward_is_weighted_sum_of_components(tiny_causal_path, answer_server, tmp_path):
+    from lmcot.config import SmallLMConfig
+    from lmcot.optimizers.rl_grpo import train_grpo
+
+    srv, lm = answer_server
+    rl = rl_config(max_steps=2, weights={"fluency": 1.5, "answer_f1": 0.7})
+    rewards = RewardSet(rl, answer_lm=lm, scorer=StandInScorer(), extra={"letters": first_half_letters},
+                        weights={"letters": -2.0})
+    data = [dict(r, question=d["question"], answer=d["answer"]) for r, d in zip(trainset(2), ORACLE_DATA)]
+    train_grpo(str(tiny_causal_path), data, rewards, rl, SmallLMConfig(device="cpu"), tmp_path / "grpo")
+    entries = reward_log(tmp_path / "grpo")
+    assert [e["step"] for e in entries] == [1, 2]
+    _check_logged_totals(entries, {"fluency": 1.5, "answer_f1": 0.7, "letters": -2.0})
+    # The oracle knows both questions and answers their gold whatever the rationale says.
+    assert all(e["rewards/answer_f1/mean"] == pytest.approx(1.0) for e in entries)
+    assert srv.request_count > 0
+
+
+def test_seq2seq_log_reward_is_weighted_sum_of_components(tiny_seq2seq_path, tmp_path):
+    from lmcot.config import SmallLMConfig
+    from lmcot.optimizers.rl_seq2seq import train_seq2seq
+
+    rl = rl_config(max_steps=2, kl=0.01, weights={"factuality": 0.25, "fluency": 1.5})
+    rewards = RewardSet(rl, answer_lm=None, scorer=StandInScorer(), extra={"letters": first_half_letters},
+                        weights={"letters": 3.0})
+    train_seq2seq(str(tiny_seq2seq_path), trainset(4), rewards, rl, SmallLMConfig(device="cpu"), tmp_path / "s2s")
+    entries = reward_log(tmp_path / "s2s")
+    assert [e["step"] for e in entries] == [1, 2]
+    assert all("kl" in e and "loss" in e for e in entries)
+    _check_logged_totals(entries, {"factuality": 0.25, "fluency": 1.5, "letters": 3.0})

@@ -1,0 +1,181 @@
+"""RL stage on tiny offline models: it learns (GRPO, seq2seq RLOO), RLOO / PPO / LoRA run and merge,
+checkpoints resume, the dispatcher picks and refuses algorithms, prompts match inference."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # pytest's importlib mode does not add tests/ itself
+
+from _rl_helpers import CountingReward, first_half_letters, mean, reward_log, rl_config, trainset  # noqa: E402
+
+from lmcot.config import SmallLMConfig  # noqa: E402
+from lmcot.optimizers.rewards import RewardSet  # noqa: E402
+
+CPU = SmallLMConfig(device="cpu")
+
+
+def _letters_rewards(rl, counter: CountingReward | None = None) -> RewardSet:
+    return RewardSet(rl, answer_lm=None, extra={"letters": counter or first_half_letters})
+
+
+def _assert_learned(out_dir: Path, steps: int, margin: float = 0.15) -> None:
+    rewards = [e["reward"] for e in reward_log(out_dir)]
+    assert len(rewards) == steps
+    first, last = mean(rewards[:5]), mean(rewards[-5:])
+    assert last > first + margin, f"reward did not climb: first {first:.3f}, last {last:.3f} ({rewards})"
+
+
+def _state(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def _differs(a: dict, b: dict) -> bool:
+    import torch
+
+    return any(not torch.equal(a[k], b[k]) for k in a if k in b)
+
+
+def test_grpo_learns(tiny_causal_path, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from lmcot.optimizers.rl_grpo import train_grpo
+
+    rl = rl_config(max_steps=25, learning_rate=2e-2, kl=0.001)
+    out = train_grpo(str(tiny_causal_path), trainset(), _letters_rewards(rl), rl, CPU, tmp_path / "rl")
+    assert out == tmp_path / "rl" / "model"
+    _assert_learned(tmp_path / "rl", 25)
+    assert all("kl" in e for e in reward_log(tmp_path / "rl"))  # beta = rl.kl > 0: KL to the KD checkpoint
+    model = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True)
+    assert model.config.model_type == "llama" and (out / "tokenizer.json").is_file()
+
+
+def test_seq2seq_rloo_learns(tiny_seq2seq_path, tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+
+    from lmcot.optimizers.rl_seq2seq import train_seq2seq
+
+    rl = rl_config(max_steps=25, learning_rate=2e-2, kl=0.005)
+    out = train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl), rl, CPU, tmp_path / "rl")
+    _assert_learned(tmp_path / "rl", 25)
+    log = reward_log(tmp_path / "rl")
+    assert all(e["kl"] >= 0 for e in log) and log[-1]["kl"] > 0
+    model = AutoModelForSeq2SeqLM.from_pretrained(out, use_safetensors=True)
+    assert model.config.model_type == "t5"
+
+
+def test_rloo_with_lora_runs_and_merges(tiny_causal_path, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from lmcot.optimizers.rl_grpo import train_grpo
+
+    rl = rl_config(max_steps=2, learning_rate=1e-2, kl=0.01, lora=True, lora_r=4, lora_alpha=8)
+    out = train_grpo(str(tiny_causal_path), trainset(), _letters_rewards(rl), rl, CPU, tmp_path / "rl",
+                     algorithm="rloo")
+    assert [e["step"] for e in reward_log(tmp_path / "rl")] == [1, 2]
+    merged = _state(out)
+    assert not any("lora" in k for k in merged)  # adapters merged into plain weights
+    assert _differs(merged, _state(Path(tiny_causal_path)))
+    AutoModelForCausalLM.from_pretrained(out, use_safetensors=True)
+
+
+def test_seq2seq_ppo_with_lora_runs_and_merges(tiny_seq2seq_path, tmp_path):
+    from lmcot.optimizers.rl_seq2seq import train_seq2seq
+
+    rl = rl_config(max_steps=2, learning_rate=1e-2, kl=0.01, lora=True, lora_r=4, lora_alpha=8)
+    out = train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl), rl, CPU, tmp_path / "rl",
+                        algorithm="seq2seq_ppo")
+    log = reward_log(tmp_path / "rl")
+    assert [e["step"] for e in log] == [1, 2] and all("clip_frac" in e for e in log)
+    merged = _state(out)
+    assert not any("lora" in k for k in merged)
+    assert _differs(merged, _state(Path(tiny_seq2seq_path)))
+
+
+def test_grpo_resumes_from_checkpoint(tiny_causal_path, tmp_path):
+    from lmcot.optimizers.rl_grpo import train_grpo
+
+    counter = CountingReward(first_half_letters)
+    rl = rl_config(max_steps=2, save_steps=2, learning_rate=1e-2)
+    train_grpo(str(tiny_causal_path), trainset(), _letters_rewards(rl, counter), rl, CPU, tmp_path / "rl")
+    first = reward_log(tmp_path / "rl")
+    assert counter.calls == 2 and (tmp_path / "rl" / "checkpoints" / "checkpoint-2").is_dir()
+
+    rl2 = rl.model_copy(update={"max_steps": 4})
+    train_grpo(str(tiny_causal_path), trainset(), _letters_rewards(rl2, counter), rl2, CPU, tmp_path / "rl")
+    assert counter.calls == 4  # only steps 3 and 4 ran the second time
+    second = reward_log(tmp_path / "rl")
+    assert [e["step"] for e in second] == [1, 2, 3, 4]
+    assert second[:2] == first  # the history of the first run is kept
+
+
+def test_seq2seq_resume_matches_an_uninterrupted_run(tiny_seq2seq_path, tmp_path):
+    import torch
+
+    from lmcot.optimizers.rl_seq2seq import train_seq2seq
+
+    rl2 = rl_config(max_steps=2, save_steps=2, learning_rate=1e-2, kl=0.01)
+    rl4 = rl2.model_copy(update={"max_steps": 4})
+    counter = CountingReward(first_half_letters)
+    train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl2, counter), rl2, CPU, tmp_path / "a")
+    assert (tmp_path / "a" / "checkpoints" / "step-000002" / "state.json").is_file()
+    resumed = train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl4, counter), rl4, CPU,
+                            tmp_path / "a")
+    assert counter.calls == 4  # 2 + 2: the second call started at step 3
+    straight = train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl4), rl4, CPU, tmp_path / "b")
+    assert reward_log(tmp_path / "a") == reward_log(tmp_path / "b")
+    a, b = _state(resumed), _state(straight)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # weights, optimizer and RNG restored
+
+
+def test_run_rl_dispatch(tiny_causal_path, tiny_seq2seq_path, tmp_path, monkeypatch):
+    import dspy
+
+    import lmcot.optimizers.rl_grpo as rl_grpo
+    import lmcot.optimizers.rl_seq2seq as rl_seq2seq
+    from lmcot.optimizers.rl import choose_algorithm, run_rl
+
+    assert choose_algorithm("auto", encoder_decoder=False) == "grpo"
+    assert choose_algorithm("auto", encoder_decoder=True) == "seq2seq_rloo"
+    calls = []
+    monkeypatch.setattr(rl_grpo, "train_grpo", lambda *a, **k: calls.append(("grpo", a[1], k)) or "g")
+    monkeypatch.setattr(rl_seq2seq, "train_seq2seq", lambda *a, **k: calls.append(("s2s", a[1], k)) or "s")
+    examples = [dspy.Example(**r, id=str(i)).with_inputs("question", "context") for i, r in enumerate(trainset())]
+    rewards = _letters_rewards(rl_config())
+    assert run_rl(str(tiny_causal_path), examples, rewards, rl_config(train_limit=3), CPU, tmp_path) == "g"
+    assert run_rl(str(tiny_seq2seq_path), trainset(), rewards, rl_config(algorithm="seq2seq_ppo"), CPU, tmp_path) == "s"
+    assert calls[0][0] == "grpo" and calls[0][2] == {"algorithm": "grpo"}
+    assert calls[0][1] == [{k: r[k] for k in ("question", "context", "answer")} for r in trainset(3)]
+    assert calls[1][0] == "s2s" and calls[1][2] == {"algorithm": "seq2seq_ppo"} and len(calls[1][1]) == 8
+    with pytest.raises(ValueError, match="encoder-decoder"):
+        run_rl(str(tiny_seq2seq_path), trainset(), rewards, rl_config(algorithm="grpo"), CPU, tmp_path)
+    with pytest.raises(ValueError, match="causal"):
+        run_rl(str(tiny_causal_path), trainset(), rewards, rl_config(algorithm="seq2seq_rloo"), CPU, tmp_path)
+    assert len(calls) == 2
+
+
+def test_trl_prompts_are_tokenized_like_inference(tiny_causal_path):
+    """A tokenizer whose default adds BOS: TRL alone would prepend it, inference does not."""
+    from types import SimpleNamespace
+
+    from tokenizers import processors
+    from transformers import AutoTokenizer
+
+    from lmcot.optimizers.rl_grpo import _trainer_class, build_prompt_rows
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_causal_path))
+    bos = tok.bos_token_id
+    tok._tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
+    prompt = build_prompt_rows(trainset(1), tok, is_encoder_decoder=False)[0]["prompt"]
+    assert prompt.startswith("<|system|>")  # the chat-templated inference prompt, as a string
+    assert tok(prompt).input_ids[0] == bos  # what TRL's default tokenization would feed
+    plain = tok(prompt, add_special_tokens=False).input_ids
+    for algorithm in ("grpo", "rloo"):
+        trainer_cls = _trainer_class(algorithm, max_input_tokens=20)
+        ids, images, extra = trainer_cls._tokenize_prompts(SimpleNamespace(processing_class=tok), [prompt])
+        assert ids == [plain[-20:]] and images is None and extra == {}  # no BOS, cut from the left
