@@ -69,7 +69,7 @@ class LMConfig(_Section):
             return None
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise ConfigError(f"environment variable {self.api_key_env} (large_lm.api_key_env) is not set")
+            raise ConfigError(f"environment variable {self.api_key_env} (named by api_key_env of {self.model}) is not set")
         return key
 
 

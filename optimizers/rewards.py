@@ -56,7 +56,6 @@ _SHARED_BATCHES = 4
 class _Batch:
     raw: dict[str, list[float]]
     summands: dict[str, list[float]]
-    metrics: dict[str, float]
 
 
 def zscore(values: list[float]) -> list[float]:
@@ -110,6 +109,13 @@ class RewardSet:
         if "answer_f1" in self.weights and answer_lm is None:
             raise ValueError("answer_f1 has non-zero weight but no answer_lm (the frozen large LM) was given")
         self._predictor = None
+        if "answer_f1" in self.weights:
+            import dspy
+
+            from lmcot.programs.signatures import Answer
+
+            self._predictor = dspy.Predict(Answer)
+            self._predictor.lm = answer_lm
         self._lock = threading.Lock()
         self._shared: OrderedDict[tuple, Future] = OrderedDict()
         self._pool: ThreadPoolExecutor | None = None
@@ -144,7 +150,7 @@ class RewardSet:
         pool = None
         if self.aspects:
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmcot-aspects")
-            aspect_rows = [{"question": r["question"], "context": r["context"], "rationale": r["rationale"]} for r in rows]
+            aspect_rows = [{k: r[k] for k in ("question", "context", "rationale")} for r in rows]
             aspect_job = pool.submit(contextvars.copy_context().run, self.scorer.score, aspect_rows, list(self.aspects))
         try:
             answer_scores = self.answer_f1(rows) if "answer_f1" in self.weights else None
@@ -169,16 +175,13 @@ class RewardSet:
 
     def answer_f1(self, rows: list[dict[str, Any]]) -> list[float]:
         """Token F1 of the large LM's answer given each row's rationale (concurrent calls)."""
-        import dspy
         from dspy.utils.exceptions import AdapterParseError
 
         from lmcot.metrics.answer import answer_f1
         from lmcot.programs.parallel import map_concurrently
-        from lmcot.programs.signatures import Answer
 
         if self._predictor is None:
-            self._predictor = dspy.Predict(Answer)
-            self._predictor.lm = self.answer_lm
+            raise ValueError("answer_f1 has weight 0 in this RewardSet, so it has no answer LM")
 
         def one(row: dict[str, Any]) -> float:
             try:
@@ -262,7 +265,7 @@ class RewardSet:
 
     def _compute_batch(self, rows: list[dict[str, Any]]) -> _Batch:
         raw = self.components(rows)
-        return _Batch(raw=raw, summands=self.summands(raw), metrics=self.log_metrics(raw))
+        return _Batch(raw=raw, summands=self.summands(raw))
 
     def close(self) -> None:
         """Stop the worker thread used by the TRL reward functions (also done at exit)."""

@@ -16,10 +16,14 @@ rule, same left truncation at ``small_lm.max_input_tokens``).
 
 Batching: ``rl.batch_size`` counts completions per optimisation step (TRL's convention); it is
 rounded up to a multiple of ``rl.num_generations``, so each step samples
-``batch_size / num_generations`` prompts with ``num_generations`` rationales each.
-KL: ``beta = rl.kl`` against the KD checkpoint (with LoRA: the base with adapters disabled, which is
-the same model). Checkpoints go to ``out_dir/checkpoints`` every ``rl.save_steps``; a rerun resumes
-from the newest one (a larger ``max_steps`` continues training).
+``batch_size / num_generations`` prompts with ``num_generations`` rationales each. Other TRL
+defaults are kept (GRPO: ``loss_type="dapo"``, advantages scaled by the group's std; one
+generation batch per optimisation step, so updates are on-policy and ``epsilon = rl.clip_eps``
+only bites if more iterations per batch are configured). KL: ``beta = rl.kl`` against the KD
+checkpoint (with LoRA: the base with adapters disabled, which is the same model).
+
+Checkpoints go to ``out_dir/checkpoints`` every ``rl.save_steps`` and at the last step; a rerun
+resumes from the newest one (a larger ``max_steps`` continues training).
 """
 
 from __future__ import annotations
@@ -75,6 +79,20 @@ def _trainer_class(algorithm: str, max_input_tokens: int):
             return ids, None, {}
 
     return InferencePromptTrainer
+
+
+def _save_at_end():
+    from transformers import TrainerCallback
+
+    class SaveAtEnd(TrainerCallback):
+        """Checkpoint the last step too, so a rerun with a larger max_steps continues from it."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_save = True
+            return control
+
+    return SaveAtEnd()
 
 
 def _training_dtype(small_cfg: SmallLMConfig) -> str:
@@ -166,7 +184,8 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
     args = _trainer_args(algorithm, rl, small_cfg, out_dir, device)
     args.reward_weights = weights
     trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=_lora_config(rl) if rl.lora else None)
+                          processing_class=tokenizer, peft_config=_lora_config(rl) if rl.lora else None,
+                          callbacks=[_save_at_end()])
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:
         log.info("resuming RL from %s", last)

@@ -22,8 +22,9 @@ trainer is gone), so this file holds a small loop. Each step:
 Logs per ``logging_steps`` (means over the window): ``rewards/<name>/mean``, ``reward``, ``kl``
 (mean per-token k3), ``loss`` and for PPO ``clip_frac``, the keys TRL's GRPO uses.
 Every ``rl.save_steps`` and at the last step a checkpoint (weights as safetensors, optimizer, RNG,
-step, log) is written to ``out_dir/checkpoints/step-NNNNNN`` (the newest two are kept); a rerun resumes from the newest, so a crash loses at most
-``save_steps`` steps and a larger ``max_steps`` continues training. The final model (LoRA merged)
+step, log) is written to ``out_dir/checkpoints/step-NNNNNN`` (the newest two are kept); a rerun
+resumes from the newest, so a crash loses at most ``save_steps`` steps and a larger ``max_steps``
+continues training. The final model (LoRA merged)
 goes to ``out_dir/model``, the log to ``out_dir/train_log.json``.
 """
 
@@ -35,7 +36,6 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any
 
 from lmcot.config import RLConfig, SmallLMConfig
 
@@ -102,7 +102,7 @@ class _Checkpoints:
         done = sorted(p for p in self.root.glob("step-*") if (p / "state.json").is_file())
         return done[-1] if done else None
 
-    def save(self, model, optimizer, step: int, history: list[dict], lora: bool) -> Path:
+    def save(self, model, tokenizer, optimizer, step: int, history: list[dict], lora: bool) -> Path:
         import torch
 
         from lmcot.jsonl import write_json
@@ -111,9 +111,14 @@ class _Checkpoints:
         tmp = self.root / f".step-{step:06d}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        model.save_pretrained(str(tmp / ("adapter" if lora else "model")))
+        weights_dir = tmp / ("adapter" if lora else "model")
+        model.save_pretrained(str(weights_dir))
+        tokenizer.save_pretrained(str(weights_dir))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():  # sampling on a GPU draws from the CUDA generators
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(rng, tmp / "rng.pt")
         write_json(tmp / "state.json", {"step": step, "log_history": history})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -128,14 +133,8 @@ def _load_policy(start_checkpoint: str, resume: Path | None, rl: RLConfig, small
     dtype = "float32" if small_cfg.dtype == "auto" else small_cfg.dtype  # fp32 master weights by default
     kw = dict(device=device, dtype=dtype, trust_remote_code=small_cfg.trust_remote_code, revision=small_cfg.revision)
     if not rl.lora:
-        # Full fine-tuning resumes from the checkpoint's weights; the tokenizer is the KD one.
-        model, tokenizer, is_seq2seq = load_model_and_tokenizer(start_checkpoint, **kw)
-        if resume is not None:
-            from transformers import AutoModelForSeq2SeqLM
-
-            model = AutoModelForSeq2SeqLM.from_pretrained(str(resume / "model"), dtype=model.dtype,
-                                                          use_safetensors=True).to(device)
-        return model, tokenizer, is_seq2seq
+        # Full fine-tuning resumes from the checkpoint's weights (saved with the KD tokenizer).
+        return load_model_and_tokenizer(str(resume / "model") if resume is not None else start_checkpoint, **kw)
     from peft import LoraConfig, PeftModel, get_peft_model
 
     base, tokenizer, is_seq2seq = load_model_and_tokenizer(start_checkpoint, **kw)
@@ -159,6 +158,47 @@ def _reference(start_checkpoint: str, policy, rl: RLConfig, small_cfg: SmallLMCo
                                          trust_remote_code=small_cfg.trust_remote_code, revision=small_cfg.revision)
     ref.requires_grad_(False)
     return ref
+
+
+def _update(model, ref, optimizer, params, enc, decoder_in, targets, mask, adv, rl: RLConfig,
+            algorithm: str) -> dict[str, float]:
+    """One batch of policy-gradient updates (1 for RLOO, ``_PPO_EPOCHS`` for PPO); returns stats."""
+    import torch
+
+    with torch.no_grad():
+        old_logps = None  # PPO's ratio is to the policy that sampled: these weights, before the update
+        if algorithm == "seq2seq_ppo":
+            old_logps = _token_logps(model, enc, decoder_in, targets, rl.temperature)
+        if ref is not None:
+            ref_logps = _token_logps(ref, enc, decoder_in, targets, rl.temperature)
+        elif rl.kl > 0:  # LoRA: the base model with the adapter off is the KD checkpoint
+            with model.disable_adapter():
+                ref_logps = _token_logps(model, enc, decoder_in, targets, rl.temperature)
+        else:
+            ref_logps = None
+    n_tokens = mask.sum().clamp(min=1)
+    stats: dict[str, float] = {}
+    for _ in range(_PPO_EPOCHS if algorithm == "seq2seq_ppo" else 1):
+        logps = _token_logps(model, enc, decoder_in, targets, rl.temperature)
+        if old_logps is not None:
+            ratio = torch.exp(logps - old_logps)
+            a = adv.unsqueeze(1)
+            surrogate = torch.min(ratio * a, torch.clamp(ratio, 1 - rl.clip_eps, 1 + rl.clip_eps) * a)
+            loss = -(surrogate * mask).sum(1).mean()
+            stats["clip_frac"] = float((((ratio.detach() - 1).abs() > rl.clip_eps).float() * mask).sum() / n_tokens)
+        else:
+            loss = -(adv * (logps * mask).sum(1)).mean()
+        if ref_logps is not None:
+            d = ref_logps - logps
+            k3 = torch.exp(d) - d - 1
+            loss = loss + rl.kl * (k3 * mask).sum(1).mean()
+            stats["kl"] = float((k3.detach() * mask).sum() / n_tokens)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, _MAX_GRAD_NORM))
+        optimizer.step()
+        stats["loss"] = float(loss.detach())
+    return stats
 
 
 class _TensorBoard:
@@ -223,7 +263,10 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
         state = json.loads((resume / "state.json").read_text())
         step, history = int(state["step"]), list(state["log_history"])
         optimizer.load_state_dict(torch.load(resume / "optimizer.pt", map_location=device, weights_only=True))
-        torch.set_rng_state(torch.load(resume / "rng.pt", weights_only=True)["torch"])
+        rng = torch.load(resume / "rng.pt", weights_only=True)
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         log.info("resuming seq2seq RL from %s (step %d)", resume, step)
 
     tb = _TensorBoard(list(rl.report_to), out_dir / "runs")
@@ -236,7 +279,7 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
             batch = [rows[i] for i in prompts_for_step(len(rows), prompts_per_step, rl.seed, step)]
             enc = tokenizer([r["prompt"] for r in batch], return_tensors="pt", padding=True, truncation=True,
                             max_length=small_cfg.max_input_tokens, add_special_tokens=True)
-            enc = {k: v.to(device).repeat_interleave(G, dim=0) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            enc = {k: enc[k].to(device).repeat_interleave(G, dim=0) for k in ("input_ids", "attention_mask")}
             with torch.no_grad():
                 seqs = model.generate(**enc, do_sample=True, temperature=rl.temperature, top_p=1.0, top_k=0,
                                       max_new_tokens=rl.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
@@ -249,39 +292,7 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
             comps = rewards.components(reward_rows)
             totals = rewards.total(comps)
             adv = torch.tensor(rloo_advantages(totals, G), device=device, dtype=torch.float32)
-            with torch.no_grad():
-                old_logps = _token_logps(model, enc, decoder_in, targets, rl.temperature)
-                if ref is not None:
-                    ref_logps = _token_logps(ref, enc, decoder_in, targets, rl.temperature)
-                elif rl.kl > 0:  # LoRA: the base model with the adapter off is the KD checkpoint
-                    with model.disable_adapter():
-                        ref_logps = _token_logps(model, enc, decoder_in, targets, rl.temperature)
-                else:
-                    ref_logps = None
-            epochs = _PPO_EPOCHS if algorithm == "seq2seq_ppo" else 1
-            stats: dict[str, float] = {}
-            for _ in range(epochs):
-                logps = _token_logps(model, enc, decoder_in, targets, rl.temperature)
-                if algorithm == "seq2seq_ppo":
-                    ratio = torch.exp(logps - old_logps)
-                    a = adv.unsqueeze(1)
-                    surrogate = torch.min(ratio * a, torch.clamp(ratio, 1 - rl.clip_eps, 1 + rl.clip_eps) * a)
-                    pg = -(surrogate * mask).sum(1).mean()
-                    clipped = ((ratio - 1).abs() > rl.clip_eps).float()
-                    stats["clip_frac"] = float((clipped * mask).sum() / mask.sum().clamp(min=1))
-                else:
-                    pg = -(adv * (logps * mask).sum(1)).mean()
-                loss = pg
-                if ref_logps is not None:
-                    d = ref_logps - logps
-                    k3 = torch.exp(d) - d - 1
-                    loss = loss + rl.kl * (k3 * mask).sum(1).mean()
-                    stats["kl"] = float((k3.detach() * mask).sum() / mask.sum().clamp(min=1))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, _MAX_GRAD_NORM))
-                optimizer.step()
-                stats["loss"] = float(loss.detach())
+            stats = _update(model, ref, optimizer, params, enc, decoder_in, targets, mask, adv, rl, algorithm)
             step += 1
             window.append({**rewards.log_metrics(comps), **stats,
                            "completions/mean_length": float(mask.sum(1).mean())})
@@ -294,7 +305,7 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
                 tb.log(entry, step)
                 window = []
             if step % max(1, rl.save_steps) == 0 or step == rl.max_steps:
-                ckpts.save(model, optimizer, step, history, rl.lora)
+                ckpts.save(model, tokenizer, optimizer, step, history, rl.lora)
     finally:
         bar.close()
         tb.close()

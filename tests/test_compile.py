@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOTPOT
-
 ROOT = Path(__file__).resolve().parents[1]
+HOTPOT = ROOT / "tests" / "fixtures" / "hotpotqa_dev_slice.json"
 
 
 def _overrides(server, tmp_path: Path, student: Path, stages: str = "kd", train_limit: int = 12) -> list[str]:

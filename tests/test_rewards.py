@@ -105,6 +105,22 @@ def test_zero_weight_rewards_are_not_computed(answer_server):
         RewardSet(rl_config(), answer_lm=None)
 
 
+def test_from_config_builds_the_rationale_scorer_only_when_needed():
+    from lmcot.config import LMCoTConfig
+    from lmcot.metrics.rationale import RationaleScorer
+
+    off = {name: 0.0 for name in rl_config().weights.model_dump()}
+    cfg = LMCoTConfig(rl={"weights": {**off, "readability": 1.0, "relevance": 0.5}})  # cheap backends by default
+    rewards = RewardSet.from_config(cfg, answer_lm=None)
+    assert isinstance(rewards.scorer, RationaleScorer) and rewards.names == ["relevance", "readability"]
+    rows = [_row("Which magazine?", "x", "Arthur's Magazine was an American literary periodical."), _row("q", "x", "")]
+    comps = rewards.components(rows)
+    assert all(0.0 <= v <= 1.0 for vs in comps.values() for v in vs)
+    assert comps["relevance"][0] > comps["relevance"][1] == 0.0  # an empty rationale scores 0
+    only_extra = LMCoTConfig(rl={"weights": off})
+    assert RewardSet.from_config(only_extra, None, extra={"letters": first_half_letters}).scorer is None
+
+
 def _fixed_rewards(aggregation: str) -> RewardSet:
     return RewardSet(rl_config(aggregation=aggregation), answer_lm=None,
                      extra={"a": lambda rows: [1.0, 2.0, 3.0, 6.0][: len(rows)],
@@ -154,6 +170,27 @@ def test_trl_reward_functions_share_one_computation():
     expected = rewards.components([dict(question=cols["question"][i], context=cols["context"][i],
                                         answer=cols["answer"][i], rationale=c) for i, c in enumerate(completions)])
     assert dict(zip(rewards.names, results)) == expected
+    rewards.close()
+
+
+def test_trl_functions_return_zscores_and_log_raw_means_for_normalize_sum():
+    rewards = _fixed_rewards("normalize_sum")
+    funcs, weights = rewards.trl_reward_functions()
+    logged: dict[str, float] = {}
+    cols = {k: ["x"] * 4 for k in ("question", "context", "answer")}
+
+    async def all_at_once():
+        return await asyncio.gather(*[f(prompts=["p"] * 4, completions=["c1", "c2", "c3", "c4"], **cols,
+                                        log_metric=logged.__setitem__) for f in funcs])
+
+    results = dict(zip(rewards.names, asyncio.run(all_at_once())))
+    assert results["a"] == pytest.approx([(x - 3.0) / math.sqrt(3.5) for x in [1.0, 2.0, 3.0, 6.0]])
+    assert results["b"] == [0.0] * 4
+    assert logged == pytest.approx({"raw_rewards/a/mean": 3.0, "raw_rewards/b/mean": 0.5, "raw_rewards/c/mean": 0.5})
+    # What TRL computes from these (sum of weight x returned value) is the normalise-then-sum total.
+    comps = rewards.components([_row("x", "x")] * 4)
+    trl_total = [sum(w * results[n][i] for n, w in zip(rewards.names, weights)) for i in range(4)]
+    assert trl_total == pytest.approx(rewards.total(comps))
     rewards.close()
 
 

@@ -41,12 +41,14 @@ def _differs(a: dict, b: dict) -> bool:
     return any(not torch.equal(a[k], b[k]) for k in a if k in b)
 
 
+# Learning-rate / KL settings of the two "it learns" tests were chosen on seeds 0-9 (GRPO) and 0-7
+# (seq2seq): the smallest climb seen over 25 steps was +0.22, so the 0.15 margin has slack.
 def test_grpo_learns(tiny_causal_path, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from lmcot.optimizers.rl_grpo import train_grpo
 
-    rl = rl_config(max_steps=25, learning_rate=2e-2, kl=0.001)
+    rl = rl_config(max_steps=25, learning_rate=4e-2, kl=0.001)
     out = train_grpo(str(tiny_causal_path), trainset(), _letters_rewards(rl), rl, CPU, tmp_path / "rl")
     assert out == tmp_path / "rl" / "model"
     _assert_learned(tmp_path / "rl", 25)
@@ -60,7 +62,7 @@ def test_seq2seq_rloo_learns(tiny_seq2seq_path, tmp_path):
 
     from lmcot.optimizers.rl_seq2seq import train_seq2seq
 
-    rl = rl_config(max_steps=25, learning_rate=2e-2, kl=0.005)
+    rl = rl_config(max_steps=25, learning_rate=2e-2, kl=0.002)
     out = train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl), rl, CPU, tmp_path / "rl")
     _assert_learned(tmp_path / "rl", 25)
     log = reward_log(tmp_path / "rl")
@@ -101,7 +103,7 @@ def test_grpo_resumes_from_checkpoint(tiny_causal_path, tmp_path):
     from lmcot.optimizers.rl_grpo import train_grpo
 
     counter = CountingReward(first_half_letters)
-    rl = rl_config(max_steps=2, save_steps=2, learning_rate=1e-2)
+    rl = rl_config(max_steps=2, save_steps=1000, learning_rate=1e-2)  # the last step is always saved
     train_grpo(str(tiny_causal_path), trainset(), _letters_rewards(rl, counter), rl, CPU, tmp_path / "rl")
     first = reward_log(tmp_path / "rl")
     assert counter.calls == 2 and (tmp_path / "rl" / "checkpoints" / "checkpoint-2").is_dir()
