@@ -177,10 +177,12 @@ class RLConfig(_Section):
     )
     max_steps: int = 100
     num_generations: int = Field(4, ge=2)
-    batch_size: int = 8
+    batch_size: int = Field(8, description="completions per step (TRL's convention), rounded up to a multiple of "
+                                           "num_generations; the seq2seq loop samples ceil(batch_size / num_generations) prompts")
     learning_rate: float = 1e-5
     kl: float = Field(0.05, ge=0.0, description="KL coefficient to the KD checkpoint")
-    clip_eps: float = 0.2
+    clip_eps: float = Field(0.2, description="PPO-clip range (seq2seq_ppo)")
+    ppo_epochs: int = Field(2, ge=1, description="inner epochs per batch (seq2seq_ppo)")
     temperature: float = 1.0
     max_new_tokens: int = 128
     weights: RewardWeights = Field(default_factory=RewardWeights)

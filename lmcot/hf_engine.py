@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmcot.prompting import render_prompt
+from lmcot.prompting import adds_special_tokens, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ class TransformersEngine:
         tok.padding_side = "right" if self.is_encoder_decoder else "left"
         tok.truncation_side = "left"
         enc = tok(prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_tokens,
-                  add_special_tokens=self.is_encoder_decoder or not getattr(tok, "chat_template", None))
+                  add_special_tokens=adds_special_tokens(tok, self.is_encoder_decoder))
         if not self._warned_truncation and any(len(tok(p).input_ids) > self.max_input_tokens for p in prompts):
             log.warning("prompts longer than max_input_tokens=%d were cut from the left", self.max_input_tokens)
             self._warned_truncation = True

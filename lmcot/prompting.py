@@ -17,3 +17,11 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, Any]], is_encoder_dec
     if not is_encoder_decoder and getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return messages_to_text(messages)
+
+
+def adds_special_tokens(tokenizer: Any, is_encoder_decoder: bool) -> bool:
+    """Whether tokenizing a rendered prompt adds the tokenizer's special tokens. A rendered chat
+    template already holds every special token it needs (adding a BOS again would shift the prompt
+    away from what the model saw in training); a flat prompt gets the defaults (T5's EOS, a BOS).
+    Inference, KD, RL and the judge all tokenize prompts with this one rule."""
+    return is_encoder_decoder or not getattr(tokenizer, "chat_template", None)

@@ -122,17 +122,17 @@ class RewardSet:
 
     @classmethod
     def from_config(cls, cfg: Any, answer_lm: Any, *, judge_lm: Any = None, reference_lm: Any = None,
-                    extra: dict[str, RewardFn] | None = None) -> RewardSet:
+                    extra: dict[str, RewardFn] | None = None, weights: dict[str, float] | None = None) -> RewardSet:
         """From an ``LMCoTConfig``: builds the ``RationaleScorer`` only when an aspect weight is
         non-zero (so a run on answer F1 alone needs no judge and imports nothing more)."""
         rl = cfg.rl
         scorer = None
-        if any(getattr(rl.weights, a) != 0 for a in ASPECTS):
+        if any((weights or {}).get(a, getattr(rl.weights, a)) != 0 for a in ASPECTS):
             from lmcot.metrics.rationale import RationaleScorer
 
             scorer = RationaleScorer(cfg.rationale_metrics, judge_lm=judge_lm, reference_lm=reference_lm)
         return cls(rl, answer_lm=answer_lm, scorer=scorer, concurrency=cfg.rationale_metrics.concurrency,
-                   extra=extra)
+                   extra=extra, weights=weights)
 
     @property
     def names(self) -> list[str]:

@@ -44,9 +44,10 @@ def completions_per_step(rl: RLConfig) -> int:
 
 
 def engine_adds_special_tokens(tokenizer: Any, is_encoder_decoder: bool) -> bool:
-    """The rule ``TransformersEngine.generate`` uses: a rendered chat template already holds every
-    special token it needs; a flat prompt gets the tokenizer's defaults (T5's EOS, a BOS...)."""
-    return is_encoder_decoder or not getattr(tokenizer, "chat_template", None)
+    """The rule ``TransformersEngine.generate`` uses (``lmcot.prompting.adds_special_tokens``)."""
+    from lmcot.prompting import adds_special_tokens
+
+    return adds_special_tokens(tokenizer, is_encoder_decoder)
 
 
 def build_prompt_rows(trainset: list[dict[str, Any]], tokenizer: Any, is_encoder_decoder: bool) -> list[dict[str, Any]]:

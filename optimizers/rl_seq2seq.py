@@ -13,7 +13,7 @@ trainer is gone), so this file holds a small loop. Each step:
 4. ``seq2seq_rloo``: ``loss = -mean_seq(A * sum_t log p(y_t))``; ``seq2seq_ppo`` (the paper's
    algorithm, here with the RLOO baseline in place of a value head): the PPO-clip surrogate
    ``-min(r_t A, clip(r_t, 1 +- clip_eps) A)`` summed over tokens, ``r_t`` the ratio to the
-   sampling policy, for ``_PPO_EPOCHS`` passes over the batch (the first pass equals the RLOO
+   sampling policy, for ``rl.ppo_epochs`` passes over the batch (the first pass equals the RLOO
    gradient). Both add ``rl.kl * sum_t k3_t`` with ``k3 = exp(q - p) - (q - p) - 1``
    (``q`` the frozen KD checkpoint's log-prob of the sampled token, ``p`` the policy's): an
    unbiased, non-negative per-token KL estimate. Log-probs use logits / temperature, as sampled.
@@ -41,7 +41,6 @@ from lmcot.config import RLConfig, SmallLMConfig
 
 log = logging.getLogger(__name__)
 
-_PPO_EPOCHS = 2  # inner passes per batch for seq2seq_ppo
 _MAX_GRAD_NORM = 1.0
 _KEEP_CHECKPOINTS = 2
 
@@ -162,7 +161,7 @@ def _reference(start_checkpoint: str, policy, rl: RLConfig, small_cfg: SmallLMCo
 
 def _update(model, ref, optimizer, params, enc, decoder_in, targets, mask, adv, rl: RLConfig,
             algorithm: str) -> dict[str, float]:
-    """One batch of policy-gradient updates (1 for RLOO, ``_PPO_EPOCHS`` for PPO); returns stats."""
+    """One batch of policy-gradient updates (1 for RLOO, ``rl.ppo_epochs`` for PPO); returns stats."""
     import torch
 
     with torch.no_grad():
@@ -178,7 +177,7 @@ def _update(model, ref, optimizer, params, enc, decoder_in, targets, mask, adv, 
             ref_logps = None
     n_tokens = mask.sum().clamp(min=1)
     stats: dict[str, float] = {}
-    for _ in range(_PPO_EPOCHS if algorithm == "seq2seq_ppo" else 1):
+    for _ in range(rl.ppo_epochs if algorithm == "seq2seq_ppo" else 1):
         logps = _token_logps(model, enc, decoder_in, targets, rl.temperature)
         if old_logps is not None:
             ratio = torch.exp(logps - old_logps)

@@ -69,8 +69,14 @@ class LMGuidedCoT(dspy.Module):
         """k rationales from the small LM (greedy when k == 1)."""
         k = k or self.num_samples
 
+        seed = (self.small_lm.kwargs.get("seed") if self.small_lm is not None else None)
+
         def one(i: int) -> str:
             config = {} if k == 1 else {"temperature": self.sample_temperature, "rollout_id": i}
+            if k > 1 and seed is not None:
+                # A distinct seed per sample keeps seeded runs reproducible *and* the k samples distinct,
+                # however the engine groups requests into batches.
+                config["seed"] = seed + i
             with dspy.context(adapter=self.rationale_adapter):
                 return self.rationalize(question=question, context=context, config=config).rationale
 

@@ -121,7 +121,7 @@ def test_seq2seq_resume_matches_an_uninterrupted_run(tiny_seq2seq_path, tmp_path
 
     from lmcot.optimizers.rl_seq2seq import train_seq2seq
 
-    rl2 = rl_config(max_steps=2, save_steps=2, learning_rate=1e-2, kl=0.01)
+    rl2 = rl_config(max_steps=2, save_steps=1, learning_rate=1e-2, kl=0.01)
     rl4 = rl2.model_copy(update={"max_steps": 4})
     counter = CountingReward(first_half_letters)
     train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl2, counter), rl2, CPU, tmp_path / "a")
@@ -129,6 +129,7 @@ def test_seq2seq_resume_matches_an_uninterrupted_run(tiny_seq2seq_path, tmp_path
     resumed = train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl4, counter), rl4, CPU,
                             tmp_path / "a")
     assert counter.calls == 4  # 2 + 2: the second call started at step 3
+    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == ["step-000003", "step-000004"]
     straight = train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl4), rl4, CPU, tmp_path / "b")
     assert reward_log(tmp_path / "a") == reward_log(tmp_path / "b")
     a, b = _state(resumed), _state(straight)

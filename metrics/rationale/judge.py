@@ -29,6 +29,7 @@ from typing import Any
 import dspy
 
 from lmcot.config import ASPECTS
+from lmcot.prompting import adds_special_tokens
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def hf_p_yes(engine: Any, prompts: Sequence[str]) -> list[float]:
     model, tok = engine.model, engine.tokenizer
     yes_ids, no_ids = answer_token_ids(tok)
     seq2seq = bool(engine.is_encoder_decoder)
-    add_special = seq2seq or not getattr(tok, "chat_template", None)
+    add_special = adds_special_tokens(tok, seq2seq)
     keep_last = not seq2seq and "logits_to_keep" in inspect.signature(model.forward).parameters
     batch_size = max(1, int(getattr(engine, "batch_size", 8)))
     lock = getattr(engine, "_model_lock", None) or threading.Lock()

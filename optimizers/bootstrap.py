@@ -1,0 +1,286 @@
+"""Teacher rationales for KD: ``kd.num_samples`` chain-of-thought samples per training question,
+written to ``out_dir/traces.jsonl`` as they arrive, then filtered by answer correctness.
+
+    result = bootstrap_traces(trainset, teacher_lm, cfg.kd, OUT / "kd")
+    result.kept      # rows to distil: id, sample, question, context, rationale, answer, em, f1, ...
+    result.summary   # also in OUT/kd/summary.json
+
+Each sample is one ``dspy.ChainOfThought(AnswerDirectly)`` call on the teacher (``reasoning`` is the
+rationale) at ``kd.temperature`` with ``rollout_id=sample``, so DSPy's disk cache keeps the samples
+apart. Calls run on ``kd.concurrency`` threads.
+
+Crash safety and cost: every finished sample is appended (flushed, fsynced) to ``traces.jsonl`` at
+once. A rerun reads the file (cutting a torn last line), skips the (id, sample) pairs it holds and
+asks the teacher only for the rest, so no paid call is repeated. An answer that cannot be parsed is
+recorded as a failed sample (``ok: false``); a transient error (rate limit, 5xx, timeout) that
+survives DSPy's retries and this module's own bounded backoff is *not* recorded, so the next run
+tries it again; it is counted in the summary.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from lmcot.config import KDConfig
+from lmcot.jsonl import append_jsonl, read_jsonl, write_json
+from lmcot.metrics.answer import answer_em, answer_f1
+
+log = logging.getLogger(__name__)
+
+TRACES = "traces.jsonl"
+SUMMARY = "summary.json"
+
+
+@dataclass
+class BootstrapResult:
+    """What :func:`bootstrap_traces` produced: the kept rows (trainset order, with ``context``)
+    and the summary written to ``summary.json``."""
+
+    kept: list[dict[str, Any]]
+    summary: dict[str, Any]
+    traces_path: Path
+    traces: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+class _Transient(Exception):
+    """A sample that failed with a transient error on every try (left out of the traces)."""
+
+
+def select_kept(traces: list[dict[str, Any]], kd: KDConfig) -> list[dict[str, Any]]:
+    """The samples to distil. A sample passes when it parsed, has a rationale and its
+    ``kd.keep_metric`` (``em`` or ``f1`` against the gold answer) is >= ``kd.min_score``.
+    ``kd.keep == "best"``: one per question, the highest f1, then em, then the lowest sample index;
+    ``"all"``: every passing sample. Sorted by (id, sample): independent of arrival order."""
+    passing = [t for t in traces
+               if t.get("ok") and str(t.get("rationale") or "").strip()
+               and float(t.get(kd.keep_metric) or 0.0) >= kd.min_score]
+    if kd.keep == "all":
+        return sorted(passing, key=lambda t: (str(t["id"]), int(t["sample"])))
+    best: dict[str, dict[str, Any]] = {}
+    for t in passing:
+        key = (-float(t.get("f1") or 0.0), -float(t.get("em") or 0.0), int(t["sample"]))
+        cur = best.get(str(t["id"]))
+        if cur is None or key < (-float(cur.get("f1") or 0.0), -float(cur.get("em") or 0.0), int(cur["sample"])):
+            best[str(t["id"])] = t
+    return [best[k] for k in sorted(best)]
+
+
+def _sample_config(kd: KDConfig, sample: int) -> dict[str, Any]:
+    config: dict[str, Any] = {"temperature": kd.temperature}
+    if kd.temperature > 0:  # DSPy ignores (and warns about) rollout_id at temperature 0
+        config["rollout_id"] = sample
+    return config
+
+
+def _usage_of(history: list[dict[str, Any]], tracked: dict[str, dict[str, Any]]) -> tuple[dict[str, int], Any, int]:
+    """(tokens, cost, new calls) of one sample. Tokens come from DSPy's usage tracker (which
+    also counts calls whose answer failed to parse); cost from the predictor's own history (its
+    entries are this sample's calls only, whatever other threads do); None when no price is known."""
+    prompt = sum(int(u.get("prompt_tokens") or 0) for u in tracked.values())
+    completion = sum(int(u.get("completion_tokens") or 0) for u in tracked.values())
+    # DSPy answers a cache hit with empty usage: no request was made, nothing was paid this run.
+    costs = [e.get("cost") for e in history if e.get("usage")]
+    cost = None if any(c is None for c in costs) else float(sum(costs))
+    return {"prompt": prompt, "completion": completion}, cost, len(costs)
+
+
+def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig, *, retries: int = 3,
+                   backoff_s: float = 2.0) -> dict[str, Any]:
+    """One teacher sample for one question -> a trace row (``ok: false`` with ``error`` when the
+    answer cannot be parsed or the request is invalid for this question). Transient errors are
+    retried ``retries`` times with exponential backoff (on top of DSPy's own retries), then raised
+    as ``_Transient``. Other errors (authentication, billing, bugs) propagate."""
+    from dspy.utils.exceptions import AdapterParseError, LMInvalidRequestError, is_retryable_lm_error
+    from dspy.utils.usage_tracker import track_usage
+
+    from lmcot.programs.signatures import AnswerDirectly
+
+    gold = str(example.answer)
+    row: dict[str, Any] = {"id": str(example.id), "sample": sample, "question": example.question}
+    tokens = {"prompt": 0, "completion": 0}
+    calls, costs = 0, []
+    for attempt in range(retries + 1):
+        predictor = dspy.ChainOfThought(AnswerDirectly)  # fresh: its history is this call only
+        error: Exception | None = None
+        pred = None
+        with track_usage() as tracker:
+            try:
+                # The ChatAdapter (with its JSON fallback) is named so a globally configured
+                # adapter, e.g. the small LM's RationaleAdapter, cannot leak into teacher calls.
+                with dspy.context(lm=teacher_lm, adapter=dspy.ChatAdapter()):
+                    pred = predictor(question=example.question, context=example.context,
+                                     config=_sample_config(kd, sample))
+            except (AdapterParseError, LMInvalidRequestError) as exc:
+                error = exc
+            except Exception as exc:
+                if not is_retryable_lm_error(exc):
+                    raise
+                error = exc
+        used, cost, n = _usage_of(predictor.history, tracker.get_total_tokens())
+        tokens = {k: tokens[k] + used[k] for k in tokens}
+        calls += n
+        costs.append(cost)
+        if error is not None and is_retryable_lm_error(error):
+            if attempt < retries:
+                delay = backoff_s * 2 ** attempt
+                log.warning("teacher call for %s sample %d failed (%s); retry in %.1fs",
+                            row["id"], sample, type(error).__name__, delay)
+                time.sleep(delay)
+                continue
+            raise _Transient(f"{type(error).__name__}: {error}") from error
+        break
+    total_cost = None if any(c is None for c in costs) else float(sum(costs))
+    if pred is not None:
+        rationale, answer = str(pred.reasoning or "").strip(), str(pred.answer or "").strip()
+        row.update(rationale=rationale, answer=answer, gold=gold, em=answer_em(answer, gold),
+                   f1=answer_f1(answer, gold), ok=True, error=None)
+    else:
+        message = " ".join(str(error).split())[:500]
+        row.update(rationale="", answer="", gold=gold, em=0.0, f1=0.0, ok=False,
+                   error=f"{type(error).__name__}: {message}")
+    row.update(tokens=tokens, cost=total_cost, calls=calls)
+    return row
+
+
+def _dedupe(trainset: list[Any]) -> tuple[list[Any], int]:
+    seen: dict[str, Any] = {}
+    for ex in trainset:
+        seen.setdefault(str(ex.id), ex)
+    return list(seen.values()), len(trainset) - len(seen)
+
+
+def _progress(enabled: bool, total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("teacher rationales"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    TextColumn("{task.description}"), disable=not enabled or total == 0)
+
+
+def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDConfig, out_dir: Path, *,
+                     progress: bool = True, retries: int = 3, backoff_s: float = 2.0) -> BootstrapResult:
+    """Sample teacher rationales for every question of ``trainset`` (resumable; see the module
+    docstring), keep the ones whose answer passes ``kd.keep_metric >= kd.min_score``, and write
+    ``out_dir/traces.jsonl`` + ``out_dir/summary.json``."""
+    start = time.monotonic()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / TRACES
+    questions, duplicates = _dedupe(list(trainset))
+    if duplicates:
+        log.warning("trainset has %d repeated id(s); each question is sampled once", duplicates)
+    if kd.temperature <= 0 and kd.num_samples > 1:
+        log.warning("kd.temperature=0 with num_samples=%d: the samples of a question will be identical",
+                    kd.num_samples)
+
+    # Resume: a killed run may leave a torn last line, which read_jsonl cuts off.
+    traces: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in read_jsonl(path, repair=True):
+        traces.setdefault((str(row["id"]), int(row["sample"])), row)
+    wanted = [(ex, i) for ex in questions for i in range(kd.num_samples)]
+    todo = [(ex, i) for ex, i in wanted if (str(ex.id), i) not in traces]
+    resumed = len(wanted) - len(todo)
+
+    new_rows: list[dict[str, Any]] = []
+    transient: list[str] = []
+    with _progress(progress, len(todo)) as bar:
+        task = bar.add_task("", total=len(todo))
+        pool = ThreadPoolExecutor(max_workers=max(1, min(kd.concurrency, len(todo) or 1)))
+        try:
+            def run(ex: Any, i: int) -> dict[str, Any]:
+                row = teacher_sample(ex, i, teacher_lm, kd, retries=retries, backoff_s=backoff_s)
+                append_jsonl(path, [row])  # on disk before anything else can go wrong
+                return row
+
+            # DSPy settings (dspy.context, track_usage) live in a ContextVar: copy it per task.
+            pending: set[Future] = {pool.submit(contextvars.copy_context().run, run, ex, i) for ex, i in todo}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    try:
+                        row = fut.result()
+                    except _Transient as exc:
+                        transient.append(str(exc))
+                    else:
+                        new_rows.append(row)
+                        traces[(row["id"], row["sample"])] = row
+                    bar.update(task, advance=1, description=f"failed {sum(not r['ok'] for r in new_rows)}"
+                               f" transient {len(transient)}")
+        finally:
+            # On an error or Ctrl-C: drop the queued calls, let the running ones finish and be saved.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    ids = {str(ex.id) for ex in questions}
+    current = [t for (qid, i), t in traces.items() if qid in ids and i < kd.num_samples]
+    kept_rows = select_kept(current, kd)
+    by_id = {str(ex.id): ex for ex in questions}
+    order = {str(ex.id): n for n, ex in enumerate(questions)}
+    kept = [{**t, "context": by_id[t["id"]].context}
+            for t in sorted(kept_rows, key=lambda t: (order[t["id"]], t["sample"]))]
+    summary = _summary(questions, current, new_rows, kept, kd, resumed=resumed, transient=transient,
+                       duplicates=duplicates, seconds=time.monotonic() - start)
+    write_json(out_dir / SUMMARY, summary)
+    if progress:
+        _print_summary(summary, out_dir)
+    if transient:
+        log.warning("%d teacher sample(s) failed with transient errors and were not recorded; rerun to "
+                    "retry them (first: %s)", len(transient), transient[0])
+    return BootstrapResult(kept=kept, summary=summary, traces_path=path, traces=current)
+
+
+def _summary(questions: list[Any], current: list[dict[str, Any]], new_rows: list[dict[str, Any]],
+             kept: list[dict[str, Any]], kd: KDConfig, *, resumed: int, transient: list[str], duplicates: int,
+             seconds: float) -> dict[str, Any]:
+    passing = select_kept(current, kd.model_copy(update={"keep": "all"}))
+    costs = [t.get("cost") for t in current]
+    known = [c for c in costs if c is not None]
+    return {
+        "questions": len(questions),
+        "samples": len(questions) * kd.num_samples,
+        "recorded_samples": len(current),
+        "new_samples": len(new_rows),
+        "new_calls": sum(int(r.get("calls") or 0) for r in new_rows),
+        "resumed_samples": resumed,
+        "cache_hits": sum(1 for r in new_rows if int(r.get("calls") or 0) == 0),
+        "failed_samples": sum(1 for t in current if not t.get("ok")),
+        "transient_errors": len(transient),
+        "missing_samples": len(questions) * kd.num_samples - len(current),
+        "duplicate_ids": duplicates,
+        "kept_examples": len(kept),
+        "pass_rate": len(passing) / len(current) if current else 0.0,
+        "question_yield": len({t["id"] for t in passing}) / len(questions) if questions else 0.0,
+        "tokens": {"prompt": sum(int((t.get("tokens") or {}).get("prompt") or 0) for t in current),
+                   "completion": sum(int((t.get("tokens") or {}).get("completion") or 0) for t in current)},
+        # Unknown (null) when no recorded call had a price; a partial sum when only some had one.
+        "cost": float(sum(known)) if known else None,
+        "keep": {"metric": kd.keep_metric, "min_score": kd.min_score, "mode": kd.keep},
+        "seconds": round(seconds, 3),
+    }
+
+
+def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"teacher rationales ({out_dir / TRACES})", show_header=False)
+    cost = "unknown" if summary["cost"] is None else f"${summary['cost']:.4f}"
+    for name, value in [
+        ("questions", summary["questions"]),
+        ("samples recorded / expected", f"{summary['recorded_samples']} / {summary['samples']}"),
+        ("new this run (resumed)", f"{summary['new_samples']} ({summary['resumed_samples']})"),
+        ("failed / transient errors", f"{summary['failed_samples']} / {summary['transient_errors']}"),
+        ("pass rate (samples)", f"{summary['pass_rate']:.1%}"),
+        ("question yield", f"{summary['question_yield']:.1%}"),
+        ("kept examples", summary["kept_examples"]),
+        ("tokens prompt / completion", f"{summary['tokens']['prompt']} / {summary['tokens']['completion']}"),
+        ("cost", cost),
+    ]:
+        table.add_row(name, str(value))
+    Console(stderr=True).print(table)
