@@ -31,9 +31,10 @@ def configure_cache(cache_dir: str | Path = _DEFAULT_CACHE) -> Path:
 
 
 def is_tiny(model: str) -> bool:
-    from lmcot.tiny import TINY_PREFIX
+    """A ``tiny-random/...`` name, or a folder that ``lmcot.tiny`` built (it leaves a marker file)."""
+    from lmcot.tiny import MARKER, TINY_PREFIX
 
-    return model.startswith(TINY_PREFIX)
+    return model.startswith(TINY_PREFIX) or (Path(os.path.expanduser(model)) / MARKER).is_file()
 
 
 def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:

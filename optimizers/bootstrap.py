@@ -92,13 +92,23 @@ def _usage_of(history: list[dict[str, Any]], tracked: dict[str, dict[str, Any]])
     return {"prompt": prompt, "completion": completion}, cost, len(costs)
 
 
+def _truncated(history: list[dict[str, Any]]) -> bool:
+    """Did a call stop at max_tokens? (Then a parse failure is a config problem, not the teacher's.)"""
+    for entry in history:
+        choices = getattr(entry.get("response"), "choices", None) or []
+        if any(getattr(c, "finish_reason", None) == "length" for c in choices):
+            return True
+    return False
+
+
 def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig, *, retries: int = 3,
                    backoff_s: float = 2.0) -> dict[str, Any]:
     """One teacher sample for one question -> a trace row (``ok: false`` with ``error`` when the
-    answer cannot be parsed or the request is invalid for this question). Transient errors are
+    answer cannot be parsed or the prompt is too long for the teacher). Transient errors are
     retried ``retries`` times with exponential backoff (on top of DSPy's own retries), then raised
-    as ``_Transient``. Other errors (authentication, billing, bugs) propagate."""
-    from dspy.utils.exceptions import AdapterParseError, LMInvalidRequestError, is_retryable_lm_error
+    as ``_Transient``. Other errors (authentication, billing, an unknown model, bugs) propagate and
+    stop the run: they would fail every sample, and recording them would poison the resume."""
+    from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError, is_retryable_lm_error
     from dspy.utils.usage_tracker import track_usage
 
     from lmcot.programs.signatures import AnswerDirectly
@@ -118,7 +128,8 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
                 with dspy.context(lm=teacher_lm, adapter=dspy.ChatAdapter()):
                     pred = predictor(question=example.question, context=example.context,
                                      config=_sample_config(kd, sample))
-            except (AdapterParseError, LMInvalidRequestError) as exc:
+            except (AdapterParseError, ContextWindowExceededError) as exc:
+                # Properties of this question's answer or prompt: record them, do not ask again.
                 error = exc
             except Exception as exc:
                 if not is_retryable_lm_error(exc):
@@ -143,9 +154,11 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
         row.update(rationale=rationale, answer=answer, gold=gold, em=answer_em(answer, gold),
                    f1=answer_f1(answer, gold), ok=True, error=None)
     else:
-        message = " ".join(str(error).split())[:500]
-        row.update(rationale="", answer="", gold=gold, em=0.0, f1=0.0, ok=False,
-                   error=f"{type(error).__name__}: {message}")
+        message = f"{type(error).__name__}: " + " ".join(str(error).split())[:500]
+        if _truncated(predictor.history):
+            limit = teacher_lm.kwargs.get("max_tokens") or teacher_lm.kwargs.get("max_completion_tokens")
+            message = f"truncated at the teacher's max_tokens ({limit}): raise it; {message}"
+        row.update(rationale="", answer="", gold=gold, em=0.0, f1=0.0, ok=False, error=message)
     row.update(tokens=tokens, cost=total_cost, calls=calls)
     return row
 
@@ -229,6 +242,10 @@ def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDCo
     write_json(out_dir / SUMMARY, summary)
     if progress:
         _print_summary(summary, out_dir)
+    if summary["truncated_samples"]:
+        log.warning("%d teacher sample(s) were cut off at max_tokens and could not be parsed: give the teacher "
+                    "a larger max_tokens (they stay recorded as failed; delete %s to redo them)",
+                    summary["truncated_samples"], path)
     if transient:
         log.warning("%d teacher sample(s) failed with transient errors and were not recorded; rerun to "
                     "retry them (first: %s)", len(transient), transient[0])
@@ -250,6 +267,7 @@ def _summary(questions: list[Any], current: list[dict[str, Any]], new_rows: list
         "resumed_samples": resumed,
         "cache_hits": sum(1 for r in new_rows if int(r.get("calls") or 0) == 0),
         "failed_samples": sum(1 for t in current if not t.get("ok")),
+        "truncated_samples": sum(1 for t in current if str(t.get("error") or "").startswith("truncated")),
         "transient_errors": len(transient),
         "missing_samples": len(questions) * kd.num_samples - len(current),
         "duplicate_ids": duplicates,

@@ -30,9 +30,10 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from lmcot.config import KDConfig, SmallLMConfig
 from lmcot.jsonl import write_json
@@ -281,6 +282,11 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
     build = _train_seq2seq if is_seq2seq else _train_causal
     with _quiet_datasets():
         trainer = build(model, tokenizer, rows, kd, args, [_progress_callback(progress)])
+    from transformers.trainer_callback import PrinterCallback
+
+    # With tqdm off the Trainer prints every log dict; the rich bar shows the loss instead, and the
+    # full logs go to train_log.json (and tensorboard when report_to asks for it).
+    trainer.remove_callback(PrinterCallback)
     resume = _last_good_checkpoint(ckpt_dir)
     if resume:
         log.info("KD: resuming from %s", resume)

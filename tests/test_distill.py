@@ -27,7 +27,7 @@ RATIONALE_WORDS = 12
 def teacher_rationale(ex) -> str:
     """A deterministic stand-in for a teacher rationale: the first gold supporting sentences
     (cut to 12 words) + "So the answer is X."."""
-    paragraphs = dict((t, s) for t, s in ex.paragraphs)
+    paragraphs = {t: s for t, s in ex.paragraphs}
     facts = [paragraphs[t][i].strip() for t, i in ex.supporting_facts[:2]
              if t in paragraphs and i < len(paragraphs[t])]
     words = " ".join(facts).split()[:RATIONALE_WORDS]

@@ -108,7 +108,7 @@ def build_logprobs(tokens: list[str], spec: Any, top_k: int) -> dict:
         else:
             p = 0.8 if i == 0 else 0.99
             rest = [a for a in _FILLER_ALTERNATIVES if a != tok.strip()]
-            ranked = [(tok.strip(), p)] + [(a, (1 - p) / 2 ** (j + 1)) for j, a in enumerate(rest)]
+            ranked = [(tok, p)] + [(a, (1 - p) / 2 ** (j + 1)) for j, a in enumerate(rest)]
         content.append(_lp_entry(tok, p, ranked[:top_k]))
     return {"content": content, "refusal": None}
 
