@@ -28,8 +28,19 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _fail_with(exc: BaseException, verbose: bool) -> None:
+    """The user's mistake in one line (``--verbose`` adds the traceback)."""
+    if verbose:
+        console.print_exception()
+    _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import dspy  # noqa: F401 - dspy sets up its loggers on import; quiet them after that, not before
+
+    # Per-call notices (e.g. DSPy's "LM response was truncated" for every capped rationale) drown the
+    # progress bars; --verbose shows them.
     for noisy in ("LiteLLM", "litellm", "httpx", "dspy"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
 
@@ -96,7 +107,7 @@ def evaluate(
         out_dir = out or Path(cfg.eval.out)
         metrics = run_evaluate(cfg, methods=method_list, out_dir=out_dir, limit=limit, program_dir=program)
     except _errors() as exc:
-        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        _fail_with(exc, verbose)
     Console().print(metrics_table(metrics))
     console.print(f"wrote {out_dir}/metrics.json, {out_dir}/predictions.jsonl, {out_dir}/config.json")
 
@@ -121,15 +132,13 @@ def compile_(
         cfg = _load(config, extra)
         _print_config(cfg)
         _note_tiny(cfg)
-        from lmcot.optimizers.compiler import compile_from_config
+        from lmcot.optimizers.compiler import compile_from_config, report_table
 
-        result = compile_from_config(cfg, out)
+        report = compile_from_config(cfg, out)
     except _errors() as exc:
-        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    from lmcot.evaluate import metrics_table
-
-    if result.get("dev"):
-        Console().print(metrics_table(result["dev"], title="dev: untrained vs compiled small LM"))
+        _fail_with(exc, verbose)
+    if any(k in report for k in ("untrained", "compiled")):
+        Console().print(report_table(report))
     console.print(f"compiled program: {out}  (evaluate it with: lmcot evaluate --program {out})")
 
 
@@ -150,7 +159,7 @@ def score(
         out_path = out or rationales.with_suffix(".scores.jsonl")
         _, means = run_score(cfg, rationales, out_path, progress=True)
     except _errors() as exc:
-        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        _fail_with(exc, verbose)
     Console().print(render_score_table(means, backends=score_backends(cfg)))
     console.print(f"wrote {out_path}")
 

@@ -61,7 +61,7 @@ class LMCoTCompiler:
         report: dict[str, Any] = {"stages": list(cfg.stages)}
 
         if valset:
-            report["untrained"] = self._evaluate(program, valset, "untrained")
+            report["untrained"] = self._evaluate(program, valset, "untrained", aspects="rl" in cfg.stages)
         if "kd" in cfg.stages:
             checkpoint = self._stage_kd(program, trainset, checkpoint)
         if "rl" in cfg.stages:
@@ -171,6 +171,23 @@ class LMCoTCompiler:
         return result
 
 
+def report_table(report: dict[str, Any]):
+    """A rich table of dev EM/F1 (and the aspect means, when RL ran) per point of the compile."""
+    from rich.table import Table
+
+    rows = [(name, label) for name, label in (("untrained", "untrained"), ("before_rl", "after KD"),
+                                              ("compiled", "compiled")) if name in report]
+    show_aspects = any("aspects" in report[name] for name, _ in rows)
+    table = Table(title="dev set: the small LM before and after compiling")
+    for col in ("", "EM", "F1", "n", *(a[:6] for a in ASPECTS if show_aspects)):
+        table.add_column(col, justify="left" if not col else "right")
+    for name, label in rows:
+        r = report[name]
+        aspects = [f"{r['aspects'][a]:.2f}" if "aspects" in r else "" for a in ASPECTS] if show_aspects else []
+        table.add_row(label, f"{r['em']:.3f}", f"{r['f1']:.3f}", str(r["n"]), *aspects)
+    return table
+
+
 def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """What ``lmcot compile`` runs: load data, build both LMs, compile, return the metrics report."""
     from lmcot.evaluate import context_token_counter, load_split
@@ -185,6 +202,4 @@ def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: b
     program = LMGuidedCoT(small_lm, large_lm, num_samples=config.eval.num_samples,
                           sample_temperature=config.eval.sample_temperature)
     LMCoTCompiler(config, out_dir, progress=progress).compile(program, trainset, valset)
-    report = json.loads((Path(out_dir) / "metrics.json").read_text())
-    dev = {k: report[k] for k in ("untrained", "compiled") if k in report}
-    return {"report": report, "dev": dev}
+    return json.loads((Path(out_dir) / "metrics.json").read_text())

@@ -37,6 +37,7 @@ from typing import Any
 
 from lmcot.config import KDConfig, SmallLMConfig
 from lmcot.jsonl import write_json
+from lmcot.optimizers.progress import quiet_trainer, rich_progress
 from lmcot.programs.adapter import rationale_messages
 from lmcot.prompting import render_prompt
 
@@ -133,41 +134,6 @@ def _last_good_checkpoint(folder: Path) -> str | None:
         if (p / "trainer_state.json").is_file():
             return str(p)
     return None
-
-
-def _progress_callback(enabled: bool):
-    """A TrainerCallback drawing a rich progress bar (the Trainer's own tqdm bar is turned off)."""
-    from transformers import TrainerCallback
-
-    class RichProgress(TrainerCallback):
-        def __init__(self) -> None:
-            self._progress = None
-            self._task = None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            if not enabled or state.max_steps <= 0:
-                return
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(TextColumn("KD {task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeRemainingColumn(), transient=False)
-            self._progress.start()
-            self._task = self._progress.add_task("", total=state.max_steps, completed=state.global_step)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if self._progress is not None:
-                self._progress.update(self._task, completed=state.global_step)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if self._progress is not None and logs and "loss" in logs:
-                self._progress.update(self._task, description=f"loss {logs['loss']:.3f}")
-
-        def on_train_end(self, args, state, control, **kwargs):
-            if self._progress is not None:
-                self._progress.stop()
-                self._progress = None
-
-    return RichProgress()
 
 
 def _common_args(kd: KDConfig, ckpt_dir: Path, small_cfg: SmallLMConfig) -> dict[str, Any]:
@@ -281,12 +247,9 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
     args = _common_args(kd, ckpt_dir, small_cfg)
     build = _train_seq2seq if is_seq2seq else _train_causal
     with _quiet_datasets():
-        trainer = build(model, tokenizer, rows, kd, args, [_progress_callback(progress)])
-    from transformers.trainer_callback import PrinterCallback
-
-    # With tqdm off the Trainer prints every log dict; the rich bar shows the loss instead, and the
-    # full logs go to train_log.json (and tensorboard when report_to asks for it).
-    trainer.remove_callback(PrinterCallback)
+        trainer = build(model, tokenizer, rows, kd, args, [rich_progress("KD", "loss", progress)])
+    # The rich bar shows the loss; the full logs go to train_log.json (and report_to).
+    quiet_trainer(trainer)
     resume = _last_good_checkpoint(ckpt_dir)
     if resume:
         log.info("KD: resuming from %s", resume)

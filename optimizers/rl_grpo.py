@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from lmcot.config import RLConfig, SmallLMConfig
+from lmcot.optimizers.progress import quiet_trainer, rich_progress
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ def _trainer_args(algorithm: str, rl: RLConfig, small_cfg: SmallLMConfig, out_di
         use_cpu=device == "cpu",
         bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported() and _training_dtype(small_cfg) == "float32",
         remove_unused_columns=False,
+        disable_tqdm=True,  # lmcot's rich bar instead (see optimizers/progress.py)
     )
     if algorithm == "grpo":
         from trl import GRPOConfig
@@ -186,7 +188,8 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
     args.reward_weights = weights
     trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=_lora_config(rl) if rl.lora else None,
-                          callbacks=[_save_at_end()])
+                          callbacks=[_save_at_end(), rich_progress("RL", "reward")])
+    quiet_trainer(trainer)  # the rich bar shows the reward; every component goes to train_log.json and report_to
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:
         log.info("resuming RL from %s", last)

@@ -1,0 +1,51 @@
+"""A rich progress bar for transformers/TRL trainers, replacing their tqdm bar and printed log dicts.
+
+    trainer = SFTTrainer(..., args=SFTConfig(..., disable_tqdm=True), callbacks=[rich_progress("KD", "loss")])
+    quiet_trainer(trainer)          # drop the PrinterCallback that would print every log dict
+"""
+
+from __future__ import annotations
+
+
+def rich_progress(label: str, metric: str = "loss", enabled: bool = True):
+    """A TrainerCallback drawing ``label <metric value> [bar] step/total``; ``metric`` is the logged
+    key to show (``loss`` for distillation, ``reward`` for RL). Full logs still go to ``report_to``."""
+    from transformers import TrainerCallback
+
+    class RichProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self._progress = None
+            self._task = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not enabled or state.max_steps <= 0:
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(TextColumn(f"{label} {{task.description}}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeRemainingColumn(), transient=False)
+            self._progress.start()
+            self._task = self._progress.add_task("", total=state.max_steps, completed=state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self._progress is not None:
+                self._progress.update(self._task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self._progress is not None and logs and metric in logs:
+                self._progress.update(self._task, description=f"{metric} {float(logs[metric]):.3f}")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+
+    return RichProgress()
+
+
+def quiet_trainer(trainer) -> None:
+    """With ``disable_tqdm=True`` the Trainer prints every log dict; the rich bar replaces that."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
