@@ -55,8 +55,7 @@ class LMCoTCompiler:
 
         checkpoint = resolve_model_path(checkpoint)
         # Perplexity-based aspects need a fixed reader of English: the pretrained student (before any
-        # training) unless rationale_metrics.reference_lm names another. Scoring with the policy
-        # itself would reward it for agreeing with itself.
+        # training). Scoring with the policy itself would reward it for agreeing with itself.
         self._reference = checkpoint
         report: dict[str, Any] = {"stages": list(cfg.stages)}
 
@@ -142,7 +141,13 @@ class LMCoTCompiler:
             judge_lm = None
             if any(b == "judge" for b in cfg.backends.values()):
                 judge_lm = build_lm(cfg.judge) if cfg.judge else program.large_lm
-            self._scorer_obj = RationaleScorer(cfg, judge_lm=judge_lm, reference_lm=cfg.reference_lm or self._reference)
+            from lmcot.score import reference_lm_for
+
+            # Perplexity under the pretrained student when it is a real causal LM; otherwise (T5, a
+            # tiny random model) the documented lexical proxy, unless reference_lm names one.
+            student = self.config.model_copy(deep=True)
+            student.small_lm.model = self._reference
+            self._scorer_obj = RationaleScorer(cfg, judge_lm=judge_lm, reference_lm=reference_lm_for(student))
         return self._scorer_obj
 
     def _with_small(self, program, checkpoint: str, label: str):

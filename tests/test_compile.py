@@ -150,3 +150,35 @@ def test_killed_during_bootstrap_then_resumed(oracle_server, tiny_causal_path, t
         asked = sum(1 for r in second_run if ex.question in " ".join(str(m.get("content")) for m in r["messages"]))
         finished = sum(1 for (qid, _) in done_before if qid == ex.id)
         assert asked <= 2 - finished, (ex.id, asked, finished)
+
+
+@pytest.mark.parametrize("student_fixture", ["tiny_causal_path", "tiny_seq2seq_path"])
+def test_compile_kd_then_rl(student_fixture, request, oracle_server, tmp_path):
+    """`lmcot compile --stages kd,rl`: RL starts from the KD checkpoint, the program's small LM is the
+    RL checkpoint under a new name, and metrics.json reports aspects and EM/F1 before and after RL."""
+    student = request.getfixturevalue(student_fixture)
+    out = tmp_path / "out"
+    result = _run_cli(["compile", "--out", str(out), *_overrides(oracle_server, tmp_path, student, stages="kd,rl",
+                                                                 train_limit=8)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((out / "rl" / "model").glob("*.safetensors"))
+    assert (out / "rl" / "train_log.json").exists()
+    log = json.loads((out / "rl" / "train_log.json").read_text())
+    steps = [e for e in log if "reward" in e]
+    assert steps and all("rewards/answer_f1/mean" in e and "rewards/factuality/mean" in e for e in steps)
+    metrics = json.loads((out / "metrics.json").read_text())
+    from lmcot.config import ASPECTS
+
+    for key in ("before_rl", "after_rl"):
+        assert metrics[key]["n"] == 6 and set(metrics[key]) >= {"em", "f1", "aspects"}
+        assert set(metrics[key]["aspects"]) == set(ASPECTS)
+        assert all(0.0 <= v <= 1.0 for v in metrics[key]["aspects"].values())
+    program = json.loads((out / "program.json").read_text())
+    assert program["small_lm_name"].startswith("hf/out-rl@")
+    from lmcot.hf_engine import load_model_and_tokenizer, weights_fingerprint
+
+    rl_model, _, _ = load_model_and_tokenizer(str(out / "rl" / "model"))
+    kd_model, _, _ = load_model_and_tokenizer(str(out / "kd" / "model"))
+    assert weights_fingerprint(rl_model) != weights_fingerprint(kd_model), "RL must change the KD weights"
+    assert program["small_lm_name"].endswith(weights_fingerprint(rl_model))
+    assert "dev set: the small LM before and after compiling" in result.stdout

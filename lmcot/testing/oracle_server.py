@@ -204,6 +204,13 @@ class _HTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     owner: OracleServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed mid-request (the crash-and-resume tests do this on purpose) is not a
+        # server error: skip the traceback the stdlib would print for it.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class OracleServer:
     """OpenAI-compatible chat server on 127.0.0.1 driven by `responder(request_body)`.
