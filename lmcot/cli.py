@@ -21,6 +21,8 @@ console = Console(stderr=True)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (see configs/).")
 SetOpt = typer.Option(None, "--set", help="Override a config key: key.path=value (repeatable).")
+SkipBadOpt = typer.Option(False, "--skip-bad", help="Skip malformed records and report how many.")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Show per-call warnings and tracebacks.")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -90,9 +92,9 @@ def evaluate(
     limit: Optional[int] = typer.Option(None, help="Evaluate the first N dev examples."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default eval.out)."),
     program: Optional[Path] = typer.Option(None, help="A compiled program folder (from `lmcot compile`)."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed records and report how many."),
+    skip_bad: bool = SkipBadOpt,
     overrides: Optional[List[str]] = SetOpt,
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Measure LM-guided CoT against standard and CoT prompting of the large LM on the dev set."""
     _setup_logging(verbose)
@@ -117,9 +119,9 @@ def compile_(
     config: Optional[Path] = ConfigOpt,
     out: Path = typer.Option(..., "--out", "-o", help="Folder of the compiled program."),
     stages: Optional[str] = typer.Option(None, help="Comma-separated stages to run, e.g. kd or kd,rl (default: config)."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed records and report how many."),
+    skip_bad: bool = SkipBadOpt,
     overrides: Optional[List[str]] = SetOpt,
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Bootstrap teacher rationales, distil them into the small LM, then RL; save a compiled program."""
     _setup_logging(verbose)
@@ -148,7 +150,7 @@ def score(
     config: Optional[Path] = ConfigOpt,
     out: Optional[Path] = typer.Option(None, help="Per-row scores JSONL (default: <rationales>.scores.jsonl)."),
     overrides: Optional[List[str]] = SetOpt,
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: bool = VerboseOpt,
 ) -> None:
     """Score rationales on the eight quality aspects and print a per-aspect table."""
     _setup_logging(verbose)

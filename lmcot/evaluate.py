@@ -174,6 +174,7 @@ def metrics_table(metrics: dict[str, Any], title: str = "dev results"):
         usage = m.get("usage", {})
         cost = usage.get("cost")
         table.add_row(method, f"{m['em']:.3f}", f"{m['f1']:.3f}", str(m["n"]), str(m.get("errors", 0)),
-                      str(usage.get("calls", "")), str(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)),
+                      f"{usage.get('calls', 0)}" + (f" ({usage['cached_calls']} cached)" if usage.get("cached_calls") else ""),
+                      str(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)),
                       "n/a" if cost is None else f"{cost:.4f}")
     return table

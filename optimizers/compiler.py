@@ -177,19 +177,23 @@ class LMCoTCompiler:
 
 
 def report_table(report: dict[str, Any]):
-    """A rich table of dev EM/F1 (and the aspect means, when RL ran) per point of the compile."""
+    """A rich table: one column per point of the compile (untrained, after KD, compiled), one row per
+    measure (dev EM, F1, n and, when RL ran, each rationale-quality aspect)."""
     from rich.table import Table
 
-    rows = [(name, label) for name, label in (("untrained", "untrained"), ("before_rl", "after KD"),
-                                              ("compiled", "compiled")) if name in report]
-    show_aspects = any("aspects" in report[name] for name, _ in rows)
+    points = [(k, label) for k, label in (("untrained", "untrained"), ("before_rl", "after KD"),
+                                          ("compiled", "compiled")) if k in report]
     table = Table(title="dev set: the small LM before and after compiling")
-    for col in ("", "EM", "F1", "n", *(a[:6] for a in ASPECTS if show_aspects)):
-        table.add_column(col, justify="left" if not col else "right")
-    for name, label in rows:
-        r = report[name]
-        aspects = [f"{r['aspects'][a]:.2f}" if "aspects" in r else "" for a in ASPECTS] if show_aspects else []
-        table.add_row(label, f"{r['em']:.3f}", f"{r['f1']:.3f}", str(r["n"]), *aspects)
+    table.add_column("")
+    for _, label in points:
+        table.add_column(label, justify="right")
+    table.add_row("answer EM", *(f"{report[k]['em']:.3f}" for k, _ in points))
+    table.add_row("answer F1", *(f"{report[k]['f1']:.3f}" for k, _ in points))
+    table.add_row("n", *(str(report[k]["n"]) for k, _ in points))
+    if any("aspects" in report[k] for k, _ in points):
+        for aspect in ASPECTS:
+            table.add_row(aspect, *(f"{report[k]['aspects'][aspect]:.3f}" if "aspects" in report[k] else "-"
+                                    for k, _ in points))
     return table
 
 
