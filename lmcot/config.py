@@ -9,6 +9,7 @@ Secrets never live here: ``api_key_env`` names the environment variable that hol
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and the key."""
+
+
+_SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "credential", "credentials", "authorization",
+                 "headers", "cookie"}
+
+
+def _secret_keys(value: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of keys that look like credentials, anywhere in a nested dict."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            path = f"{prefix}{k}"
+            # Whole words of the key (``max_tokens`` is fine, ``access_token`` is not).
+            if _SECRET_WORDS & set(re.split(r"[_\-.\s]+", str(k).lower())):
+                found.append(path)
+            found.extend(_secret_keys(v, path + "."))
+    return found
 
 
 class _Section(BaseModel):
@@ -58,9 +76,12 @@ class LMConfig(_Section):
     @field_validator("extra")
     @classmethod
     def _no_secrets_in_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
-        bad = sorted(k for k in value if k.lower() in {"api_key", "key", "token", "authorization"})
+        # The config is printed and saved beside every result, so a credential must never be in it,
+        # at any depth (``extra_headers.Authorization`` as much as ``api_key``).
+        bad = sorted(_secret_keys(value))
         if bad:
-            raise ValueError(f"secrets do not belong in the config ({bad}); name the variable in api_key_env")
+            raise ValueError(f"secrets do not belong in the config ({', '.join(bad)}); "
+                             "put the key in an environment variable and name it in api_key_env")
         return value
 
     def api_key(self) -> str | None:
@@ -121,7 +142,7 @@ class KDConfig(_Section):
     learning_rate: float = 5e-5
     batch_size: int = 8
     gradient_accumulation_steps: int = 1
-    max_length: int = 1024
+    max_length: int = Field(2048, description="prompt + rationale tokens per training example")
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
@@ -206,17 +227,13 @@ class LMCoTConfig(_Section):
     rl: RLConfig = Field(default_factory=RLConfig)
     rationale_metrics: RationaleMetricsConfig = Field(default_factory=RationaleMetricsConfig)
     stages: list[Literal["kd", "rl"]] = ["kd"]
-    cache_dir: str = Field("~/.cache/lmcot", description="disk cache of LM calls and built tiny models")
-    seed: int = 0
+    cache_dir: str = Field("~/.cache/lmcot", description="disk cache of LM calls (DSPy's cache, under cache_dir/dspy)")
 
     def teacher(self) -> LMConfig:
         return self.kd.teacher or self.large_lm
 
     def judge(self) -> LMConfig:
         return self.rationale_metrics.judge or self.large_lm
-
-    def resolved_cache_dir(self) -> Path:
-        return Path(os.path.expanduser(self.cache_dir))
 
     def to_public_dict(self) -> dict[str, Any]:
         """The resolved config as saved beside results: no secret can be in it by construction

@@ -89,13 +89,17 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
 
     rows: list[dict[str, Any] | None] = [None] * len(examples)
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, disable=not progress, transient=False) as bar, \
-            ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        task = bar.add_task(label, total=len(examples))
-        futures = {pool.submit(copy_context().run, run_one, ex): i for i, ex in enumerate(examples)}
-        for future, i in futures.items():
-            rows[i] = future.result()
-            bar.advance(task)
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
+    try:
+        with Progress(*columns, disable=not progress, transient=False) as bar:
+            task = bar.add_task(label, total=len(examples))
+            futures = {pool.submit(copy_context().run, run_one, ex): i for i, ex in enumerate(examples)}
+            for future, i in futures.items():
+                rows[i] = future.result()
+                bar.advance(task)
+    finally:
+        # Ctrl-C: examples not yet started are dropped instead of calling (and paying for) the LMs.
+        pool.shutdown(wait=True, cancel_futures=True)
     return [r for r in rows if r is not None]
 
 

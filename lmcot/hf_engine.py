@@ -196,7 +196,11 @@ class TransformersEngine:
             if not self._queue:
                 return
             params = self._queue[0].params
-            batch = [j for j in self._queue if j.params == params][: self.batch_size]
+            temperature, seed = params[0], params[4]
+            # A seeded sampled request runs alone: one seed for a whole batch would make its output
+            # depend on which other requests happened to share the batch.
+            limit = 1 if (seed is not None and temperature > 0) else self.batch_size
+            batch = [j for j in self._queue if j.params == params][:limit]
             for j in batch:
                 self._queue.remove(j)
         try:
@@ -222,18 +226,28 @@ class TransformersEngine:
         import torch
 
         tok = self.tokenizer
-        tok.padding_side = "right" if self.is_encoder_decoder else "left"
-        tok.truncation_side = "left"
-        enc = tok(prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_tokens,
-                  add_special_tokens=adds_special_tokens(tok, self.is_encoder_decoder))
-        if not self._warned_truncation and any(len(tok(p).input_ids) > self.max_input_tokens for p in prompts):
-            log.warning("prompts longer than max_input_tokens=%d were cut from the left", self.max_input_tokens)
-            self._warned_truncation = True
+        add_special = adds_special_tokens(tok, self.is_encoder_decoder)
+        # The model lock also covers tokenization: a fast tokenizer shared by threads (the judge uses
+        # this engine's tokenizer too) fails with "Already borrowed" when two use it at once.
+        with self._model_lock:
+            tok.padding_side = "right" if self.is_encoder_decoder else "left"
+            tok.truncation_side = "left"
+            enc = tok(prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_tokens,
+                      add_special_tokens=add_special)
+            # Only a batch that reached the limit can have been cut; check those prompts exactly.
+            if (not self._warned_truncation and enc["input_ids"].shape[1] >= self.max_input_tokens
+                    and any(len(tok(p, add_special_tokens=add_special).input_ids) > self.max_input_tokens
+                            for p in prompts)):
+                log.warning("prompts longer than small_lm.max_input_tokens=%d were cut from the left",
+                            self.max_input_tokens)
+                self._warned_truncation = True
         enc = {k: v.to(self.device) for k, v in enc.items()}
         sample = temperature > 0
+        # repetition_penalty is pinned to 1.0 so that inference samples from the same distribution as
+        # TRL's RL rollouts (a checkpoint's generation_config, e.g. Qwen2.5's 1.05, would differ).
         gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": sample,
                                       "num_return_sequences": num_return_sequences,
-                                      "pad_token_id": tok.pad_token_id}
+                                      "pad_token_id": tok.pad_token_id, "repetition_penalty": 1.0}
         if sample:
             gen_kwargs.update(temperature=temperature, top_p=top_p if top_p is not None else 1.0,
                               top_k=top_k if top_k is not None else 0)
@@ -246,10 +260,11 @@ class TransformersEngine:
             out = self.model.generate(**enc, **gen_kwargs)
         new_tokens = out if self.is_encoder_decoder else out[:, enc["input_ids"].shape[1]:]
         in_lens = enc["attention_mask"].sum(dim=1).tolist()
+        rows = [[int(t) for t in ids if int(t) != tok.pad_token_id] for ids in new_tokens.tolist()]
+        with self._model_lock:
+            texts = tok.batch_decode(rows, skip_special_tokens=True)
         results = []
-        for row, ids in enumerate(new_tokens):
-            ids = [int(t) for t in ids if int(t) != tok.pad_token_id]
-            text = tok.decode(ids, skip_special_tokens=True)
+        for row, (ids, text) in enumerate(zip(rows, texts)):
             finish = "length" if len(ids) >= max_new_tokens else "stop"
             for s in stop:
                 if s and s in text:

@@ -78,15 +78,3 @@ def hf_engine_of(lm: dspy.LM):
 
     engine = getattr(lm, "engine", None)
     return engine if isinstance(engine, TransformersEngine) else None
-
-
-def public_lm_state(lm: dspy.LM | None) -> dict[str, Any] | None:
-    """``lm.dump_state()`` minus anything secret (DSPy already drops ``api_key``; this is the
-    belt-and-braces check that keeps a key out of every file lmcot writes)."""
-    if lm is None:
-        return None
-    state = lm.dump_state()
-    for key in list(state):
-        if key.lower() in {"api_key", "authorization", "headers", "extra_headers"}:
-            state.pop(key)
-    return state

@@ -35,7 +35,8 @@ class UsageMeter:
                     part["cached_calls"] += 1
                 part["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
                 part["completion_tokens"] += int(usage.get("completion_tokens") or 0)
-                if entry.get("cost") is not None:
+                # A cached entry keeps the cost of the original call; this run did not pay it again.
+                if usage and entry.get("cost") is not None:
                     part["cost"] = (part["cost"] or 0.0) + float(entry["cost"])
             total["by_model"][lm.model] = part
             for key in ("calls", "cached_calls", "prompt_tokens", "completion_tokens"):

@@ -15,9 +15,11 @@ stages and resumes an interrupted one (traces file, DSPy disk cache, trainer che
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,25 +51,30 @@ class LMCoTCompiler:
                              "to be trained")
         if not trainset:
             raise ValueError("compile needs a non-empty trainset (data.train)")
-        self.out.mkdir(parents=True, exist_ok=True)
-        checkpoint = str(engine.model_id)
         from lmcot.hf_engine import resolve_model_path
+        from lmcot.lms import configure_cache
 
-        checkpoint = resolve_model_path(checkpoint)
+        configure_cache(cfg.cache_dir)  # teacher, answer and judge calls are cached on disk
+        self.out.mkdir(parents=True, exist_ok=True)
+        checkpoint = resolve_model_path(str(engine.model_id))
         # Perplexity-based aspects need a fixed reader of English: the pretrained student (before any
         # training). Scoring with the policy itself would reward it for agreeing with itself.
         self._reference = checkpoint
+        self._origin = {"student": engine.fingerprint, "train": sorted(str(ex.id) for ex in trainset)}
         report: dict[str, Any] = {"stages": list(cfg.stages)}
 
         if valset:
             report["untrained"] = self._evaluate(program, valset, "untrained", aspects="rl" in cfg.stages)
         if "kd" in cfg.stages:
             checkpoint = self._stage_kd(program, trainset, checkpoint)
+        elif (self.out / "kd" / DONE).exists():
+            # `--stages rl` after an earlier `--stages kd`: RL starts from that KD checkpoint.
+            checkpoint = str(self.out / "kd" / "model")
+            console.print(f"[green]rl[/] starts from the KD checkpoint of an earlier run: {checkpoint}")
         if "rl" in cfg.stages:
             if valset:
-                before = report.get("after_kd") or self._evaluate(self._with_small(program, checkpoint, "before-rl"),
-                                                                  valset, "before RL", aspects=True)
-                report["before_rl"] = before
+                report["before_rl"] = self._evaluate(self._with_small(program, checkpoint, "before-rl"), valset,
+                                                     "before RL", aspects=True)
             checkpoint = self._stage_rl(program, trainset, checkpoint)
 
         final = self.out / "small_lm"
@@ -89,7 +96,7 @@ class LMCoTCompiler:
         if valset:
             report["compiled"] = self._evaluate(compiled, valset, "compiled", aspects="rl" in cfg.stages)
             if "rl" in cfg.stages:
-                report["after_rl"] = report["compiled"]
+                report["after_rl"] = report["compiled"]  # the issue's name for it; same numbers
         write_json(self.out / "metrics.json", report)
         return compiled
 
@@ -99,21 +106,24 @@ class LMCoTCompiler:
         from lmcot.optimizers.distill import distill
 
         cfg, kd_dir = self.config, self.out / "kd"
-        if (kd_dir / DONE).exists():
+        teacher = build_lm(cfg.kd.teacher) if cfg.kd.teacher else program.large_lm
+        # What the teacher traces depend on (not api_base: a local server's port changes between runs).
+        traces_key = _key({"teacher": teacher.model, "teacher_kwargs": _sampling(teacher), "kd_temperature":
+                           cfg.kd.temperature})
+        key = _key({"traces": traces_key, "kd": cfg.kd.model_dump(mode="json"), "small_lm": _trained(cfg),
+                    **self._origin})
+        if _done(kd_dir, key):
             console.print(f"[green]kd[/]: complete under {kd_dir}, skipped")
             return str(kd_dir / "model")
+        _invalidate_traces_if_changed(kd_dir, traces_key)
         console.rule("[bold]stage kd[/]: teacher rationales")
-        teacher = build_lm(cfg.kd.teacher) if cfg.kd.teacher else program.large_lm
         result = bootstrap_traces(trainset, teacher, cfg.kd, kd_dir, progress=self.progress)
         if not result.kept:
             raise RuntimeError(f"kd: no teacher rationale passed the filter ({cfg.kd.keep_metric} >= "
                                f"{cfg.kd.min_score}); see {kd_dir}/traces.jsonl")
-        by_id = {ex.id: ex for ex in trainset}
-        rows = [{**row, "question": by_id[row["id"]].question, "context": by_id[row["id"]].context}
-                for row in result.kept if row["id"] in by_id]
-        console.rule(f"[bold]stage kd[/]: distil {len(rows)} rationales into the small LM")
-        model_dir = distill(rows, student, kd_dir, cfg.kd, cfg.small_lm, progress=self.progress)
-        write_json(kd_dir / DONE, {"model": "model", "kept": len(rows), "summary": result.summary})
+        console.rule(f"[bold]stage kd[/]: distil {len(result.kept)} rationales into the small LM")
+        model_dir = distill(result.kept, student, kd_dir, cfg.kd, cfg.small_lm, progress=self.progress)
+        write_json(kd_dir / DONE, {"model": "model", "key": key, "kept": len(result.kept), "summary": result.summary})
         return str(model_dir)
 
     def _stage_rl(self, program, trainset: list[dspy.Example], start: str) -> str:
@@ -121,13 +131,25 @@ class LMCoTCompiler:
         from lmcot.optimizers.rl import run_rl
 
         cfg, rl_dir = self.config, self.out / "rl"
-        if (rl_dir / DONE).exists():
+        kd_done = self.out / "kd" / DONE
+        start_key = self._origin["student"]  # RL straight from the pretrained student ...
+        if kd_done.exists() and Path(start).resolve() == (self.out / "kd" / "model").resolve():
+            start_key = json.loads(kd_done.read_text()).get("key")  # ... or from this folder's KD model
+        # Checkpoints stay resumable when only the step budget or logging changes; anything else that
+        # shapes training (start weights, rewards, algorithm, data) makes old checkpoints stale.
+        resume_key = _key({"start": start_key, "rl": cfg.rl.model_dump(
+            mode="json", exclude={"max_steps", "save_steps", "logging_steps", "report_to"}),
+            "metrics": cfg.rationale_metrics.model_dump(mode="json"), "answer_lm": program.large_lm.model,
+            "small_lm": _trained(cfg), "train": self._origin["train"]})
+        key = _key({"resume": resume_key, "max_steps": cfg.rl.max_steps})
+        if _done(rl_dir, key):
             console.print(f"[green]rl[/]: complete under {rl_dir}, skipped")
             return str(rl_dir / "model")
+        _invalidate_checkpoints_if_changed(rl_dir, resume_key)
         console.rule("[bold]stage rl[/]: policy optimisation on rationale quality + answer F1")
         rewards = RewardSet(cfg.rl, program.large_lm, self._scorer(program), concurrency=cfg.eval.concurrency)
         model_dir = run_rl(start, trainset, rewards, cfg.rl, cfg.small_lm, rl_dir)
-        write_json(rl_dir / DONE, {"model": "model", "start": start})
+        write_json(rl_dir / DONE, {"model": "model", "key": key, "start": start})
         return str(model_dir)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -174,6 +196,50 @@ class LMCoTCompiler:
                       "paragraphs": by_id[r["id"]].paragraphs, "rationale": r.get("rationale") or ""} for r in rows]
             result["aspects"] = summarize(self._scorer(program).score(items, list(ASPECTS)))
         return result
+
+
+# -- stage bookkeeping: a finished stage is skipped only if what it was built from is unchanged ----
+def _key(parts: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _sampling(lm) -> dict[str, Any]:
+    return {k: lm.kwargs.get(k) for k in ("temperature", "max_tokens", "top_p")}
+
+
+def _trained(cfg: LMCoTConfig) -> dict[str, Any]:
+    """The small-LM settings that shape training (its prompt budget and rationale length)."""
+    return cfg.small_lm.model_dump(mode="json", include={"max_tokens", "max_input_tokens", "dtype"})
+
+
+def _done(stage_dir: Path, key: str) -> bool:
+    marker = stage_dir / DONE
+    if not marker.exists():
+        return False
+    if json.loads(marker.read_text()).get("key") == key:
+        return True
+    console.print(f"[yellow]{stage_dir.name}[/]: settings, data or start weights changed since the finished run; "
+                  "running it again")
+    marker.unlink()
+    return False
+
+
+def _invalidate_traces_if_changed(kd_dir: Path, traces_key: str) -> None:
+    """Traces written by another teacher (or at another temperature) must not be resumed: move them aside."""
+    marker, traces = kd_dir / "traces_key.json", kd_dir / "traces.jsonl"
+    if traces.exists() and marker.exists() and json.loads(marker.read_text()).get("key") != traces_key:
+        aside = traces.with_name(f"traces.stale-{int(time.time())}.jsonl")
+        traces.rename(aside)
+        console.print(f"[yellow]kd[/]: the teacher changed; earlier traces moved to {aside.name}")
+    write_json(marker, {"key": traces_key})
+
+
+def _invalidate_checkpoints_if_changed(rl_dir: Path, resume_key: str) -> None:
+    marker, ckpts = rl_dir / "resume_key.json", rl_dir / "checkpoints"
+    if ckpts.exists() and (not marker.exists() or json.loads(marker.read_text()).get("key") != resume_key):
+        shutil.rmtree(ckpts)
+        console.print("[yellow]rl[/]: start weights or RL settings changed; old checkpoints removed")
+    write_json(marker, {"key": resume_key})
 
 
 def report_table(report: dict[str, Any]):

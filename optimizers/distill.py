@@ -39,7 +39,7 @@ from lmcot.config import KDConfig, SmallLMConfig
 from lmcot.jsonl import write_json
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
 from lmcot.programs.adapter import rationale_messages
-from lmcot.prompting import render_prompt
+from lmcot.prompting import adds_special_tokens, render_prompt
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def prompt_ids(tokenizer: Any, is_encoder_decoder: bool, question: str, context:
     added only for seq2seq models or causal models without a chat template (whose template already
     writes them), over-long prompts cut from the left so the question survives."""
     text = prompt_text(tokenizer, is_encoder_decoder, question, context)
-    add_special = is_encoder_decoder or not getattr(tokenizer, "chat_template", None)
+    add_special = adds_special_tokens(tokenizer, is_encoder_decoder)
     side = tokenizer.truncation_side
     tokenizer.truncation_side = "left"
     try:
@@ -81,21 +81,44 @@ def _target_ids(tokenizer: Any, rationale: str) -> list[int]:
     return ids + [tokenizer.eos_token_id]
 
 
-def build_example(tokenizer: Any, is_encoder_decoder: bool, row: Any, max_length: int) -> dict[str, list[int]]:
+def build_example(tokenizer: Any, is_encoder_decoder: bool, row: Any, max_length: int,
+                  max_prompt_tokens: int | None = None) -> dict[str, list[int]]:
     """One tokenized training example.
 
     causal: ``input_ids`` = prompt + rationale + EOS, ``labels`` = -100 on the prompt;
     seq2seq: ``input_ids`` = the encoder prompt, ``labels`` = rationale + EOS.
-    The rationale is kept whole (cut only past ``max_length``); the prompt gives way from the left.
+    The prompt is cut from the left at ``max_prompt_tokens`` (the engine's ``max_input_tokens``, as at
+    inference) and, for causal models, further if prompt + rationale exceed ``max_length``.
     """
     question, context, rationale = _field(row, "question"), _field(row, "context"), _field(row, "rationale")
     target = _target_ids(tokenizer, rationale)
+    limit = max_length if max_prompt_tokens is None else min(max_length, max_prompt_tokens)
     if is_encoder_decoder:
-        return {"input_ids": prompt_ids(tokenizer, True, question, context, max_length),
+        return {"input_ids": prompt_ids(tokenizer, True, question, context, limit),
                 "labels": target[:max_length]}
     target = target[: max_length - 1]  # at least one prompt token stays
-    prompt = prompt_ids(tokenizer, False, question, context, max_length - len(target))
+    prompt = prompt_ids(tokenizer, False, question, context, min(limit, max_length - len(target)))
     return {"input_ids": prompt + target, "labels": [-100] * len(prompt) + target}
+
+
+def _warn_about_lengths(tokenizer: Any, is_encoder_decoder: bool, kept: list[Any], rows: list[dict[str, list[int]]],
+                        small_cfg: SmallLMConfig) -> None:
+    """Say when training data differs from what inference will see: prompts cut harder than the
+    engine cuts them (kd.max_length too small), or rationales longer than the student may write."""
+    cut = too_long = 0
+    for row, example in zip(kept, rows):
+        full = len(prompt_ids(tokenizer, is_encoder_decoder, _field(row, "question"), _field(row, "context"),
+                              small_cfg.max_input_tokens))
+        used = len(example["input_ids"]) if is_encoder_decoder else example["labels"].count(-100)
+        cut += used < full
+        too_long += len(_target_ids(tokenizer, _field(row, "rationale"))) - 1 > small_cfg.max_tokens
+    if cut:
+        log.warning("KD: %d of %d training prompts were cut to fit kd.max_length; inference sees them whole. "
+                    "Raise kd.max_length (or lower data.max_context_tokens).", cut, len(rows))
+    if too_long:
+        log.warning("KD: %d of %d teacher rationales are longer than small_lm.max_tokens=%d, so inference will cut "
+                    "what the student learns to write. Raise small_lm.max_tokens.", too_long, len(rows),
+                    small_cfg.max_tokens)
 
 
 # What a checkpoint depends on. The step budget is left out on purpose: raising max_steps and
@@ -243,7 +266,8 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
         student, device="cpu", dtype="float32", trust_remote_code=small_cfg.trust_remote_code,
         revision=small_cfg.revision)
     model.train()
-    rows = [build_example(tokenizer, is_seq2seq, r, kd.max_length) for r in kept]
+    rows = [build_example(tokenizer, is_seq2seq, r, kd.max_length, small_cfg.max_input_tokens) for r in kept]
+    _warn_about_lengths(tokenizer, is_seq2seq, kept, rows, small_cfg)
     args = _common_args(kd, ckpt_dir, small_cfg)
     build = _train_seq2seq if is_seq2seq else _train_causal
     with _quiet_datasets():

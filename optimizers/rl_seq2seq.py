@@ -38,6 +38,7 @@ import shutil
 from pathlib import Path
 
 from lmcot.config import RLConfig, SmallLMConfig
+from lmcot.prompting import adds_special_tokens
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,8 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
         while step < rl.max_steps:
             batch = [rows[i] for i in prompts_for_step(len(rows), prompts_per_step, rl.seed, step)]
             enc = tokenizer([r["prompt"] for r in batch], return_tensors="pt", padding=True, truncation=True,
-                            max_length=small_cfg.max_input_tokens, add_special_tokens=True)
+                            max_length=small_cfg.max_input_tokens,
+                            add_special_tokens=adds_special_tokens(tokenizer, True))
             enc = {k: enc[k].to(device).repeat_interleave(G, dim=0) for k in ("input_ids", "attention_mask")}
             with torch.no_grad():
                 seqs = model.generate(**enc, do_sample=True, temperature=rl.temperature, top_p=1.0, top_k=0,

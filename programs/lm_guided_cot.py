@@ -51,8 +51,8 @@ class LMGuidedCoT(dspy.Module):
         self.answer = dspy.Predict(Answer)
         self.rationalize.lm = small_lm
         self.answer.lm = large_lm
-        # The large LM is frozen: optimizers must never turn its calls into training data.
-        self.answer._compiled = True
+        # The large LM is frozen: lmcot's compiler trains only ``rationalize``'s LM and builds its
+        # training data from teacher traces, never from ``answer``'s calls.
         self.num_samples = num_samples
         self.sample_temperature = sample_temperature
         self.rationale_adapter = RationaleAdapter()

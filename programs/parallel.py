@@ -16,6 +16,10 @@ def map_concurrently(fn: Callable[[T], R], items: Iterable[T], max_workers: int)
     items = list(items)
     if max_workers <= 1 or len(items) <= 1:
         return [fn(x) for x in items]
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(max_workers, len(items)))
+    try:
         futures = [pool.submit(contextvars.copy_context().run, fn, x) for x in items]
         return [f.result() for f in futures]
+    finally:
+        # On Ctrl-C or a failure, calls not yet started are dropped rather than run (and paid for).
+        pool.shutdown(wait=True, cancel_futures=True)

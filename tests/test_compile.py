@@ -91,27 +91,35 @@ def test_evaluate_program_folder(compiled_kd, oracle_server):
     assert metrics["guided"]["n"] == 6
 
 
-def test_save_load_evaluate_gives_the_same_predictions(compiled_kd, oracle_server, hotpot_examples):
+def test_save_load_evaluate_gives_the_same_predictions(compiled_kd, oracle_server, tiny_causal_path):
     """compile -> save -> load -> evaluate == the compiled program in memory (greedy small LM)."""
-    from lmcot.config import LMCoTConfig
-    from lmcot.optimizers import LMCoTCompiler
-    from lmcot.program_io import load_program, program_config
-    from lmcot.programs import LMGuidedCoT
+    import dspy
+
+    from lmcot.config import load_config
+    from lmcot.evaluate import load_split
     from lmcot.lms import build_lm
+    from lmcot.optimizers import LMCoTCompiler
+    from lmcot.program_io import load_program
+    from lmcot.programs import LMGuidedCoT
 
     tmp, out, _ = compiled_kd
-    cfg: LMCoTConfig = program_config(out)
-    cfg.large_lm.api_base = oracle_server.url
-    cfg.stages = ["kd"]
-    # An in-memory compile over the finished folder: the kd stage is complete, so it only reloads.
+    args = _overrides(oracle_server, tmp, tiny_causal_path)
+    cfg = load_config(None, [args[i + 1] for i in range(0, len(args), 2)])
+    trainset, valset = load_split(cfg, "train"), load_split(cfg, "dev")
+    # The Python API over the finished folder: same student, data and settings, so the kd stage is
+    # skipped (its key matches) and only the program is rebuilt and saved again.
+    requests_before = oracle_server.request_count
     base = LMGuidedCoT(build_lm(cfg.small_lm), build_lm(cfg.large_lm))
-    compiled = LMCoTCompiler(cfg, out, progress=False).compile(base, hotpot_examples[:4])
+    compiled = LMCoTCompiler(cfg, out, progress=False).compile(base, trainset)
+    assert oracle_server.request_count == requests_before, "a finished kd stage makes no teacher call"
     assert base.small_lm is not compiled.small_lm, "compile must not mutate its input"
-    loaded = load_program(out, cfg)
-    assert LMGuidedCoT.load(out).small_lm.model == compiled.small_lm.model
-    for ex in hotpot_examples[:4]:
-        a, b = compiled(**ex.inputs()), loaded(**ex.inputs())
-        assert (a.rationale, a.answer) == (b.rationale, b.answer)
+    assert base.small_lm.model != compiled.small_lm.model
+    loaded = load_program(out)
+    assert LMGuidedCoT.load(out).small_lm.model == compiled.small_lm.model == loaded.small_lm.model
+    with dspy.context(lm=None):
+        for ex in valset[:4]:
+            a, b = compiled(**ex.inputs()), loaded(**ex.inputs())
+            assert (a.rationale, a.answer) == (b.rationale, b.answer)
 
 
 def test_killed_during_bootstrap_then_resumed(oracle_server, tiny_causal_path, tmp_path, hotpot_examples):
