@@ -76,7 +76,7 @@ def reference_lm_for(config: LMCoTConfig, quiet: bool = False) -> str | None:
     small = config.small_lm
     if small.backend != "transformers":
         return None
-    from lmcot.lms import is_tiny  # knows tiny-random/* names and folders lmcot.tiny built
+    from lmcot.tiny import is_tiny
 
     if is_tiny(small.model):
         # Random weights give meaningless perplexities: the lexical proxy is the better fallback.

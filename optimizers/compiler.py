@@ -58,8 +58,9 @@ class LMCoTCompiler:
         self.out.mkdir(parents=True, exist_ok=True)
         checkpoint = resolve_model_path(str(engine.model_id))
         # Perplexity-based aspects need a fixed reader of English: the pretrained student (before any
-        # training). Scoring with the policy itself would reward it for agreeing with itself.
-        self._reference = checkpoint
+        # training). Scoring with the policy itself would reward it for agreeing with itself. The name
+        # as configured (not the resolved folder) lets `tiny-random/*` fall back to the lexical proxy.
+        self._reference = str(engine.model_id)
         self._origin = {"student": engine.fingerprint, "train": sorted(str(ex.id) for ex in trainset)}
         report: dict[str, Any] = {"stages": list(cfg.stages)}
 

@@ -190,3 +190,18 @@ def test_compile_kd_then_rl(student_fixture, request, oracle_server, tmp_path):
     assert weights_fingerprint(rl_model) != weights_fingerprint(kd_model), "RL must change the KD weights"
     assert program["small_lm_name"].endswith(weights_fingerprint(rl_model))
     assert "dev set: the small LM before and after compiling" in result.stdout
+
+
+def test_evaluate_program_with_another_config_still_uses_the_trained_small_lm(compiled_kd, oracle_server):
+    """`--program OUT --config C.yaml`: the YAML's small_lm.model must not replace OUT/small_lm."""
+    tmp, out, _ = compiled_kd
+    from lmcot.config import load_config
+    from lmcot.program_io import load_program
+
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml", [f"large_lm.api_base={oracle_server.url}",
+                                                             "eval.num_samples=3"])
+    assert cfg.small_lm.model == "tiny-random/llama"
+    program = load_program(out, cfg)
+    saved = json.loads((out / "program.json").read_text())
+    assert program.small_lm.model == saved["small_lm_name"]
+    assert program.num_samples == 3  # how to run comes from the caller's config

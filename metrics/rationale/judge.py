@@ -62,6 +62,8 @@ _SPACE_MARKERS = "\u2581\u0120"
 # Endpoints (model, api_base) that returned no log-probabilities: probed once per process.
 _NO_LOGPROBS: set[tuple[str, str]] = set()
 _NO_LOGPROBS_LOCK = threading.Lock()
+# Endpoints seen returning them: later scoring calls (every RL step) skip the one-call-alone probe.
+_HAS_LOGPROBS: set[tuple[str, str]] = set()
 
 
 def judge_messages(question: str, context: str, rationale: str, aspect: str) -> list[dict]:
@@ -281,6 +283,7 @@ class JudgeScorer:
         if response.logprobs is None:
             self._mark_no_logprobs("the server returned none")
             return None
+        _HAS_LOGPROBS.add(_endpoint(self.lm))
         return p_yes_from_logprobs(response.logprobs)
 
     def _sample(self, job: tuple[list[dict], int]) -> bool:
@@ -294,8 +297,11 @@ class JudgeScorer:
 
         # Phase 1: log-probabilities where the endpoint may have them. The first question goes
         # alone, so an endpoint without them costs one wasted call, not one per question.
-        first = [self._probe(all_messages[0])]
-        scores: list[float | None] = first + map_concurrently(self._probe, all_messages[1:], self.concurrency)
+        if _endpoint(self.lm) in _HAS_LOGPROBS:
+            scores: list[float | None] = map_concurrently(self._probe, all_messages, self.concurrency)
+        else:
+            first = [self._probe(all_messages[0])]
+            scores = first + map_concurrently(self._probe, all_messages[1:], self.concurrency)
         # Phase 2: sample the rest, flattened to (question, sample) so every call runs concurrently.
         todo = [k for k, s in enumerate(scores) if s is None]
         if todo:

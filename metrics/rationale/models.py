@@ -70,7 +70,7 @@ class PerplexityScorer:
     so the first word is scored too. Texts are cut at ``max_length`` tokens.
     """
 
-    def __init__(self, model_path_or_id: str, *, device: str = "cpu", batch_size: int = 8,
+    def __init__(self, model_path_or_id: str, *, device: str = "auto", batch_size: int = 8,
                  max_length: int = 256, trust_remote_code: bool = False):
         from lmcot.hf_engine import load_model_and_tokenizer
 
@@ -170,13 +170,15 @@ def _pooling_mode(path: str) -> str:
 class SentenceEmbedder:
     """Unit-length sentence embeddings; ``similarity(a, b)`` is their cosine clipped at 0."""
 
-    def __init__(self, model_path_or_id: str, *, device: str = "cpu", batch_size: int = 32, max_length: int = 256):
+    def __init__(self, model_path_or_id: str, *, device: str = "auto", batch_size: int = 32, max_length: int = 256):
         from transformers import AutoModel, AutoTokenizer
+
+        from lmcot.hf_engine import pick_device
 
         path = resolve_embedding_model(model_path_or_id)
         self.name = model_path_or_id
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).to(device).eval()
+        self.model = AutoModel.from_pretrained(path, use_safetensors=True).to(pick_device(device)).eval()
         self.pooling = _pooling_mode(path)
         self.batch_size = batch_size
         self.max_length = max_length
