@@ -157,6 +157,9 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
     Returns ``out_dir/model`` (merged weights + tokenizer, safetensors), loadable with
     ``from_pretrained`` and usable as ``small_lm.model``.
     """
+    import gc
+
+    import torch
     from datasets import Dataset
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -205,4 +208,10 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
     final.save_pretrained(str(model_dir))  # transformers 5: safetensors
     tokenizer.save_pretrained(str(model_dir))
     write_json(out_dir / "train_log.json", trainer.state.log_history)
+    # The policy, its reference copy and the optimizer state would otherwise stay on the GPU while
+    # the compiler evaluates the result.
+    del trainer, final, model
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return model_dir
