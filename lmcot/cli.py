@@ -77,6 +77,23 @@ def _note_tiny(cfg) -> None:
                           f"the method achieves. Use --set {role}.model=<hub id or path> for a real run.")
 
 
+def _check_endpoints(cfg, *, teacher: bool = False, judge: bool = False) -> None:
+    """An ``api_base`` nobody listens on fails now, in one line, not after every call's retries."""
+    from lmcot.lms import check_endpoint
+
+    check_endpoint(cfg.large_lm, "large_lm")
+    if teacher and cfg.kd.teacher is not None:
+        check_endpoint(cfg.kd.teacher, "kd.teacher")
+    if judge and cfg.rationale_metrics.judge is not None and "judge" in cfg.rationale_metrics.backends.values():
+        check_endpoint(cfg.rationale_metrics.judge, "rationale_metrics.judge")
+
+
+def _interrupted(message: str) -> None:
+    """Ctrl-C: say what is kept and how to go on, instead of exiting silently."""
+    console.print(f"[bold yellow]interrupted:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(130)
+
+
 def _errors():
     """The exceptions that are the user's input, not a bug: shown as one line."""
     from lmcot.config import ConfigError
@@ -107,9 +124,12 @@ def evaluate(
 
         method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
         out_dir = out or Path(cfg.eval.out)
+        _check_endpoints(cfg)
         metrics = run_evaluate(cfg, methods=method_list, out_dir=out_dir, limit=limit, program_dir=program)
     except _errors() as exc:
         _fail_with(exc, verbose)
+    except KeyboardInterrupt:
+        _interrupted("nothing written; the LM calls that finished are cached, so a rerun does not pay for them again")
     Console().print(metrics_table(metrics))
     console.print(f"wrote {out_dir}/metrics.json, {out_dir}/predictions.jsonl, {out_dir}/config.json")
 
@@ -136,9 +156,13 @@ def compile_(
         _note_tiny(cfg)
         from lmcot.optimizers.compiler import compile_from_config, report_table
 
+        _check_endpoints(cfg, teacher="kd" in cfg.stages, judge="rl" in cfg.stages)
         report = compile_from_config(cfg, out)
     except _errors() as exc:
         _fail_with(exc, verbose)
+    except KeyboardInterrupt:
+        _interrupted(f"finished stages, teacher traces ({out}/kd/traces.jsonl), training checkpoints and cached LM "
+                     "calls are kept; rerun the same command to resume")
     if any(k in report for k in ("untrained", "compiled")):
         Console().print(report_table(report))
     console.print(f"compiled program: {out}  (evaluate it with: lmcot evaluate --program {out})")
@@ -146,7 +170,8 @@ def compile_(
 
 @app.command()
 def score(
-    rationales: Path = typer.Option(..., "--rationales", help="JSONL with question, context, rationale per line."),
+    rationales: Path = typer.Option(..., "--rationales", help="JSONL with question, context, rationale per line, "
+                                    "or the predictions.jsonl of `lmcot evaluate`."),
     config: Optional[Path] = ConfigOpt,
     out: Optional[Path] = typer.Option(None, help="Per-row scores JSONL (default: <rationales>.scores.jsonl)."),
     overrides: Optional[List[str]] = SetOpt,
@@ -156,13 +181,25 @@ def score(
     _setup_logging(verbose)
     try:
         cfg = _load(config, overrides)
+        _print_config(cfg)
+        from lmcot.lms import check_endpoint
+        from lmcot.metrics.rationale import summarize
         from lmcot.score import render_score_table, run_score, score_backends
 
+        if "judge" in cfg.rationale_metrics.backends.values():
+            check_endpoint(cfg.judge(), "rationale_metrics.judge" if cfg.rationale_metrics.judge else "large_lm")
         out_path = out or rationales.with_suffix(".scores.jsonl")
-        _, means = run_score(cfg, rationales, out_path, progress=True)
+        rows, means = run_score(cfg, rationales, out_path, progress=True)
     except _errors() as exc:
         _fail_with(exc, verbose)
-    Console().print(render_score_table(means, backends=score_backends(cfg)))
+    backends = score_backends(cfg)
+    methods = list(dict.fromkeys(r["method"] for r in rows if "method" in r))
+    if len(methods) > 1:  # a predictions.jsonl: CoT prompting's and the small LM's rationales apart
+        for method in methods:
+            Console().print(render_score_table(summarize([r for r in rows if r.get("method") == method]),
+                                               backends=backends, title=f"Rationale quality of {method} (0-1)"))
+    else:
+        Console().print(render_score_table(means, backends=backends))
     console.print(f"wrote {out_path}")
 
 

@@ -72,6 +72,38 @@ def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:
     return dspy.LM(cfg.model, engine="litellm", num_retries=cfg.num_retries, **common, **kwargs)
 
 
+def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0) -> None:
+    """Fail at once, naming the config key, when ``cfg.api_base`` points at a host:port that takes no
+    connection (a server not started, a wrong port or host). Otherwise every call would first wait out
+    the client's retries (``num_retries`` x ``timeout``) before the run reports anything. Only a TCP
+    connect: no request is sent, nothing is paid. Skipped for in-process models, without ``api_base``
+    (the provider's own endpoint), and when a proxy carries the request."""
+    if cfg.backend != "litellm" or not cfg.api_base:
+        return
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    from lmcot.config import ConfigError
+
+    url = urllib.parse.urlsplit(cfg.api_base)
+    try:
+        host, port = url.hostname, url.port or {"http": 80, "https": 443}.get(url.scheme)
+    except ValueError:  # a port that is not a number
+        raise ConfigError(f"{key}.api_base={cfg.api_base}: not a valid URL") from None
+    if not host or port is None:
+        return  # not an http(s) URL litellm would open a socket to directly; leave it to the client
+    proxies = urllib.request.getproxies()
+    if (proxies.get(url.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(host):
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConfigError(f"{key}.api_base={cfg.api_base}: cannot connect to {host}:{port} ({reason}); "
+                          "is the server running?") from None
+
+
 def hf_engine_of(lm: dspy.LM):
     """The ``TransformersEngine`` behind ``lm``, or None for an HTTP model."""
     from lmcot.hf_engine import TransformersEngine

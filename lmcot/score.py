@@ -5,24 +5,29 @@
 
 Each input line is a JSON object with ``question``, ``rationale`` and ``context`` (the formatted
 ``"Title: s1 s2"`` lines; ``paragraphs`` ``[[title, [sentences]]]`` may stand in for it or come
-with it), and optionally ``id``. The judge LM is built only when some aspect is configured to use
-it. The reference LM for fluency/naturalness is ``rationale_metrics.reference_lm``, else the small
-LM when that is an in-process causal transformers model that is not a tiny random-init one, else
-none (the lexical proxy; see ``lmcot.metrics.rationale.cheap``).
+with it), and optionally ``id``. ``lmcot evaluate``'s ``predictions.jsonl`` can be scored as it is:
+its rows name a dev example (``id``) instead of carrying the context, which is looked up in the dev
+set of the config (``data.dev``), else of the ``config.json`` that evaluate wrote beside the file;
+rows without a rationale (standard prompting, failed predictions) are skipped; scores keep
+``method``. The judge LM is built only when some aspect is configured to use it. The reference LM
+for fluency/naturalness is ``rationale_metrics.reference_lm``, else the small LM when that is an
+in-process causal transformers model that is not a tiny random-init one, else none (the lexical
+proxy; see ``lmcot.metrics.rationale.cheap``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lmcot.config import ASPECTS, LMCoTConfig
+from lmcot.config import ASPECTS, LMCoTConfig, config_from_dict
 
 __all__ = [
-    "ScoreInputError", "read_rationale_rows", "reference_lm_for", "render_score_table", "run_score", "score_backends",
+    "ScoreInputError", "dev_contexts", "read_rationale_rows", "reference_lm_for", "render_score_table", "run_score",
+    "score_backends",
 ]
 
 log = logging.getLogger(__name__)
@@ -32,12 +37,16 @@ class ScoreInputError(ValueError):
     """A rationale file that cannot be scored; the one-line message names the file, line and field."""
 
 
-def read_rationale_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of ``path``; blank lines are skipped, anything else must be a complete row."""
+def read_rationale_rows(path: Path, contexts: Callable[[], Mapping[str, Mapping[str, Any]] | None] | None = None,
+                        ) -> list[dict[str, Any]]:
+    """Rows of ``path``; blank lines are skipped, anything else must be a complete row. A row with an
+    ``id`` but no context gets ``context`` and ``paragraphs`` from ``contexts()`` (called once, only if
+    needed; see :func:`dev_contexts`); a row of ``predictions.jsonl`` (it has ``method``) with no
+    rationale is skipped."""
     path = Path(path)
     if not path.is_file():
         raise ScoreInputError(f"{path}: no such file")
-    rows = []
+    parsed = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -48,16 +57,58 @@ def read_rationale_rows(path: Path) -> list[dict[str, Any]]:
                 raise ScoreInputError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
             if not isinstance(row, dict):
                 raise ScoreInputError(f"{path}: line {lineno}: expected a JSON object")
-            missing = [k for k in ("question", "rationale") if k not in row]
-            if "context" not in row and "paragraphs" not in row:
-                missing.append("context")
-            if missing:
-                raise ScoreInputError(f"{path}: line {lineno}: missing field '{missing[0]}'")
-            for key in ("question", "rationale", "context"):
-                if key in row and not isinstance(row[key], str):
-                    raise ScoreInputError(f"{path}: line {lineno}: field '{key}' must be a string")
-            rows.append(row)
+            parsed.append((lineno, row))
+    rows, lookup, without_rationale = [], None, 0
+    for lineno, row in parsed:
+        if "method" in row and row.get("rationale") is None:
+            without_rationale += 1  # standard prompting writes no rationale; a failed prediction has none
+            continue
+        if "context" not in row and "paragraphs" not in row and row.get("id") is not None and contexts is not None:
+            if lookup is None:
+                lookup = contexts() or {}
+            row = {**row, **lookup.get(str(row["id"]), {})}
+        missing = [k for k in ("question", "rationale") if k not in row]
+        if "context" not in row and "paragraphs" not in row:
+            missing.append("context")
+        if missing:
+            hint = ""
+            if missing[0] == "context" and "method" in row:
+                hint = (f" (id {row.get('id')!r}: predictions.jsonl rows carry no context; keep the config.json "
+                        "that lmcot evaluate wrote beside the file, or pass the --config whose data.dev they "
+                        "came from)")
+            raise ScoreInputError(f"{path}: line {lineno}: missing field '{missing[0]}'{hint}")
+        for key in ("question", "rationale", "context"):
+            if key in row and not isinstance(row[key], str):
+                raise ScoreInputError(f"{path}: line {lineno}: field '{key}' must be a string")
+        rows.append(row)
+    if without_rationale:
+        log.warning("%s: skipped %d row(s) with no rationale (standard prompting writes none)", path, without_rationale)
     return rows
+
+
+def dev_contexts(config: LMCoTConfig, rationales_path: Path) -> dict[str, dict[str, Any]] | None:
+    """``{id: {"context", "paragraphs"}}`` of the dev set named by ``config.data.dev``, else by the
+    ``config.json`` beside ``rationales_path`` (what ``lmcot evaluate`` writes next to its predictions),
+    truncated as that evaluation truncated it, so a rationale is scored against the context it was
+    written from. None when neither names a dev set."""
+    source = config
+    if not config.data.dev:
+        sibling = Path(rationales_path).parent / "config.json"
+        if not sibling.is_file():
+            return None
+        try:
+            data = json.loads(sibling.read_text(encoding="utf-8"))
+            data.pop("program", None)  # evaluate records the program folder beside the config
+            source = config_from_dict(data, source=str(sibling))
+        except (ValueError, AttributeError) as exc:
+            log.warning("%s is not an lmcot evaluate config (%s); no contexts from it", sibling, exc)
+            return None
+        if not source.data.dev:
+            return None
+    from lmcot.evaluate import context_token_counter, load_split
+
+    examples = load_split(source, "dev", count_tokens=context_token_counter(source))
+    return {str(ex.id): {"context": ex.context, "paragraphs": ex.paragraphs} for ex in examples}
 
 
 def _is_causal_checkpoint(model: str, trust_remote_code: bool = False) -> bool:
@@ -101,7 +152,7 @@ def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None 
     from lmcot.jsonl import atomic_write_text
     from lmcot.metrics.rationale import RationaleScorer, summarize
 
-    rows = read_rationale_rows(rationales_path)
+    rows = read_rationale_rows(rationales_path, contexts=lambda: dev_contexts(config, rationales_path))
     metrics = config.rationale_metrics
     judge_lm = None
     if any(metrics.backends[a] == "judge" for a in ASPECTS):
@@ -113,7 +164,8 @@ def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None 
     reference = reference_lm_for(config) if needs_lm else None
     scorer = RationaleScorer(metrics, judge_lm=judge_lm, reference_lm=reference)
     scores = scorer.score(rows, ASPECTS, progress=progress)
-    out_rows = [{"id": row.get("id"), "question": row["question"], **s} for row, s in zip(rows, scores)]
+    out_rows = [{"id": row.get("id"), "question": row["question"],
+                 **({"method": row["method"]} if "method" in row else {}), **s} for row, s in zip(rows, scores)]
     if out_path is not None:
         atomic_write_text(out_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out_rows))
     return out_rows, summarize(scores)
@@ -127,13 +179,14 @@ def score_backends(config: LMCoTConfig) -> dict[str, str]:
     return {a: backend_name(config.rationale_metrics, a, reference) for a in ASPECTS}
 
 
-def render_score_table(means: Mapping[str, float], backends: Mapping[str, str] | None = None):
+def render_score_table(means: Mapping[str, float], backends: Mapping[str, str] | None = None,
+                       title: str = "Rationale quality (0-1, higher is better)"):
     """A rich table: aspect, definition, mean (and the backend used, when ``backends`` is given)."""
     from rich.table import Table
 
     from lmcot.metrics.rationale import ASPECT_DEFINITIONS
 
-    table = Table(title="Rationale quality (0-1, higher is better)")
+    table = Table(title=title)
     table.add_column("aspect", style="bold")
     table.add_column("definition")
     if backends is not None:

@@ -48,6 +48,7 @@ class BootstrapResult:
     summary: dict[str, Any]
     traces_path: Path
     traces: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    transient: list[str] = field(default_factory=list, repr=False)  # errors of the samples not recorded
 
 
 class _Transient(Exception):
@@ -249,7 +250,7 @@ def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDCo
     if transient:
         log.warning("%d teacher sample(s) failed with transient errors and were not recorded; rerun to "
                     "retry them (first: %s)", len(transient), transient[0])
-    return BootstrapResult(kept=kept, summary=summary, traces_path=path, traces=current)
+    return BootstrapResult(kept=kept, summary=summary, traces_path=path, traces=current, transient=transient)
 
 
 def _summary(questions: list[Any], current: list[dict[str, Any]], new_rows: list[dict[str, Any]],

@@ -119,6 +119,10 @@ class LMCoTCompiler:
         _invalidate_traces_if_changed(kd_dir, traces_key)
         console.rule("[bold]stage kd[/]: teacher rationales")
         result = bootstrap_traces(trainset, teacher, cfg.kd, kd_dir, progress=self.progress)
+        if not result.kept and result.transient:
+            # Nothing to distil because the teacher could not be reached, not because it was wrong.
+            raise RuntimeError(f"kd: {len(result.transient)} teacher call(s) failed and no rationale was recorded "
+                               f"(is the teacher reachable?); rerun to retry them. First error: {result.transient[0]}")
         if not result.kept:
             raise RuntimeError(f"kd: no teacher rationale passed the filter ({cfg.kd.keep_metric} >= "
                                f"{cfg.kd.min_score}); see {kd_dir}/traces.jsonl")
@@ -188,7 +192,15 @@ class LMCoTCompiler:
 
         rows = predict_all(program, valset, concurrency=self.config.eval.concurrency, label=label,
                            progress=self.progress)
-        result: dict[str, Any] = aggregate(rows)
+        # A failed example scores 0; if all failed (large LM unreachable, a bad key) the numbers would
+        # only measure the outage, so stop, as `lmcot evaluate` does.
+        failed = [r["error"] for r in rows if r.get("error")]
+        if rows and len(failed) == len(rows):
+            raise RuntimeError(f"{label} dev evaluation: every example failed; first error: {failed[0]}")
+        if failed:
+            console.print(f"[yellow]{label}[/]: {len(failed)} of {len(rows)} dev examples failed (scored 0); "
+                          f"first error: {failed[0]}", highlight=False, markup=True)
+        result: dict[str, Any] = {**aggregate(rows), "errors": len(failed)}
         if aspects:
             from lmcot.metrics.rationale import summarize
 
@@ -257,6 +269,8 @@ def report_table(report: dict[str, Any]):
     table.add_row("answer EM", *(f"{report[k]['em']:.3f}" for k, _ in points))
     table.add_row("answer F1", *(f"{report[k]['f1']:.3f}" for k, _ in points))
     table.add_row("n", *(str(report[k]["n"]) for k, _ in points))
+    if any(report[k].get("errors") for k, _ in points):
+        table.add_row("failed examples", *(str(report[k].get("errors", 0)) for k, _ in points))
     if any("aspects" in report[k] for k, _ in points):
         for aspect in ASPECTS:
             table.add_row(aspect, *(f"{report[k]['aspects'][aspect]:.3f}" if "aspects" in report[k] else "-"

@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 
-def rich_progress(label: str, metric: str = "loss", enabled: bool = True):
+def rich_progress(label: str, metric: str = "loss", enabled: bool = True, value=None):
     """A TrainerCallback drawing ``label <metric value> [bar] step/total``; ``metric`` is the logged
-    key to show (``loss`` for distillation, ``reward`` for RL). Full logs still go to ``report_to``."""
+    key to show (``loss`` for distillation, ``reward`` for RL), or ``value(logs)`` computes the number
+    when given (None: leave the bar as it is). Full logs still go to ``report_to``."""
     from transformers import TrainerCallback
 
     class RichProgress(TrainerCallback):
@@ -32,8 +33,11 @@ def rich_progress(label: str, metric: str = "loss", enabled: bool = True):
                 self._progress.update(self._task, completed=state.global_step)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if self._progress is not None and logs and metric in logs:
-                self._progress.update(self._task, description=f"{metric} {float(logs[metric]):.3f}")
+            if self._progress is None or not logs:
+                return
+            shown = value(logs) if value is not None else logs.get(metric)
+            if shown is not None:
+                self._progress.update(self._task, description=f"{metric} {float(shown):.3f}")
 
         def on_train_end(self, args, state, control, **kwargs):
             if self._progress is not None:

@@ -217,6 +217,17 @@ class RewardSet:
             metrics.update({f"raw_rewards/{n}/mean": _mean(v) for n, v in components.items()})
         return metrics
 
+    def progress_value(self, metrics: dict[str, float]) -> float | None:
+        """The number a progress bar shows: ``reward``, except for ``normalize_sum``, whose ``reward``
+        is a sum of batch z-scores and so ~0 at every step; there it is ``sum_i w_i * raw mean_i``
+        (comparable from step to step). None when the logged metrics lack it."""
+        if self.aggregation != "normalize_sum":
+            return metrics.get("reward")
+        try:
+            return sum(self.weights[n] * float(metrics[f"raw_rewards/{n}/mean"]) for n in self.names)
+        except KeyError:
+            return None
+
     # -- TRL ------------------------------------------------------------------------------
     def trl_reward_functions(self) -> tuple[list[Callable], list[float]]:
         """``(reward_funcs, reward_weights)`` for TRL's GRPOTrainer / RLOOTrainer.

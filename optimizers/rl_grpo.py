@@ -191,7 +191,7 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
     args.reward_weights = weights
     trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=_lora_config(rl) if rl.lora else None,
-                          callbacks=[_save_at_end(), rich_progress("RL", "reward")])
+                          callbacks=[_save_at_end(), rich_progress("RL", "reward", value=rewards.progress_value)])
     quiet_trainer(trainer)  # the rich bar shows the reward; every component goes to train_log.json and report_to
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:

@@ -298,7 +298,9 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
             window.append({**rewards.log_metrics(comps), **stats,
                            "completions/mean_length": float(mask.sum(1).mean())})
             bar.update(1)
-            bar.set_postfix(reward=f"{window[-1]['reward']:.3f}")
+            shown = rewards.progress_value(window[-1])
+            if shown is not None:
+                bar.set_postfix(reward=f"{shown:.3f}")
             if step % max(1, rl.logging_steps) == 0 or step == rl.max_steps:
                 entry = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
                 entry["step"] = step
