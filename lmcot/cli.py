@@ -45,6 +45,11 @@ def _setup_logging(verbose: bool) -> None:
     # progress bars; --verbose shows them.
     for noisy in ("LiteLLM", "litellm", "httpx", "dspy"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
+    if not verbose:
+        import warnings
+
+        # transformers 5 warns about a renamed gradient-checkpointing attribute on every TRL run.
+        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
 
 
 def _load(config: Optional[Path], overrides: Optional[List[str]], program: Optional[Path] = None):
