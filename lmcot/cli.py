@@ -72,11 +72,11 @@ def _print_config(cfg) -> None:
 
 
 def _note_tiny(cfg) -> None:
-    from lmcot.lms import is_tiny
+    from lmcot.tiny import is_tiny_random
 
     for role in ("small_lm", "large_lm"):
         lm = getattr(cfg, role)
-        if lm.backend == "transformers" and is_tiny(lm.model):
+        if lm.backend == "transformers" and is_tiny_random(lm.model):
             console.print(f"[yellow]note:[/] {role}.model={lm.model} is a tiny random-init model built locally "
                           "(no checkpoint can be downloaded here): the numbers show that the pipeline runs, not what "
                           f"the method achieves. Use --set {role}.model=<hub id or path> for a real run.")

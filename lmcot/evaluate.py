@@ -36,16 +36,16 @@ def context_token_counter(config: LMCoTConfig, small_lm: dspy.LM | None = None) 
     engine = hf_engine_of(small_lm) if small_lm is not None else None
     if engine is not None:
         tok = engine.tokenizer
-        return lambda text: len(tok(text, add_special_tokens=False).input_ids)
-    if config.small_lm.backend == "transformers":
+    elif config.small_lm.backend == "transformers":
         from transformers import AutoTokenizer
 
         from lmcot.hf_engine import resolve_model_path
 
         tok = AutoTokenizer.from_pretrained(resolve_model_path(config.small_lm.model),
                                             trust_remote_code=config.small_lm.trust_remote_code)
-        return lambda text: len(tok(text, add_special_tokens=False).input_ids)
-    return None
+    else:
+        return None
+    return lambda text: len(tok(text, add_special_tokens=False).input_ids)
 
 
 def load_split(config: LMCoTConfig, split: str, limit: int | None = None,

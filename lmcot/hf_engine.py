@@ -204,18 +204,14 @@ class TransformersEngine:
             for j in batch:
                 self._queue.remove(j)
         try:
-            outputs = self.generate([j.prompt for j in batch], *self._unpack(params))
+            # params is (temperature, top_p, top_k, max_tokens, seed, stop): generate's positional order.
+            outputs = self.generate([j.prompt for j in batch], *params)
             for j, out in zip(batch, outputs):
                 j.future.set_result(out)
         except BaseException as exc:  # every waiter gets the failure, not a hang
             for j in batch:
                 if not j.future.done():
                     j.future.set_exception(exc)
-
-    @staticmethod
-    def _unpack(params: tuple):
-        temperature, top_p, top_k, max_tokens, seed, stop = params
-        return temperature, top_p, top_k, max_tokens, seed, stop
 
     # -- generation -----------------------------------------------------------------------
     def generate(self, prompts: list[str], temperature: float = 0.0, top_p: float | None = None,

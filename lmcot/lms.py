@@ -30,13 +30,6 @@ def configure_cache(cache_dir: str | Path = _DEFAULT_CACHE) -> Path:
     return path
 
 
-def is_tiny(model: str) -> bool:
-    """A ``tiny-random/...`` name, or a folder that ``lmcot.tiny`` built (it leaves a marker file)."""
-    from lmcot.tiny import MARKER, TINY_PREFIX
-
-    return model.startswith(TINY_PREFIX) or (Path(os.path.expanduser(model)) / MARKER).is_file()
-
-
 def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:
     """A ``dspy.LM`` for ``cfg``. An in-process model is named ``hf/<label>@<hash of the weights>``
     (``name`` sets the label, default the folder name), so a retrained checkpoint never reuses its
@@ -49,7 +42,9 @@ def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:
     if cfg.backend == "transformers":
         from lmcot.hf_engine import TransformersEngine
 
-        if is_tiny(cfg.model):
+        from lmcot.tiny import is_tiny_random
+
+        if is_tiny_random(cfg.model):
             log.warning("%s is a tiny random-init model built locally (no hub access): outputs are noise "
                         "until trained; pass a real checkpoint for real results", cfg.model)
         engine = TransformersEngine(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,

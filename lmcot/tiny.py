@@ -309,6 +309,12 @@ def is_tiny(model: str) -> bool:
     return model.startswith(TINY_PREFIX) and model[len(TINY_PREFIX) :] in _BUILDERS
 
 
+def is_tiny_random(model: str) -> bool:
+    """What users should be told about: a `tiny-random/...` name, or a folder these builders wrote
+    (they leave the marker file). `is_tiny` answers the narrower question of name resolution."""
+    return model.startswith(TINY_PREFIX) or (Path(os.path.expanduser(model)) / MARKER).is_file()
+
+
 def resolve_tiny(model: str, cache_root: str | Path | None = None) -> Path | None:
     """Path of the tiny model named `model`, built on demand; None if `model` is not a tiny name.
 
@@ -330,5 +336,6 @@ __all__ = [
     "build_tiny_seq2seq",
     "default_cache_root",
     "is_tiny",
+    "is_tiny_random",
     "resolve_tiny",
 ]
