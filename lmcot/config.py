@@ -16,13 +16,26 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lmcot.errors import UserError
+from lmcot.redact import is_secret_name, name_words, redact_tree, redact_url
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message names the file and the key."""
 
 
-_SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "credential", "credentials", "authorization",
-                 "headers", "cookie"}
+# An environment variable's name, as POSIX shells accept it.
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Prefixes of provider keys (OpenAI, Anthropic, Stripe-style, GitHub, AWS, Google, Slack, HF).
+_KEY_PREFIXES = ("sk-", "sk_", "pk_", "rk_", "ghp_", "gho_", "github_pat_", "akia", "aiza", "xox", "hf_")
+
+
+def _looks_like_a_key(value: str) -> bool:
+    """``api_key_env`` holding the key itself rather than the name of the variable that holds it."""
+    if not _ENV_NAME.match(value):
+        return True
+    lowered = value.lower()
+    return lowered.startswith(_KEY_PREFIXES) or (len(value) >= 32 and not value.isupper())
 
 
 def _secret_keys(value: Any, prefix: str = "") -> list[str]:
@@ -31,8 +44,9 @@ def _secret_keys(value: Any, prefix: str = "") -> list[str]:
     if isinstance(value, dict):
         for k, v in value.items():
             path = f"{prefix}{k}"
-            # Whole words of the key (``max_tokens`` is fine, ``access_token`` is not).
-            if _SECRET_WORDS & set(re.split(r"[_\-.\s]+", str(k).lower())):
+            # Whole words of the key in any style (``max_tokens`` is fine; ``access_token``,
+            # ``accessToken``, ``X-Api-Key`` are not); any header block is refused as a whole.
+            if is_secret_name(str(k)) or "headers" in name_words(str(k)):
                 found.append(path)
             found.extend(_secret_keys(v, path + "."))
     return found
@@ -40,7 +54,10 @@ def _secret_keys(value: Any, prefix: str = "") -> list[str]:
 
 class _Section(BaseModel):
     # A typo in a key is an error, not a silently ignored setting.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    # hide_input_in_errors: a refused value may be a key (``api_key_env: sk-...``); messages name
+    # the key path, never echo the value. allow_inf_nan=False: nan/inf are never a valid setting.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(),
+                              hide_input_in_errors=True, allow_inf_nan=False)
 
 
 class LMConfig(_Section):
@@ -54,22 +71,23 @@ class LMConfig(_Section):
 
     model: str
     backend: Literal["litellm", "transformers"] = "litellm"
-    temperature: float = 0.0
-    max_tokens: int = 256
-    top_p: float | None = None
-    seed: int | None = None
+    temperature: float = Field(0.0, ge=0.0)
+    max_tokens: int = Field(256, gt=0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    seed: int | None = Field(None, ge=0)
     cache: bool = True
     # litellm
     api_base: str | None = None
     api_key_env: str | None = None
-    num_retries: int = 5
-    timeout: float | None = 120.0
+    num_retries: int = Field(5, ge=0)
+    timeout: float | None = Field(120.0, gt=0, description="seconds per call; the start-up probe of api_base waits "
+                                                          "at most min(timeout, 30) s for a first reply")
     extra: dict[str, Any] = Field(default_factory=dict, description="other litellm keyword arguments")
     # transformers
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    batch_size: int = 8
-    max_input_tokens: int = 2048
+    batch_size: int = Field(8, gt=0)
+    max_input_tokens: int = Field(2048, gt=0)
     trust_remote_code: bool = False
     revision: str | None = None
 
@@ -82,6 +100,32 @@ class LMConfig(_Section):
         if bad:
             raise ValueError(f"secrets do not belong in the config ({', '.join(bad)}); "
                              "put the key in an environment variable and name it in api_key_env")
+        return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base_is_a_url(cls, value: str | None) -> str | None:
+        # Fail at config time, not after the client's retries ("not a url" would be tried as a host).
+        if value is None:
+            return value
+        import urllib.parse
+
+        try:
+            parts = urllib.parse.urlsplit(value.strip())
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL ({redact_url(value)!r}); expected e.g. http://host:8000/v1")
+        return value.strip()
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _api_key_env_is_a_name(cls, value: str | None) -> str | None:
+        if value is not None and _looks_like_a_key(value):
+            # Never echo it: it is most likely the key itself.
+            raise ValueError("must be the NAME of an environment variable that holds the key (e.g. OPENAI_API_KEY), "
+                             "not the key itself; the value given is not shown")
         return value
 
     def api_key(self) -> str | None:
@@ -111,11 +155,11 @@ class DataConfig(_Section):
     dataset: Literal["hotpotqa", "2wiki"] = "hotpotqa"
     train: str | None = None
     dev: str | None = None
-    train_limit: int | None = None
-    dev_limit: int | None = None
+    train_limit: int | None = Field(None, gt=0)
+    dev_limit: int | None = Field(None, gt=0)
     hub_id: str | None = Field(None, description="override the dataset's hub repository")
     max_context_tokens: int | None = Field(
-        1024, description="context budget, counted with the small LM's tokenizer; null keeps all"
+        1024, gt=0, description="context budget, counted with the small LM's tokenizer; null keeps all"
     )
     skip_bad: bool = False
 
@@ -123,7 +167,7 @@ class DataConfig(_Section):
 class EvalConfig(_Section):
     methods: list[Literal["standard", "cot", "guided"]] = ["standard", "cot", "guided"]
     num_samples: int = Field(1, ge=1, description="rationales per question; >1 is self-consistency voting")
-    sample_temperature: float = 0.7
+    sample_temperature: float = Field(0.7, ge=0.0)
     concurrency: int = Field(8, ge=1)
     out: str = "runs/eval"
 
@@ -131,27 +175,27 @@ class EvalConfig(_Section):
 class KDConfig(_Section):
     teacher: LMConfig | None = Field(None, description="defaults to large_lm")
     num_samples: int = Field(4, ge=1, description="teacher rationales per training question")
-    temperature: float = 0.7
+    temperature: float = Field(0.7, ge=0.0)
     keep_metric: Literal["em", "f1"] = "em"
     min_score: float = Field(1.0, ge=0.0, le=1.0)
     keep: Literal["best", "all"] = "best"
     concurrency: int = Field(8, ge=1)
     # training
-    max_steps: int | None = Field(None, description="wins over num_train_epochs when set")
-    num_train_epochs: float = 3.0
-    learning_rate: float = 5e-5
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    max_length: int = Field(2048, description="prompt + rationale tokens per training example")
+    max_steps: int | None = Field(None, gt=0, description="wins over num_train_epochs when set")
+    num_train_epochs: float = Field(3.0, gt=0)
+    learning_rate: float = Field(5e-5, gt=0, le=1.0)
+    batch_size: int = Field(8, gt=0)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_length: int = Field(2048, gt=0, description="prompt + rationale tokens per training example")
     lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_r: int = Field(16, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
     lora_target_modules: list[str] | str = "all-linear"
-    save_steps: int = 200
-    logging_steps: int = 10
+    save_steps: int = Field(200, gt=0)
+    logging_steps: int = Field(10, gt=0)
     report_to: list[str] = ["tensorboard"]
-    seed: int = 42
+    seed: int = Field(42, ge=0)
 
 
 ASPECTS = (
@@ -162,15 +206,16 @@ REWARDS = (*ASPECTS, "answer_f1")
 
 
 class RewardWeights(_Section):
-    factuality: float = 1.0
-    relevance: float = 1.0
-    logicality: float = 1.0
-    consistency: float = 1.0
-    coherence: float = 1.0
-    fluency: float = 1.0
-    naturalness: float = 1.0
-    readability: float = 1.0
-    answer_f1: float = 1.0
+    # Every reward is "higher is better": a negative weight would train against the aspect.
+    factuality: float = Field(1.0, ge=0.0)
+    relevance: float = Field(1.0, ge=0.0)
+    logicality: float = Field(1.0, ge=0.0)
+    consistency: float = Field(1.0, ge=0.0)
+    coherence: float = Field(1.0, ge=0.0)
+    fluency: float = Field(1.0, ge=0.0)
+    naturalness: float = Field(1.0, ge=0.0)
+    readability: float = Field(1.0, ge=0.0)
+    answer_f1: float = Field(1.0, ge=0.0)
 
 
 class RationaleMetricsConfig(_Section):
@@ -196,26 +241,26 @@ class RLConfig(_Section):
     algorithm: Literal["auto", "grpo", "rloo", "seq2seq_rloo", "seq2seq_ppo"] = Field(
         "auto", description="auto: grpo for causal students, seq2seq_rloo for encoder-decoder"
     )
-    max_steps: int = 100
+    max_steps: int = Field(100, gt=0)
     num_generations: int = Field(4, ge=2)
-    batch_size: int = Field(8, description="completions per step (TRL's convention), rounded up to a multiple of "
+    batch_size: int = Field(8, gt=0, description="completions per step (TRL's convention), rounded up to a multiple of "
                                            "num_generations; the seq2seq loop samples ceil(batch_size / num_generations) prompts")
-    learning_rate: float = 1e-5
+    learning_rate: float = Field(1e-5, gt=0, le=1.0)
     kl: float = Field(0.05, ge=0.0, description="KL coefficient to the KD checkpoint")
-    clip_eps: float = Field(0.2, description="PPO-clip range (seq2seq_ppo)")
+    clip_eps: float = Field(0.2, gt=0.0, lt=1.0, description="PPO-clip range (seq2seq_ppo)")
     ppo_epochs: int = Field(2, ge=1, description="inner epochs per batch (seq2seq_ppo)")
-    temperature: float = 1.0
-    max_new_tokens: int = 128
+    temperature: float = Field(1.0, gt=0.0, description="sampling temperature of RL rollouts (must sample)")
+    max_new_tokens: int = Field(128, gt=0)
     weights: RewardWeights = Field(default_factory=RewardWeights)
     aggregation: Literal["weighted_sum", "normalize_sum"] = "weighted_sum"
     lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    save_steps: int = 50
-    logging_steps: int = 1
+    lora_r: int = Field(16, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    save_steps: int = Field(50, gt=0)
+    logging_steps: int = Field(1, gt=0)
     report_to: list[str] = ["tensorboard"]
-    seed: int = 42
-    train_limit: int | None = None
+    seed: int = Field(42, ge=0)
+    train_limit: int | None = Field(None, gt=0)
 
 
 class LMCoTConfig(_Section):
@@ -236,9 +281,10 @@ class LMCoTConfig(_Section):
         return self.rationale_metrics.judge or self.large_lm
 
     def to_public_dict(self) -> dict[str, Any]:
-        """The resolved config as saved beside results: no secret can be in it by construction
-        (keys come from the environment), and this is the one place that would strip one."""
-        return self.model_dump(mode="json")
+        """The resolved config as printed and saved beside results. Keys come from the environment,
+        but a URL may still carry one (``https://user:KEY@host``, ``?api-key=KEY``): every string is
+        redacted here, the one place all printing and saving goes through."""
+        return redact_tree(self.model_dump(mode="json"))
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

@@ -63,16 +63,58 @@ def load_model_and_tokenizer(model: str, *, device: str = "auto", dtype: str = "
 
     path = resolve_model_path(model)
     kwargs = {"trust_remote_code": trust_remote_code, "revision": revision}
-    config = AutoConfig.from_pretrained(path, **kwargs)
-    is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
-    auto = AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
-    dev = pick_device(device)
-    net = auto.from_pretrained(path, dtype=pick_dtype(dtype, dev), use_safetensors=True, **kwargs).to(dev)
+    with _load_errors(path):
+        config = AutoConfig.from_pretrained(path, **kwargs)
+        is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+        auto = AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
+        dev = pick_device(device)
+        net, info = auto.from_pretrained(path, dtype=pick_dtype(dtype, dev), use_safetensors=True,
+                                         output_loading_info=True, **kwargs)
+        check_loading_info(path, info)
+        net = net.to(dev)
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     net.eval()
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return net, tokenizer, is_seq2seq
+
+
+def check_loading_info(path: str, info: dict[str, Any]) -> None:
+    """Refuse weights that do not fit the model's config: transformers would fill missing tensors
+    with random values (and ignore unexpected ones) and carry on with a model that writes noise."""
+    from lmcot.errors import ModelLoadError
+
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = sorted(map(str, info.get(kind) or ()))
+        if keys:
+            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            raise ModelLoadError(f"{path}: the weights do not match the model's config.json ({len(keys)} "
+                                 f"{kind.replace('_', ' ')}: {shown}); the folder holds another model's weights")
+
+
+class _load_errors:
+    """Turn a folder that cannot be loaded into a one-line ``ModelLoadError`` naming it."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        from lmcot.errors import ModelLoadError, UserError
+
+        if exc is None or isinstance(exc, UserError) or not isinstance(exc, Exception):
+            return False
+        text = " ".join(str(exc).split())
+        if "trust_remote_code" in text:
+            raise ModelLoadError(f"{self.path}: this model needs its own Python code to load, which lmcot never "
+                                 "runs by itself; if you trust it, pass --set <role>.trust_remote_code=true") from None
+        local = Path(self.path).expanduser()
+        if local.exists() or self.path.startswith(("/", ".", "~")):
+            what = "not found" if not local.exists() else f"cannot be loaded ({type(exc).__name__}: {text[:200]})"
+            raise ModelLoadError(f"{self.path}: model folder {what}") from None
+        return False  # a hub id: transformers' own message says what is wrong
 
 
 def weights_fingerprint(model: Any) -> str:
@@ -116,9 +158,11 @@ class TransformersEngine:
         self.device = next(self.model.parameters()).device
         self.fingerprint = weights_fingerprint(self.model)
         if expected_fingerprint and expected_fingerprint != self.fingerprint:
-            raise ValueError(
-                f"the checkpoint at {model} changed since this program was saved "
-                f"(weights {self.fingerprint}, saved {expected_fingerprint}); rebuild the program from it"
+            from lmcot.errors import ModelLoadError
+
+            raise ModelLoadError(
+                f"{model}: the weights changed since this program was saved (fingerprint {self.fingerprint}, "
+                f"program.json says {expected_fingerprint}); restore the folder's weights or compile it again"
             )
         self._queue: list[_Job] = []
         self._cond = threading.Condition()

@@ -34,6 +34,10 @@ def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:
     """A ``dspy.LM`` for ``cfg``. An in-process model is named ``hf/<label>@<hash of the weights>``
     (``name`` sets the label, default the folder name), so a retrained checkpoint never reuses its
     parent's cached outputs, whatever it is called."""
+    from lmcot.redact import register_secret, url_secrets
+
+    for secret in url_secrets(cfg.api_base):
+        register_secret(secret)  # blanked by lmcot.redact.redact wherever it would be shown
     common: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "cache": cfg.cache}
     if cfg.top_p is not None:
         common["top_p"] = cfg.top_p
@@ -58,6 +62,7 @@ def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:
     if cfg.timeout is not None:
         kwargs["timeout"] = cfg.timeout
     key = cfg.api_key()
+    register_secret(key)
     if key is not None:
         kwargs["api_key"] = key
     elif cfg.api_base:
@@ -67,12 +72,21 @@ def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:
     return dspy.LM(cfg.model, engine="litellm", num_retries=cfg.num_retries, **common, **kwargs)
 
 
-def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0) -> None:
-    """Fail at once, naming the config key, when ``cfg.api_base`` points at a host:port that takes no
-    connection (a server not started, a wrong port or host). Otherwise every call would first wait out
-    the client's retries (``num_retries`` x ``timeout``) before the run reports anything. Only a TCP
-    connect: no request is sent, nothing is paid. Skipped for in-process models, without ``api_base``
-    (the provider's own endpoint), and when a proxy carries the request."""
+# The start-up probe waits at most this long for the server's first byte (or cfg.timeout if shorter):
+# with the 5 s connect timeout, a server that accepts but never answers is reported within ~35 s,
+# instead of after every call's retries (timeout x (num_retries + 1), ~12 minutes by default).
+PROBE_REPLY_TIMEOUT = 30.0
+
+
+def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0, reply_timeout: float | None = None) -> None:
+    """Fail at once, naming the config keys, when ``cfg.api_base`` points at a host:port that takes no
+    connection (a server not started, a wrong port or host), or that accepts one but sends nothing
+    back within ``min(cfg.timeout, PROBE_REPLY_TIMEOUT)`` seconds (a hung server, a port that is not
+    an HTTP server). Otherwise every call would first wait out the client's retries (``num_retries`` x
+    ``timeout``) before the run reports anything. The probe is a ``GET`` of ``api_base`` itself: any
+    HTTP reply (404 and 401 included) proves the server answers; no model is called, nothing is paid.
+    Skipped for in-process models, without ``api_base`` (the provider's own endpoint), and when a
+    proxy carries the request."""
     if cfg.backend != "litellm" or not cfg.api_base:
         return
     import socket
@@ -81,11 +95,14 @@ def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0) -> None:
 
     from lmcot.config import ConfigError
 
+    from lmcot.redact import redact_url
+
+    shown = redact_url(cfg.api_base)
     url = urllib.parse.urlsplit(cfg.api_base)
     try:
         host, port = url.hostname, url.port or {"http": 80, "https": 443}.get(url.scheme)
     except ValueError:  # a port that is not a number
-        raise ConfigError(f"{key}.api_base={cfg.api_base}: not a valid URL") from None
+        raise ConfigError(f"{key}.api_base={shown}: not a valid URL") from None
     if not host or port is None:
         return  # not an http(s) URL litellm would open a socket to directly; leave it to the client
     proxies = urllib.request.getproxies()
@@ -95,8 +112,39 @@ def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0) -> None:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
-        raise ConfigError(f"{key}.api_base={cfg.api_base}: cannot connect to {host}:{port} ({reason}); "
+        raise ConfigError(f"{key}.api_base={shown}: cannot connect to {host}:{port} ({reason}); "
                           "is the server running?") from None
+    wait = reply_timeout if reply_timeout is not None else min(cfg.timeout or PROBE_REPLY_TIMEOUT, PROBE_REPLY_TIMEOUT)
+    _probe_reply(url, host, port, timeout, wait, key, shown)
+
+
+def _probe_reply(url, host: str, port: int, connect_timeout: float, wait: float, key: str, shown: str) -> None:
+    """GET the api_base path and wait for the status line (any status will do)."""
+    import http.client
+    import socket
+    import ssl
+
+    from lmcot.config import ConfigError
+
+    cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    conn = cls(host, port, timeout=connect_timeout)
+    try:
+        conn.connect()
+        conn.sock.settimeout(wait)
+        conn.request("GET", url.path or "/", headers={"User-Agent": "lmcot-probe"})
+        conn.getresponse().close()
+    except (TimeoutError, socket.timeout):
+        raise ConfigError(f"{key}.api_base={shown}: the server at {host}:{port} accepted a connection but sent no "
+                          f"reply within {wait:g} s ({key}.timeout bounds each call); is it hung, overloaded, or "
+                          "not an HTTP server?") from None
+    except (http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine) as exc:
+        raise ConfigError(f"{key}.api_base={shown}: the server at {host}:{port} closed the connection without a "
+                          f"valid HTTP reply ({type(exc).__name__}); is it an HTTP server? ({key}.timeout bounds "
+                          "each call)") from None
+    except (ssl.SSLError, OSError):
+        return  # TLS set-up the client configures its own way (certificates): leave it to the client
+    finally:
+        conn.close()
 
 
 def hf_engine_of(lm: dspy.LM):

@@ -5,19 +5,34 @@
 
 ``save_program`` writes ``program.json``; ``load_program`` (= ``LMGuidedCoT.load(OUT)``) rebuilds both
 LMs from the saved config, API keys from the environment, and loads the DSPy state.
+
+A program folder is data, not code: loading one never runs Python shipped with it. Every
+``trust_remote_code`` in the saved config is reset to false (only the person loading it can turn it
+on again, with ``--set small_lm.trust_remote_code=true``), and the small LM's weights must hash to
+the fingerprint saved beside them (a folder whose weights were swapped fails to load).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from lmcot.config import LMCoTConfig, config_from_dict
+from lmcot.errors import ModelLoadError, UserError
 from lmcot.jsonl import write_json
+
+log = logging.getLogger(__name__)
 
 PROGRAM_FILE = "program.json"
 FORMAT = "lmcot-program/1"
+# The LMs whose saved trust_remote_code is ignored on load (the config's LMConfig sections).
+LM_SECTIONS = ("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge")
+
+
+class ProgramError(UserError, ValueError):
+    """A program folder that cannot be loaded; the message names the path."""
 
 
 def _state_without_lms(program) -> dict[str, Any]:
@@ -40,6 +55,9 @@ def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_
         "num_samples": getattr(program, "num_samples", 1),
         "sample_temperature": getattr(program, "sample_temperature", 0.7),
         "small_lm_label": small_lm_label,
+        # sha256 of each weights file: a folder whose weights are later swapped fails to load. Files,
+        # not the engine's sampled-tensor fingerprint, so a GPU loading bfloat16 still matches.
+        "small_lm_sha256": weights_digest(out / "small_lm") if (out / "small_lm").is_dir() else None,
         "small_lm_name": getattr(getattr(program, "small_lm", None), "model", None),
         "large_lm_name": getattr(getattr(program, "large_lm", None), "model", None),
         "config": config.to_public_dict(),
@@ -49,24 +67,77 @@ def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_
     return out / PROGRAM_FILE
 
 
+def weights_digest(folder: Path) -> dict[str, str]:
+    """``{file name: sha256}`` of the ``*.safetensors`` files of a checkpoint folder."""
+    import hashlib
+
+    digest = {}
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        h = hashlib.sha256()
+        with file.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest[file.name] = h.hexdigest()
+    return digest
+
+
+def check_weights(folder: Path, saved: dict[str, str] | None) -> None:
+    """Fail when the weights in ``folder`` are not the ones saved with the program."""
+    if not saved:
+        return  # a program saved before lmcot recorded digests
+    now = weights_digest(folder)
+    if now != saved:
+        changed = sorted(set(now) ^ set(saved) | {k for k in now.keys() & saved.keys() if now[k] != saved[k]})
+        raise ModelLoadError(f"{folder}: the weights changed since this program was saved ({', '.join(changed)} "
+                             f"differ from the sha256 in {PROGRAM_FILE}); restore them or compile the program again")
+
+
 def read_program_file(path: str | Path) -> tuple[Path, dict[str, Any]]:
     p = Path(path)
     file = p / PROGRAM_FILE if p.is_dir() else p
     if not file.is_file():
-        raise FileNotFoundError(f"{file}: no compiled program here (expected {PROGRAM_FILE})")
-    doc = json.loads(file.read_text(encoding="utf-8"))
-    if doc.get("format") != FORMAT:
-        raise ValueError(f"{file}: not an lmcot program file (format {doc.get('format')!r})")
+        raise ProgramError(f"{file}: no compiled program here (expected {PROGRAM_FILE})")
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ProgramError(f"{file}: not valid JSON{where}; the file is damaged or truncated") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ProgramError(f"{file}: not an lmcot program file (format {got!r})")
+    for field in ("config", "state"):
+        if not isinstance(doc.get(field), dict):
+            raise ProgramError(f"{file}: field '{field}' is missing or not an object; the file is damaged")
     return file.parent, doc
 
 
+def _lm_sections(cfg: LMCoTConfig):
+    for dotted in LM_SECTIONS:
+        node = cfg
+        for part in dotted.split("."):
+            node = getattr(node, part, None)
+        if node is not None:
+            yield dotted, node
+
+
 def program_config(path: str | Path) -> LMCoTConfig:
-    """The saved config with ``small_lm.model`` resolved against the program folder."""
+    """The saved config with ``small_lm.model`` resolved against the program folder and every
+    ``trust_remote_code`` reset to false (a folder never turns on running its own code)."""
     folder, doc = read_program_file(path)
     cfg = config_from_dict(doc["config"], source=str(folder / PROGRAM_FILE))
-    candidate = folder / cfg.small_lm.model
-    if cfg.small_lm.backend == "transformers" and candidate.exists():
-        cfg.small_lm.model = str(candidate)
+    for dotted, lm in _lm_sections(cfg):
+        if lm.trust_remote_code:
+            log.warning("%s asks for %s.trust_remote_code=true; ignored: a program folder never runs code by itself "
+                        "(pass --set %s.trust_remote_code=true if you trust %s)", folder / PROGRAM_FILE, dotted, dotted,
+                        lm.model)
+            lm.trust_remote_code = False
+    if cfg.small_lm.backend == "transformers":
+        candidate = folder / cfg.small_lm.model
+        if candidate.exists():
+            cfg.small_lm.model = str(candidate)
+        elif not Path(cfg.small_lm.model).is_absolute():
+            raise ProgramError(f"{candidate}: missing; this program folder has no trained small LM "
+                               f"({cfg.small_lm.model}/ beside {PROGRAM_FILE})")
     return cfg
 
 
@@ -79,7 +150,7 @@ def load_program(path: str | Path, config: LMCoTConfig | None = None):
 
     folder, doc = read_program_file(path)
     if doc.get("program") != "LMGuidedCoT":
-        raise ValueError(f"{folder}: saved program is {doc.get('program')}, not LMGuidedCoT")
+        raise ProgramError(f"{folder}: saved program is {doc.get('program')}, not LMGuidedCoT")
     saved = program_config(folder)
     if config is None:
         cfg, num_samples, temperature = saved, doc.get("num_samples", 1), doc.get("sample_temperature", 0.7)
@@ -89,6 +160,8 @@ def load_program(path: str | Path, config: LMCoTConfig | None = None):
         cfg = config.model_copy(deep=True)
         cfg.small_lm.model, cfg.small_lm.revision = saved.small_lm.model, saved.small_lm.revision
         num_samples, temperature = cfg.eval.num_samples, cfg.eval.sample_temperature
+    if cfg.small_lm.backend == "transformers" and Path(saved.small_lm.model).is_dir():
+        check_weights(Path(saved.small_lm.model), doc.get("small_lm_sha256"))
     small_lm, large_lm = build_lm(cfg.small_lm, name=doc.get("small_lm_label")), build_lm(cfg.large_lm)
     program = LMGuidedCoT(small_lm, large_lm, num_samples=num_samples, sample_temperature=temperature)
     program.load_state(doc["state"])

@@ -11,10 +11,13 @@ apart. Calls run on ``kd.concurrency`` threads.
 
 Crash safety and cost: every finished sample is appended (flushed, fsynced) to ``traces.jsonl`` at
 once. A rerun reads the file (cutting a torn last line), skips the (id, sample) pairs it holds and
-asks the teacher only for the rest, so no paid call is repeated. An answer that cannot be parsed is
-recorded as a failed sample (``ok: false``); a transient error (rate limit, 5xx, timeout) that
-survives DSPy's retries and this module's own bounded backoff is *not* recorded, so the next run
-tries it again; it is counted in the summary.
+asks the teacher only for the rest, so no paid call is repeated. A reply that cannot be parsed is
+asked again (``lmcot.reply_cache``: at most 3 tries, the bad replies never cached); if every try
+fails it is, like a transient error (rate limit, 5xx, timeout) that survives DSPy's retries and
+this module's own bounded backoff, *not* recorded, so the next run tries it again; both are counted
+in the summary. Only a reply cut off at ``max_tokens`` (a config problem) or a prompt too long for
+the teacher is recorded as a failed sample (``ok: false``). Parse failures recorded by older
+versions are redone on resume.
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
     from dspy.utils.usage_tracker import track_usage
 
     from lmcot.programs.signatures import AnswerDirectly
+    from lmcot.reply_cache import parsed_reply
 
     gold = str(example.answer)
     row: dict[str, Any] = {"id": str(example.id), "sample": sample, "question": example.question}
@@ -127,8 +131,9 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
                 # The ChatAdapter (with its JSON fallback) is named so a globally configured
                 # adapter, e.g. the small LM's RationaleAdapter, cannot leak into teacher calls.
                 with dspy.context(lm=teacher_lm, adapter=dspy.ChatAdapter()):
-                    pred = predictor(question=example.question, context=example.context,
-                                     config=_sample_config(kd, sample))
+                    pred = parsed_reply(lambda: predictor(question=example.question, context=example.context,
+                                                          config=_sample_config(kd, sample)),
+                                        what=f"teacher reply for {row['id']} sample {sample}")
             except (AdapterParseError, ContextWindowExceededError) as exc:
                 # Properties of this question's answer or prompt: record them, do not ask again.
                 error = exc
@@ -155,13 +160,24 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
         row.update(rationale=rationale, answer=answer, gold=gold, em=answer_em(answer, gold),
                    f1=answer_f1(answer, gold), ok=True, error=None)
     else:
-        message = f"{type(error).__name__}: " + " ".join(str(error).split())[:500]
+        from lmcot.redact import redact
+
+        message = redact(f"{type(error).__name__}: " + " ".join(str(error).split())[:500])
         if _truncated(predictor.history):
             limit = teacher_lm.kwargs.get("max_tokens") or teacher_lm.kwargs.get("max_completion_tokens")
             message = f"truncated at the teacher's max_tokens ({limit}): raise it; {message}"
+        elif isinstance(error, AdapterParseError):
+            # Garbled or off-format replies, asked again and never cached: not a property of the
+            # question, so not recorded; the next run asks again.
+            raise _Transient(f"unparsable teacher reply after retries: {message}") from error
         row.update(rationale="", answer="", gold=gold, em=0.0, f1=0.0, ok=False, error=message)
     row.update(tokens=tokens, cost=total_cost, calls=calls)
     return row
+
+
+def _redo(row: dict[str, Any]) -> bool:
+    """A parse failure recorded by an older version (no longer final: see the module docstring)."""
+    return not row.get("ok") and str(row.get("error") or "").startswith("AdapterParseError")
 
 
 def _dedupe(trainset: list[Any]) -> tuple[list[Any], int]:
@@ -197,7 +213,11 @@ def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDCo
     # Resume: a killed run may leave a torn last line, which read_jsonl cuts off.
     traces: dict[tuple[str, int], dict[str, Any]] = {}
     for row in read_jsonl(path, repair=True):
-        traces.setdefault((str(row["id"]), int(row["sample"])), row)
+        key = (str(row["id"]), int(row["sample"]))
+        if key not in traces or _redo(traces[key]):
+            traces[key] = row
+    for key in [k for k, row in traces.items() if _redo(row)]:
+        del traces[key]  # asked again below; the new row, appended later, wins on the next read
     wanted = [(ex, i) for ex in questions for i in range(kd.num_samples)]
     todo = [(ex, i) for ex, i in wanted if (str(ex.id), i) not in traces]
     resumed = len(wanted) - len(todo)
@@ -221,7 +241,9 @@ def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDCo
                     try:
                         row = fut.result()
                     except _Transient as exc:
-                        transient.append(str(exc))
+                        from lmcot.redact import redact
+
+                        transient.append(redact(str(exc)))
                     else:
                         new_rows.append(row)
                         traces[(row["id"], row["sample"])] = row

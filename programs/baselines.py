@@ -5,6 +5,7 @@ from __future__ import annotations
 import dspy
 
 from lmcot.programs.signatures import AnswerDirectly
+from lmcot.reply_cache import parsed_reply
 
 STEP_BY_STEP = "Let's think step by step in order to find the answer."
 
@@ -18,7 +19,8 @@ class StandardPrompting(dspy.Module):
         self.answer.lm = large_lm
 
     def forward(self, question: str, context: str) -> dspy.Prediction:
-        return self.answer(question=question, context=context)
+        # A reply that does not parse is retried and never cached (lmcot.reply_cache).
+        return parsed_reply(lambda: self.answer(question=question, context=context), what="large LM answer")
 
 
 class CoTPrompting(dspy.Module):
@@ -32,5 +34,5 @@ class CoTPrompting(dspy.Module):
         self.answer.predict.lm = large_lm
 
     def forward(self, question: str, context: str) -> dspy.Prediction:
-        pred = self.answer(question=question, context=context)
+        pred = parsed_reply(lambda: self.answer(question=question, context=context), what="large LM answer")
         return dspy.Prediction(rationale=pred.reasoning, answer=pred.answer)

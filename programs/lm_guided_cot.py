@@ -12,6 +12,7 @@ from __future__ import annotations
 import dspy
 
 from lmcot.programs.adapter import RationaleAdapter
+from lmcot.reply_cache import parsed_reply
 from lmcot.programs.parallel import map_concurrently
 from lmcot.programs.signatures import Answer, Rationalize
 from lmcot.programs.voting import majority_vote
@@ -84,8 +85,10 @@ class LMGuidedCoT(dspy.Module):
 
     def forward(self, question: str, context: str) -> dspy.Prediction:
         rationales = self.write_rationales(question, context)
+        # An answer that does not parse is retried and never cached (lmcot.reply_cache).
         answers = map_concurrently(
-            lambda r: self.answer(question=question, context=context, rationale=r).answer,
+            lambda r: parsed_reply(lambda: self.answer(question=question, context=context, rationale=r),
+                                   what="large LM answer").answer,
             rationales, max_workers=len(rationales),
         )
         win = majority_vote(answers)
