@@ -1,21 +1,31 @@
 """The ``lmcot`` command line: ``evaluate``, ``compile`` and ``score``.
 
 Every command takes ``--config FILE.yaml`` and any number of ``--set key.path=value`` overrides
-(the same pydantic config as the Python API). Bad input ends with one line on stderr naming the
-file, record or key, and a non-zero exit code; heavy libraries load only inside the command.
+(the same pydantic config as the Python API). Heavy libraries load only inside the command.
+
+Errors: a :class:`lmcot.errors.UserError` (bad config, file, path, program folder, endpoint), an
+``OSError`` or a provider error (authentication, billing, unreachable) is the user's to fix: one line
+on stderr naming the file, record or key, exit 2 (``--verbose`` adds the traceback). Anything else
+is a bug in lmcot: its traceback is always shown (exit 1), because the person who hit it should not
+have to rerun a long or paid command to get what a bug report needs. Ctrl-C exits 130 and says what
+was kept. Every message is printed as plain text (never as rich markup: a path with ``[/x]`` in it
+prints as it is) and with secrets redacted (``lmcot.redact``).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# show_locals=False: a bug's traceback must not print local variables (an API key among them).
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="LM-guided chain-of-thought: a small LM writes the rationale, a large LM answers.")
 console = Console(stderr=True)
 
@@ -25,20 +35,78 @@ SkipBadOpt = typer.Option(False, "--skip-bad", help="Skip malformed records and 
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Show per-call warnings and tracebacks.")
 
 
+def _say(label: str, style: str, message: str, *, to: Console | None = None) -> None:
+    """``label message`` as plain text: the message is never read as rich markup, secrets redacted."""
+    from lmcot.redact import redact
+
+    text = Text.assemble((label, style), " " if label else "", redact(str(message)))
+    (to or console).print(text, highlight=False, soft_wrap=True)
+
+
 def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    _say("error:", "bold red", message)
     raise typer.Exit(code)
 
 
 def _fail_with(exc: BaseException, verbose: bool) -> None:
     """The user's mistake in one line (``--verbose`` adds the traceback)."""
     if verbose:
-        console.print_exception()
+        console.print_exception(show_locals=False)
     _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _bug(exc: BaseException) -> None:
+    """Not the user's input: the traceback (always), then one line saying so; exit 1."""
+    console.print_exception(show_locals=False)
+    _say("internal error:", "bold red", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+         "(a bug in lmcot, not your input; please report it with the traceback above)")
+    raise typer.Exit(1)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are the user's input or environment, not a bug: shown as one line."""
+    from dspy.utils.exceptions import LMError
+
+    from lmcot.errors import UserError
+
+    # OSError: a path the user named (permission, disk full, missing file); LMError: the provider
+    # refused or could not be reached (authentication, billing, timeouts after retries).
+    return (UserError, OSError, LMError)
+
+
+@contextmanager
+def _guard(verbose: bool, interrupted: str):
+    """Run a command body: user errors as one line, Ctrl-C with ``interrupted``, bugs with traceback."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        _interrupted(interrupted)
+    except Exception as exc:
+        if isinstance(exc, _user_errors()):
+            _fail_with(exc, verbose)
+        _bug(exc)
+
+
+class _RedactFilter(logging.Filter):
+    """Log records pass through lmcot.redact (a URL with a key in an error a library logs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from lmcot.redact import redact
+
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _RedactFilter) for f in handler.filters):
+            handler.addFilter(_RedactFilter())
     import dspy  # noqa: F401 - dspy sets up its loggers on import; quiet them after that, not before
 
     # Per-call notices (e.g. DSPy's "LM response was truncated" for every capped rationale) drown the
@@ -77,9 +145,27 @@ def _note_tiny(cfg) -> None:
     for role in ("small_lm", "large_lm"):
         lm = getattr(cfg, role)
         if lm.backend == "transformers" and is_tiny_random(lm.model):
-            console.print(f"[yellow]note:[/] {role}.model={lm.model} is a tiny random-init model built locally "
-                          "(no checkpoint can be downloaded here): the numbers show that the pipeline runs, not what "
-                          f"the method achieves. Use --set {role}.model=<hub id or path> for a real run.")
+            _say("note:", "yellow", f"{role}.model={lm.model} is a tiny random-init model built locally "
+                 "(no checkpoint can be downloaded here): the numbers show that the pipeline runs, not what "
+                 f"the method achieves. Use --set {role}.model=<hub id or path> for a real run.")
+
+
+def _note_remote_code(cfg) -> None:
+    """Running a model's own Python is the user's decision (``--set ROLE.trust_remote_code=true``);
+    say plainly whose code will run."""
+    sections = {"small_lm": cfg.small_lm, "large_lm": cfg.large_lm, "kd.teacher": cfg.kd.teacher,
+                "rationale_metrics.judge": cfg.rationale_metrics.judge}
+    for role, lm in sections.items():
+        if lm is not None and lm.backend == "transformers" and lm.trust_remote_code:
+            _say("warning:", "bold yellow", f"{role}.trust_remote_code=true: the Python code shipped with {lm.model} "
+                 "will run on this machine with your permissions")
+
+
+def _preflight(cfg, out: Optional[Path] = None, roles: tuple[str, ...] = ("small_lm", "large_lm")) -> None:
+    """Paths (output, cache, local models) before any paid call; see lmcot.preflight."""
+    from lmcot.preflight import check_config_paths
+
+    check_config_paths(cfg, out=out, roles=roles)
 
 
 def _check_endpoints(cfg, *, teacher: bool = False, judge: bool = False) -> None:
@@ -95,16 +181,8 @@ def _check_endpoints(cfg, *, teacher: bool = False, judge: bool = False) -> None
 
 def _interrupted(message: str) -> None:
     """Ctrl-C: say what is kept and how to go on, instead of exiting silently."""
-    console.print(f"[bold yellow]interrupted:[/] {message}", highlight=False, soft_wrap=True)
+    _say("interrupted:", "bold yellow", message)
     raise typer.Exit(130)
-
-
-def _errors():
-    """The exceptions that are the user's input, not a bug: shown as one line."""
-    from lmcot.config import ConfigError
-    from lmcot.data import DataError
-
-    return (ConfigError, DataError, FileNotFoundError, ValueError, RuntimeError)
 
 
 @app.command()
@@ -120,23 +198,22 @@ def evaluate(
 ) -> None:
     """Measure LM-guided CoT against standard and CoT prompting of the large LM on the dev set."""
     _setup_logging(verbose)
-    try:
+    with _guard(verbose, "nothing written; the LM calls that finished are cached, so a rerun does not pay for them "
+                "again"):
         cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []), program)
         _print_config(cfg)
         _note_tiny(cfg)
+        _note_remote_code(cfg)
         from lmcot.evaluate import evaluate as run_evaluate
         from lmcot.evaluate import metrics_table
 
         method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
         out_dir = out or Path(cfg.eval.out)
+        _preflight(cfg, out_dir, roles=("large_lm",) if program is not None else ("small_lm", "large_lm"))
         _check_endpoints(cfg)
         metrics = run_evaluate(cfg, methods=method_list, out_dir=out_dir, limit=limit, program_dir=program)
-    except _errors() as exc:
-        _fail_with(exc, verbose)
-    except KeyboardInterrupt:
-        _interrupted("nothing written; the LM calls that finished are cached, so a rerun does not pay for them again")
     Console().print(metrics_table(metrics))
-    console.print(f"wrote {out_dir}/metrics.json, {out_dir}/predictions.jsonl, {out_dir}/config.json")
+    _say("", "", f"wrote {out_dir}/metrics.json, {out_dir}/predictions.jsonl, {out_dir}/config.json")
 
 
 @app.command(name="compile")
@@ -150,7 +227,8 @@ def compile_(
 ) -> None:
     """Bootstrap teacher rationales, distil them into the small LM, then RL; save a compiled program."""
     _setup_logging(verbose)
-    try:
+    with _guard(verbose, f"finished stages, teacher traces ({out}/kd/traces.jsonl), training checkpoints and cached "
+                "LM calls are kept; rerun the same command to resume"):
         extra = list(overrides or [])
         if stages:
             extra.append(f"stages=[{stages}]")
@@ -159,18 +237,15 @@ def compile_(
         cfg = _load(config, extra)
         _print_config(cfg)
         _note_tiny(cfg)
+        _note_remote_code(cfg)
         from lmcot.optimizers.compiler import compile_from_config, report_table
 
+        _preflight(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"))
         _check_endpoints(cfg, teacher="kd" in cfg.stages, judge="rl" in cfg.stages)
         report = compile_from_config(cfg, out)
-    except _errors() as exc:
-        _fail_with(exc, verbose)
-    except KeyboardInterrupt:
-        _interrupted(f"finished stages, teacher traces ({out}/kd/traces.jsonl), training checkpoints and cached LM "
-                     "calls are kept; rerun the same command to resume")
     if any(k in report for k in ("untrained", "compiled")):
         Console().print(report_table(report))
-    console.print(f"compiled program: {out}  (evaluate it with: lmcot evaluate --program {out})")
+    _say("", "", f"compiled program: {out}  (evaluate it with: lmcot evaluate --program {out})")
 
 
 @app.command()
@@ -184,28 +259,33 @@ def score(
 ) -> None:
     """Score rationales on the eight quality aspects and print a per-aspect table."""
     _setup_logging(verbose)
-    try:
+    with _guard(verbose, "nothing written; the judge calls that finished are cached, so a rerun does not pay for "
+                "them again"):
         cfg = _load(config, overrides)
         _print_config(cfg)
+        _note_remote_code(cfg)
         from lmcot.lms import check_endpoint
         from lmcot.metrics.rationale import summarize
+        from lmcot.preflight import PathError
         from lmcot.score import render_score_table, run_score, score_backends
 
-        if "judge" in cfg.rationale_metrics.backends.values():
-            check_endpoint(cfg.judge(), "rationale_metrics.judge" if cfg.rationale_metrics.judge else "large_lm")
         out_path = out or rationales.with_suffix(".scores.jsonl")
+        if out_path.is_dir():
+            raise PathError(f"{out_path}: --out must be a file (per-row scores JSONL), but it is a folder")
+        judged = "judge" in cfg.rationale_metrics.backends.values()
+        _preflight(cfg, out_path.parent, roles=("rationale_metrics.judge",) if judged else ())
+        if judged:
+            check_endpoint(cfg.judge(), "rationale_metrics.judge" if cfg.rationale_metrics.judge else "large_lm")
         rows, means = run_score(cfg, rationales, out_path, progress=True)
-    except _errors() as exc:
-        _fail_with(exc, verbose)
     backends = score_backends(cfg)
     methods = list(dict.fromkeys(r["method"] for r in rows if "method" in r))
     if len(methods) > 1:  # a predictions.jsonl: CoT prompting's and the small LM's rationales apart
         for method in methods:
             Console().print(render_score_table(summarize([r for r in rows if r.get("method") == method]),
-                                               backends=backends, title=f"Rationale quality of {method} (0-1)"))
+                                               backends=backends, title=Text(f"Rationale quality of {method} (0-1)")))
     else:
         Console().print(render_score_table(means, backends=backends))
-    console.print(f"wrote {out_path}")
+    _say("", "", f"wrote {out_path}")
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -26,6 +26,8 @@ from typing import Any
 
 import dspy
 
+from lmcot.errors import UserError
+
 __all__ = [
     "DATASETS",
     "DataError",
@@ -48,7 +50,7 @@ DATASETS: dict[str, dict[str, str | None]] = {
 Paragraph = list[Any]  # [title: str, sentences: list[str]]
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Unusable data; the one-line message names the source, the record (or line) and the field."""
 
 
@@ -357,9 +359,9 @@ def load_examples(
     Positions in messages are 0-based record indices for JSON and hub data, 1-based lines for JSONL.
     """
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+        raise DataError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be a positive number of examples, got {limit}")
+        raise DataError(f"limit must be a positive number of examples, got {limit}")
     source = str(source)
 
     items: Iterator[_Item]

@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 import dspy
 
-from lmcot.config import LMCoTConfig
+from lmcot.config import ConfigError, LMCoTConfig
+from lmcot.errors import RunError
 from lmcot.jsonl import atomic_write_text, write_json
 from lmcot.usage import UsageMeter
 
@@ -62,7 +63,27 @@ def load_split(config: LMCoTConfig, split: str, limit: int | None = None,
                            hub_id=config.data.hub_id)
     if result.skipped:
         log.warning("%s: skipped %d malformed record(s) (--skip-bad)", source, result.skipped)
-    return result.examples
+    return _repeated_ids(result.examples, source, drop=config.data.skip_bad)
+
+
+def _repeated_ids(examples: list[dspy.Example], source: str, *, drop: bool) -> list[dspy.Example]:
+    """A repeated id would be scored (and paid for) twice and weigh twice in the means: warn, and with
+    --skip-bad (``data.skip_bad``) keep only the first of each."""
+    seen: set[str] = set()
+    first: list[dspy.Example] = []
+    for ex in examples:
+        if str(ex.id) not in seen:
+            seen.add(str(ex.id))
+            first.append(ex)
+    repeats = len(examples) - len(first)
+    if not repeats:
+        return examples
+    if drop:
+        log.warning("%s: dropped %d record(s) whose id repeats an earlier one (--skip-bad)", source, repeats)
+        return first
+    log.warning("%s: %d record(s) repeat an earlier id and are counted again; --skip-bad drops the repeats",
+                source, repeats)
+    return examples
 
 
 def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurrency: int, label: str,
@@ -83,7 +104,9 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
                     row[key] = pred[key]
             row["error"] = None
         except Exception as exc:  # noqa: BLE001 - recorded per example, summarised at the end
-            row.update(answer="", error=f"{type(exc).__name__}: {exc}")
+            from lmcot.redact import redact
+
+            row.update(answer="", error=redact(f"{type(exc).__name__}: {exc}"))
         row["em"], row["f1"] = answer_em(row["answer"], ex.answer), answer_f1(row["answer"], ex.answer)
         return row
 
@@ -113,7 +136,7 @@ def build_program(method: str, small_lm: dspy.LM | None, large_lm: dspy.LM, conf
     if method == "guided":
         return LMGuidedCoT(small_lm, large_lm, num_samples=config.eval.num_samples,
                            sample_temperature=config.eval.sample_temperature)
-    raise ValueError(f"unknown method {method!r}; methods are {', '.join(METHODS)}")
+    raise ConfigError(f"unknown method {method!r}; methods are {', '.join(METHODS)}")
 
 
 def evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_dir: str | Path | None = None,
@@ -127,8 +150,12 @@ def evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_dir: 
     methods = list(methods or config.eval.methods)
     for m in methods:
         if m not in METHODS:
-            raise ValueError(f"unknown method {m!r}; methods are {', '.join(METHODS)}")
+            raise ConfigError(f"unknown method {m!r}; methods are {', '.join(METHODS)}")
     out = Path(out_dir or config.eval.out)
+    from lmcot.preflight import check_cache_dir, check_out_dir
+
+    check_out_dir(out)  # before any paid call, not when the results are written
+    check_cache_dir(config.cache_dir)
     configure_cache(config.cache_dir)
 
     guided = None
@@ -153,7 +180,7 @@ def evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_dir: 
         usage = meter.report()
         errors = sum(1 for r in rows if r["error"])
         if errors == len(rows):
-            raise RuntimeError(f"{method}: every example failed; first error: {rows[0]['error']}")
+            raise RunError(f"{method}: every example failed; first error: {rows[0]['error']}")
         metrics[method] = {**aggregate(rows), "errors": errors, "seconds": round(time.perf_counter() - start, 2),
                            "usage": usage}
         all_rows.extend(rows)

@@ -10,6 +10,12 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from lmcot.errors import UserError
+
+
+class JsonlError(UserError, ValueError):
+    """A JSONL file with a line that is not JSON (the message names the file and line)."""
+
 _append_lock = threading.Lock()
 
 
@@ -62,4 +68,4 @@ def read_jsonl(path: str | Path, *, repair: bool = False) -> Iterator[dict[str, 
         try:
             yield json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
+            raise JsonlError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None

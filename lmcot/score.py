@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lmcot.config import ASPECTS, LMCoTConfig, config_from_dict
+from lmcot.errors import UserError
 
 __all__ = [
     "ScoreInputError", "dev_contexts", "read_rationale_rows", "reference_lm_for", "render_score_table", "run_score",
@@ -33,7 +34,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class ScoreInputError(ValueError):
+class ScoreInputError(UserError, ValueError):
     """A rationale file that cannot be scored; the one-line message names the file, line and field."""
 
 
@@ -47,17 +48,34 @@ def read_rationale_rows(path: Path, contexts: Callable[[], Mapping[str, Mapping[
     if not path.is_file():
         raise ScoreInputError(f"{path}: no such file")
     parsed = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ScoreInputError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ScoreInputError(f"{path}: line {lineno}: expected a JSON object")
-            parsed.append((lineno, row))
+    lineno = 0
+    try:
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                parsed.extend(_parse_line(path, lineno, line))
+    except UnicodeDecodeError:
+        raise ScoreInputError(f"{path}: line {lineno + 1}: not UTF-8 text; save the file as UTF-8") from None
+    rows = _complete_rows(path, parsed, contexts)
+    if not rows:
+        raise ScoreInputError(f"{path}: nothing to score (no row with a rationale)")
+    return rows
+
+
+def _parse_line(path: Path, lineno: int, line: str) -> list[tuple[int, dict[str, Any]]]:
+    """``[(lineno, row)]`` for a JSON object line, ``[]`` for a blank one."""
+    if not line.strip():
+        return []
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ScoreInputError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise ScoreInputError(f"{path}: line {lineno}: expected a JSON object")
+    return [(lineno, row)]
+
+
+def _complete_rows(path: Path, parsed: list[tuple[int, dict[str, Any]]],
+                   contexts: Callable[[], Mapping[str, Mapping[str, Any]] | None] | None) -> list[dict[str, Any]]:
     rows, lookup, without_rationale = [], None, 0
     for lineno, row in parsed:
         if "method" in row and row.get("rationale") is None:

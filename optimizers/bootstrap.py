@@ -310,7 +310,9 @@ def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"teacher rationales ({out_dir / TRACES})", show_header=False)
+    from rich.text import Text
+
+    table = Table(title=Text(f"teacher rationales ({out_dir / TRACES})"), show_header=False)
     cost = "unknown" if summary["cost"] is None else f"${summary['cost']:.4f}"
     for name, value in [
         ("questions", summary["questions"]),

@@ -26,7 +26,8 @@ from typing import Any
 import dspy
 from rich.console import Console
 
-from lmcot.config import ASPECTS, LMCoTConfig
+from lmcot.config import ASPECTS, ConfigError, LMCoTConfig
+from lmcot.errors import RunError
 from lmcot.jsonl import write_json
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,16 @@ class LMCoTCompiler:
         cfg = self.config
         engine = hf_engine_of(program.small_lm)
         if engine is None:
-            raise ValueError("small_lm must be an in-process transformers model (small_lm.backend: transformers) "
+            raise ConfigError("small_lm must be an in-process transformers model (small_lm.backend: transformers) "
                              "to be trained")
         if not trainset:
-            raise ValueError("compile needs a non-empty trainset (data.train)")
+            raise ConfigError("compile needs a non-empty trainset (data.train)")
         from lmcot.hf_engine import resolve_model_path
         from lmcot.lms import configure_cache
 
+        from lmcot.preflight import check_out_dir
+
+        check_out_dir(self.out)  # before the first paid call
         configure_cache(cfg.cache_dir)  # teacher, answer and judge calls are cached on disk
         self.out.mkdir(parents=True, exist_ok=True)
         checkpoint = resolve_model_path(str(engine.model_id))
@@ -71,7 +75,7 @@ class LMCoTCompiler:
         elif (self.out / "kd" / DONE).exists():
             # `--stages rl` after an earlier `--stages kd`: RL starts from that KD checkpoint.
             checkpoint = str(self.out / "kd" / "model")
-            console.print(f"[green]rl[/] starts from the KD checkpoint of an earlier run: {checkpoint}")
+            _note("rl", "green", f"starts from the KD checkpoint of an earlier run: {checkpoint}")
         if "rl" in cfg.stages:
             if valset:
                 report["before_rl"] = self._evaluate(self._with_small(program, checkpoint, "before-rl"), valset,
@@ -114,17 +118,17 @@ class LMCoTCompiler:
         key = _key({"traces": traces_key, "kd": cfg.kd.model_dump(mode="json"), "small_lm": _trained(cfg),
                     **self._origin})
         if _done(kd_dir, key):
-            console.print(f"[green]kd[/]: complete under {kd_dir}, skipped")
+            _note("kd:", "green", f"complete under {kd_dir}, skipped")
             return str(kd_dir / "model")
         _invalidate_traces_if_changed(kd_dir, traces_key)
         console.rule("[bold]stage kd[/]: teacher rationales")
         result = bootstrap_traces(trainset, teacher, cfg.kd, kd_dir, progress=self.progress)
         if not result.kept and result.transient:
             # Nothing to distil because the teacher could not be reached, not because it was wrong.
-            raise RuntimeError(f"kd: {len(result.transient)} teacher call(s) failed and no rationale was recorded "
+            raise RunError(f"kd: {len(result.transient)} teacher call(s) failed and no rationale was recorded "
                                f"(is the teacher reachable?); rerun to retry them. First error: {result.transient[0]}")
         if not result.kept:
-            raise RuntimeError(f"kd: no teacher rationale passed the filter ({cfg.kd.keep_metric} >= "
+            raise RunError(f"kd: no teacher rationale passed the filter ({cfg.kd.keep_metric} >= "
                                f"{cfg.kd.min_score}); see {kd_dir}/traces.jsonl")
         console.rule(f"[bold]stage kd[/]: distil {len(result.kept)} rationales into the small LM")
         model_dir = distill(result.kept, student, kd_dir, cfg.kd, cfg.small_lm, progress=self.progress)
@@ -148,7 +152,7 @@ class LMCoTCompiler:
             "small_lm": _trained(cfg), "train": self._origin["train"]})
         key = _key({"resume": resume_key, "max_steps": cfg.rl.max_steps})
         if _done(rl_dir, key):
-            console.print(f"[green]rl[/]: complete under {rl_dir}, skipped")
+            _note("rl:", "green", f"complete under {rl_dir}, skipped")
             return str(rl_dir / "model")
         _invalidate_checkpoints_if_changed(rl_dir, resume_key)
         console.rule("[bold]stage rl[/]: policy optimisation on rationale quality + answer F1")
@@ -196,10 +200,10 @@ class LMCoTCompiler:
         # only measure the outage, so stop, as `lmcot evaluate` does.
         failed = [r["error"] for r in rows if r.get("error")]
         if rows and len(failed) == len(rows):
-            raise RuntimeError(f"{label} dev evaluation: every example failed; first error: {failed[0]}")
+            raise RunError(f"{label} dev evaluation: every example failed; first error: {failed[0]}")
         if failed:
-            console.print(f"[yellow]{label}[/]: {len(failed)} of {len(rows)} dev examples failed (scored 0); "
-                          f"first error: {failed[0]}", highlight=False, markup=True)
+            _note(f"{label}:", "yellow", f"{len(failed)} of {len(rows)} dev examples failed (scored 0); "
+                  f"first error: {failed[0]}")
         result: dict[str, Any] = {**aggregate(rows), "errors": len(failed)}
         if aspects:
             from lmcot.metrics.rationale import summarize
@@ -209,6 +213,16 @@ class LMCoTCompiler:
                       "paragraphs": by_id[r["id"]].paragraphs, "rationale": r.get("rationale") or ""} for r in rows]
             result["aspects"] = summarize(self._scorer(program).score(items, list(ASPECTS)))
         return result
+
+
+def _note(tag: str, style: str, message: str) -> None:
+    """A status line printed as plain text (paths and error messages may hold ``[...]``, which rich
+    would read as markup), secrets redacted."""
+    from rich.text import Text
+
+    from lmcot.redact import redact
+
+    console.print(Text.assemble((tag, style), " ", redact(message)), highlight=False, soft_wrap=True)
 
 
 # -- stage bookkeeping: a finished stage is skipped only if what it was built from is unchanged ----
@@ -231,8 +245,8 @@ def _done(stage_dir: Path, key: str) -> bool:
         return False
     if json.loads(marker.read_text()).get("key") == key:
         return True
-    console.print(f"[yellow]{stage_dir.name}[/]: settings, data or start weights changed since the finished run; "
-                  "running it again")
+    _note(f"{stage_dir.name}:", "yellow", "settings, data or start weights changed since the finished run; "
+          "running it again")
     marker.unlink()
     return False
 
@@ -243,7 +257,7 @@ def _invalidate_traces_if_changed(kd_dir: Path, traces_key: str) -> None:
     if traces.exists() and marker.exists() and json.loads(marker.read_text()).get("key") != traces_key:
         aside = traces.with_name(f"traces.stale-{int(time.time())}.jsonl")
         traces.rename(aside)
-        console.print(f"[yellow]kd[/]: the teacher changed; earlier traces moved to {aside.name}")
+        _note("kd:", "yellow", f"the teacher changed; earlier traces moved to {aside.name}")
     write_json(marker, {"key": traces_key})
 
 
@@ -251,7 +265,7 @@ def _invalidate_checkpoints_if_changed(rl_dir: Path, resume_key: str) -> None:
     marker, ckpts = rl_dir / "resume_key.json", rl_dir / "checkpoints"
     if ckpts.exists() and (not marker.exists() or json.loads(marker.read_text()).get("key") != resume_key):
         shutil.rmtree(ckpts)
-        console.print("[yellow]rl[/]: start weights or RL settings changed; old checkpoints removed")
+        _note("rl:", "yellow", "start weights or RL settings changed; old checkpoints removed")
     write_json(marker, {"key": resume_key})
 
 

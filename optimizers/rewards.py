@@ -101,7 +101,9 @@ class RewardSet:
         # Zero-weight rewards are dropped here, once: nothing downstream computes them.
         self.weights = {n: w for n, w in all_weights.items() if w != 0.0}
         if not self.weights:
-            raise ValueError("every reward weight is 0: nothing to optimise")
+            from lmcot.config import ConfigError
+
+            raise ConfigError("rl.weights: every reward weight is 0: nothing to optimise")
         self.aspects = [a for a in ASPECTS if a in self.weights]
         if self.aspects and scorer is None:
             raise ValueError(f"aspect rewards {self.aspects} have non-zero weight but no scorer was given: pass "

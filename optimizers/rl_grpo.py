@@ -32,7 +32,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lmcot.config import RLConfig, SmallLMConfig
+from lmcot.config import ConfigError, RLConfig, SmallLMConfig
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
         start_checkpoint, device=device, dtype=_training_dtype(small_cfg),
         trust_remote_code=small_cfg.trust_remote_code, revision=small_cfg.revision)
     if is_seq2seq:
-        raise ValueError(f"{start_checkpoint} is an encoder-decoder model: TRL {algorithm.upper()} trains causal LMs "
+        raise ConfigError(f"{start_checkpoint} is an encoder-decoder model: TRL {algorithm.upper()} trains causal LMs "
                          "only; use rl.algorithm=seq2seq_rloo or seq2seq_ppo")
     tokenizer.padding_side = "left"
     per_step = completions_per_step(rl)
@@ -182,7 +182,7 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
         log.warning("rl.batch_size=%d rounded up to %d (a multiple of num_generations=%d)",
                     rl.batch_size, per_step, rl.num_generations)
     if len(trainset) < per_step // rl.num_generations:
-        raise ValueError(f"{len(trainset)} training questions, but each step needs {per_step // rl.num_generations} "
+        raise ConfigError(f"{len(trainset)} training questions, but each step needs {per_step // rl.num_generations} "
                          f"(batch_size {per_step} / num_generations {rl.num_generations})")
 
     dataset = Dataset.from_list(build_prompt_rows(trainset, tokenizer, is_encoder_decoder=False))

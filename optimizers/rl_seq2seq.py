@@ -37,7 +37,7 @@ import random
 import shutil
 from pathlib import Path
 
-from lmcot.config import RLConfig, SmallLMConfig
+from lmcot.config import ConfigError, RLConfig, SmallLMConfig
 from lmcot.prompting import adds_special_tokens
 
 log = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
     torch.manual_seed(rl.seed)
     model, tokenizer, is_seq2seq = _load_policy(start_checkpoint, resume, rl, small_cfg, device)
     if not is_seq2seq:
-        raise ValueError(f"{start_checkpoint} is a causal LM: {algorithm} is for encoder-decoder students; "
+        raise ConfigError(f"{start_checkpoint} is a causal LM: {algorithm} is for encoder-decoder students; "
                          "use rl.algorithm=grpo or rloo")
     ref = _reference(start_checkpoint, model, rl, small_cfg, device)
     model.eval()  # dropout off: the log-probs must be those of the policy that sampled

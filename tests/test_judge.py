@@ -106,7 +106,8 @@ def test_no_yes_no_among_logprobs_falls_back_to_samples():
     with OracleServer(responder) as srv:
         out = JudgeScorer(judge_lm(srv), samples=3).score([ROW], ["coherence"])
         assert out == [{"coherence": 0.0}]
-        assert srv.request_count == 1 + 3
+        # The probe is asked 3 times (a reply with no verdict is never cached), then 3 samples.
+        assert srv.request_count == 3 + 3
 
 
 # -- HTTP judge: no log-probabilities ------------------------------------------------------------

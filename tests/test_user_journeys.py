@@ -54,10 +54,11 @@ def test_check_endpoint(closed_url, monkeypatch):
 
     with pytest.raises(ConfigError, match=r"^large_lm\.api_base=http://127\.0\.0\.1:\d+/v1: cannot connect"):
         check_endpoint(LargeLMConfig(model="openai/x", api_base=closed_url), "large_lm")
-    with socket.socket() as s:  # someone listening: fine
-        s.bind(("127.0.0.1", 0))
-        s.listen(1)
-        check_endpoint(LargeLMConfig(model="openai/x", api_base=f"http://127.0.0.1:{s.getsockname()[1]}/v1"), "x")
+    from lmcot.testing.oracle_server import OracleServer
+
+    with OracleServer() as srv:  # an HTTP server that answers (any status): fine
+        check_endpoint(LargeLMConfig(model="openai/x", api_base=srv.url), "x")
+    # (a server that accepts but never answers: tests/test_reliability.py)
     check_endpoint(LargeLMConfig(model="openai/gpt-4o-mini"), "large_lm")  # the provider's endpoint: not checked
     check_endpoint(SmallLMConfig(), "small_lm")  # in-process
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:1")  # a proxy carries the request: not checked

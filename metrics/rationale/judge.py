@@ -14,7 +14,10 @@ is the judge's probability of "yes":
 
 HTTP calls go through the ``dspy.LM`` as explicit ``dspy.lm15.Request`` objects (the DSPy 3.4 API
 that returns token log-probabilities and is not deprecated), so DSPy's disk cache and retries apply:
-a rerun makes no new request. Calls run on ``concurrency`` threads that keep DSPy's context.
+a rerun makes no new request. A reply with no yes/no verdict (garbled, or off the format) is asked
+again and never cached (``lmcot.reply_cache``): after 3 tries a sample counts as "no" and a probe
+falls back to sampling, and a rerun asks again. Calls run on ``concurrency`` threads that keep
+DSPy's context.
 """
 
 from __future__ import annotations
@@ -97,6 +100,11 @@ def _verdict(token: str) -> str | None:
 def answers_yes(text: str | None) -> bool:
     """Whether a sampled judge answer starts with "yes" (after quotes, asterisks and the like)."""
     return _LEADING_JUNK.sub("", (text or "").strip()).lower().startswith("yes")
+
+
+def has_verdict(text: str | None) -> bool:
+    """Whether a sampled judge answer starts with "yes" or "no" at all (else it is unusable)."""
+    return _LEADING_JUNK.sub("", (text or "").strip()).lower().startswith(("yes", "no"))
 
 
 def p_yes_from_logprobs(logprobs: Sequence[Any] | None) -> float | None:
@@ -275,11 +283,17 @@ class JudgeScorer:
             return None
         from dspy.utils.exceptions import LMUnsupportedFeatureError
 
+        from lmcot.reply_cache import UnusableReply, parsed_reply
+
         try:
-            response = self.lm(self._request(messages, logprobs=True))
+            # Log-probabilities with no yes/no among them: a garbled reply, asked again, never cached.
+            response = parsed_reply(lambda: self.lm(self._request(messages, logprobs=True)), what="judge reply",
+                                    reject=lambda r: r.logprobs is not None and p_yes_from_logprobs(r.logprobs) is None)
         except LMUnsupportedFeatureError:
             self._mark_no_logprobs("the provider refuses the logprobs option")
             return None
+        except UnusableReply:
+            return None  # sample instead
         if response.logprobs is None:
             self._mark_no_logprobs("the server returned none")
             return None
@@ -287,9 +301,17 @@ class JudgeScorer:
         return p_yes_from_logprobs(response.logprobs)
 
     def _sample(self, job: tuple[list[dict], int]) -> bool:
+        from lmcot.reply_cache import UnusableReply, parsed_reply
+
         messages, rollout = job
-        # A distinct rollout_id per sample: identical requests, separate cache entries.
-        response = self.lm(self._request(messages, logprobs=False), rollout_id=rollout)
+        # A distinct rollout_id per sample: identical requests, separate cache entries. A reply that
+        # is neither yes nor no is asked again and never cached; if it stays so, it counts as "no".
+        try:
+            response = parsed_reply(lambda: self.lm(self._request(messages, logprobs=False), rollout_id=rollout),
+                                    reject=lambda r: not has_verdict(r.text), what="judge verdict")
+        except UnusableReply as exc:
+            log.warning("judge %s gave no yes/no verdict after retries (%s); counted as no", self.lm.model, exc)
+            return False
         return answers_yes(response.text)
 
     def _http_scores(self, all_messages: list[list[dict]]) -> list[float]:

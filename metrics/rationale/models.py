@@ -78,7 +78,9 @@ class PerplexityScorer:
         self.model, self.tokenizer, is_seq2seq = load_model_and_tokenizer(
             model_path_or_id, device=device, dtype="float32", trust_remote_code=trust_remote_code)
         if is_seq2seq:
-            raise ValueError(f"reference LM {model_path_or_id!r} is encoder-decoder; perplexity needs a causal LM")
+            from lmcot.config import ConfigError
+
+            raise ConfigError(f"rationale_metrics.reference_lm: {model_path_or_id!r} is encoder-decoder; perplexity needs a causal LM")
         self.batch_size = batch_size
         self.max_length = max_length
         tok = self.tokenizer
