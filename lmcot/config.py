@@ -141,14 +141,14 @@ class LMConfig(_Section):
 class SmallLMConfig(LMConfig):
     model: str = "tiny-random/llama"
     backend: Literal["litellm", "transformers"] = "transformers"
-    temperature: float = 0.0
-    max_tokens: int = 128
+    temperature: float = Field(0.0, ge=0.0)
+    max_tokens: int = Field(128, gt=0)
 
 
 class LargeLMConfig(LMConfig):
     model: str = "openai/gpt-4o-mini"
     # Room for CoT prompting's reasoning; answers themselves are short spans.
-    max_tokens: int = 512
+    max_tokens: int = Field(512, gt=0)
 
 
 class DataConfig(_Section):

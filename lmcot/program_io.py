@@ -35,6 +35,10 @@ class ProgramError(UserError, ValueError):
     """A program folder that cannot be loaded; the message names the path."""
 
 
+class ProgramNotFound(UserError, FileNotFoundError):
+    """No ``program.json`` where a program folder was named."""
+
+
 def _state_without_lms(program) -> dict[str, Any]:
     # The LMs are rebuilt from the config on load; keeping their state here would only duplicate it
     # (and DSPy refuses to load custom engines from state without allow_unsafe_lm_state).
@@ -96,7 +100,7 @@ def read_program_file(path: str | Path) -> tuple[Path, dict[str, Any]]:
     p = Path(path)
     file = p / PROGRAM_FILE if p.is_dir() else p
     if not file.is_file():
-        raise ProgramError(f"{file}: no compiled program here (expected {PROGRAM_FILE})")
+        raise ProgramNotFound(f"{file}: no compiled program here (expected {PROGRAM_FILE})")
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

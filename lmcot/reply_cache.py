@@ -15,6 +15,10 @@ result is unusable, they are dropped, and cache entries the call *read* are evic
 cached by an older run). The call is then retried, at most ``attempts`` times in all; a retry sends
 a new request because nothing bad was kept. Ctrl-C keeps the staged entries: a paid reply is not
 thrown away unless it is known to be bad.
+
+The same hook keeps secrets out of the cache files: litellm records the ``api_base`` it called in
+each response (``_hidden_params``), URL credentials included; :func:`scrub` redacts it before an
+entry is written.
 """
 
 from __future__ import annotations
@@ -66,6 +70,22 @@ class _Scope:
 _ORIGINAL: dict[str, Callable] = {}
 
 
+def scrub(value: Any) -> Any:
+    """Redact the endpoint a response records (litellm's ``_hidden_params``, ``api_base`` keys of a
+    dict record) in place; the reply itself is left as it came."""
+    from lmcot.redact import redact, redact_tree
+
+    hidden = getattr(value, "_hidden_params", None)
+    if isinstance(hidden, dict):
+        for key, item in list(hidden.items()):
+            hidden[key] = redact_tree(item) if isinstance(item, (str, dict, list)) else item
+    if isinstance(value, dict):
+        for key in ("api_base", "base_url"):
+            if isinstance(value.get(key), str):
+                value[key] = redact(value[key])
+    return value
+
+
 def install() -> None:
     """Route ``dspy.clients.cache.Cache.get/put`` through the staging scope (idempotent). Outside a
     scope they behave exactly as DSPy's own."""
@@ -77,6 +97,7 @@ def install() -> None:
         _ORIGINAL["put"], _ORIGINAL["get"] = Cache.put, Cache.get
 
         def put(self, request, value, ignored_args_for_cache_key=None, enable_memory_cache=True):
+            value = scrub(value)
             scope = _SCOPE.get()
             if scope is None:
                 return _ORIGINAL["put"](self, request, value, ignored_args_for_cache_key, enable_memory_cache)

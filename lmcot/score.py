@@ -48,13 +48,15 @@ def read_rationale_rows(path: Path, contexts: Callable[[], Mapping[str, Mapping[
     if not path.is_file():
         raise ScoreInputError(f"{path}: no such file")
     parsed = []
-    lineno = 0
-    try:
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                parsed.extend(_parse_line(path, lineno, line))
-    except UnicodeDecodeError:
-        raise ScoreInputError(f"{path}: line {lineno + 1}: not UTF-8 text; save the file as UTF-8") from None
+    # Bytes, decoded line by line: a text-mode reader decodes ahead in blocks and cannot say which
+    # line is not UTF-8.
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ScoreInputError(f"{path}: line {lineno}: not UTF-8 text; save the file as UTF-8") from None
+            parsed.extend(_parse_line(path, lineno, line))
     rows = _complete_rows(path, parsed, contexts)
     if not rows:
         raise ScoreInputError(f"{path}: nothing to score (no row with a rationale)")
