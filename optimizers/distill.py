@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from lmcot.config import KDConfig, SmallLMConfig
-from lmcot.errors import RunError
+from lmcot.data import DataError
 from lmcot.jsonl import write_json
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
 from lmcot.programs.adapter import rationale_messages
@@ -246,7 +246,7 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
 
     kept = list(kept)
     if not kept:
-        raise RunError("no kept teacher rationales to distil from (every sample failed the keep filter?)")
+        raise DataError("no kept teacher rationales to distil from (every sample failed the keep filter?)")
     out_dir = Path(out_dir)
     model_dir, ckpt_dir = out_dir / "model", out_dir / "checkpoints"
     run_fp = _fingerprint(kept, student, kd, small_cfg, _RESUME_KEYS)
