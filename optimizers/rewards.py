@@ -185,9 +185,13 @@ class RewardSet:
         if self._predictor is None:
             raise ValueError("answer_f1 has weight 0 in this RewardSet, so it has no answer LM")
 
+        from lmcot.reply_cache import parsed_reply
+
         def one(row: dict[str, Any]) -> float:
             try:
-                pred = self._predictor(question=row["question"], context=row["context"], rationale=row["rationale"])
+                # Asked again if it does not parse, and never cached (lmcot.reply_cache).
+                pred = parsed_reply(lambda: self._predictor(question=row["question"], context=row["context"],
+                                                            rationale=row["rationale"]), what="large LM answer")
             except AdapterParseError:
                 # An unparseable reply is a wrong answer, not a reason to stop training.
                 log.warning("large-LM reply could not be parsed; answer_f1 = 0 for this rollout")

@@ -274,6 +274,28 @@ def test_a_server_that_never_answers_fails_fast_naming_the_keys(silent_server):
     assert "no reply within 1 s" in message
 
 
+def test_a_server_that_closes_without_replying_fails_fast():
+    from lmcot.lms import check_endpoint
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+
+    def close_each():
+        for _ in range(2):
+            conn = sock.accept()[0]
+            conn.recv(1024)
+            conn.close()
+
+    threading.Thread(target=close_each, daemon=True).start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    try:
+        with pytest.raises(ConfigError, match=r"^kd\.teacher\.api_base=.*closed the connection.*kd\.teacher\.timeout"):
+            check_endpoint(LargeLMConfig(model="openai/x", api_base=url), "kd.teacher")
+    finally:
+        sock.close()
+
+
 def test_default_bound_for_a_first_request_is_about_a_minute():
     import inspect
 
@@ -361,6 +383,18 @@ def test_bad_numbers_fail_at_config_time_naming_the_key(setting):
         from lmcot.config import load_config
 
         load_config(None, [setting])
+
+
+def test_corrupt_model_folder_is_one_line_naming_it(tmp_path, tiny_causal_path):
+    from lmcot.errors import ModelLoadError
+    from lmcot.hf_engine import load_model_and_tokenizer
+
+    folder = tmp_path / "corrupt"
+    shutil.copytree(tiny_causal_path, folder)
+    (folder / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ModelLoadError, match=rf"^{folder}: model folder cannot be loaded") as err:
+        load_model_and_tokenizer(str(folder))
+    assert "\n" not in str(err.value)
 
 
 def _bad_program_folders(tmp_path: Path, tiny_causal_path: Path) -> dict[str, tuple[Path, str]]:
