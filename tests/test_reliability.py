@@ -441,6 +441,8 @@ def test_bad_paths_fail_in_one_line_before_any_call(tmp_path, oracle_server):
         result = invoke(["evaluate", "--methods", "standard,guided", *common, *args])
         assert_one_line_error(result, *needles)
         assert oracle_server.request_count == before and not (tmp_path / "o").exists(), name
+    result = invoke(["compile", "--out", a_file, *common, "--set", f"data.train={HOTPOT}"])
+    assert_one_line_error(result, str(a_file), "--out")
     assert a_file.read_text() == "x"
     # compile: a bad learning rate fails before the (paid) teacher bootstrap, naming the key.
     result = invoke(["compile", "--out", tmp_path / "c", *common, "--set", f"data.train={HOTPOT}",
