@@ -1,6 +1,8 @@
 """Throughput of the in-process small LM under DSPy's threads: micro-batched vs one call at a time.
 
-    .venv/bin/python bench/bench_engine.py [--model tiny-random/llama] [--n 32] [--threads 8]
+    PYTHONPATH=tests .venv/bin/python bench/bench_engine.py [--model PATH] [--n 32] [--threads 8]
+
+Without ``--model`` it builds the tests' tiny random-init Llama (``support.tiny``) in a temporary folder.
 
 Both runs happen in this process on the same prompts, greedy, with the DSPy cache off; the figure
 that matters is the ratio (baseline = ``batch_size=1``, i.e. every request its own ``generate``).
@@ -45,12 +47,18 @@ def run(model: str, n: int, threads: int, batch_size: int, max_tokens: int) -> t
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="tiny-random/llama")
+    ap.add_argument("--model", default=None, help="checkpoint folder or hub id (default: a tiny random-init Llama)")
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-tokens", type=int, default=32)
     args = ap.parse_args()
+    if args.model is None:
+        import tempfile
+
+        from support.tiny import build_tiny_causal  # tests/support: run with PYTHONPATH=tests
+
+        args.model = str(build_tiny_causal(os.path.join(tempfile.mkdtemp(prefix="lmcot-bench-"), "tiny-llama")))
     base_s, base_out = run(args.model, args.n, args.threads, 1, args.max_tokens)
     batched_s, batched_out = run(args.model, args.n, args.threads, args.batch_size, args.max_tokens)
     same = sum(a == b for a, b in zip(base_out, batched_out))

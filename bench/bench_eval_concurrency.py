@@ -1,9 +1,9 @@
 """Wall time of ``lmcot.evaluate`` against a slow OpenAI-compatible server: concurrent large-LM calls
 vs one at a time.
 
-    .venv/bin/python bench/bench_eval_concurrency.py [--n 40] [--delay 0.2] [--concurrency 8]
+    PYTHONPATH=tests .venv/bin/python bench/bench_eval_concurrency.py [--n 40] [--delay 0.2] [--concurrency 8]
 
-The server is lmcot's stand-in large LM on 127.0.0.1 with ``delay`` seconds per response (a stand-in
+The server is the tests' scripted stand-in large LM (tests/support/oracle_server.py) on 127.0.0.1 with ``delay`` seconds per response (a stand-in
 for API latency). Both runs happen in this process over the same examples with a fresh disk cache
 each; the figure that matters is the ratio against ``eval.concurrency=1``.
 """
@@ -41,8 +41,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8)
     args = ap.parse_args()
     from lmcot.data import load_examples
-    from lmcot.testing.oracle_responder import OracleResponder
-    from lmcot.testing.oracle_server import OracleServer
+    from support.oracle_responder import OracleResponder  # tests/support: run with PYTHONPATH=tests
+    from support.oracle_server import OracleServer
 
     examples = [e.toDict() for e in load_examples("hotpotqa", DATA).examples]
     with OracleServer(OracleResponder(examples)) as srv:

@@ -139,17 +139,6 @@ def _print_config(cfg) -> None:
     console.rule()
 
 
-def _note_tiny(cfg) -> None:
-    from lmcot.tiny import is_tiny_random
-
-    for role in ("small_lm", "large_lm"):
-        lm = getattr(cfg, role)
-        if lm.backend == "transformers" and is_tiny_random(lm.model):
-            _say("note:", "yellow", f"{role}.model={lm.model} is a tiny random-init model built locally "
-                 "(no checkpoint can be downloaded here): the numbers show that the pipeline runs, not what "
-                 f"the method achieves. Use --set {role}.model=<hub id or path> for a real run.")
-
-
 def _note_remote_code(cfg) -> None:
     """Running a model's own Python is the user's decision (``--set ROLE.trust_remote_code=true``);
     say plainly whose code will run."""
@@ -202,7 +191,6 @@ def evaluate(
                 "again"):
         cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []), program)
         _print_config(cfg)
-        _note_tiny(cfg)
         _note_remote_code(cfg)
         from lmcot.evaluate import evaluate as run_evaluate
         from lmcot.evaluate import metrics_table
@@ -236,7 +224,6 @@ def compile_(
             extra.append("data.skip_bad=true")
         cfg = _load(config, extra)
         _print_config(cfg)
-        _note_tiny(cfg)
         _note_remote_code(cfg)
         from lmcot.optimizers.compiler import compile_from_config, report_table
 

@@ -66,7 +66,7 @@ class LMConfig(_Section):
     - ``litellm``: any litellm model string (``openai/gpt-4o-mini``, ``anthropic/...``,
       ``hosted_vllm/...``, ``ollama_chat/...``), called over HTTP.
     - ``transformers``: an in-process Hugging Face model from a hub id or a local path
-      (causal or encoder-decoder), or ``tiny-random/llama`` / ``tiny-random/t5`` (built locally).
+      (causal or encoder-decoder).
     """
 
     model: str
@@ -139,7 +139,7 @@ class LMConfig(_Section):
 
 
 class SmallLMConfig(LMConfig):
-    model: str = "tiny-random/llama"
+    model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
     backend: Literal["litellm", "transformers"] = "transformers"
     temperature: float = Field(0.0, ge=0.0)
     max_tokens: int = Field(128, gt=0)
@@ -225,7 +225,8 @@ class RationaleMetricsConfig(_Section):
     judge: LMConfig | None = Field(None, description="defaults to large_lm")
     judge_samples: int = Field(5, ge=1, description="samples per question when no log-probabilities come back")
     concurrency: int = Field(8, ge=1)
-    reference_lm: str | None = Field(None, description="causal LM for perplexity (fluency/naturalness); default small_lm")
+    reference_lm: str | None = Field(None, description="causal LM for perplexity (fluency/naturalness); default small_lm; "
+                                                           "'lexical': the lexical proxy")
     embedding_model: str | None = Field(None, description="sentence-embedding model; default a lexical fallback")
 
     @field_validator("backends")

@@ -40,9 +40,7 @@ def context_token_counter(config: LMCoTConfig, small_lm: dspy.LM | None = None) 
     elif config.small_lm.backend == "transformers":
         from transformers import AutoTokenizer
 
-        from lmcot.hf_engine import resolve_model_path
-
-        tok = AutoTokenizer.from_pretrained(resolve_model_path(config.small_lm.model),
+        tok = AutoTokenizer.from_pretrained(config.small_lm.model,
                                             trust_remote_code=config.small_lm.trust_remote_code)
     else:
         return None

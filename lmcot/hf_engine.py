@@ -25,15 +25,6 @@ from lmcot.prompting import adds_special_tokens, render_prompt
 log = logging.getLogger(__name__)
 
 
-def resolve_model_path(model: str) -> str:
-    """``tiny-random/<arch>`` names a tiny random-init model built locally; anything else is returned
-    unchanged (a hub id or a local folder for ``from_pretrained``)."""
-    from lmcot.tiny import resolve_tiny
-
-    built = resolve_tiny(model)
-    return str(built) if built is not None else model
-
-
 def pick_device(device: str = "auto") -> str:
     import torch
 
@@ -56,16 +47,24 @@ def pick_dtype(dtype: str, device: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
+def is_encoder_decoder(model: str, *, trust_remote_code: bool = False, revision: str | None = None) -> bool:
+    """Whether ``model`` (a folder or hub id) is an encoder-decoder model, read from its config only
+    (no weights loaded). The one architecture check: engine, RL and scoring all ask here."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code, revision=revision)
+    return bool(getattr(config, "is_encoder_decoder", False))
+
+
 def load_model_and_tokenizer(model: str, *, device: str = "auto", dtype: str = "auto",
                              trust_remote_code: bool = False, revision: str | None = None):
     """Load a causal or encoder-decoder checkpoint (safetensors only) and its tokenizer."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    path = resolve_model_path(model)
+    path = model
     kwargs = {"trust_remote_code": trust_remote_code, "revision": revision}
     with _load_errors(path):
-        config = AutoConfig.from_pretrained(path, **kwargs)
-        is_seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+        is_seq2seq = is_encoder_decoder(path, **kwargs)
         auto = AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
         dev = pick_device(device)
         net, info = auto.from_pretrained(path, dtype=pick_dtype(dtype, dev), use_safetensors=True,

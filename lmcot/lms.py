@@ -49,11 +49,6 @@ def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:
     if cfg.backend == "transformers":
         from lmcot.hf_engine import TransformersEngine
 
-        from lmcot.tiny import is_tiny_random
-
-        if is_tiny_random(cfg.model):
-            log.warning("%s is a tiny random-init model built locally (no hub access): outputs are noise "
-                        "until trained; pass a real checkpoint for real results", cfg.model)
         engine = TransformersEngine(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
                                     max_input_tokens=cfg.max_input_tokens, trust_remote_code=cfg.trust_remote_code,
                                     revision=cfg.revision)

@@ -45,8 +45,8 @@ def check_cache_dir(cache_dir: str) -> None:
 
 
 def looks_local(model: str) -> bool:
-    """A filesystem path rather than a hub id (``org/name``) or a ``tiny-random/*`` name."""
-    if model.startswith("tiny-random/") or "://" in model:  # built locally / a scheme another loader resolves
+    """A filesystem path rather than a hub id (``org/name``)."""
+    if "://" in model:  # a scheme another loader resolves
         return False
     return model.startswith(("/", "./", "../", "~", ".\\")) or model.count("/") >= 2 or os.path.exists(model)
 

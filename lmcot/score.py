@@ -10,9 +10,9 @@ its rows name a dev example (``id``) instead of carrying the context, which is l
 set of the config (``data.dev``), else of the ``config.json`` that evaluate wrote beside the file;
 rows without a rationale (standard prompting, failed predictions) are skipped; scores keep
 ``method``. The judge LM is built only when some aspect is configured to use it. The reference LM
-for fluency/naturalness is ``rationale_metrics.reference_lm``, else the small LM when that is an
-in-process causal transformers model that is not a tiny random-init one, else none (the lexical
-proxy; see ``lmcot.metrics.rationale.cheap``).
+for fluency/naturalness is ``rationale_metrics.reference_lm`` (``lexical`` asks for the lexical
+proxy, e.g. for a student without pretrained weights), else the small LM when that is an in-process
+causal transformers model, else none (the lexical proxy; see ``lmcot.metrics.rationale.cheap``).
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from lmcot.config import ASPECTS, LMCoTConfig, config_from_dict
 from lmcot.errors import UserError
 
 __all__ = [
-    "ScoreInputError", "dev_contexts", "read_rationale_rows", "reference_lm_for", "render_score_table", "run_score",
-    "score_backends",
+    "ScoreInputError", "dev_contexts", "read_rationale_rows", "render_score_table", "run_score", "score_backends",
 ]
 
 log = logging.getLogger(__name__)
@@ -131,46 +130,12 @@ def dev_contexts(config: LMCoTConfig, rationales_path: Path) -> dict[str, dict[s
     return {str(ex.id): {"context": ex.context, "paragraphs": ex.paragraphs} for ex in examples}
 
 
-def _is_causal_checkpoint(model: str, trust_remote_code: bool = False) -> bool:
-    from transformers import AutoConfig
-
-    cfg = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
-    return not getattr(cfg, "is_encoder_decoder", False)
-
-
-def reference_lm_for(config: LMCoTConfig, quiet: bool = False) -> str | None:
-    """The reference LM for perplexity (module docstring), or None for the lexical proxy; the
-    reason for a fallback is logged as a warning unless ``quiet``."""
-    warn = log.debug if quiet else log.warning
-    if config.rationale_metrics.reference_lm:
-        return config.rationale_metrics.reference_lm
-    small = config.small_lm
-    if small.backend != "transformers":
-        return None
-    from lmcot.tiny import is_tiny
-
-    if is_tiny(small.model):
-        # Random weights give meaningless perplexities: the lexical proxy is the better fallback.
-        warn("small LM %s is a tiny random-init model: fluency/naturalness use the lexical proxy "
-                    "(set rationale_metrics.reference_lm for perplexity)", small.model)
-        return None
-    try:
-        if _is_causal_checkpoint(small.model, small.trust_remote_code):
-            return small.model
-    except Exception as exc:  # an unreachable hub id, a broken folder: fall back, loudly
-        warn("cannot read small LM %s for perplexity (%s): fluency/naturalness use the lexical proxy",
-                    small.model, exc)
-        return None
-    log.info("small LM %s is encoder-decoder: fluency/naturalness use the lexical proxy", small.model)
-    return None
-
-
 def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None = None,
               progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Score every row of ``rationales_path``; write ``{id, question, <8 aspects>}`` per row to
     ``out_path`` (atomically, when given). Returns those rows and the per-aspect means."""
     from lmcot.jsonl import atomic_write_text
-    from lmcot.metrics.rationale import RationaleScorer, summarize
+    from lmcot.metrics.rationale import RationaleScorer, reference_lm_for, summarize
 
     rows = read_rationale_rows(rationales_path, contexts=lambda: dev_contexts(config, rationales_path))
     metrics = config.rationale_metrics
@@ -193,7 +158,7 @@ def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None 
 
 def score_backends(config: LMCoTConfig) -> dict[str, str]:
     """Per aspect, what ``run_score`` uses: ``judge``, ``reference LM``, ``embeddings`` or ``lexical``."""
-    from lmcot.metrics.rationale import backend_name
+    from lmcot.metrics.rationale import backend_name, reference_lm_for
 
     reference = reference_lm_for(config, quiet=True)
     return {a: backend_name(config.rationale_metrics, a, reference) for a in ASPECTS}

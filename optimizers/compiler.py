@@ -52,7 +52,6 @@ class LMCoTCompiler:
                              "to be trained")
         if not trainset:
             raise ConfigError("compile needs a non-empty trainset (data.train)")
-        from lmcot.hf_engine import resolve_model_path
         from lmcot.lms import configure_cache
 
         from lmcot.preflight import check_out_dir
@@ -60,11 +59,10 @@ class LMCoTCompiler:
         check_out_dir(self.out)  # before the first paid call
         configure_cache(cfg.cache_dir)  # teacher, answer and judge calls are cached on disk
         self.out.mkdir(parents=True, exist_ok=True)
-        checkpoint = resolve_model_path(str(engine.model_id))
+        checkpoint = str(engine.model_id)
         # Perplexity-based aspects need a fixed reader of English: the pretrained student (before any
-        # training). Scoring with the policy itself would reward it for agreeing with itself. The name
-        # as configured (not the resolved folder) lets `tiny-random/*` fall back to the lexical proxy.
-        self._reference = str(engine.model_id)
+        # training). Scoring with the policy itself would reward it for agreeing with itself.
+        self._reference = checkpoint
         self._origin = {"student": engine.fingerprint, "train": sorted(str(ex.id) for ex in trainset)}
         report: dict[str, Any] = {"stages": list(cfg.stages)}
 
@@ -172,10 +170,10 @@ class LMCoTCompiler:
             judge_lm = None
             if any(b == "judge" for b in cfg.backends.values()):
                 judge_lm = build_lm(cfg.judge) if cfg.judge else program.large_lm
-            from lmcot.score import reference_lm_for
+            from lmcot.metrics.rationale import reference_lm_for
 
-            # Perplexity under the pretrained student when it is a real causal LM; otherwise (T5, a
-            # tiny random model) the documented lexical proxy, unless reference_lm names one.
+            # Perplexity under the pretrained student when it is a causal LM; otherwise (T5) the
+            # documented lexical proxy, unless reference_lm names one (or "lexical").
             student = self.config.model_copy(deep=True)
             student.small_lm.model = self._reference
             self._scorer_obj = RationaleScorer(cfg, judge_lm=judge_lm, reference_lm=reference_lm_for(student))

@@ -234,7 +234,7 @@ def _plain_model(model):
 
 def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, small_cfg: SmallLMConfig, *,
             progress: bool = True) -> Path:
-    """Fine-tune ``student`` (hub id, local folder or ``tiny-random/*``) on ``kept`` rationales.
+    """Fine-tune ``student`` (hub id or local folder) on ``kept`` rationales.
 
     Returns ``out_dir/model``. Also writes ``out_dir/train_log.json`` (the Trainer's log history)
     and keeps resumable checkpoints in ``out_dir/checkpoints``.

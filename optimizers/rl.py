@@ -25,20 +25,6 @@ CAUSAL_ALGORITHMS = ("grpo", "rloo")
 SEQ2SEQ_ALGORITHMS = ("seq2seq_rloo", "seq2seq_ppo")
 
 
-def is_encoder_decoder(checkpoint: str, small_cfg: SmallLMConfig | None = None) -> bool:
-    """Whether ``checkpoint`` (a folder, hub id or ``tiny-random/...``) is an encoder-decoder model,
-    read from its config only (no weights loaded)."""
-    from transformers import AutoConfig
-
-    from lmcot.hf_engine import resolve_model_path
-
-    kwargs: dict[str, Any] = {}
-    if small_cfg is not None:
-        kwargs = {"trust_remote_code": small_cfg.trust_remote_code, "revision": small_cfg.revision}
-    config = AutoConfig.from_pretrained(resolve_model_path(checkpoint), **kwargs)
-    return bool(getattr(config, "is_encoder_decoder", False))
-
-
 def choose_algorithm(requested: str, encoder_decoder: bool) -> str:
     """Resolve ``auto`` and reject an algorithm that does not fit the architecture."""
     if requested == "auto":
@@ -68,7 +54,11 @@ def run_rl(start_checkpoint: str, trainset: list, rewards, rl: RLConfig, small_c
     """Run the RL stage from ``start_checkpoint`` (the KD model folder) and return the trained
     model's folder, ``out_dir/model``. ``trainset``: ``dspy.Example`` objects or dicts with
     question, context and (gold) answer. Rerunning with the same ``out_dir`` resumes."""
-    algorithm = choose_algorithm(rl.algorithm, is_encoder_decoder(start_checkpoint, small_cfg))
+    from lmcot.hf_engine import is_encoder_decoder
+
+    seq2seq = is_encoder_decoder(start_checkpoint, trust_remote_code=small_cfg.trust_remote_code,
+                                 revision=small_cfg.revision)
+    algorithm = choose_algorithm(rl.algorithm, seq2seq)
     rows = [_as_row(x) for x in trainset]
     if rl.train_limit is not None:
         rows = rows[: rl.train_limit]

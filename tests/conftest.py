@@ -20,7 +20,6 @@ for key, value in {
     "TOKENIZERS_PARALLELISM": "false",
     "WANDB_DISABLED": "true",
     "DSPY_CACHEDIR": str(_TMP / "dspy_cache"),
-    "LMCOT_TINY_DIR": str(_TMP / "tiny"),
 }.items():
     os.environ.setdefault(key, value)
 
@@ -41,8 +40,8 @@ def hotpot_examples():
 @pytest.fixture(scope="session")
 def oracle_server(hotpot_examples):
     """A real OpenAI-compatible HTTP server on 127.0.0.1 playing a large LM that knows the gold answers."""
-    from lmcot.testing.oracle_responder import OracleResponder
-    from lmcot.testing.oracle_server import OracleServer
+    from support.oracle_responder import OracleResponder
+    from support.oracle_server import OracleServer
 
     twowiki = __import__("lmcot.data", fromlist=["load_examples"]).load_examples("2wiki", str(TWOWIKI)).examples
     with OracleServer(OracleResponder([e.toDict() for e in [*hotpot_examples, *twowiki]])) as server:
@@ -50,17 +49,23 @@ def oracle_server(hotpot_examples):
 
 
 @pytest.fixture(scope="session")
-def tiny_causal_path():
-    from lmcot.tiny import resolve_tiny
-
-    return resolve_tiny("tiny-random/llama")
+def tiny_models_dir(tmp_path_factory) -> Path:
+    """The folder the session's tiny random-init models are built into (tests pass their paths)."""
+    return tmp_path_factory.mktemp("tiny")
 
 
 @pytest.fixture(scope="session")
-def tiny_seq2seq_path():
-    from lmcot.tiny import resolve_tiny
+def tiny_causal_path(tiny_models_dir) -> Path:
+    from support.tiny import build_tiny_causal
 
-    return resolve_tiny("tiny-random/t5")
+    return build_tiny_causal(tiny_models_dir / "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_seq2seq_path(tiny_models_dir) -> Path:
+    from support.tiny import build_tiny_seq2seq
+
+    return build_tiny_seq2seq(tiny_models_dir / "t5")
 
 
 @pytest.fixture()

@@ -22,8 +22,8 @@ import pytest
 
 from lmcot.config import KDConfig, LargeLMConfig
 from lmcot.jsonl import read_jsonl
-from lmcot.testing.oracle_responder import OracleResponder, message_text
-from lmcot.testing.oracle_server import OracleServer
+from support.oracle_responder import OracleResponder, message_text
+from support.oracle_server import OracleServer
 
 HOTPOT = Path(__file__).parent / "fixtures" / "hotpotqa_dev_slice.json"
 FIELDS = {"id", "sample", "question", "rationale", "answer", "gold", "em", "f1", "ok", "error", "tokens", "cost"}

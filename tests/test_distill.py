@@ -49,14 +49,14 @@ def kept():
 
 @pytest.fixture(scope="module")
 def causal_student(tmp_path_factory) -> Path:
-    from lmcot.tiny import build_tiny_causal
+    from support.tiny import build_tiny_causal
 
     return build_tiny_causal(tmp_path_factory.mktemp("students") / "llama", hidden=64, layers=2, heads=4)
 
 
 @pytest.fixture(scope="module")
 def seq2seq_student(tmp_path_factory) -> Path:
-    from lmcot.tiny import build_tiny_seq2seq
+    from support.tiny import build_tiny_seq2seq
 
     path = build_tiny_seq2seq(tmp_path_factory.mktemp("students") / "t5", d_model=64, layers=2, heads=4)
     # T5Config defaults to dropout 0.1, which makes memorising 16 targets several times slower;

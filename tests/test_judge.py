@@ -21,7 +21,7 @@ from lmcot.metrics.rationale.judge import (
     answers_yes,
     judge_messages,
 )
-from lmcot.testing import OracleResponder, OracleServer, load_examples
+from support import OracleResponder, OracleServer, load_examples
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROW = {
@@ -212,7 +212,7 @@ def test_oracle_responder_grades_gold_rationale_higher():
 # -- in-process transformers judge ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    from lmcot.tiny import build_tiny_causal, build_tiny_seq2seq
+    from support.tiny import build_tiny_causal, build_tiny_seq2seq
 
     root = tmp_path_factory.mktemp("tiny")
     return {"causal": build_tiny_causal(root / "llama"), "seq2seq": build_tiny_seq2seq(root / "t5")}

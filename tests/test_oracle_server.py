@@ -18,7 +18,7 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from lmcot.testing import FALLBACK, OracleResponder, OracleServer, load_examples
+from support import FALLBACK, OracleResponder, OracleServer, load_examples
 
 # Two HotpotQA-shaped examples, inline so this file does not depend on shared fixtures.
 COMPARISON = {
@@ -251,7 +251,8 @@ def test_cli_serves_a_data_file_until_sigterm(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lmcot.testing.oracle_server", "--data", str(data), "--port", str(port)],
+        [sys.executable, "-m", "support.oracle_server", "--data", str(data), "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -259,7 +259,7 @@ def _train_reference_lm(out: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lmcot.tiny import build_tiny_causal
+    from support.tiny import build_tiny_causal
 
     texts = [s.strip() for r in HOTPOT[:TRAIN_RECORDS] for _, ss in r["context"] for s in ss if s.strip()]
     built = build_tiny_causal(out / "init", corpus=texts, seed=0, vocab_size=1000)

@@ -27,8 +27,8 @@ from typer.testing import CliRunner
 
 from lmcot.cli import app
 from lmcot.config import ConfigError, LargeLMConfig, config_from_dict
-from lmcot.testing.oracle_responder import OracleResponder, message_text
-from lmcot.testing.oracle_server import OracleServer
+from support.oracle_responder import OracleResponder, message_text
+from support.oracle_server import OracleServer
 
 ROOT = Path(__file__).resolve().parents[1]
 HOTPOT = ROOT / "tests" / "fixtures" / "hotpotqa_dev_slice.json"

@@ -6,14 +6,10 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # pytest's importlib mode does not add tests/ itself
-
-from _rl_helpers import (  # noqa: E402
+from support.rl_helpers import (
     CountingReward,
     StandInScorer,
     first_half_letters,
@@ -42,8 +38,8 @@ ORACLE_DATA = [
 def answer_server(tmp_path):
     """The oracle large LM on 127.0.0.1 and a DSPy cache in tmp (so every call reaches the server)."""
     from lmcot.lms import build_lm, configure_cache
-    from lmcot.testing.oracle_responder import OracleResponder
-    from lmcot.testing.oracle_server import OracleServer
+    from support.oracle_responder import OracleResponder
+    from support.oracle_server import OracleServer
 
     configure_cache(tmp_path)
     srv = OracleServer(OracleResponder(ORACLE_DATA)).start()

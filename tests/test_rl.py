@@ -3,14 +3,10 @@ checkpoints resume, the dispatcher picks and refuses algorithms, prompts match i
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # pytest's importlib mode does not add tests/ itself
-
-from _rl_helpers import CountingReward, first_half_letters, mean, reward_log, rl_config, trainset  # noqa: E402
+from support.rl_helpers import CountingReward, first_half_letters, mean, reward_log, rl_config, trainset
 
 from lmcot.config import SmallLMConfig  # noqa: E402
 from lmcot.optimizers.rewards import RewardSet  # noqa: E402

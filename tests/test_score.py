@@ -15,7 +15,8 @@ from lmcot.config import ASPECTS, LMConfig, RationaleMetricsConfig, config_from_
 from lmcot.data import format_context
 from lmcot.metrics.rationale import RationaleScorer, context_sentences_of, summarize
 from lmcot.metrics.rationale.cheap import factuality, fluency
-from lmcot.score import ScoreInputError, reference_lm_for, render_score_table, run_score, score_backends
+from lmcot.metrics.rationale import reference_lm_for
+from lmcot.score import ScoreInputError, render_score_table, run_score, score_backends
 
 HOTPOT = json.loads((Path(__file__).parent / "fixtures" / "hotpotqa_dev_slice.json").read_text(encoding="utf-8"))
 R0, R1 = HOTPOT[0], HOTPOT[1]
@@ -29,7 +30,7 @@ GOOD1 = ("Kiss and Tell is a 1945 film starring Shirley Temple as Corliss Archer
 @pytest.fixture(scope="session")
 def tiny_ref(tmp_path_factory) -> str:
     """A local (untrained) causal checkpoint: real plumbing, meaningless perplexities."""
-    from lmcot.tiny import build_tiny_causal
+    from support.tiny import build_tiny_causal
 
     return str(build_tiny_causal(tmp_path_factory.mktemp("ref") / "llama"))
 
@@ -164,7 +165,7 @@ def test_run_score_writes_rows_and_means(tmp_path, monkeypatch):
     monkeypatch.setattr(lmcot.lms, "build_lm", lambda *a, **k: pytest.fail("judge LM built"))
     src = _write_rows(tmp_path / "rationales.jsonl", _input_rows())
     out = tmp_path / "out" / "scores.jsonl"
-    rows, means = run_score(config_from_dict({}), src, out)
+    rows, means = run_score(config_from_dict({"rationale_metrics": {"reference_lm": "lexical"}}), src, out)
     written = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert written == rows
     assert [r["id"] for r in rows] == [R0["_id"], "bad", None, "empty"]
@@ -176,7 +177,7 @@ def test_run_score_writes_rows_and_means(tmp_path, monkeypatch):
     assert list(means) == list(ASPECTS)
     for a in ASPECTS:
         assert means[a] == pytest.approx(sum(r[a] for r in rows) / len(rows))
-    # The default small LM is tiny-random: fluency falls back to the lexical proxy.
+    # reference_lm: lexical asks for the lexical fluency proxy.
     lexical = fluency(rows[0]["question"], context_sentences_of(_input_rows()[0]), GOOD0)
     assert rows[0]["fluency"] == pytest.approx(lexical)
     assert list(tmp_path.joinpath("out").iterdir()) == [out]  # no temporary file left behind
@@ -207,10 +208,12 @@ def test_run_score_bad_row_names_file_line_and_field(tmp_path, text, message):
 
 
 def test_reference_lm_choice(tiny_ref, tmp_path):
-    from lmcot.tiny import build_tiny_seq2seq
+    from support.tiny import build_tiny_seq2seq
 
-    assert reference_lm_for(config_from_dict({})) is None  # tiny-random/llama: random weights
     assert reference_lm_for(config_from_dict({"small_lm": {"model": tiny_ref}})) == tiny_ref
+    lexical = {"small_lm": {"model": tiny_ref}, "rationale_metrics": {"reference_lm": "lexical"}}
+    assert reference_lm_for(config_from_dict(lexical)) is None
+    assert score_backends(config_from_dict(lexical))["fluency"] == "lexical"
     assert reference_lm_for(config_from_dict({"rationale_metrics": {"reference_lm": "x/y"}})) == "x/y"
     t5 = str(build_tiny_seq2seq(tmp_path / "t5"))
     assert reference_lm_for(config_from_dict({"small_lm": {"model": t5}})) is None

@@ -13,14 +13,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from lmcot.tiny import (
-    MARKER,
-    TINY_PREFIX,
-    build_tiny_causal,
-    build_tiny_seq2seq,
-    is_tiny,
-    resolve_tiny,
-)
+from support.tiny import MARKER, build_tiny_causal, build_tiny_seq2seq, main
 
 PROMPTS = ["Who?", "Scott Derrickson is an American director.", "Which magazine was started first?"]
 TEXT = "Ed Wood was an American filmmaker, born 10 October 1924. Ünïcödé 東京 🙂"
@@ -142,12 +135,7 @@ def test_custom_corpus_changes_the_tokenizer(tmp_path: Path) -> None:
     assert len(tok(" quokka")["input_ids"]) == 1
 
 
-def test_resolve_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert resolve_tiny("Qwen/Qwen2.5-0.5B-Instruct", tmp_path) is None
-    assert resolve_tiny(TINY_PREFIX + "gpt5", tmp_path) is None
-    assert is_tiny("tiny-random/llama") and not is_tiny("tiny-random/")
-    path = resolve_tiny("tiny-random/llama", tmp_path)
-    assert path == tmp_path / "llama" and (path / MARKER).is_file()
-    monkeypatch.setenv("LMCOT_TINY_DIR", str(tmp_path / "env"))
-    t5 = resolve_tiny("tiny-random/t5")
-    assert t5 == tmp_path / "env" / "t5" and (t5 / "config.json").is_file()
+def test_command_line_builds_a_model_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = main(["--out", str(tmp_path / "t5"), "--arch", "t5"])
+    assert out == tmp_path / "t5" and (out / MARKER).is_file() and (out / "model.safetensors").is_file()
+    assert "not a pretrained LM" in capsys.readouterr().out

@@ -54,7 +54,7 @@ def test_check_endpoint(closed_url, monkeypatch):
 
     with pytest.raises(ConfigError, match=r"^large_lm\.api_base=http://127\.0\.0\.1:\d+/v1: cannot connect"):
         check_endpoint(LargeLMConfig(model="openai/x", api_base=closed_url), "large_lm")
-    from lmcot.testing.oracle_server import OracleServer
+    from support.oracle_server import OracleServer
 
     with OracleServer() as srv:  # an HTTP server that answers (any status): fine
         check_endpoint(LargeLMConfig(model="openai/x", api_base=srv.url), "x")
@@ -211,8 +211,9 @@ def test_score_reads_evaluate_predictions(oracle_server, tiny_causal_path, tmp_p
 
 
 def test_oracle_server_runs_as_a_module_without_runpy_warning():
-    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "lmcot.testing.oracle_server",
-                           "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "support.oracle_server",
+                           "--help"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")},
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "RuntimeWarning" not in proc.stderr
 

@@ -5,6 +5,7 @@ reference-free formulas (``cheap.py`` documents every formula in one table).
 """
 
 from .aspects import ASPECT_DEFINITIONS
-from .scorer import RationaleScorer, backend_name, context_sentences_of, summarize
+from .scorer import LEXICAL, RationaleScorer, backend_name, context_sentences_of, reference_lm_for, summarize
 
-__all__ = ["ASPECT_DEFINITIONS", "RationaleScorer", "backend_name", "context_sentences_of", "summarize"]
+__all__ = ["ASPECT_DEFINITIONS", "LEXICAL", "RationaleScorer", "backend_name", "context_sentences_of",
+           "reference_lm_for", "summarize"]

@@ -18,16 +18,21 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lmcot.config import ASPECTS, RationaleMetricsConfig
+from lmcot.config import ASPECTS, LMCoTConfig, RationaleMetricsConfig
 
 from .cheap import CHEAP_SCORERS
 from .text import context_sentences_from_paragraphs, context_sentences_from_text, split_sentences
 
-__all__ = ["RationaleScorer", "backend_name", "context_sentences_of", "summarize"]
+__all__ = ["LEXICAL", "RationaleScorer", "backend_name", "context_sentences_of", "reference_lm_for", "summarize"]
 
 log = logging.getLogger(__name__)
 
 _LM_ASPECTS = ("fluency", "naturalness")
+LEXICAL = "lexical"  # the rationale_metrics.reference_lm value that asks for the lexical fluency proxy
+
+
+def _named(reference_lm: str | None) -> str | None:
+    return None if reference_lm == LEXICAL else reference_lm
 _EMBED_ASPECTS = ("relevance", "coherence")
 
 
@@ -52,7 +57,7 @@ def backend_name(cfg: RationaleMetricsConfig, aspect: str, reference_lm: str | N
     """What scores ``aspect`` under ``cfg``: ``judge``, ``reference LM``, ``embeddings`` or ``lexical``."""
     if cfg.backends[aspect] == "judge":
         return "judge"
-    if aspect in _LM_ASPECTS and (reference_lm or cfg.reference_lm):
+    if aspect in _LM_ASPECTS and _named(reference_lm or cfg.reference_lm):
         return "reference LM"
     if aspect in _EMBED_ASPECTS and cfg.embedding_model:
         return "embeddings"
@@ -69,13 +74,37 @@ def summarize(scores: Sequence[Mapping[str, float]]) -> dict[str, float]:
     return out
 
 
+def reference_lm_for(config: LMCoTConfig, quiet: bool = False) -> str | None:
+    """The reference LM for perplexity: ``rationale_metrics.reference_lm`` (``lexical`` asks for the
+    lexical proxy, e.g. for a student without pretrained weights), else the small LM when that is an
+    in-process causal transformers model, or None for the lexical proxy; the
+    reason for a fallback is logged as a warning unless ``quiet``."""
+    warn = log.debug if quiet else log.warning
+    if config.rationale_metrics.reference_lm:
+        return _named(config.rationale_metrics.reference_lm)
+    small = config.small_lm
+    if small.backend != "transformers":
+        return None
+    try:
+        from lmcot.hf_engine import is_encoder_decoder
+
+        if not is_encoder_decoder(small.model, trust_remote_code=small.trust_remote_code, revision=small.revision):
+            return small.model
+    except Exception as exc:  # an unreachable hub id, a broken folder: fall back, loudly
+        warn("cannot read small LM %s for perplexity (%s): fluency/naturalness use the lexical proxy",
+                    small.model, exc)
+        return None
+    log.info("small LM %s is encoder-decoder: fluency/naturalness use the lexical proxy", small.model)
+    return None
+
+
 class RationaleScorer:
     """Scores rationales on the eight aspects (see the module docstring)."""
 
     def __init__(self, cfg: RationaleMetricsConfig, judge_lm: Any | None = None, reference_lm: str | None = None):
         self.cfg = cfg
         self.judge_lm = judge_lm
-        self.reference_lm = reference_lm if reference_lm is not None else cfg.reference_lm
+        self.reference_lm = _named(reference_lm if reference_lm is not None else cfg.reference_lm)
         judged = sorted(a for a, b in cfg.backends.items() if b == "judge")
         if judged and judge_lm is None:
             raise ValueError(f"rationale_metrics.backends asks the judge for {judged} but no judge LM was given "

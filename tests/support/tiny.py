@@ -1,4 +1,4 @@
-"""Tiny random-init models built locally, for tests and the offline quickstart.
+"""Tiny random-init models built locally, for tests and the offline quickstart (not part of lmcot).
 
 The HF hub is unreachable in CI and on the offline quickstart, so the "small LM" there is a
 randomly initialised model whose tokenizer is trained on the spot with `tokenizers`. Both kinds
@@ -14,8 +14,12 @@ save as ordinary HF checkpoints: `AutoModelFor*.from_pretrained(path)` and
   every encoded text). A ~1000-token BPE keeps sequences ~2x shorter than ByT5's
   bytes, which is what makes CPU distillation fast.
 
-Model strings `tiny-random/llama` and `tiny-random/t5` are resolved by `resolve_tiny`, which builds
-them on demand in a cache folder. Heavy imports stay inside the functions (see docs/DESIGN.md).
+lmcot itself knows nothing of these models: a folder written here is an ordinary checkpoint, passed
+by path like any other. Build one from the shell (the quickstart does):
+
+    PYTHONPATH=tests python -m support.tiny --out runs/tiny-llama [--arch llama|t5]
+
+Heavy imports stay inside the functions (see docs/DESIGN.md).
 """
 
 from __future__ import annotations
@@ -24,11 +28,10 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-TINY_PREFIX = "tiny-random/"
 MARKER = "lmcot_tiny.json"
 # Bump when what the builders write changes, so stale caches are rebuilt instead of reused.
 _BUILD_VERSION = 2
@@ -80,12 +83,6 @@ DEFAULT_CORPUS: tuple[str, ...] = (
     "The television series, the video game, the song, the album, the school, the church, the river.",
     "He played for the national team and later became a coach. She won the election as a member.",
 )
-
-
-def default_cache_root() -> Path:
-    """Where `resolve_tiny` builds models: `$LMCOT_TINY_DIR`, else `~/.cache/lmcot/tiny`."""
-    env = os.environ.get("LMCOT_TINY_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "lmcot" / "tiny"
 
 
 def _corpus_digest(corpus: Iterable[str]) -> tuple[list[str], str]:
@@ -301,41 +298,25 @@ def build_tiny_seq2seq(
     return out
 
 
-_BUILDERS: dict[str, Callable[[Path], Path]] = {"llama": build_tiny_causal, "t5": build_tiny_seq2seq}
+_BUILDERS = {"llama": build_tiny_causal, "t5": build_tiny_seq2seq}
 
 
-def is_tiny(model: str) -> bool:
-    """True for the model strings `resolve_tiny` knows (`tiny-random/llama`, `tiny-random/t5`)."""
-    return model.startswith(TINY_PREFIX) and model[len(TINY_PREFIX) :] in _BUILDERS
+def main(argv: list[str] | None = None) -> Path:
+    """``python -m support.tiny --out DIR [--arch llama|t5] [--seed N]``: build (or reuse) one model."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m support.tiny", description=main.__doc__)
+    parser.add_argument("--out", required=True, help="folder to write the checkpoint to")
+    parser.add_argument("--arch", choices=sorted(_BUILDERS), default="llama")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    out = _BUILDERS[args.arch](args.out, seed=args.seed)
+    print(f"tiny random-init {args.arch} model (a test stand-in, not a pretrained LM) at {out}")
+    return out
 
 
-def is_tiny_random(model: str) -> bool:
-    """What users should be told about: a `tiny-random/...` name, or a folder these builders wrote
-    (they leave the marker file). `is_tiny` answers the narrower question of name resolution."""
-    return model.startswith(TINY_PREFIX) or (Path(os.path.expanduser(model)) / MARKER).is_file()
+__all__ = ["CHAT_TEMPLATE", "DEFAULT_CORPUS", "MARKER", "build_tiny_causal", "build_tiny_seq2seq", "main"]
 
 
-def resolve_tiny(model: str, cache_root: str | Path | None = None) -> Path | None:
-    """Path of the tiny model named `model`, built on demand; None if `model` is not a tiny name.
-
-    `cache_root` defaults to `default_cache_root()`; the model lives in `cache_root/<name>`.
-    Callers should tell the user plainly that this is a tiny random-init model.
-    """
-    if not is_tiny(model):
-        return None
-    name = model[len(TINY_PREFIX) :]
-    root = Path(cache_root).expanduser() if cache_root is not None else default_cache_root()
-    return _BUILDERS[name](root / name)
-
-
-__all__ = [
-    "CHAT_TEMPLATE",
-    "DEFAULT_CORPUS",
-    "TINY_PREFIX",
-    "build_tiny_causal",
-    "build_tiny_seq2seq",
-    "default_cache_root",
-    "is_tiny",
-    "is_tiny_random",
-    "resolve_tiny",
-]
+if __name__ == "__main__":
+    main()

@@ -3,12 +3,12 @@
 It stands in for the large LM: a real HTTP server, so litellm / DSPy exercise their whole client
 path (serialisation, retries, `n`, logprobs) exactly as against a hosted API. Only the stdlib is
 used. What it answers is decided by a *responder* callable; `OracleResponder` (see
-`lmcot.testing.oracle_responder`) plays a scripted large LM that knows the gold data.
+`support.oracle_responder`) plays a scripted large LM that knows the gold data.
 
     with OracleServer(OracleResponder(examples)) as srv:
         lm = dspy.LM("openai/oracle", api_base=srv.url, api_key="sk-test", engine="litellm")
 
-CLI (quickstart): `python -m lmcot.testing.oracle_server --data FILE.json --port 8765`.
+CLI (quickstart): `PYTHONPATH=tests python -m support.oracle_server --data FILE.json --port 8765`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from lmcot.testing.oracle_responder import OracleResponder, load_examples, message_text
+from support.oracle_responder import OracleResponder, load_examples, message_text
 
 ResponderResult = str | dict | list
 Responder = Callable[[dict], ResponderResult]

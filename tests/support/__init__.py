@@ -1,7 +1,8 @@
-"""Test and offline-quickstart helpers: a local OpenAI-compatible server and a gold-data oracle.
+"""Test and offline-quickstart helpers (not part of the lmcot package): a local OpenAI-compatible
+server, a gold-data oracle that plays a scripted large LM, and tiny random-init models (``support.tiny``).
 
 Importing this package is cheap (stdlib only); nothing here is needed at inference time. The names
-are loaded on first use, so ``python -m lmcot.testing.oracle_server`` runs the server module once
+are loaded on first use, so ``python -m support.oracle_server`` runs the server module once
 (an eager import here would make runpy warn that the module is already in ``sys.modules``).
 """
 
