@@ -1,4 +1,4 @@
-"""Wall time of ``lmcot.evaluate`` against a slow OpenAI-compatible server: concurrent large-LM calls
+"""Wall time of ``lmcot evaluate`` against a slow OpenAI-compatible server: concurrent large-LM calls
 vs one at a time.
 
     PYTHONPATH=tests .venv/bin/python bench/bench_eval_concurrency.py [--n 40] [--delay 0.2] [--concurrency 8]
@@ -24,13 +24,13 @@ DATA = os.path.join(HERE, "..", "configs", "quickstart", "hotpotqa_dev.json")
 
 def run(url: str, n: int, concurrency: int, methods: list[str]) -> float:
     from lmcot.config import load_config
-    from lmcot.evaluate import evaluate
+    from lmcot.evaluate import run_evaluate
 
     tmp = tempfile.mkdtemp(prefix="lmcot-bench-")
     cfg = load_config(None, [f"large_lm.model=openai/oracle", f"large_lm.api_base={url}", f"data.dev={DATA}",
                              f"cache_dir={tmp}/cache", f"eval.concurrency={concurrency}"])
     start = time.perf_counter()
-    evaluate(cfg, methods=methods, out_dir=f"{tmp}/out", limit=n, progress=False)
+    run_evaluate(cfg, methods=methods, out_dir=f"{tmp}/out", limit=n, progress=False)
     return time.perf_counter() - start
 
 

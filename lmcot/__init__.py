@@ -21,7 +21,9 @@ _LAZY = {
     "build_lm": "lmcot.lms",
     "configure_cache": "lmcot.lms",
     "load_examples": "lmcot.data",
-    "evaluate": "lmcot.evaluate",
+    "load_split": "lmcot.splits",
+    "evaluate_methods": "lmcot.evaluation",
+    "evaluate_program": "lmcot.evaluation",
     "load_program": "lmcot.program_io",
 }
 

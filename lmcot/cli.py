@@ -192,8 +192,7 @@ def evaluate(
         cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []), program)
         _print_config(cfg)
         _note_remote_code(cfg)
-        from lmcot.evaluate import evaluate as run_evaluate
-        from lmcot.evaluate import metrics_table
+        from lmcot.evaluate import metrics_table, run_evaluate
 
         method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
         out_dir = out or Path(cfg.eval.out)

@@ -14,7 +14,7 @@ from typing import Any
 
 import dspy
 
-from lmcot.config import LMConfig
+from lmcot.config import LMConfig, SmallLMConfig
 
 log = logging.getLogger(__name__)
 
@@ -151,3 +151,16 @@ def hf_engine_of(lm: dspy.LM):
 
     engine = getattr(lm, "engine", None)
     return engine if isinstance(engine, TransformersEngine) else None
+
+
+def small_lm_config(lm: dspy.LM) -> SmallLMConfig:
+    """The settings an in-process ``lm`` was built with (``build_lm`` read backwards), so code that
+    retrains or rebuilds it takes weights and settings from the same place: the LM itself."""
+    engine = hf_engine_of(lm)
+    if engine is None:
+        raise ValueError(f"{lm.model} is not an in-process transformers model")
+    sampling = {k: lm.kwargs[k] for k in ("temperature", "max_tokens", "top_p", "seed") if lm.kwargs.get(k) is not None}
+    return SmallLMConfig(model=str(engine.model_id), backend="transformers", cache=lm.cache, device=engine.device_setting,
+                         dtype=engine.dtype_setting, batch_size=engine.batch_size,
+                         max_input_tokens=engine.max_input_tokens, trust_remote_code=engine.trust_remote_code,
+                         revision=engine.revision, **sampling)

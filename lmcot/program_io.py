@@ -3,7 +3,7 @@
     OUT/program.json     DSPy state of the program + the resolved config (no secrets)
     OUT/small_lm/        the trained small LM (Hugging Face checkpoint, safetensors)
 
-``save_program`` writes ``program.json``; ``load_program`` (= ``LMGuidedCoT.load(OUT)``) rebuilds both
+``save_program`` writes ``program.json``; ``load_program`` (= ``LMGuidedCoT.from_folder(OUT)``) rebuilds both
 LMs from the saved config, API keys from the environment, and loads the DSPy state.
 
 A program folder is data, not code: loading one never runs Python shipped with it. Every

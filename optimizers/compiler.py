@@ -26,7 +26,7 @@ from typing import Any
 import dspy
 from rich.console import Console
 
-from lmcot.config import ASPECTS, ConfigError, LMCoTConfig
+from lmcot.config import ASPECTS, ConfigError, LMCoTConfig, SmallLMConfig
 from lmcot.errors import RunError
 from lmcot.jsonl import write_json
 
@@ -43,42 +43,39 @@ class LMCoTCompiler:
 
     # -- the stages ------------------------------------------------------------------------
     def compile(self, program, trainset: list[dspy.Example], valset: list[dspy.Example] | None = None):
-        from lmcot.lms import build_lm, hf_engine_of
+        """A new program whose small LM is trained (see the module docstring)."""
+        return self.compile_with_report(program, trainset, valset)[0]
+
+    def compile_with_report(self, program, trainset: list[dspy.Example], valset: list[dspy.Example] | None = None,
+                            ) -> tuple[Any, dict[str, Any]]:
+        """``compile``, and the dev report it also writes to ``OUT/metrics.json``."""
+        from lmcot.lms import build_lm, configure_cache, small_lm_config
 
         cfg = self.config
-        engine = hf_engine_of(program.small_lm)
-        if engine is None:
-            raise ConfigError("small_lm must be an in-process transformers model (small_lm.backend: transformers) "
-                             "to be trained")
+        run = _Run(cfg, program, trainset)
         if not trainset:
             raise ConfigError("compile needs a non-empty trainset (data.train)")
-        from lmcot.lms import configure_cache
-
         from lmcot.preflight import check_out_dir
 
         check_out_dir(self.out)  # before the first paid call
         configure_cache(cfg.cache_dir)  # teacher, answer and judge calls are cached on disk
         self.out.mkdir(parents=True, exist_ok=True)
-        checkpoint = str(engine.model_id)
-        # Perplexity-based aspects need a fixed reader of English: the pretrained student (before any
-        # training). Scoring with the policy itself would reward it for agreeing with itself.
-        self._reference = checkpoint
-        self._origin = {"student": engine.fingerprint, "train": sorted(str(ex.id) for ex in trainset)}
+        checkpoint = run.student.model
         report: dict[str, Any] = {"stages": list(cfg.stages)}
 
         if valset:
-            report["untrained"] = self._evaluate(program, valset, "untrained", aspects="rl" in cfg.stages)
+            report["untrained"] = self._evaluate(run, program, valset, "untrained", aspects="rl" in cfg.stages)
         if "kd" in cfg.stages:
-            checkpoint = self._stage_kd(program, trainset, checkpoint)
+            checkpoint = self._stage_kd(run, trainset, checkpoint)
         elif (self.out / "kd" / DONE).exists():
             # `--stages rl` after an earlier `--stages kd`: RL starts from that KD checkpoint.
             checkpoint = str(self.out / "kd" / "model")
             _note("rl", "green", f"starts from the KD checkpoint of an earlier run: {checkpoint}")
         if "rl" in cfg.stages:
             if valset:
-                report["before_rl"] = self._evaluate(self._with_small(program, checkpoint, "before-rl"), valset,
+                report["before_rl"] = self._evaluate(run, self._with_small(run, checkpoint, "before-rl"), valset,
                                                      "before RL", aspects=True)
-            checkpoint = self._stage_rl(program, trainset, checkpoint)
+            checkpoint = self._stage_rl(run, trainset, checkpoint)
 
         final = self.out / "small_lm"
         if Path(checkpoint).resolve() != final.resolve():
@@ -89,32 +86,32 @@ class LMCoTCompiler:
             tmp.rename(final)
         label = f"{self.out.name}-{cfg.stages[-1] if cfg.stages else 'base'}"
         compiled = program.deepcopy()
-        compiled.rationalize.lm = build_lm(cfg.small_lm.model_copy(update={"model": str(final)}), name=label)
+        compiled.rationalize.lm = build_lm(run.student.model_copy(update={"model": str(final)}), name=label)
 
         from lmcot.program_io import save_program
 
-        saved_cfg = cfg.model_copy(deep=True)
-        saved_cfg.small_lm.model = "small_lm"  # relative to the program folder: the folder moves as a whole
+        # relative to the program folder: the folder moves as a whole
+        saved_cfg = cfg.model_copy(update={"small_lm": run.student.model_copy(update={"model": "small_lm"})}, deep=True)
         save_program(compiled, self.out, saved_cfg, small_lm_label=label)
         if valset:
-            report["compiled"] = self._evaluate(compiled, valset, "compiled", aspects="rl" in cfg.stages)
+            report["compiled"] = self._evaluate(run, compiled, valset, "compiled", aspects="rl" in cfg.stages)
             if "rl" in cfg.stages:
                 report["after_rl"] = report["compiled"]  # the issue's name for it; same numbers
         write_json(self.out / "metrics.json", report)
-        return compiled
+        return compiled, report
 
-    def _stage_kd(self, program, trainset: list[dspy.Example], student: str) -> str:
+    def _stage_kd(self, run: _Run, trainset: list[dspy.Example], student: str) -> str:
         from lmcot.lms import build_lm
         from lmcot.optimizers.bootstrap import bootstrap_traces
         from lmcot.optimizers.distill import distill
 
         cfg, kd_dir = self.config, self.out / "kd"
-        teacher = build_lm(cfg.kd.teacher) if cfg.kd.teacher else program.large_lm
+        teacher = build_lm(cfg.kd.teacher) if cfg.kd.teacher else run.program.large_lm
         # What the teacher traces depend on (not api_base: a local server's port changes between runs).
         traces_key = _key({"teacher": teacher.model, "teacher_kwargs": _sampling(teacher), "kd_temperature":
                            cfg.kd.temperature})
-        key = _key({"traces": traces_key, "kd": cfg.kd.model_dump(mode="json"), "small_lm": _trained(cfg),
-                    **self._origin})
+        key = _key({"traces": traces_key, "kd": cfg.kd.model_dump(mode="json"), "small_lm": _trained(run.student),
+                    **run.origin})
         if _done(kd_dir, key):
             _note("kd:", "green", f"complete under {kd_dir}, skipped")
             return str(kd_dir / "model")
@@ -129,88 +126,99 @@ class LMCoTCompiler:
             raise RunError(f"kd: no teacher rationale passed the filter ({cfg.kd.keep_metric} >= "
                                f"{cfg.kd.min_score}); see {kd_dir}/traces.jsonl")
         console.rule(f"[bold]stage kd[/]: distil {len(result.kept)} rationales into the small LM")
-        model_dir = distill(result.kept, student, kd_dir, cfg.kd, cfg.small_lm, progress=self.progress)
+        model_dir = distill(result.kept, student, kd_dir, cfg.kd, run.student, progress=self.progress)
         write_json(kd_dir / DONE, {"model": "model", "key": key, "kept": len(result.kept), "summary": result.summary})
         return str(model_dir)
 
-    def _stage_rl(self, program, trainset: list[dspy.Example], start: str) -> str:
+    def _stage_rl(self, run: _Run, trainset: list[dspy.Example], start: str) -> str:
         from lmcot.optimizers.rewards import RewardSet
         from lmcot.optimizers.rl import run_rl
 
         cfg, rl_dir = self.config, self.out / "rl"
         kd_done = self.out / "kd" / DONE
-        start_key = self._origin["student"]  # RL straight from the pretrained student ...
+        start_key = run.origin["student"]  # RL straight from the pretrained student ...
         if kd_done.exists() and Path(start).resolve() == (self.out / "kd" / "model").resolve():
             start_key = json.loads(kd_done.read_text()).get("key")  # ... or from this folder's KD model
         # Checkpoints stay resumable when only the step budget or logging changes; anything else that
         # shapes training (start weights, rewards, algorithm, data) makes old checkpoints stale.
         resume_key = _key({"start": start_key, "rl": cfg.rl.model_dump(
             mode="json", exclude={"max_steps", "save_steps", "logging_steps", "report_to"}),
-            "metrics": cfg.rationale_metrics.model_dump(mode="json"), "answer_lm": program.large_lm.model,
-            "small_lm": _trained(cfg), "train": self._origin["train"]})
+            "metrics": cfg.rationale_metrics.model_dump(mode="json"), "answer_lm": run.program.large_lm.model,
+            "small_lm": _trained(run.student), "train": run.origin["train"]})
         key = _key({"resume": resume_key, "max_steps": cfg.rl.max_steps})
         if _done(rl_dir, key):
             _note("rl:", "green", f"complete under {rl_dir}, skipped")
             return str(rl_dir / "model")
         _invalidate_checkpoints_if_changed(rl_dir, resume_key)
         console.rule("[bold]stage rl[/]: policy optimisation on rationale quality + answer F1")
-        rewards = RewardSet(cfg.rl, program.large_lm, self._scorer(program), concurrency=cfg.eval.concurrency)
-        model_dir = run_rl(start, trainset, rewards, cfg.rl, cfg.small_lm, rl_dir)
+        rewards = RewardSet(cfg.rl, run.program.large_lm, run.scorer(), concurrency=cfg.eval.concurrency)
+        model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir)
         write_json(rl_dir / DONE, {"model": "model", "key": key, "start": start})
         return str(model_dir)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _scorer(self, program):
-        """One scorer for the whole compile (it holds the reference LM and the judge)."""
-        if getattr(self, "_scorer_obj", None) is None:
-            from lmcot.lms import build_lm
-            from lmcot.metrics.rationale import RationaleScorer
-
-            cfg = self.config.rationale_metrics
-            judge_lm = None
-            if any(b == "judge" for b in cfg.backends.values()):
-                judge_lm = build_lm(cfg.judge) if cfg.judge else program.large_lm
-            from lmcot.metrics.rationale import reference_lm_for
-
-            # Perplexity under the pretrained student when it is a causal LM; otherwise (T5) the
-            # documented lexical proxy, unless reference_lm names one (or "lexical").
-            student = self.config.model_copy(deep=True)
-            student.small_lm.model = self._reference
-            self._scorer_obj = RationaleScorer(cfg, judge_lm=judge_lm, reference_lm=reference_lm_for(student))
-        return self._scorer_obj
-
-    def _with_small(self, program, checkpoint: str, label: str):
+    def _with_small(self, run: _Run, checkpoint: str, label: str):
         from lmcot.lms import build_lm
 
-        copy = program.deepcopy()
-        copy.rationalize.lm = build_lm(self.config.small_lm.model_copy(update={"model": checkpoint}),
+        copy = run.program.deepcopy()
+        copy.rationalize.lm = build_lm(run.student.model_copy(update={"model": checkpoint}),
                                        name=f"{self.out.name}-{label}")
         return copy
 
-    def _evaluate(self, program, valset: list[dspy.Example], label: str, aspects: bool = False) -> dict[str, Any]:
+    def _evaluate(self, run: _Run, program, valset: list[dspy.Example], label: str,
+                  aspects: bool = False) -> dict[str, Any]:
         """Dev EM/F1 (and, with ``aspects``, the mean of each rationale-quality aspect)."""
-        from lmcot.evaluate import predict_all
-        from lmcot.metrics import aggregate
+        from lmcot.evaluation import evaluate_program
 
-        rows = predict_all(program, valset, concurrency=self.config.eval.concurrency, label=label,
-                           progress=self.progress)
-        # A failed example scores 0; if all failed (large LM unreachable, a bad key) the numbers would
-        # only measure the outage, so stop, as `lmcot evaluate` does.
-        failed = [r["error"] for r in rows if r.get("error")]
-        if rows and len(failed) == len(rows):
-            raise RunError(f"{label} dev evaluation: every example failed; first error: {failed[0]}")
-        if failed:
-            _note(f"{label}:", "yellow", f"{len(failed)} of {len(rows)} dev examples failed (scored 0); "
-                  f"first error: {failed[0]}")
-        result: dict[str, Any] = {**aggregate(rows), "errors": len(failed)}
+        rows, summary = evaluate_program(program, valset, concurrency=self.config.eval.concurrency, label=label,
+                                         progress=self.progress, what=f"{label} dev evaluation")
+        if summary["errors"]:
+            first = next(r["error"] for r in rows if r["error"])
+            _note(f"{label}:", "yellow", f"{summary['errors']} of {len(rows)} dev examples failed (scored 0); "
+                  f"first error: {first}")
+        result: dict[str, Any] = {k: summary[k] for k in ("em", "f1", "n", "errors")}
         if aspects:
             from lmcot.metrics.rationale import summarize
 
             by_id = {ex.id: ex for ex in valset}
             items = [{"question": r["question"], "context": by_id[r["id"]].context,
                       "paragraphs": by_id[r["id"]].paragraphs, "rationale": r.get("rationale") or ""} for r in rows]
-            result["aspects"] = summarize(self._scorer(program).score(items, list(ASPECTS)))
+            result["aspects"] = summarize(run.scorer().score(items, list(ASPECTS)))
         return result
+
+
+class _Run:
+    """The state of one ``compile()`` call, so a second call on the same compiler starts afresh."""
+
+    def __init__(self, config: LMCoTConfig, program, trainset: list[dspy.Example]):
+        from lmcot.lms import hf_engine_of, small_lm_config
+
+        engine = hf_engine_of(program.small_lm)
+        if engine is None:
+            raise ConfigError("small_lm must be an in-process transformers model (small_lm.backend: transformers) "
+                              "to be trained")
+        self.config, self.program = config, program
+        # The student's weights *and* settings come from the program's small LM (one source).
+        self.student = small_lm_config(program.small_lm)
+        self.origin = {"student": engine.fingerprint, "train": sorted(str(ex.id) for ex in trainset)}
+        self._scorer = None
+
+    def scorer(self):
+        """One scorer for this compile (it holds the reference LM and the judge), built on first use."""
+        if self._scorer is None:
+            from lmcot.lms import build_lm
+            from lmcot.metrics.rationale import RationaleScorer, reference_lm_for
+
+            cfg = self.config.rationale_metrics
+            judge_lm = None
+            if any(b == "judge" for b in cfg.backends.values()):
+                judge_lm = build_lm(cfg.judge) if cfg.judge else self.program.large_lm
+            # Perplexity-based aspects need a fixed reader of English: the student before any training
+            # (scoring with the policy itself would reward it for agreeing with itself), when it is a
+            # causal LM; otherwise (T5) the lexical proxy, unless reference_lm names one (or "lexical").
+            reference = reference_lm_for(self.config.model_copy(update={"small_lm": self.student}))
+            self._scorer = RationaleScorer(cfg, judge_lm=judge_lm, reference_lm=reference)
+        return self._scorer
 
 
 def _note(tag: str, style: str, message: str) -> None:
@@ -232,9 +240,9 @@ def _sampling(lm) -> dict[str, Any]:
     return {k: lm.kwargs.get(k) for k in ("temperature", "max_tokens", "top_p")}
 
 
-def _trained(cfg: LMCoTConfig) -> dict[str, Any]:
+def _trained(student: SmallLMConfig) -> dict[str, Any]:
     """The small-LM settings that shape training (its prompt budget and rationale length)."""
-    return cfg.small_lm.model_dump(mode="json", include={"max_tokens", "max_input_tokens", "dtype"})
+    return student.model_dump(mode="json", include={"max_tokens", "max_input_tokens", "dtype"})
 
 
 def _done(stage_dir: Path, key: str) -> bool:
@@ -292,9 +300,9 @@ def report_table(report: dict[str, Any]):
 
 def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """What ``lmcot compile`` runs: load data, build both LMs, compile, return the metrics report."""
-    from lmcot.evaluate import context_token_counter, load_split
     from lmcot.lms import build_lm, configure_cache
     from lmcot.programs import LMGuidedCoT
+    from lmcot.splits import context_token_counter, load_split
 
     configure_cache(config.cache_dir)
     small_lm, large_lm = build_lm(config.small_lm), build_lm(config.large_lm)
@@ -303,5 +311,4 @@ def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: b
     valset = load_split(config, "dev", count_tokens=count) if config.data.dev else None
     program = LMGuidedCoT(small_lm, large_lm, num_samples=config.eval.num_samples,
                           sample_temperature=config.eval.sample_temperature)
-    LMCoTCompiler(config, out_dir, progress=progress).compile(program, trainset, valset)
-    return json.loads((Path(out_dir) / "metrics.json").read_text())
+    return LMCoTCompiler(config, out_dir, progress=progress).compile_with_report(program, trainset, valset)[1]

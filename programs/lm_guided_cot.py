@@ -18,23 +18,6 @@ from lmcot.programs.signatures import Answer, Rationalize
 from lmcot.programs.voting import majority_vote
 
 
-class _Load:
-    """``LMGuidedCoT.load(OUT)`` (on the class) restores a compiled program folder (LMs rebuilt
-    from its saved config, API keys from the environment). On an instance with a file path,
-    ``program.load("p.json")`` is DSPy's ``Module.load``, which loads predictor state into the
-    existing program."""
-
-    def __get__(self, obj, objtype=None):
-        if obj is None:
-            def load(path, config=None):
-                from lmcot.program_io import load_program
-
-                return load_program(path, config)
-
-            return load
-        return dspy.Module.load.__get__(obj, objtype)
-
-
 class LMGuidedCoT(dspy.Module):
     """Rationalize on the small LM, then Answer on the large LM.
 
@@ -94,4 +77,11 @@ class LMGuidedCoT(dspy.Module):
         win = majority_vote(answers)
         return dspy.Prediction(rationale=rationales[win], answer=answers[win], rationales=rationales, answers=answers)
 
-    load = _Load()
+    @classmethod
+    def from_folder(cls, path, config=None) -> LMGuidedCoT:
+        """Restore a compiled program folder (``lmcot compile --out``): LMs rebuilt from its saved
+        config (or ``config``), API keys from the environment. (``program.load("p.json")`` stays
+        DSPy's ``Module.load``, which loads predictor state into an existing program.)"""
+        from lmcot.program_io import load_program
+
+        return load_program(path, config)

@@ -1,24 +1,40 @@
-"""Run calls concurrently while keeping DSPy's per-thread settings (``dspy.context``)."""
+"""The one thread-pool runner: calls run concurrently while keeping DSPy's per-thread settings
+(``dspy.context``, ``track_usage``), which live in a ContextVar that plain pool threads would not inherit."""
 
 from __future__ import annotations
 
 import contextvars
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from typing import Callable, Iterable, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def map_concurrently(fn: Callable[[T], R], items: Iterable[T], max_workers: int) -> list[R]:
-    """``[fn(x) for x in items]`` on a thread pool, results in input order. DSPy keeps settings such
-    as ``dspy.context(lm=...)`` in a ContextVar, which plain pool threads would not inherit."""
+def submit_in_context(pool: Executor, fn: Callable[..., R], *args) -> Future:
+    """``pool.submit(fn, *args)`` run inside a copy of the caller's context (DSPy settings included)."""
+    return pool.submit(contextvars.copy_context().run, fn, *args)
+
+
+def map_concurrently(fn: Callable[[T], R], items: Iterable[T], max_workers: int,
+                     on_result: Callable[[R], None] | None = None) -> list[R]:
+    """``[fn(x) for x in items]`` on a thread pool, results in input order. ``on_result`` is called
+    with each result as it completes (in completion order, e.g. to advance a progress bar). An
+    exception from ``fn`` propagates; the calls not yet started are then dropped."""
     items = list(items)
     if max_workers <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
+        results = []
+        for x in items:
+            results.append(fn(x))
+            if on_result is not None:
+                on_result(results[-1])
+        return results
     pool = ThreadPoolExecutor(max_workers=min(max_workers, len(items)))
     try:
-        futures = [pool.submit(contextvars.copy_context().run, fn, x) for x in items]
+        futures = {submit_in_context(pool, fn, x): i for i, x in enumerate(items)}
+        if on_result is not None:
+            for future in as_completed(futures):
+                on_result(future.result())
         return [f.result() for f in futures]
     finally:
         # On Ctrl-C or a failure, calls not yet started are dropped rather than run (and paid for).

@@ -95,7 +95,7 @@ def test_save_load_evaluate_gives_the_same_predictions(compiled_kd, oracle_serve
     import dspy
 
     from lmcot.config import load_config
-    from lmcot.evaluate import load_split
+    from lmcot.splits import load_split
     from lmcot.lms import build_lm
     from lmcot.optimizers import LMCoTCompiler
     from lmcot.program_io import load_program
@@ -114,7 +114,7 @@ def test_save_load_evaluate_gives_the_same_predictions(compiled_kd, oracle_serve
     assert base.small_lm is not compiled.small_lm, "compile must not mutate its input"
     assert base.small_lm.model != compiled.small_lm.model
     loaded = load_program(out)
-    assert LMGuidedCoT.load(out).small_lm.model == compiled.small_lm.model == loaded.small_lm.model
+    assert LMGuidedCoT.from_folder(out).small_lm.model == compiled.small_lm.model == loaded.small_lm.model
     with dspy.context(lm=None):
         for ex in valset[:4]:
             a, b = compiled(**ex.inputs()), loaded(**ex.inputs())

@@ -324,3 +324,15 @@ def test_changed_checkpoint_at_the_same_path_is_refused_on_load(tmp_path, scramb
         TransformersEngine.load_state(state)
     with pytest.raises(ValueError, match="changed since this program was saved"):
         dspy.LM.load_state(lm_state, allow_custom_lm_class=True)
+
+
+def test_small_lm_config_reads_back_what_build_lm_was_given(tiny_causal_path):
+    """The compiler takes the student's weights *and* settings from the program's LM (one source)."""
+    from lmcot.config import SmallLMConfig
+    from lmcot.lms import small_lm_config
+
+    cfg = SmallLMConfig(model=str(tiny_causal_path), device="cpu", dtype="float32", batch_size=3, max_tokens=17,
+                        max_input_tokens=99, temperature=0.4, seed=5, cache=False)
+    from lmcot.lms import build_lm
+
+    assert small_lm_config(build_lm(cfg)) == cfg

@@ -329,7 +329,7 @@ def test_save_program_keeps_no_secret_and_loads_back(program_config):
         if file.is_file():
             assert SECRET.encode() not in file.read_bytes(), f"secret written to {file}"
 
-    loaded = LMGuidedCoT.load(out)
+    loaded = LMGuidedCoT.from_folder(out)
     assert isinstance(loaded, LMGuidedCoT)
     assert loaded.num_samples == 3 and loaded.sample_temperature == 0.5
     assert loaded.small_lm is not None and loaded.small_lm.model == program.small_lm.model
@@ -348,7 +348,7 @@ def test_program_folder_can_be_moved(program_config, tmp_path):
                              build_lm(cfg.large_lm)), out, cfg)
     moved = tmp_path / "elsewhere"
     shutil.move(str(out), moved)
-    loaded = LMGuidedCoT.load(moved)
+    loaded = LMGuidedCoT.from_folder(moved)
     assert Path(loaded.small_lm.engine.model_id) == moved / "small_lm"
 
 
@@ -357,15 +357,15 @@ def test_loading_needs_the_key_variable(program_config, monkeypatch):
     save_program(LMGuidedCoT(build_lm(cfg.small_lm), build_lm(cfg.large_lm)), out, cfg)
     monkeypatch.delenv("LMCOT_TEST_KEY")
     with pytest.raises(ConfigError, match="LMCOT_TEST_KEY"):
-        LMGuidedCoT.load(out)
+        LMGuidedCoT.from_folder(out)
 
 
 def test_loading_something_that_is_not_a_program(tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(PROGRAM_FILE)):
-        LMGuidedCoT.load(tmp_path)
+        LMGuidedCoT.from_folder(tmp_path)
     (tmp_path / PROGRAM_FILE).write_text(json.dumps({"format": "other"}))
     with pytest.raises(ValueError, match="not an lmcot program"):
-        LMGuidedCoT.load(tmp_path)
+        LMGuidedCoT.from_folder(tmp_path)
 
 
 def test_answer_signature_has_the_rationale_input():

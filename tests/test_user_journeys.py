@@ -157,7 +157,7 @@ def test_ctrl_c_in_evaluate_says_nothing_was_written(oracle_server, tmp_path, mo
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lmcot.evaluate, "evaluate", interrupted)
+    monkeypatch.setattr(lmcot.evaluate, "run_evaluate", interrupted)
     result = invoke(["evaluate", "--set", f"large_lm.api_base={oracle_server.url}", "--out", str(tmp_path / "o")])
     assert result.exit_code == 130
     assert "interrupted:" in result.output and "cached" in result.output
@@ -181,7 +181,7 @@ def test_score_reads_evaluate_predictions(oracle_server, tiny_causal_path, tmp_p
     scored = [json.loads(line) for line in (out / "predictions.scores.jsonl").read_text().splitlines()]
     assert [r["method"] for r in scored] == ["cot"] * 3 + ["guided"] * 3  # standard writes no rationale
     # Each rationale is scored against the context evaluate gave it (same dev file, same truncation).
-    from lmcot.evaluate import context_token_counter, load_split
+    from lmcot.splits import context_token_counter, load_split
     from lmcot.score import run_score
 
     saved = json.loads((out / "config.json").read_text())
@@ -192,7 +192,7 @@ def test_score_reads_evaluate_predictions(oracle_server, tiny_causal_path, tmp_p
     explicit = tmp_path / "explicit.jsonl"
     explicit.write_text("".join(json.dumps({"id": r["id"], "question": r["question"], "context": context[r["id"]],
                                             "rationale": r["rationale"]}) + "\n" for r in rows if r["method"] == "cot"))
-    expected, _ = run_score(config_from_dict({}), explicit)
+    expected, _ = run_score(config_from_dict({}), explicit)  # the config `lmcot score` ran with
     assert [{k: v for k, v in r.items() if k != "method"} for r in scored[:3]] == expected
 
     # Without the config.json beside it, the file still names the way out in one line.
@@ -203,7 +203,8 @@ def test_score_reads_evaluate_predictions(oracle_server, tiny_causal_path, tmp_p
     [line] = error_lines(result)
     assert "alone.jsonl: line 4: missing field 'context'" in line and "config.json" in line
     # ... and --config with the dev set supplies the contexts.
-    result = invoke(["score", "--rationales", str(alone), "--set", f"data.dev={HOTPOT}"])
+    result = invoke(["score", "--rationales", str(alone), "--set", f"data.dev={HOTPOT}",
+                     "--set", f"small_lm.model={tiny_causal_path}"])
     assert result.exit_code == 0, result.output
 
 
