@@ -297,13 +297,10 @@ def _read_json(path: Path) -> Iterator[_Item]:
 
 
 def _read_jsonl(path: Path) -> Iterator[_Item]:
-    # split("\n"), not splitlines(): U+2028 may appear raw inside a JSON string.
-    for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
-        if line.strip():
-            try:
-                yield f"line {lineno}", json.loads(line)
-            except json.JSONDecodeError as e:
-                yield f"line {lineno}", DataError(f"{path}: line {lineno}: invalid JSON: {e.msg}")
+    from lmcot.jsonl import parse_jsonl
+
+    for lineno, value, error in parse_jsonl(_read_text(path)):
+        yield f"line {lineno}", DataError(f"{path}: line {lineno}: {error}") if error else value
 
 
 def _read_file(path: Path) -> Iterator[_Item]:

@@ -51,6 +51,26 @@ def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
             os.fsync(f.fileno())
 
 
+def parse_jsonl(data: str | bytes) -> Iterator[tuple[int, Any, str | None]]:
+    """The one JSONL parser: ``(line number, value, None)`` for each non-blank line, or
+    ``(line number, None, reason)`` (invalid JSON; with bytes, a line that is not UTF-8); callers
+    decide whether a bad line stops them. Bytes are decoded line by line, so the bad line is named.
+    Splits on "\n" only (not ``splitlines``): U+2028 may appear raw inside a JSON string."""
+    for lineno, line in enumerate(data.split(b"\n" if isinstance(data, bytes) else "\n"), start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError:
+                yield lineno, None, "not UTF-8 text; save the file as UTF-8"
+                continue
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line), None
+        except json.JSONDecodeError as exc:
+            yield lineno, None, f"invalid JSON ({exc.msg})"
+
+
 def read_jsonl(path: str | Path, *, repair: bool = False) -> Iterator[dict[str, Any]]:
     """Rows of a JSONL file. A last line without its newline is a torn write from a crash: it is
     skipped, and with ``repair=True`` cut off the file so that later appends start clean."""
@@ -62,10 +82,7 @@ def read_jsonl(path: str | Path, *, repair: bool = False) -> Iterator[dict[str, 
     if torn and repair:
         with path.open("r+b") as f:
             f.truncate(len(complete) + (1 if complete else 0))
-    for lineno, line in enumerate(complete.split(b"\n") if complete else [], start=1):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise JsonlError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
+    for lineno, value, error in parse_jsonl(complete):
+        if error:
+            raise JsonlError(f"{path}: line {lineno}: {error}")
+        yield value

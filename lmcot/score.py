@@ -46,33 +46,20 @@ def read_rationale_rows(path: Path, contexts: Callable[[], Mapping[str, Mapping[
     path = Path(path)
     if not path.is_file():
         raise ScoreInputError(f"{path}: no such file")
+    from lmcot.jsonl import parse_jsonl
+
     parsed = []
-    # Bytes, decoded line by line: a text-mode reader decodes ahead in blocks and cannot say which
-    # line is not UTF-8.
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ScoreInputError(f"{path}: line {lineno}: not UTF-8 text; save the file as UTF-8") from None
-            parsed.extend(_parse_line(path, lineno, line))
+    # Bytes, decoded line by line, so a line that is not UTF-8 is named.
+    for lineno, row, error in parse_jsonl(path.read_bytes()):
+        if error:
+            raise ScoreInputError(f"{path}: line {lineno}: {error}")
+        if not isinstance(row, dict):
+            raise ScoreInputError(f"{path}: line {lineno}: expected a JSON object")
+        parsed.append((lineno, row))
     rows = _complete_rows(path, parsed, contexts)
     if not rows:
         raise ScoreInputError(f"{path}: nothing to score (no row with a rationale)")
     return rows
-
-
-def _parse_line(path: Path, lineno: int, line: str) -> list[tuple[int, dict[str, Any]]]:
-    """``[(lineno, row)]`` for a JSON object line, ``[]`` for a blank one."""
-    if not line.strip():
-        return []
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ScoreInputError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
-    if not isinstance(row, dict):
-        raise ScoreInputError(f"{path}: line {lineno}: expected a JSON object")
-    return [(lineno, row)]
 
 
 def _complete_rows(path: Path, parsed: list[tuple[int, dict[str, Any]]],

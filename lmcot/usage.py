@@ -1,15 +1,52 @@
-"""Tokens and cost per method, read from the LMs' DSPy history.
+"""Tokens and cost of LM calls, read from DSPy's history entries: the one usage counter.
 
 DSPy records every call (with litellm's usage and, where litellm knows the model's price, its cost)
-in ``lm.history``. ``UsageMeter`` remembers which entries existed when it started and sums the new
-ones, so methods run one after another are billed separately.
+in ``lm.history`` / ``module.history``. ``dspy.track_usage`` is the public seam for tokens, but it
+records neither cost nor cache hits, so cost and call counts are read from the history entries here,
+and only here (``tests/test_usage.py`` pins the entry fields this relies on). ``UsageMeter`` remembers
+which entries existed when it started and sums the new ones, so methods run one after another are
+billed separately.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import dspy
+
+
+def count_calls(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """``{"calls", "cached_calls", "prompt_tokens", "completion_tokens", "cost"}`` of history entries;
+    ``cost`` is None when no paid call had a known price."""
+    part: dict[str, Any] = {"calls": 0, "cached_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": None}
+    for entry in entries:
+        part["calls"] += 1
+        usage = entry.get("usage") or {}
+        # DSPy answers a cached call with empty usage: it cost nothing this run.
+        if not usage:
+            part["cached_calls"] += 1
+        part["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
+        part["completion_tokens"] += int(usage.get("completion_tokens") or 0)
+        # A cached entry keeps the cost of the original call; this run did not pay it again.
+        if usage and entry.get("cost") is not None:
+            part["cost"] = (part["cost"] or 0.0) + float(entry["cost"])
+    return part
+
+
+def paid_cost(entries: Iterable[dict[str, Any]]) -> float | None:
+    """Cost of the calls that were paid this run (cache hits excluded); None when any paid call's
+    price is unknown."""
+    costs = [e.get("cost") for e in entries if e.get("usage")]
+    return None if any(c is None for c in costs) else float(sum(costs))
+
+
+def hit_max_tokens(entries: Iterable[dict[str, Any]]) -> bool:
+    """Did a call stop at max_tokens (``finish_reason == "length"``)?"""
+    for entry in entries:
+        choices = getattr(entry.get("response"), "choices", None) or []
+        if any(getattr(c, "finish_reason", None) == "length" for c in choices):
+            return True
+    return False
 
 
 class UsageMeter:
@@ -24,20 +61,7 @@ class UsageMeter:
                                  "cost": None, "by_model": {}}
         for lm in self.lms:
             seen = self._seen[id(lm)]
-            part = {"calls": 0, "cached_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": None}
-            for entry in lm.history:
-                if entry.get("uuid") in seen:
-                    continue
-                part["calls"] += 1
-                usage = entry.get("usage") or {}
-                # DSPy answers a cached call with empty usage: it cost nothing this run.
-                if not usage:
-                    part["cached_calls"] += 1
-                part["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
-                part["completion_tokens"] += int(usage.get("completion_tokens") or 0)
-                # A cached entry keeps the cost of the original call; this run did not pay it again.
-                if usage and entry.get("cost") is not None:
-                    part["cost"] = (part["cost"] or 0.0) + float(entry["cost"])
+            part = count_calls(e for e in lm.history if e.get("uuid") not in seen)
             total["by_model"][lm.model] = part
             for key in ("calls", "cached_calls", "prompt_tokens", "completion_tokens"):
                 total[key] += part[key]

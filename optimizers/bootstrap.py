@@ -22,10 +22,8 @@ versions are redone on resume.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import dspy
 from lmcot.config import KDConfig
 from lmcot.jsonl import append_jsonl, read_jsonl, write_json
 from lmcot.metrics.answer import answer_em, answer_f1
+from lmcot.programs.parallel import map_concurrently
 
 log = logging.getLogger(__name__)
 
@@ -85,24 +84,15 @@ def _sample_config(kd: KDConfig, sample: int) -> dict[str, Any]:
 
 
 def _usage_of(history: list[dict[str, Any]], tracked: dict[str, dict[str, Any]]) -> tuple[dict[str, int], Any, int]:
-    """(tokens, cost, new calls) of one sample. Tokens come from DSPy's usage tracker (which
+    """(tokens, cost, paid calls) of one sample. Tokens come from DSPy's usage tracker (which
     also counts calls whose answer failed to parse); cost from the predictor's own history (its
     entries are this sample's calls only, whatever other threads do); None when no price is known."""
+    from lmcot.usage import count_calls, paid_cost
+
     prompt = sum(int(u.get("prompt_tokens") or 0) for u in tracked.values())
     completion = sum(int(u.get("completion_tokens") or 0) for u in tracked.values())
-    # DSPy answers a cache hit with empty usage: no request was made, nothing was paid this run.
-    costs = [e.get("cost") for e in history if e.get("usage")]
-    cost = None if any(c is None for c in costs) else float(sum(costs))
-    return {"prompt": prompt, "completion": completion}, cost, len(costs)
-
-
-def _truncated(history: list[dict[str, Any]]) -> bool:
-    """Did a call stop at max_tokens? (Then a parse failure is a config problem, not the teacher's.)"""
-    for entry in history:
-        choices = getattr(entry.get("response"), "choices", None) or []
-        if any(getattr(c, "finish_reason", None) == "length" for c in choices):
-            return True
-    return False
+    calls = count_calls(history)
+    return {"prompt": prompt, "completion": completion}, paid_cost(history), calls["calls"] - calls["cached_calls"]
 
 
 def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig, *, retries: int = 3,
@@ -117,6 +107,7 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
 
     from lmcot.programs.signatures import AnswerDirectly
     from lmcot.reply_cache import parsed_reply
+    from lmcot.usage import hit_max_tokens
 
     gold = str(example.answer)
     row: dict[str, Any] = {"id": str(example.id), "sample": sample, "question": example.question}
@@ -163,7 +154,7 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
         from lmcot.redact import redact
 
         message = redact(f"{type(error).__name__}: " + " ".join(str(error).split())[:500])
-        if _truncated(predictor.history):
+        if hit_max_tokens(predictor.history):
             limit = teacher_lm.kwargs.get("max_tokens") or teacher_lm.kwargs.get("max_completion_tokens")
             message = f"truncated at the teacher's max_tokens ({limit}): raise it; {message}"
         elif isinstance(error, AdapterParseError):
@@ -226,32 +217,28 @@ def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDCo
     transient: list[str] = []
     with _progress(progress, len(todo)) as bar:
         task = bar.add_task("", total=len(todo))
-        pool = ThreadPoolExecutor(max_workers=max(1, min(kd.concurrency, len(todo) or 1)))
-        try:
-            def run(ex: Any, i: int) -> dict[str, Any]:
-                row = teacher_sample(ex, i, teacher_lm, kd, retries=retries, backoff_s=backoff_s)
-                append_jsonl(path, [row])  # on disk before anything else can go wrong
-                return row
 
-            # DSPy settings (dspy.context, track_usage) live in a ContextVar: copy it per task.
-            pending: set[Future] = {pool.submit(contextvars.copy_context().run, run, ex, i) for ex, i in todo}
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    try:
-                        row = fut.result()
-                    except _Transient as exc:
-                        from lmcot.redact import redact
+        def run(job: tuple[Any, int]) -> dict[str, Any] | _Transient:
+            try:
+                row = teacher_sample(job[0], job[1], teacher_lm, kd, retries=retries, backoff_s=backoff_s)
+            except _Transient as exc:
+                return exc
+            append_jsonl(path, [row])  # on disk before anything else can go wrong
+            return row
 
-                        transient.append(redact(str(exc)))
-                    else:
-                        new_rows.append(row)
-                        traces[(row["id"], row["sample"])] = row
-                    bar.update(task, advance=1, description=f"failed {sum(not r['ok'] for r in new_rows)}"
-                               f" transient {len(transient)}")
-        finally:
-            # On an error or Ctrl-C: drop the queued calls, let the running ones finish and be saved.
-            pool.shutdown(wait=True, cancel_futures=True)
+        def record(result: dict[str, Any] | _Transient) -> None:
+            if isinstance(result, _Transient):
+                from lmcot.redact import redact
+
+                transient.append(redact(str(result)))
+            else:
+                new_rows.append(result)
+                traces[(result["id"], result["sample"])] = result
+            bar.update(task, advance=1, description=f"failed {sum(not r['ok'] for r in new_rows)}"
+                       f" transient {len(transient)}")
+
+        # On an error or Ctrl-C the queued calls are dropped; the running ones finish and are saved.
+        map_concurrently(run, todo, max(1, kd.concurrency), on_result=record)
 
     ids = {str(ex.id) for ex in questions}
     current = [t for (qid, i), t in traces.items() if qid in ids and i < kd.num_samples]

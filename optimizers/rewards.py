@@ -33,7 +33,6 @@ the seq2seq loop produce the same keys, and ``reward == sum_i w_i * rewards/<nam
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import math
 import threading
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from lmcot.config import ASPECTS, REWARDS, RLConfig
+from lmcot.programs.parallel import submit_in_context
 
 log = logging.getLogger(__name__)
 
@@ -148,18 +148,14 @@ class RewardSet:
         answers are fetched concurrently."""
         rows = [dict(r, rationale=str(r.get("rationale", "")).strip()) for r in rows]
         out: dict[str, list[float]] = {}
-        aspect_job: Future | None = None
-        pool = None
-        if self.aspects:
-            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmcot-aspects")
-            aspect_rows = [{k: r[k] for k in ("question", "context", "rationale")} for r in rows]
-            aspect_job = pool.submit(contextvars.copy_context().run, self.scorer.score, aspect_rows, list(self.aspects))
-        try:
-            answer_scores = self.answer_f1(rows) if "answer_f1" in self.weights else None
-            scores = aspect_job.result() if aspect_job is not None else None
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True)
+        from lmcot.programs.parallel import map_concurrently
+
+        aspect_rows = [{k: r[k] for k in ("question", "context", "rationale")} for r in rows]
+        jobs = {"aspects": (lambda: self.scorer.score(aspect_rows, list(self.aspects))) if self.aspects else None,
+                "answer_f1": (lambda: self.answer_f1(rows)) if "answer_f1" in self.weights else None}
+        # Aspect scores are computed while the large-LM answers are fetched.
+        done = map_concurrently(lambda job: job() if job is not None else None, list(jobs.values()), 2)
+        scores, answer_scores = done
         if scores is not None:
             if len(scores) != len(rows):
                 raise ValueError(f"scorer returned {len(scores)} score rows for {len(rows)} rationales")
@@ -274,7 +270,7 @@ class RewardSet:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmcot-rewards")
                 rows = [{"question": q, "context": c, "answer": a, "rationale": r} for q, c, a, r in key]
-                fut = self._pool.submit(contextvars.copy_context().run, self._compute_batch, rows)
+                fut = submit_in_context(self._pool, self._compute_batch, rows)
                 self._shared[key] = fut
                 while len(self._shared) > _SHARED_BATCHES:
                     self._shared.popitem(last=False)

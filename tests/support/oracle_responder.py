@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmcot.jsonl import parse_jsonl
+
 FALLBACK = "I don't know"
 _JUDGE_RE = re.compile(r"answer\s+(?:with\s+)?yes\s+or\s+no", re.IGNORECASE)
 _REASON_FIELDS = {"reasoning", "rationale", "explanation", "thought", "thoughts"}
@@ -122,7 +124,7 @@ def load_examples(path: str | Path) -> list[OracleExample]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:  # JSONL
-        data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = [value for _, value, error in parse_jsonl(text) if not error]
     if isinstance(data, Mapping):
         data = data.get("data", [data])
     examples = [OracleExample.from_any(r) for r in data]
