@@ -257,6 +257,8 @@ class RLConfig(_Section):
     lora: bool = False
     lora_r: int = Field(16, gt=0)
     lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_target_modules: list[str] | str = "all-linear"
     save_steps: int = Field(50, gt=0)
     logging_steps: int = Field(1, gt=0)
     report_to: list[str] = ["tensorboard"]

@@ -39,6 +39,7 @@ from lmcot.config import KDConfig, SmallLMConfig
 from lmcot.data import DataError
 from lmcot.jsonl import write_json
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
+from lmcot.optimizers.training import last_checkpoint, lora_config
 from lmcot.programs.adapter import rationale_messages
 from lmcot.prompting import adds_special_tokens, render_prompt
 
@@ -145,21 +146,6 @@ def _read_marker(folder: Path) -> str | None:
         return None
 
 
-def _last_good_checkpoint(folder: Path) -> str | None:
-    """The newest ``checkpoint-N`` whose save finished (a kill mid-save leaves one without
-    ``trainer_state.json``, which the Trainer writes last)."""
-    if not folder.is_dir():
-        return None
-    steps = []
-    for p in folder.iterdir():
-        if p.is_dir() and p.name.startswith("checkpoint-") and p.name[11:].isdigit():
-            steps.append((int(p.name[11:]), p))
-    for _, p in sorted(steps, reverse=True):
-        if (p / "trainer_state.json").is_file():
-            return str(p)
-    return None
-
-
 def _common_args(kd: KDConfig, ckpt_dir: Path, small_cfg: SmallLMConfig) -> dict[str, Any]:
     import torch
 
@@ -178,14 +164,6 @@ def _common_args(kd: KDConfig, ckpt_dir: Path, small_cfg: SmallLMConfig) -> dict
     return args
 
 
-def _lora_config(kd: KDConfig, is_encoder_decoder: bool):
-    from peft import LoraConfig, TaskType
-
-    return LoraConfig(r=kd.lora_r, lora_alpha=kd.lora_alpha, lora_dropout=kd.lora_dropout,
-                      target_modules=kd.lora_target_modules,
-                      task_type=TaskType.SEQ_2_SEQ_LM if is_encoder_decoder else TaskType.CAUSAL_LM)
-
-
 def _train_causal(model, tokenizer, rows: list[dict], kd: KDConfig, args: dict[str, Any], callbacks: list):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -194,7 +172,7 @@ def _train_causal(model, tokenizer, rows: list[dict], kd: KDConfig, args: dict[s
                        dataset_num_proc=None, shuffle_dataset=False)
     trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, callbacks=callbacks,
-                         peft_config=_lora_config(kd, False) if kd.lora else None)
+                         peft_config=lora_config(kd, encoder_decoder=False) if kd.lora else None)
     return trainer
 
 
@@ -205,7 +183,7 @@ def _train_seq2seq(model, tokenizer, rows: list[dict], kd: KDConfig, args: dict[
     if kd.lora:
         from peft import get_peft_model
 
-        model = get_peft_model(model, _lora_config(kd, True))
+        model = get_peft_model(model, lora_config(kd, encoder_decoder=True))
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, padding=True)
     return Seq2SeqTrainer(model=model, args=Seq2SeqTrainingArguments(**args), train_dataset=Dataset.from_list(rows),
                           data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
@@ -275,7 +253,7 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
         trainer = build(model, tokenizer, rows, kd, args, [rich_progress("KD", "loss", progress)])
     # The rich bar shows the loss; the full logs go to train_log.json (and report_to).
     quiet_trainer(trainer)
-    resume = _last_good_checkpoint(ckpt_dir)
+    resume = last_checkpoint(ckpt_dir)
     if resume:
         log.info("KD: resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)

@@ -83,20 +83,6 @@ def _trainer_class(algorithm: str, max_input_tokens: int):
     return InferencePromptTrainer
 
 
-def _save_at_end():
-    from transformers import TrainerCallback
-
-    class SaveAtEnd(TrainerCallback):
-        """Checkpoint the last step too, so a rerun with a larger max_steps continues from it."""
-
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step >= state.max_steps:
-                control.should_save = True
-            return control
-
-    return SaveAtEnd()
-
-
 def _training_dtype(small_cfg: SmallLMConfig) -> str:
     # Master weights stay in float32 unless the user pinned a dtype: Adam updates on bf16 weights
     # lose small steps. On GPU, bf16 autocast (TrainingArguments.bf16) keeps it fast.
@@ -142,13 +128,6 @@ def _trainer_args(algorithm: str, rl: RLConfig, small_cfg: SmallLMConfig, out_di
     return RLOOConfig(**common)
 
 
-def _lora_config(rl: RLConfig):
-    from peft import LoraConfig
-
-    return LoraConfig(r=rl.lora_r, lora_alpha=rl.lora_alpha, target_modules="all-linear", lora_dropout=0.0,
-                      task_type="CAUSAL_LM")
-
-
 def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfig, small_cfg: SmallLMConfig,
                out_dir: Path, *, algorithm: str = "grpo") -> Path:
     """Train a causal student with TRL GRPO (``algorithm="grpo"``) or RLOO (``"rloo"``).
@@ -161,10 +140,10 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
 
     import torch
     from datasets import Dataset
-    from transformers.trainer_utils import get_last_checkpoint
 
     from lmcot.hf_engine import load_model_and_tokenizer, pick_device
     from lmcot.jsonl import write_json
+    from lmcot.optimizers.training import last_checkpoint, lora_config
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,10 +169,10 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
     args = _trainer_args(algorithm, rl, small_cfg, out_dir, device)
     args.reward_weights = weights
     trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=_lora_config(rl) if rl.lora else None,
-                          callbacks=[_save_at_end(), rich_progress("RL", "reward", value=rewards.progress_value)])
+                          processing_class=tokenizer, peft_config=lora_config(rl, encoder_decoder=False) if rl.lora else None,
+                          callbacks=[rich_progress("RL", "reward", value=rewards.progress_value)])
     quiet_trainer(trainer)  # the rich bar shows the reward; every component goes to train_log.json and report_to
-    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    last = last_checkpoint(args.output_dir)
     if last:
         log.info("resuming RL from %s", last)
     try:

@@ -135,15 +135,15 @@ def _load_policy(start_checkpoint: str, resume: Path | None, rl: RLConfig, small
     if not rl.lora:
         # Full fine-tuning resumes from the checkpoint's weights (saved with the KD tokenizer).
         return load_model_and_tokenizer(str(resume / "model") if resume is not None else start_checkpoint, **kw)
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import PeftModel, get_peft_model
+
+    from lmcot.optimizers.training import lora_config
 
     base, tokenizer, is_seq2seq = load_model_and_tokenizer(start_checkpoint, **kw)
     if resume is not None:
         model = PeftModel.from_pretrained(base, str(resume / "adapter"), is_trainable=True)
     else:
-        cfg = LoraConfig(r=rl.lora_r, lora_alpha=rl.lora_alpha, target_modules="all-linear", lora_dropout=0.0,
-                         task_type="SEQ_2_SEQ_LM")
-        model = get_peft_model(base, cfg)
+        model = get_peft_model(base, lora_config(rl, encoder_decoder=True))
     return model, tokenizer, is_seq2seq
 
 

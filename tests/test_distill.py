@@ -242,15 +242,16 @@ def test_rerun_resumes_from_checkpoint_and_reuses_finished_model(kept, causal_st
 
 
 def test_half_written_checkpoint_is_skipped(tmp_path):
-    from lmcot.optimizers.distill import _last_good_checkpoint
+    from lmcot.optimizers.training import last_checkpoint
 
     for step, complete in [(2, True), (4, True), (6, False)]:
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
         if complete:
             (folder / "trainer_state.json").write_text("{}")
-    assert _last_good_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
-    assert _last_good_checkpoint(tmp_path / "missing") is None
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert not (tmp_path / "checkpoint-6").exists(), "a torn save cannot be resumed: it is removed"
+    assert last_checkpoint(tmp_path / "missing") is None
 
 
 def test_no_kept_rationales_is_a_clear_error(tmp_path, causal_student):
