@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
+from lmcot.aspects import ASPECTS
 from lmcot.errors import UserError
 from lmcot.redact import is_secret_name, name_words, redact_tree, redact_url
 
@@ -198,24 +199,12 @@ class KDConfig(_Section):
     seed: int = Field(42, ge=0)
 
 
-ASPECTS = (
-    "factuality", "relevance", "logicality", "consistency",
-    "coherence", "fluency", "naturalness", "readability",
-)  # fmt: skip
 REWARDS = (*ASPECTS, "answer_f1")
 
-
-class RewardWeights(_Section):
-    # Every reward is "higher is better": a negative weight would train against the aspect.
-    factuality: float = Field(1.0, ge=0.0)
-    relevance: float = Field(1.0, ge=0.0)
-    logicality: float = Field(1.0, ge=0.0)
-    consistency: float = Field(1.0, ge=0.0)
-    coherence: float = Field(1.0, ge=0.0)
-    fluency: float = Field(1.0, ge=0.0)
-    naturalness: float = Field(1.0, ge=0.0)
-    readability: float = Field(1.0, ge=0.0)
-    answer_f1: float = Field(1.0, ge=0.0)
+# One weight per reward, each 1.0 by default; the aspects come from the one table (lmcot.aspects).
+# Every reward is "higher is better": a negative weight would train against the aspect.
+RewardWeights = create_model("RewardWeights", __base__=_Section,
+                             **{name: (float, Field(1.0, ge=0.0)) for name in REWARDS})
 
 
 class RationaleMetricsConfig(_Section):

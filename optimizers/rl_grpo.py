@@ -34,6 +34,7 @@ from typing import Any
 
 from lmcot.config import ConfigError, RLConfig, SmallLMConfig
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
+from lmcot.prompting import adds_special_tokens
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,6 @@ def completions_per_step(rl: RLConfig) -> int:
     """``rl.batch_size`` rounded up to a multiple of ``rl.num_generations`` (TRL needs whole groups)."""
     g = rl.num_generations
     return max(g, -(-rl.batch_size // g) * g)
-
-
-def engine_adds_special_tokens(tokenizer: Any, is_encoder_decoder: bool) -> bool:
-    """The rule ``TransformersEngine.generate`` uses (``lmcot.prompting.adds_special_tokens``)."""
-    from lmcot.prompting import adds_special_tokens
-
-    return adds_special_tokens(tokenizer, is_encoder_decoder)
 
 
 def build_prompt_rows(trainset: list[dict[str, Any]], tokenizer: Any, is_encoder_decoder: bool) -> list[dict[str, Any]]:
@@ -76,7 +70,7 @@ def _trainer_class(algorithm: str, max_input_tokens: int):
                 return super()._tokenize_prompts(prompts)
             tok = self.processing_class
             tok.truncation_side = "left"  # cut old context, never the question (as at inference)
-            ids = tok(text=prompts, add_special_tokens=engine_adds_special_tokens(tok, False), truncation=True,
+            ids = tok(text=prompts, add_special_tokens=adds_special_tokens(tok, False), truncation=True,
                       max_length=max_input_tokens)["input_ids"]
             return ids, None, {}
 

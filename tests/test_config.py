@@ -257,3 +257,17 @@ def test_rationale_metric_backends_fill_in_and_refuse_unknown_aspects():
     assert len(cfg.rationale_metrics.backends) == 8
     with pytest.raises(ConfigError, match="rationale_metrics.backends"):
         load_config(None, ["rationale_metrics.backends={factualty: judge}"])
+
+
+def test_the_aspect_table_drives_config_judge_and_cheap_scorers():
+    """Adding an aspect is one row in lmcot.aspects.TABLE: everything else is derived from it."""
+    from lmcot.aspects import ASPECTS, TABLE
+    from lmcot.config import REWARDS, LMCoTConfig
+    from lmcot.metrics.rationale.cheap import CHEAP_SCORERS
+    from lmcot.metrics.rationale.judge import ASPECT_QUESTIONS
+
+    cfg = LMCoTConfig()
+    assert ASPECTS == tuple(a.name for a in TABLE) and REWARDS == (*ASPECTS, "answer_f1")
+    assert list(cfg.rl.weights.model_dump()) == list(REWARDS)
+    assert list(cfg.rationale_metrics.backends) == list(ASPECTS)
+    assert list(ASPECT_QUESTIONS) == list(CHEAP_SCORERS) == list(ASPECTS)

@@ -4,7 +4,8 @@ reference-free formulas (``cheap.py`` documents every formula in one table).
     from lmcot.metrics.rationale import RationaleScorer, summarize, ASPECT_DEFINITIONS
 """
 
-from .aspects import ASPECT_DEFINITIONS
+from lmcot.aspects import ASPECT_DEFINITIONS
+
 from .scorer import LEXICAL, RationaleScorer, backend_name, context_sentences_of, reference_lm_for, summarize
 
 __all__ = ["ASPECT_DEFINITIONS", "LEXICAL", "RationaleScorer", "backend_name", "context_sentences_of",

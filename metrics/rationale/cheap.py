@@ -53,6 +53,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from lmcot.aspects import TABLE
+
 from .text import (
     conclusion_span,
     content_stems,
@@ -322,13 +324,5 @@ def logicality(question: str, context_sentences: Sequence[str], rationale: str) 
 
 
 # Aspect -> scorer. fluency/naturalness take ``lm=``, relevance/coherence take ``embedder=``.
-CHEAP_SCORERS: dict[str, Callable[..., float]] = {
-    "factuality": factuality,
-    "relevance": relevance,
-    "logicality": logicality,
-    "consistency": consistency,
-    "coherence": coherence,
-    "fluency": fluency,
-    "naturalness": naturalness,
-    "readability": readability,
-}
+# From the one aspect table (lmcot.aspects): each row names its scorer among the functions above.
+CHEAP_SCORERS: dict[str, Callable[..., float]] = {a.name: globals()[a.cheap_scorer] for a in TABLE}

@@ -31,24 +31,14 @@ from typing import Any
 
 import dspy
 
-from lmcot.config import ASPECTS
+from lmcot.aspects import JUDGE_QUESTIONS
 from lmcot.prompting import adds_special_tokens
 
 log = logging.getLogger(__name__)
 
 ANSWER_INSTRUCTION = "Answer with Yes or No."
 
-ASPECT_QUESTIONS: dict[str, str] = {
-    "factuality": "Are all claims in the rationale supported by the context?",
-    "relevance": "Is the rationale relevant to the question, using only information that helps answer it?",
-    "logicality": "Is the reasoning in the rationale logical, with each step following from the previous ones?",
-    "consistency": "Is the rationale free of contradictions, both among its own statements and with the context?",
-    "coherence": "Is the rationale coherent, with its sentences connected and in a sensible order?",
-    "fluency": "Is the rationale written in fluent, grammatical English?",
-    "naturalness": "Does the rationale read naturally, like text a person would write?",
-    "readability": "Is the rationale easy to read and understand?",
-}
-assert tuple(ASPECT_QUESTIONS) == ASPECTS, "one judge question per aspect, in config order"
+ASPECT_QUESTIONS = JUDGE_QUESTIONS  # from the one aspect table (lmcot.aspects)
 
 _SYSTEM = (
     "You are a strict grader of rationales written for multi-hop questions. You are shown a "
