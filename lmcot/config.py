@@ -61,6 +61,14 @@ class _Section(BaseModel):
                               hide_input_in_errors=True, allow_inf_nan=False)
 
 
+def _no_secrets(value: dict[str, Any]) -> dict[str, Any]:
+    # The config is printed and saved beside every result, so a credential must never be in it.
+    bad = sorted(_secret_keys(value))
+    if bad:
+        raise ValueError(f"secrets do not belong in the config ({', '.join(bad)}); put them in the environment")
+    return value
+
+
 class LMConfig(_Section):
     """A language model in either role. ``backend`` says how it is reached:
 
@@ -197,6 +205,10 @@ class KDConfig(_Section):
     logging_steps: int = Field(10, gt=0)
     report_to: list[str] = ["tensorboard"]
     seed: int = Field(42, ge=0)
+    trainer_args: dict[str, Any] = Field(default_factory=dict, description="other SFTConfig (causal) or "
+                                         "Seq2SeqTrainingArguments (encoder-decoder) settings, merged over lmcot's")
+
+    _no_secrets_in_trainer_args = field_validator("trainer_args")(_no_secrets)
 
 
 REWARDS = (*ASPECTS, "answer_f1")
@@ -253,6 +265,10 @@ class RLConfig(_Section):
     report_to: list[str] = ["tensorboard"]
     seed: int = Field(42, ge=0)
     train_limit: int | None = Field(None, gt=0)
+    trainer_args: dict[str, Any] = Field(default_factory=dict, description="other GRPOConfig / RLOOConfig settings, "
+                                         "merged over lmcot's (TRL algorithms only)")
+
+    _no_secrets_in_trainer_args = field_validator("trainer_args")(_no_secrets)
 
 
 class LMCoTConfig(_Section):

@@ -58,6 +58,13 @@ class LMCoTCompiler:
         from lmcot.preflight import check_out_dir
 
         check_out_dir(self.out)  # before the first paid call
+        if cfg.kd.trainer_args or cfg.rl.trainer_args:
+            from lmcot.hf_engine import is_encoder_decoder
+            from lmcot.optimizers.training import check_all_trainer_args
+
+            # Before the first paid call: a typo in a trainer setting must not wait for training.
+            check_all_trainer_args(cfg, is_encoder_decoder(run.student.model, trust_remote_code=run.student.trust_remote_code,
+                                                           revision=run.student.revision))
         configure_cache(cfg.cache_dir)  # teacher, answer and judge calls are cached on disk
         self.out.mkdir(parents=True, exist_ok=True)
         checkpoint = run.student.model

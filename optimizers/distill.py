@@ -39,7 +39,7 @@ from lmcot.config import KDConfig, SmallLMConfig
 from lmcot.data import DataError
 from lmcot.jsonl import write_json
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
-from lmcot.optimizers.training import last_checkpoint, lora_config
+from lmcot.optimizers.training import last_checkpoint, lora_config, trainer_config
 from lmcot.programs.adapter import rationale_messages
 from lmcot.prompting import adds_special_tokens, render_prompt
 
@@ -168,8 +168,9 @@ def _train_causal(model, tokenizer, rows: list[dict], kd: KDConfig, args: dict[s
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    config = SFTConfig(**args, max_length=kd.max_length, completion_only_loss=True, packing=False,
-                       dataset_num_proc=None, shuffle_dataset=False)
+    config = trainer_config(SFTConfig, {**args, "max_length": kd.max_length, "completion_only_loss": True,
+                                        "packing": False, "dataset_num_proc": None, "shuffle_dataset": False},
+                            kd.trainer_args, "kd.trainer_args")
     trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, callbacks=callbacks,
                          peft_config=lora_config(kd, encoder_decoder=False) if kd.lora else None)
@@ -185,7 +186,8 @@ def _train_seq2seq(model, tokenizer, rows: list[dict], kd: KDConfig, args: dict[
 
         model = get_peft_model(model, lora_config(kd, encoder_decoder=True))
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, padding=True)
-    return Seq2SeqTrainer(model=model, args=Seq2SeqTrainingArguments(**args), train_dataset=Dataset.from_list(rows),
+    config = trainer_config(Seq2SeqTrainingArguments, args, kd.trainer_args, "kd.trainer_args")
+    return Seq2SeqTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                           data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
 
 

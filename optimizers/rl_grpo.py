@@ -113,13 +113,11 @@ def _trainer_args(algorithm: str, rl: RLConfig, small_cfg: SmallLMConfig, out_di
         remove_unused_columns=False,
         disable_tqdm=True,  # lmcot's rich bar instead (see optimizers/progress.py)
     )
-    if algorithm == "grpo":
-        from trl import GRPOConfig
+    from trl import GRPOConfig, RLOOConfig
 
-        return GRPOConfig(**common)
-    from trl import RLOOConfig
+    from lmcot.optimizers.training import trainer_config
 
-    return RLOOConfig(**common)
+    return trainer_config(GRPOConfig if algorithm == "grpo" else RLOOConfig, common, rl.trainer_args, "rl.trainer_args")
 
 
 def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfig, small_cfg: SmallLMConfig,

@@ -31,3 +31,46 @@ def last_checkpoint(folder: str | Path) -> str | None:
             return last
         shutil.rmtree(last, ignore_errors=True)
     return None
+
+
+def trainer_config(config_cls, args: dict[str, Any], extra: dict[str, Any], key: str):
+    """``config_cls(**args)`` with the user's ``extra`` settings (``kd.trainer_args`` /
+    ``rl.trainer_args``) merged over lmcot's own, so any TRL / transformers setting passes through
+    without a config field of its own. A key the class does not take is a ConfigError naming it."""
+    check_trainer_args(config_cls, extra, key)
+    return config_cls(**{**args, **extra})
+
+
+def check_trainer_args(config_cls, extra: dict[str, Any], key: str) -> None:
+    import dataclasses
+
+    from lmcot.config import ConfigError
+
+    known = {f.name for f in dataclasses.fields(config_cls) if f.init}
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}: not a setting of {config_cls.__name__}")
+
+
+def check_all_trainer_args(config, encoder_decoder: bool) -> None:
+    """Before any paid call: every ``kd.trainer_args`` / ``rl.trainer_args`` key names a setting of
+    the trainer config it will be merged into."""
+    if config.kd.trainer_args and "kd" in config.stages:
+        if encoder_decoder:
+            from transformers import Seq2SeqTrainingArguments as kd_cls
+        else:
+            from trl import SFTConfig as kd_cls
+        check_trainer_args(kd_cls, config.kd.trainer_args, "kd.trainer_args")
+    if config.rl.trainer_args and "rl" in config.stages:
+        from lmcot.optimizers.rl import choose_algorithm
+
+        algorithm = choose_algorithm(config.rl.algorithm, encoder_decoder)
+        if algorithm not in ("grpo", "rloo"):
+            from lmcot.config import ConfigError
+
+            raise ConfigError(f"rl.trainer_args: {algorithm} is lmcot's own loop, not a TRL trainer; "
+                              "trainer_args apply to rl.algorithm grpo and rloo")
+        from trl import GRPOConfig, RLOOConfig
+
+        check_trainer_args(GRPOConfig if algorithm == "grpo" else RLOOConfig, config.rl.trainer_args,
+                           "rl.trainer_args")
