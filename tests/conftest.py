@@ -24,10 +24,7 @@ for key, value in {
     os.environ.setdefault(key, value)
 
 import pytest  # noqa: E402
-
-FIXTURES = Path(__file__).parent / "fixtures"
-HOTPOT = FIXTURES / "hotpotqa_dev_slice.json"
-TWOWIKI = FIXTURES / "2wiki_dev_slice.json"
+from support.paths import HOTPOT, TWOWIKI  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -68,6 +65,12 @@ def tiny_seq2seq_path(tiny_models_dir) -> Path:
     return build_tiny_seq2seq(tiny_models_dir / "t5")
 
 
+def _session_cache() -> None:
+    import dspy
+
+    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=os.environ["DSPY_CACHEDIR"])
+
+
 @pytest.fixture()
 def fresh_cache(tmp_path):
     """Point DSPy's disk cache at a fresh folder (and memory cache off) for tests that count calls."""
@@ -75,5 +78,19 @@ def fresh_cache(tmp_path):
 
     dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(tmp_path / "dspy"))
     yield tmp_path / "dspy"
-    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True,
-                         disk_cache_dir=os.environ["DSPY_CACHEDIR"])
+    _session_cache()
+
+
+@pytest.fixture()
+def restore_dspy_cache():
+    """Code under test (``configure_cache``) points DSPy's process-wide cache elsewhere: put the
+    session's back after the test."""
+    yield
+    _session_cache()
+
+
+@pytest.fixture(scope="module")
+def restore_dspy_cache_after_module():
+    """``restore_dspy_cache`` for modules whose module-scoped fixtures reconfigure the cache."""
+    yield
+    _session_cache()

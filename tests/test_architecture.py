@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 import pytest
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {"lmcot.cli", "lmcot.evaluate", "lmcot.score"}
 LIBRARY = [p for d in ("programs", "optimizers", "metrics", "lmcot") for p in sorted((ROOT / d).rglob("*.py"))
            if p.relative_to(ROOT).as_posix() not in {"lmcot/cli.py", "lmcot/evaluate.py", "lmcot/score.py"}]

@@ -24,8 +24,8 @@ from lmcot.config import KDConfig, LargeLMConfig
 from lmcot.jsonl import read_jsonl
 from support.oracle_responder import OracleResponder, message_text
 from support.oracle_server import OracleServer
+from support.paths import HOTPOT
 
-HOTPOT = Path(__file__).parent / "fixtures" / "hotpotqa_dev_slice.json"
 FIELDS = {"id", "sample", "question", "rationale", "answer", "gold", "em", "f1", "ok", "error", "tokens", "cost"}
 
 
@@ -34,21 +34,6 @@ def examples():
     from lmcot.data import load_examples
 
     return load_examples("hotpotqa", str(HOTPOT), limit=8).examples
-
-
-@pytest.fixture()
-def cache(tmp_path):
-    """A fresh DSPy disk cache for this test (memory cache off, so nothing leaks between runs)."""
-    import dspy
-
-    from lmcot.lms import configure_cache
-
-    configure_cache(tmp_path / "cache")
-    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False,
-                         disk_cache_dir=str(tmp_path / "cache" / "dspy"))
-    yield tmp_path / "cache"
-    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True,
-                         disk_cache_dir=os.environ.get("DSPY_CACHEDIR", str(tmp_path / "cache")))
 
 
 def teacher(srv: OracleServer, model: str = "openai/oracle", **kw):
@@ -89,7 +74,7 @@ def requests_per_question(srv: OracleServer, examples, model: str | None = None)
     return counts
 
 
-def test_traces_written_best_kept_and_summary(examples, cache, tmp_path):
+def test_traces_written_best_kept_and_summary(examples, fresh_cache, tmp_path):
     trainset = examples[:4]
     with OracleServer(OracleResponder([e.toDict() for e in trainset])) as srv:
         # A priced model name: litellm's local price list gives each call a real cost.
@@ -124,7 +109,7 @@ def test_traces_written_best_kept_and_summary(examples, cache, tmp_path):
     assert summary["seconds"] > 0
 
 
-def test_wrong_answers_are_filtered(examples, cache, tmp_path):
+def test_wrong_answers_are_filtered(examples, fresh_cache, tmp_path):
     trainset = examples[:6]
     with OracleServer(OracleResponder([e.toDict() for e in trainset], wrong_rate=0.5, seed=3)) as srv:
         result = run(trainset, teacher(srv), kd_cfg(num_samples=4, keep="all"), tmp_path / "kd")
@@ -169,7 +154,7 @@ def test_select_kept_is_deterministic_and_breaks_ties():
             ("a", 1), ("a", 2), ("a", 3), ("b", 2), ("d", 1), ("d", 2)]
 
 
-def test_unparseable_answer_is_retried_never_recorded_and_recovered_on_rerun(examples, cache, tmp_path):
+def test_unparseable_answer_is_retried_never_recorded_and_recovered_on_rerun(examples, fresh_cache, tmp_path):
     """A garbled reply is asked again (3 tries), never cached and never recorded as final: a rerun
     against a healthy server asks the teacher again and gets the sample (issue 7, item 2)."""
     trainset = examples[:3]
@@ -194,7 +179,7 @@ def test_unparseable_answer_is_retried_never_recorded_and_recovered_on_rerun(exa
         assert bad.id in {k["id"] for k in again.kept}
 
 
-def test_parse_failures_recorded_by_older_versions_are_redone(examples, cache, tmp_path):
+def test_parse_failures_recorded_by_older_versions_are_redone(examples, fresh_cache, tmp_path):
     from lmcot.jsonl import append_jsonl
 
     trainset = examples[:1]
@@ -211,7 +196,7 @@ def test_parse_failures_recorded_by_older_versions_are_redone(examples, cache, t
         assert again.summary["resumed_samples"] == 1 and again.summary["kept_examples"] == 1
 
 
-def test_answer_cut_off_at_max_tokens_is_reported_as_truncated(examples, cache, tmp_path):
+def test_answer_cut_off_at_max_tokens_is_reported_as_truncated(examples, fresh_cache, tmp_path):
     from lmcot.lms import build_lm
 
     trainset = examples[:1]
@@ -224,7 +209,7 @@ def test_answer_cut_off_at_max_tokens_is_reported_as_truncated(examples, cache, 
     assert result.summary["truncated_samples"] == 2 and result.kept == []
 
 
-def test_rate_limits_are_retried(examples, cache, tmp_path):
+def test_rate_limits_are_retried(examples, fresh_cache, tmp_path):
     trainset = examples[:2]
     with OracleServer(OracleResponder([e.toDict() for e in trainset])) as srv:
         srv.fail_next(2, 429)
@@ -235,7 +220,7 @@ def test_rate_limits_are_retried(examples, cache, tmp_path):
     assert all(r["ok"] for r in lines(tmp_path / "kd" / "traces.jsonl"))
 
 
-def test_persistent_server_errors_are_counted_not_recorded_then_retried(examples, cache, tmp_path):
+def test_persistent_server_errors_are_counted_not_recorded_then_retried(examples, fresh_cache, tmp_path):
     trainset = examples[:2]
     with OracleServer(OracleResponder([e.toDict() for e in trainset])) as srv:
         srv.fail_next(1000, 503)
@@ -253,7 +238,7 @@ def test_persistent_server_errors_are_counted_not_recorded_then_retried(examples
     assert len(lines(tmp_path / "kd" / "traces.jsonl")) == 4 and len(again.kept) == 2
 
 
-def test_timeouts_are_transient(examples, cache, tmp_path):
+def test_timeouts_are_transient(examples, fresh_cache, tmp_path):
     trainset = examples[:1]
     with OracleServer(OracleResponder([e.toDict() for e in trainset])) as srv:
         srv.delay = 1.5
@@ -262,7 +247,7 @@ def test_timeouts_are_transient(examples, cache, tmp_path):
     assert result.summary["transient_errors"] == 1 and result.summary["recorded_samples"] == 0
 
 
-def test_fatal_error_stops_the_run_without_recording_failures(examples, cache, tmp_path):
+def test_fatal_error_stops_the_run_without_recording_failures(examples, fresh_cache, tmp_path):
     """A rejected key fails every call: the run stops with that error instead of writing a
     failed row per sample (which a rerun with a fixed key would then skip)."""
     from dspy.utils.exceptions import LMAuthError
@@ -280,7 +265,7 @@ def test_fatal_error_stops_the_run_without_recording_failures(examples, cache, t
     assert again.summary["new_samples"] == 6 and again.summary["failed_samples"] == 0
 
 
-def test_resume_never_repeats_a_finished_sample(examples, cache, tmp_path):
+def test_resume_never_repeats_a_finished_sample(examples, fresh_cache, tmp_path):
     trainset = examples[:6]
     out = tmp_path / "kd"
     with OracleServer(OracleResponder([e.toDict() for e in trainset])) as srv:
@@ -296,7 +281,7 @@ def test_resume_never_repeats_a_finished_sample(examples, cache, tmp_path):
     assert len(keys) == len(set(keys)) == 12
 
 
-def test_torn_last_line_is_repaired_and_its_sample_redone(examples, cache, tmp_path):
+def test_torn_last_line_is_repaired_and_its_sample_redone(examples, fresh_cache, tmp_path):
     trainset = examples[:2]
     out = tmp_path / "kd"
     with OracleServer(OracleResponder([e.toDict() for e in trainset])) as srv:
@@ -331,7 +316,7 @@ bootstrap_traces(examples, lm, KDConfig(num_samples=2, temperature=0.7, concurre
 """
 
 
-def test_killed_run_resumes_without_duplicates_or_repeated_calls(examples, cache, tmp_path):
+def test_killed_run_resumes_without_duplicates_or_repeated_calls(examples, fresh_cache, tmp_path):
     """SIGKILL a bootstrap process mid-run, then finish in this process. The rerun uses another
     model name (so DSPy's cache cannot answer for it): every request it makes is visible, and for
     each question it must ask exactly for the samples the killed run had not recorded."""

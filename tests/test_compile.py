@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from support.paths import HOTPOT, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-HOTPOT = ROOT / "tests" / "fixtures" / "hotpotqa_dev_slice.json"
 
 
 def _overrides(server, tmp_path: Path, student: Path, stages: str = "kd", train_limit: int = 12) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from support.paths import ROOT
 
 from lmcot.config import ConfigError, LargeLMConfig, LMCoTConfig, config_from_dict, load_config
 
@@ -271,3 +272,33 @@ def test_the_aspect_table_drives_config_judge_and_cheap_scorers():
     assert list(cfg.rl.weights.model_dump()) == list(REWARDS)
     assert list(cfg.rationale_metrics.backends) == list(ASPECTS)
     assert list(ASPECT_QUESTIONS) == list(CHEAP_SCORERS) == list(ASPECTS)
+
+
+@pytest.mark.parametrize("override", [
+    "large_lm.extra.extra_headers.Authorization=Bearer sk-LEAK",
+    "large_lm.extra.aws_secret_access_key=LEAK",
+    "kd.teacher.extra.access_token=LEAK",
+])
+def test_credentials_anywhere_in_extra_are_refused(override):
+    from lmcot.config import ConfigError, load_config
+
+    cfg_args = [override] + (["kd.teacher.model=openai/x"] if override.startswith("kd.") else [])
+    with pytest.raises(ConfigError, match="secrets do not belong"):
+        load_config(None, cfg_args)
+
+
+def test_ordinary_extra_keys_are_fine():
+    from lmcot.config import load_config
+
+    cfg = load_config(None, ["large_lm.extra.max_completion_tokens=5", "large_lm.extra.frequency_penalty=0.1"])
+    assert cfg.large_lm.extra == {"max_completion_tokens": 5, "frequency_penalty": 0.1}
+
+
+@pytest.mark.parametrize("name", ["quickstart.yaml", "hotpotqa.yaml"])
+def test_shipped_configs_validate(name):
+    from lmcot.config import load_config
+
+    cfg = load_config(ROOT / "configs" / name)
+    assert cfg.stages == ["kd", "rl"]
+    if name == "quickstart.yaml":
+        assert (ROOT / cfg.data.train).is_file() and (ROOT / cfg.data.dev).is_file()

@@ -18,10 +18,8 @@ from lmcot.data import (
     load_examples,
     truncate_paragraphs,
 )
+from support.paths import HOTPOT, TWOWIKI
 
-FIXTURES = Path(__file__).parent / "fixtures"
-HOTPOT = FIXTURES / "hotpotqa_dev_slice.json"
-TWOWIKI = FIXTURES / "2wiki_dev_slice.json"
 
 
 def _records(path: Path) -> list[dict[str, Any]]:

@@ -17,8 +17,8 @@ import pytest
 
 from lmcot.config import KDConfig, SmallLMConfig
 from lmcot.metrics.answer import answer_f1
+from support.paths import HOTPOT
 
-HOTPOT = Path(__file__).parent / "fixtures" / "hotpotqa_dev_slice.json"
 # Short contexts and rationales keep each training run to seconds on one CPU core.
 MAX_CONTEXT_TOKENS = 30
 RATIONALE_WORDS = 12

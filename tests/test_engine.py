@@ -336,3 +336,35 @@ def test_small_lm_config_reads_back_what_build_lm_was_given(tiny_causal_path):
     from lmcot.lms import build_lm
 
     assert small_lm_config(build_lm(cfg)) == cfg
+
+
+def test_seeded_sampled_requests_are_not_batched_together(tiny_causal_path):
+    """One torch seed for a whole batch would make a seeded sample depend on its batch-mates."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lmcot.hf_engine import TransformersEngine
+
+    engine = TransformersEngine(str(tiny_causal_path), batch_size=8, batch_wait_ms=50)
+    calls: list[int] = []
+    original = engine.generate
+
+    def counting(prompts, *args, **kwargs):
+        calls.append(len(prompts))
+        return original(prompts, *args, **kwargs)
+
+    engine.generate = counting
+    from lmcot.hf_engine import _Job
+
+    def submit(i: int):
+        return engine._submit(_Job(f"prompt {i}", (0.8, None, None, 4, 7, ())))
+
+    with ThreadPoolExecutor(6) as pool:
+        outs = list(pool.map(submit, range(6)))
+    assert calls == [1] * 6
+    # Same seed, same prompt -> same text however the requests arrived.
+    again = engine._submit(_Job("prompt 3", (0.8, None, None, 4, 7, ())))
+    assert again[0] == outs[3][0]
+    calls.clear()
+    with ThreadPoolExecutor(6) as pool:  # greedy requests still share one generate
+        list(pool.map(lambda i: engine._submit(_Job(f"prompt {i}", (0.0, None, None, 4, None, ()))), range(6)))
+    assert len(calls) < 6

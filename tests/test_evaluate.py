@@ -15,20 +15,15 @@ from typer.testing import CliRunner
 from lmcot.cli import app
 from lmcot.metrics import answer_em, answer_f1
 from lmcot.usage import UsageMeter
+from support.paths import HOTPOT, TWOWIKI
 
-FIXTURES = Path(__file__).parent / "fixtures"
-HOTPOT = FIXTURES / "hotpotqa_dev_slice.json"
-TWOWIKI = FIXTURES / "2wiki_dev_slice.json"
 SECRET = "sk-test-SECRET123"
 KEY_VAR = "LMCOT_TEST_EVAL_KEY"
 N = 20
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _restore_dspy_cache():
-    """``evaluate`` points DSPy's process-wide cache at its cache_dir: put the session's back after."""
-    yield
-    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=os.environ["DSPY_CACHEDIR"])
+# ``evaluate`` points DSPy's process-wide cache at its cache_dir: the session's comes back after.
+pytestmark = pytest.mark.usefixtures("restore_dspy_cache_after_module")
 
 
 @pytest.fixture(scope="module")

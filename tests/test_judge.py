@@ -7,7 +7,6 @@ import json
 import math
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +21,8 @@ from lmcot.metrics.rationale.judge import (
     judge_messages,
 )
 from support import OracleResponder, OracleServer, load_examples
+from support.paths import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 ROW = {
     "question": "Were Scott Derrickson and Ed Wood of the same nationality?",
     "context": "Scott Derrickson: Scott Derrickson is an American director.\nEd Wood: Ed Wood was an American filmmaker.",
@@ -32,7 +31,7 @@ ROW = {
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _fresh_cache(tmp_path_factory):
+def _fresh_cache(tmp_path_factory, restore_dspy_cache_after_module):
     """One DSPy disk cache for this module (opening one costs ~0.8 s). DSPy's cache key ignores
     ``api_base``, so each test names its judge differently (``judge_lm``) to keep entries apart."""
     configure_cache(tmp_path_factory.mktemp("dspy-cache"))

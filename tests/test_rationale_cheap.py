@@ -31,8 +31,9 @@ from lmcot.metrics.rationale.cheap import (
     relevance,
 )
 from lmcot.metrics.rationale.text import conclusion_span, split_sentences, syllables
+from support.paths import HOTPOT as HOTPOT_PATH
 
-HOTPOT = json.loads((Path(__file__).parent / "fixtures" / "hotpotqa_dev_slice.json").read_text(encoding="utf-8"))
+HOTPOT = json.loads(HOTPOT_PATH.read_text(encoding="utf-8"))
 TRAIN_RECORDS = 30  # the reference LM learns from these records' contexts; fluency is tested on the rest
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-from pathlib import Path
 
 import pytest
 from support.rl_helpers import (
@@ -35,7 +34,7 @@ ORACLE_DATA = [
 
 
 @pytest.fixture()
-def answer_server(tmp_path):
+def answer_server(tmp_path, restore_dspy_cache):
     """The oracle large LM on 127.0.0.1 and a DSPy cache in tmp (so every call reaches the server)."""
     from lmcot.lms import build_lm, configure_cache
     from support.oracle_responder import OracleResponder
@@ -47,10 +46,6 @@ def answer_server(tmp_path):
         yield srv, build_lm(LargeLMConfig(model="openai/oracle", api_base=srv.url, num_retries=0))
     finally:
         srv.stop()
-        import dspy
-
-        dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True,
-                             disk_cache_dir=os.environ.get("DSPY_CACHEDIR", str(tmp_path / "restore")))
 
 
 def _row(question: str, gold: str, rationale: str = "Some reasoning.") -> dict:

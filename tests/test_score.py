@@ -17,8 +17,9 @@ from lmcot.metrics.rationale import RationaleScorer, context_sentences_of, summa
 from lmcot.metrics.rationale.cheap import factuality, fluency
 from lmcot.metrics.rationale import reference_lm_for
 from lmcot.score import ScoreInputError, render_score_table, run_score, score_backends
+from support.paths import HOTPOT as HOTPOT_PATH
 
-HOTPOT = json.loads((Path(__file__).parent / "fixtures" / "hotpotqa_dev_slice.json").read_text(encoding="utf-8"))
+HOTPOT = json.loads(HOTPOT_PATH.read_text(encoding="utf-8"))
 R0, R1 = HOTPOT[0], HOTPOT[1]
 GOOD0 = ("Scott Derrickson is an American director, screenwriter and producer. Ed Wood was an American "
          "filmmaker, actor, writer, producer, and director. Both of them are American. So the answer is yes.")

@@ -4,14 +4,14 @@ rejected with one line naming file, line and field."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from typer.testing import CliRunner
 
 from lmcot.cli import app
 from lmcot.config import ASPECTS
+from support.paths import HOTPOT
 
-FIXTURE = Path(__file__).parent / "fixtures" / "hotpotqa_dev_slice.json"
+FIXTURE = HOTPOT
 
 
 def _rows() -> list[dict]:

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import dspy
 import pytest
@@ -18,15 +17,11 @@ from typer.testing import CliRunner
 
 from lmcot.cli import app
 from lmcot.config import ConfigError, LargeLMConfig, SmallLMConfig, config_from_dict
-
-ROOT = Path(__file__).resolve().parents[1]
-HOTPOT = ROOT / "tests" / "fixtures" / "hotpotqa_dev_slice.json"
+from support.paths import HOTPOT, ROOT
 
 
-@pytest.fixture(autouse=True)
-def _restore_dspy_cache():
-    yield
-    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=os.environ["DSPY_CACHEDIR"])
+
+pytestmark = pytest.mark.usefixtures("restore_dspy_cache")
 
 
 @pytest.fixture()
