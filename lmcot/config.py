@@ -181,7 +181,22 @@ class EvalConfig(_Section):
     out: str = "runs/eval"
 
 
-class KDConfig(_Section):
+class _TrainingSection(_Section):
+    """What the KD and RL sections share: LoRA and settings passed through to the trainer."""
+
+    lora: bool = False
+    lora_r: int = Field(16, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_target_modules: list[str] | str = "all-linear"
+    trainer_args: dict[str, Any] = Field(default_factory=dict, description=(
+        "other trainer settings merged over lmcot's: SFTConfig (KD, causal) or Seq2SeqTrainingArguments (KD, "
+        "encoder-decoder); GRPOConfig / RLOOConfig (RL, TRL algorithms only)"))
+
+    _no_secrets_in_trainer_args = field_validator("trainer_args")(_no_secrets)
+
+
+class KDConfig(_TrainingSection):
     teacher: LMConfig | None = Field(None, description="defaults to large_lm")
     num_samples: int = Field(4, ge=1, description="teacher rationales per training question")
     temperature: float = Field(0.7, ge=0.0)
@@ -196,19 +211,11 @@ class KDConfig(_Section):
     batch_size: int = Field(8, gt=0)
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_length: int = Field(2048, gt=0, description="prompt + rationale tokens per training example")
-    lora: bool = False
-    lora_r: int = Field(16, gt=0)
-    lora_alpha: int = Field(32, gt=0)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    lora_target_modules: list[str] | str = "all-linear"
     save_steps: int = Field(200, gt=0)
     logging_steps: int = Field(10, gt=0)
     report_to: list[str] = ["tensorboard"]
     seed: int = Field(42, ge=0)
-    trainer_args: dict[str, Any] = Field(default_factory=dict, description="other SFTConfig (causal) or "
-                                         "Seq2SeqTrainingArguments (encoder-decoder) settings, merged over lmcot's")
-
-    _no_secrets_in_trainer_args = field_validator("trainer_args")(_no_secrets)
 
 
 REWARDS = (*ASPECTS, "answer_f1")
@@ -239,7 +246,7 @@ class RationaleMetricsConfig(_Section):
         return {**{a: "cheap" for a in ASPECTS}, **value}
 
 
-class RLConfig(_Section):
+class RLConfig(_TrainingSection):
     algorithm: Literal["auto", "grpo", "rloo", "seq2seq_rloo", "seq2seq_ppo"] = Field(
         "auto", description="auto: grpo for causal students, seq2seq_rloo for encoder-decoder"
     )
@@ -255,20 +262,11 @@ class RLConfig(_Section):
     max_new_tokens: int = Field(128, gt=0)
     weights: RewardWeights = Field(default_factory=RewardWeights)
     aggregation: Literal["weighted_sum", "normalize_sum"] = "weighted_sum"
-    lora: bool = False
-    lora_r: int = Field(16, gt=0)
-    lora_alpha: int = Field(32, gt=0)
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    lora_target_modules: list[str] | str = "all-linear"
     save_steps: int = Field(50, gt=0)
     logging_steps: int = Field(1, gt=0)
     report_to: list[str] = ["tensorboard"]
     seed: int = Field(42, ge=0)
     train_limit: int | None = Field(None, gt=0)
-    trainer_args: dict[str, Any] = Field(default_factory=dict, description="other GRPOConfig / RLOOConfig settings, "
-                                         "merged over lmcot's (TRL algorithms only)")
-
-    _no_secrets_in_trainer_args = field_validator("trainer_args")(_no_secrets)
 
 
 class LMCoTConfig(_Section):
