@@ -166,13 +166,15 @@ class TransformersEngine:
         self._queue: list[_Job] = []
         self._cond = threading.Condition()
         self._leader_active = False
-        self._model_lock = threading.Lock()
+        # Held while the weights run (generate here, log-prob scoring in the judge): one at a time.
+        self.model_lock = threading.Lock()
         self._warned_truncation = False
 
     # -- DSPy engine protocol -------------------------------------------------------------
     def complete(self, request):
-        from dspy.clients.engines.base import validate_request
         from dspy.lm15 import Message, Response, TextPart, Usage
+
+        from lmcot._dspy_reaches import validate_request
 
         validate_request(request)
         messages = []
@@ -268,7 +270,7 @@ class TransformersEngine:
         add_special = adds_special_tokens(tok, self.is_encoder_decoder)
         # The model lock also covers tokenization: a fast tokenizer shared by threads (the judge uses
         # this engine's tokenizer too) fails with "Already borrowed" when two use it at once.
-        with self._model_lock:
+        with self.model_lock:
             tok.padding_side = "right" if self.is_encoder_decoder else "left"
             tok.truncation_side = "left"
             enc = tok(prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_tokens,
@@ -293,14 +295,14 @@ class TransformersEngine:
         else:
             # Greedy: clear sampling defaults a checkpoint's generation_config may carry.
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-        with self._model_lock, torch.no_grad():
+        with self.model_lock, torch.no_grad():
             if seed is not None:
                 torch.manual_seed(seed)
             out = self.model.generate(**enc, **gen_kwargs)
         new_tokens = out if self.is_encoder_decoder else out[:, enc["input_ids"].shape[1]:]
         in_lens = enc["attention_mask"].sum(dim=1).tolist()
         rows = [[int(t) for t in ids if int(t) != tok.pad_token_id] for ids in new_tokens.tolist()]
-        with self._model_lock:
+        with self.model_lock:
             texts = tok.batch_decode(rows, skip_special_tokens=True)
         results = []
         for row, (ids, text) in enumerate(zip(rows, texts)):

@@ -39,19 +39,11 @@ class ProgramNotFound(UserError, FileNotFoundError):
     """No ``program.json`` where a program folder was named."""
 
 
-def _state_without_lms(program) -> dict[str, Any]:
-    # The LMs are rebuilt from the config on load; keeping their state here would only duplicate it
-    # (and DSPy refuses to load custom engines from state without allow_unsafe_lm_state).
-    state = program.dump_state()
-    for value in state.values():
-        if isinstance(value, dict) and "lm" in value:
-            value["lm"] = None
-    return state
-
-
 def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_label: str | None = None) -> Path:
     """Write ``out_dir/program.json``. ``config.small_lm.model`` may be relative to ``out_dir``
     (``small_lm``), so the folder can be moved or copied as a whole."""
+    from lmcot._dspy_reaches import state_without_lms
+
     out = Path(out_dir)
     doc = {
         "format": FORMAT,
@@ -65,7 +57,9 @@ def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_
         "small_lm_name": getattr(getattr(program, "small_lm", None), "model", None),
         "large_lm_name": getattr(getattr(program, "large_lm", None), "model", None),
         "config": config.to_public_dict(),
-        "state": _state_without_lms(program),
+        # The LMs are rebuilt from the config on load; keeping their state here would only duplicate it
+        # (and DSPy refuses to load custom engines from state without allow_unsafe_lm_state).
+        "state": state_without_lms(program),
     }
     write_json(out / PROGRAM_FILE, doc)
     return out / PROGRAM_FILE

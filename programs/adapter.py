@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import dspy
-from dspy.adapters.base import Adapter
 
+from lmcot._dspy_reaches import BlankEmptyCompletions
 from lmcot.programs.signatures import Rationalize
 
 
@@ -21,8 +21,9 @@ def _title(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
-class RationaleAdapter(Adapter):
-    """Plain-text adapter for signatures with exactly one output field."""
+class RationaleAdapter(BlankEmptyCompletions):
+    """Plain-text adapter for signatures with exactly one output field. An empty completion (a small
+    LM that stops at once) is an empty rationale, not a failed call."""
 
     def format(self, signature: type[dspy.Signature], demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = [{"role": "system", "content": signature.instructions.strip()}]
@@ -34,12 +35,6 @@ class RationaleAdapter(Adapter):
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
         return {self._output(signature): (completion or "").strip()}
-
-    def _call_postprocess(self, processed_signature, original_signature, outputs, lm, lm_kwargs):
-        # An empty completion (a small LM that stops at once) is an empty rationale, not a failed
-        # call: DSPy's base adapter would raise AdapterParseError and fail the whole example.
-        outputs = [(dict(o, text=o.get("text") or " ") if isinstance(o, dict) else (o or " ")) for o in outputs]
-        return super()._call_postprocess(processed_signature, original_signature, outputs, lm, lm_kwargs)
 
     @staticmethod
     def _output(signature: type[dspy.Signature]) -> str:

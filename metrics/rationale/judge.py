@@ -158,7 +158,7 @@ def hf_p_yes(engine: Any, prompts: Sequence[str]) -> list[float]:
     add_special = adds_special_tokens(tok, seq2seq)
     keep_last = not seq2seq and "logits_to_keep" in inspect.signature(model.forward).parameters
     batch_size = max(1, int(getattr(engine, "batch_size", 8)))
-    lock = getattr(engine, "_model_lock", None) or threading.Lock()
+    lock = getattr(engine, "model_lock", None) or threading.Lock()
     out: list[float] = []
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start:start + batch_size])

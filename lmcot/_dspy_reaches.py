@@ -1,0 +1,45 @@
+"""Every place lmcot relies on DSPy internals that have no public API, in one module.
+
+DSPy 3.4 has no public seam for these; each is pinned by ``tests/test_dspy_reaches.py``, which fails
+loudly (naming the reach) when a DSPy release changes what it relies on:
+
+* ``validate_request``: the request check DSPy's own engines run (``dspy.clients.engines.base``,
+  not exported), so an in-process engine rejects what DSPy's would.
+* ``BlankEmptyCompletions``: overrides ``Adapter._call_postprocess`` so an empty completion (a small
+  LM that stops at once) parses as an empty output instead of raising ``AdapterParseError`` and
+  failing the whole example; ``Adapter.parse`` is never called for an empty text, so it cannot help.
+* ``state_without_lms``: the ``"lm"`` entry of each predictor in ``Module.dump_state()``, cleared
+  so a saved program does not carry its LMs (they are rebuilt from the config on load).
+
+(DSPy's LM history entries, read for cost and cache hits, are the same kind of reach; they live in
+``lmcot.usage`` beside the counter that reads them, pinned by ``tests/test_usage.py``.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dspy.adapters.base import Adapter
+
+
+def validate_request(request) -> None:
+    from dspy.clients.engines.base import validate_request as dspy_validate_request
+
+    dspy_validate_request(request)
+
+
+class BlankEmptyCompletions(Adapter):
+    """An adapter base for which an empty completion is an empty output, not a parse error."""
+
+    def _call_postprocess(self, processed_signature, original_signature, outputs, lm, lm_kwargs):
+        outputs = [(dict(o, text=o.get("text") or " ") if isinstance(o, dict) else (o or " ")) for o in outputs]
+        return super()._call_postprocess(processed_signature, original_signature, outputs, lm, lm_kwargs)
+
+
+def state_without_lms(program) -> dict[str, Any]:
+    """``program.dump_state()`` with every predictor's LM cleared."""
+    state = program.dump_state()
+    for value in state.values():
+        if isinstance(value, dict) and "lm" in value:
+            value["lm"] = None
+    return state

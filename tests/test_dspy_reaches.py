@@ -1,0 +1,53 @@
+"""Contract tests for lmcot/_dspy_reaches.py: each DSPy internal lmcot relies on still behaves as
+assumed. A failure here names the reach to rework after a DSPy upgrade."""
+
+from __future__ import annotations
+
+import inspect
+
+import dspy
+import pytest
+from dspy.adapters.base import Adapter
+from dspy.utils.exceptions import AdapterParseError
+
+from lmcot._dspy_reaches import BlankEmptyCompletions, state_without_lms, validate_request
+
+
+class _Plain(Adapter):
+    def format(self, signature, demos, inputs):
+        return [{"role": "user", "content": "x"}]
+
+    def parse(self, signature, completion):
+        return {"answer": completion.strip()}
+
+
+def test_adapter_call_postprocess_keeps_its_signature_and_fails_on_empty_text():
+    params = list(inspect.signature(Adapter._call_postprocess).parameters)
+    assert params == ["self", "processed_signature", "original_signature", "outputs", "lm", "lm_kwargs"], (
+        "DSPy changed Adapter._call_postprocess: rework BlankEmptyCompletions")
+    sig = dspy.Signature("question -> answer")
+    with pytest.raises(AdapterParseError):  # what BlankEmptyCompletions exists to avoid
+        _Plain()._call_postprocess(sig, sig, [{"text": ""}], None, {})
+
+    class Blank(BlankEmptyCompletions):
+        format, parse = _Plain.format, _Plain.parse
+
+    assert Blank()._call_postprocess(sig, sig, [{"text": ""}, ""], None, {}) == [{"answer": ""}, {"answer": ""}]
+
+
+def test_validate_request_is_still_where_dspy_engines_import_it():
+    from dspy.lm15 import Config, Message, Request, TextPart
+
+    validate_request(Request(model="m", messages=[Message.user([TextPart("hi")])], config=Config()))
+
+
+def test_dump_state_has_one_lm_entry_per_predictor():
+    class Program(dspy.Module):
+        def __init__(self):
+            super().__init__()
+            self.step = dspy.Predict("question -> answer")
+
+    program = Program()
+    program.step.lm = dspy.LM("openai/x")
+    assert program.dump_state()["step"]["lm"] is not None, "DSPy's state no longer keeps a predictor's LM under 'lm'"
+    assert state_without_lms(program)["step"]["lm"] is None
