@@ -34,7 +34,7 @@ from typing import Any
 
 from lmcot.config import ConfigError, RLConfig, SmallLMConfig
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
-from lmcot.prompting import adds_special_tokens
+from lmcot.optimizers._trl_reaches import inference_prompt_trainer
 
 log = logging.getLogger(__name__)
 
@@ -52,29 +52,6 @@ def build_prompt_rows(trainset: list[dict[str, Any]], tokenizer: Any, is_encoder
 
     return [{"prompt": render_prompt(tokenizer, rationale_messages(r["question"], r["context"]), is_encoder_decoder),
              "question": r["question"], "context": r["context"], "answer": r["answer"]} for r in trainset]
-
-
-def _trainer_class(algorithm: str, max_input_tokens: int):
-    if algorithm == "grpo":
-        from trl import GRPOTrainer as base
-    elif algorithm == "rloo":
-        from trl import RLOOTrainer as base
-    else:
-        raise ValueError(f"train_grpo: algorithm must be 'grpo' or 'rloo', got {algorithm!r}")
-
-    class InferencePromptTrainer(base):  # type: ignore[misc, valid-type]
-        """TRL trainer that tokenizes string prompts exactly as the inference engine does."""
-
-        def _tokenize_prompts(self, prompts: list):
-            if not prompts or not isinstance(prompts[0], str):
-                return super()._tokenize_prompts(prompts)
-            tok = self.processing_class
-            tok.truncation_side = "left"  # cut old context, never the question (as at inference)
-            ids = tok(text=prompts, add_special_tokens=adds_special_tokens(tok, False), truncation=True,
-                      max_length=max_input_tokens)["input_ids"]
-            return ids, None, {}
-
-    return InferencePromptTrainer
 
 
 def _training_dtype(small_cfg: SmallLMConfig) -> str:
@@ -139,7 +116,7 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    trainer_cls = _trainer_class(algorithm, small_cfg.max_input_tokens)  # validates `algorithm` first
+    trainer_cls = inference_prompt_trainer(algorithm, small_cfg.max_input_tokens)  # validates `algorithm` first
     device = pick_device(small_cfg.device)
     model, tokenizer, is_seq2seq = load_model_and_tokenizer(
         start_checkpoint, device=device, dtype=_training_dtype(small_cfg),

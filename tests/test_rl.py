@@ -165,7 +165,8 @@ def test_trl_prompts_are_tokenized_like_inference(tiny_causal_path):
     from tokenizers import processors
     from transformers import AutoTokenizer
 
-    from lmcot.optimizers.rl_grpo import _trainer_class, build_prompt_rows
+    from lmcot.optimizers._trl_reaches import inference_prompt_trainer
+    from lmcot.optimizers.rl_grpo import build_prompt_rows
 
     tok = AutoTokenizer.from_pretrained(str(tiny_causal_path))
     bos = tok.bos_token_id
@@ -175,6 +176,6 @@ def test_trl_prompts_are_tokenized_like_inference(tiny_causal_path):
     assert tok(prompt).input_ids[0] == bos  # what TRL's default tokenization would feed
     plain = tok(prompt, add_special_tokens=False).input_ids
     for algorithm in ("grpo", "rloo"):
-        trainer_cls = _trainer_class(algorithm, max_input_tokens=20)
+        trainer_cls = inference_prompt_trainer(algorithm, max_input_tokens=20)
         ids, images, extra = trainer_cls._tokenize_prompts(SimpleNamespace(processing_class=tok), [prompt])
         assert ids == [plain[-20:]] and images is None and extra == {}  # no BOS, cut from the left
