@@ -114,10 +114,9 @@ def _setup_logging(verbose: bool) -> None:
     for noisy in ("LiteLLM", "litellm", "httpx", "dspy"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
     if not verbose:
-        import warnings
+        from lmcot.optimizers._trl_reaches import hide_checkpointing_deprecation_warnings
 
-        # transformers 5 warns about a renamed gradient-checkpointing attribute on every TRL run.
-        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)
+        hide_checkpointing_deprecation_warnings()
 
 
 def _load(config: Optional[Path], overrides: Optional[List[str]], program: Optional[Path] = None):

@@ -168,8 +168,11 @@ def _train_causal(model, tokenizer, rows: list[dict], kd: KDConfig, args: dict[s
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    # activation_checkpointing=True is TRL's SFT default under transformers 5's name (TRL sets the
+    # deprecated gradient_checkpointing, which warns on every run).
     config = trainer_config(SFTConfig, {**args, "max_length": kd.max_length, "completion_only_loss": True,
-                                        "packing": False, "dataset_num_proc": None, "shuffle_dataset": False},
+                                        "packing": False, "dataset_num_proc": None, "shuffle_dataset": False,
+                                        "activation_checkpointing": True},
                             kd.trainer_args, "kd.trainer_args")
     trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, callbacks=callbacks,

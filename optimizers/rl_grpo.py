@@ -84,7 +84,7 @@ def _trainer_args(algorithm: str, rl: RLConfig, small_cfg: SmallLMConfig, out_di
         save_total_limit=2,
         report_to=list(rl.report_to) or "none",
         # Small models: recomputing activations costs more time than the memory it saves.
-        gradient_checkpointing=False,
+        activation_checkpointing=False,  # transformers 5's name (the old one warns on every run)
         use_cpu=device == "cpu",
         bf16=device.startswith("cuda") and torch.cuda.is_bf16_supported() and _training_dtype(small_cfg) == "float32",
         remove_unused_columns=False,

@@ -328,7 +328,7 @@ def test_killed_run_resumes_without_duplicates_or_repeated_calls(examples, fresh
     path = out / "traces.jsonl"
     with OracleServer(OracleResponder([e.toDict() for e in trainset])) as srv:
         srv.delay = 0.25  # 16 calls on 2 threads: ~2 s of work, time to kill it half-way
-        child = subprocess.Popen([sys.executable, "-c", _CHILD, srv.url, str(out), str(cache / "child"), str(HOTPOT),
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, srv.url, str(out), str(tmp_path / "child-cache"), str(HOTPOT),
                                   "8"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 90

@@ -15,3 +15,22 @@ def test_trl_trainers_tokenize_prompts_in_an_overridable_method(name):
     method = getattr(getattr(trl, name), "_tokenize_prompts", None)
     assert method is not None, f"TRL {name} no longer has _tokenize_prompts: rework optimizers/_trl_reaches.py"
     assert list(inspect.signature(method).parameters) == ["self", "prompts"]
+
+
+def test_the_checkpointing_deprecation_filter_matches_what_transformers_warns(tiny_causal_path):
+    import warnings
+
+    from transformers import AutoModelForCausalLM
+
+    from lmcot.optimizers._trl_reaches import hide_checkpointing_deprecation_warnings
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_causal_path))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        model.is_gradient_checkpointing  # what TRL and peft read
+    with warnings.catch_warnings(record=True) as hidden:
+        warnings.simplefilter("always")
+        hide_checkpointing_deprecation_warnings()
+        model.is_gradient_checkpointing
+    assert not hidden, [str(w.message) for w in hidden]
+    assert all("gradient_checkpointing" in str(w.message) for w in seen)
