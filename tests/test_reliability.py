@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -21,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-import dspy
 import pytest
 from typer.testing import CliRunner
 
@@ -29,24 +27,9 @@ from lmcot.cli import app
 from lmcot.config import ConfigError, LargeLMConfig, config_from_dict
 from support.oracle_responder import OracleResponder, message_text
 from support.oracle_server import OracleServer
+from support.paths import HOTPOT
 
-ROOT = Path(__file__).resolve().parents[1]
-HOTPOT = ROOT / "tests" / "fixtures" / "hotpotqa_dev_slice.json"
-
-
-@pytest.fixture(autouse=True)
-def _restore_dspy_cache():
-    yield
-    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=os.environ["DSPY_CACHEDIR"])
-
-
-@pytest.fixture()
-def cache(tmp_path):
-    from lmcot.lms import configure_cache
-
-    configure_cache(tmp_path / "cache")
-    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(tmp_path / "cache" / "dspy"))
-    return tmp_path / "cache"
+pytestmark = pytest.mark.usefixtures("restore_dspy_cache")
 
 
 def invoke(args: list[str], **kw):
@@ -172,10 +155,10 @@ def _flaky_server(examples):
 
 
 @pytest.mark.parametrize("method", ["standard", "cot", "guided"])
-def test_garbled_answer_is_not_cached_and_a_rerun_recovers(method, cache, hotpot_examples, tiny_causal_path):
+def test_garbled_answer_is_not_cached_and_a_rerun_recovers(method, fresh_cache, hotpot_examples, tiny_causal_path):
     from dspy.utils.exceptions import AdapterParseError
 
-    from lmcot.evaluate import build_program
+    from lmcot.evaluation import build_program
     from lmcot.lms import build_lm
     from lmcot.config import SmallLMConfig
 
@@ -197,7 +180,7 @@ def test_garbled_answer_is_not_cached_and_a_rerun_recovers(method, cache, hotpot
         assert srv.request_count == again, "a healthy reply is cached as before"
 
 
-def test_one_garbled_reply_is_retried_within_the_run(cache, hotpot_examples):
+def test_one_garbled_reply_is_retried_within_the_run(fresh_cache, hotpot_examples):
     from lmcot.lms import build_lm
     from lmcot.programs import StandardPrompting
 
@@ -214,7 +197,7 @@ def test_one_garbled_reply_is_retried_within_the_run(cache, hotpot_examples):
         assert program(question=ex.question, context=ex.context).answer == ex.answer
 
 
-def test_garbled_judge_verdicts_are_not_cached_and_a_rerun_recovers(cache):
+def test_garbled_judge_verdicts_are_not_cached_and_a_rerun_recovers(fresh_cache):
     from lmcot.lms import build_lm
     from lmcot.metrics.rationale.judge import JudgeScorer
 
@@ -492,7 +475,7 @@ def test_messages_with_brackets_are_printed_as_they_are(tmp_path):
 
 
 def test_duplicate_dev_ids_are_warned_and_dropped_with_skip_bad(tmp_path, caplog):
-    from lmcot.evaluate import load_split
+    from lmcot.splits import load_split
 
     records = json.loads(HOTPOT.read_text())[:2]
     dev = tmp_path / "dev.json"
