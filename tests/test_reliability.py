@@ -310,7 +310,7 @@ def test_api_base_that_is_not_a_url_fails_at_config_time(url):
 PASSWORD, QUERY_KEY, ENV_KEY = "PwSecret123xyz", "QSecret456xyz", "sk-envsecret789xyz"
 
 
-def test_no_secret_in_any_file_or_output(tmp_path, hotpot_examples, monkeypatch):
+def test_no_secret_in_any_file_or_output(tmp_path, hotpot_examples, monkeypatch, tiny_causal_path):
     monkeypatch.setenv("LMCOT_TEST_KEY", ENV_KEY)
     outputs = []
     with OracleServer(OracleResponder([e.toDict() for e in hotpot_examples])) as srv:
@@ -319,7 +319,8 @@ def test_no_secret_in_any_file_or_output(tmp_path, hotpot_examples, monkeypatch)
             result = invoke(["evaluate", "--methods", "standard,cot", "--limit", "2", "--out", tmp_path / f"out{i}",
                              "--set", f"data.dev={HOTPOT}", "--set", "large_lm.model=openai/oracle",
                              "--set", f"large_lm.api_base={url}", "--set", "large_lm.api_key_env=LMCOT_TEST_KEY",
-                             "--set", "large_lm.num_retries=0", "--set", f"cache_dir={tmp_path / f'cache{i}'}"])
+                             "--set", "large_lm.num_retries=0", "--set", f"cache_dir={tmp_path / f'cache{i}'}",
+                             "--set", f"small_lm.model={tiny_causal_path}"])  # its tokenizer truncates contexts
             outputs.append(result.output)
             assert result.exit_code == (0 if i == 0 else 2), result.output  # a key in the query breaks the SDK's URL
         assert json.loads((tmp_path / "out0" / "metrics.json").read_text())["standard"]["em"] == 1.0
@@ -511,13 +512,13 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkey
     def user_error(*a, **k):
         raise RunError("standard: every example failed; first error: X")
 
-    monkeypatch.setattr(lmcot.evaluate, "evaluate", user_error)
+    monkeypatch.setattr(lmcot.evaluate, "run_evaluate", user_error)
     assert_one_line_error(invoke(common), "every example failed")
 
     def bug(*a, **k):
         return {}["missing"]
 
-    monkeypatch.setattr(lmcot.evaluate, "evaluate", bug)
+    monkeypatch.setattr(lmcot.evaluate, "run_evaluate", bug)
     result = invoke(common)
     assert result.exit_code == 1
     assert "Traceback" in result.output and "KeyError" in result.output
