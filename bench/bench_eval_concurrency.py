@@ -22,12 +22,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "configs", "quickstart", "hotpotqa_dev.json")
 
 
-def run(url: str, n: int, concurrency: int, methods: list[str]) -> float:
+def run(url: str, n: int, concurrency: int, methods: list[str], small: str) -> float:
     from lmcot.config import load_config
     from lmcot.evaluate import run_evaluate
 
     tmp = tempfile.mkdtemp(prefix="lmcot-bench-")
-    cfg = load_config(None, [f"large_lm.model=openai/oracle", f"large_lm.api_base={url}", f"data.dev={DATA}",
+    # The small LM's tokenizer truncates the contexts (as in any evaluation); a tiny local one here.
+    cfg = load_config(None, [f"small_lm.model={small}", f"large_lm.model=openai/oracle", f"large_lm.api_base={url}",
+                             f"data.dev={DATA}",
                              f"cache_dir={tmp}/cache", f"eval.concurrency={concurrency}"])
     start = time.perf_counter()
     run_evaluate(cfg, methods=methods, out_dir=f"{tmp}/out", limit=n, progress=False)
@@ -44,12 +46,15 @@ def main() -> None:
     from support.oracle_responder import OracleResponder  # tests/support: run with PYTHONPATH=tests
     from support.oracle_server import OracleServer
 
+    from support.tiny import build_tiny_causal
+
+    small = str(build_tiny_causal(os.path.join(tempfile.mkdtemp(prefix="lmcot-bench-"), "tiny-llama")))
     examples = [e.toDict() for e in load_examples("hotpotqa", DATA).examples]
     with OracleServer(OracleResponder(examples)) as srv:
-        run(srv.url, 1, 1, ["standard"])  # warm-up: imports (litellm) and connection set-up
+        run(srv.url, 1, 1, ["standard"], small)  # warm-up: imports (litellm) and connection set-up
         srv.delay = args.delay
-        base = run(srv.url, args.n, 1, ["standard", "cot"])
-        fast = run(srv.url, args.n, args.concurrency, ["standard", "cot"])
+        base = run(srv.url, args.n, 1, ["standard", "cot"], small)
+        fast = run(srv.url, args.n, args.concurrency, ["standard", "cot"], small)
     calls = 2 * args.n
     print(f"{calls} large-LM calls, {args.delay:.2f}s latency each (lower bound sequential {calls * args.delay:.1f}s)")
     print(f"eval.concurrency=1 (baseline): {base:.2f}s")
