@@ -52,7 +52,9 @@ def is_encoder_decoder(model: str, *, trust_remote_code: bool = False, revision:
     (no weights loaded). The one architecture check: engine, RL and scoring all ask here."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code, revision=revision)
+    from lmcot.checkpoint import resolve_model
+
+    config = AutoConfig.from_pretrained(resolve_model(model), trust_remote_code=trust_remote_code, revision=revision)
     return bool(getattr(config, "is_encoder_decoder", False))
 
 
@@ -61,7 +63,9 @@ def load_model_and_tokenizer(model: str, *, device: str = "auto", dtype: str = "
     """Load a causal or encoder-decoder checkpoint (safetensors only) and its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    path = model
+    from lmcot.checkpoint import resolve_model
+
+    path = resolve_model(model)  # pkg:// and .gguf settings -> a safetensors folder (lmcot.checkpoint)
     kwargs = {"trust_remote_code": trust_remote_code, "revision": revision}
     with _load_errors(path):
         is_seq2seq = is_encoder_decoder(path, **kwargs)

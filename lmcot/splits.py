@@ -30,7 +30,9 @@ def context_token_counter(config: LMCoTConfig, small_lm: dspy.LM | None = None) 
     elif config.small_lm.backend == "transformers":
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(config.small_lm.model,
+        from lmcot.checkpoint import resolve_model
+
+        tok = AutoTokenizer.from_pretrained(resolve_model(config.small_lm.model),
                                             trust_remote_code=config.small_lm.trust_remote_code)
     else:
         return None

