@@ -14,6 +14,22 @@ in the format the request asks for:
 Rationale = gold supporting sentences joined + " So the answer is <gold>.". With `wrong_rate` > 0
 some samples (deterministic per question, choice index and request) answer a distractor title
 with a rationale taken from a distractor paragraph, so tests can have imperfect teachers.
+
+With ``rationale_sensitive=True`` it plays a *reader* whose answers depend on what it is given (the
+offline quickstart uses this; it is still a script, not a language model):
+
+* guided (an Answer request carrying a ``rationale`` field): the gold answer only when the rationale
+  states the evidence (a gold supporting sentence or the answer, by the token-overlap rule of
+  ``lmcot.metrics.rationale.evidence``), else a plausible wrong span (a distractor paragraph's title;
+  the opposite of a yes/no answer);
+* standard (answer only) and greedy CoT (reasoning + answer at temperature 0): right on a fixed share
+  of questions (``standard_accuracy``, ``cot_accuracy``; one hash of the question decides, so the
+  CoT-right questions include the standard-right ones), a wrong span elsewhere;
+* teacher (reasoning + answer, sampled: temperature > 0 or n > 1, as `lmcot compile` bootstraps):
+  the gold supporting sentences *visible in the prompt's context* (so a truncated context yields
+  rationales the student can check against its own prompt) + "So the answer is <gold>", or a
+  distractor rationale with a wrong answer with probability ``wrong_rate``, and always when no gold
+  sentence is visible.
 """
 
 from __future__ import annotations
@@ -139,9 +155,12 @@ class OracleResponder:
     times this question was asked before), so runs are reproducible yet samples vary.
     """
 
-    def __init__(self, examples: Iterable[Any], wrong_rate: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, examples: Iterable[Any], wrong_rate: float = 0.0, seed: int = 0, *,
+                 rationale_sensitive: bool = False, standard_accuracy: float = 1.0, cot_accuracy: float = 1.0) -> None:
         self.examples = [e if isinstance(e, OracleExample) else OracleExample.from_any(e) for e in examples]
         self.wrong_rate, self.seed = float(wrong_rate), seed
+        self.rationale_sensitive = rationale_sensitive
+        self.standard_accuracy, self.cot_accuracy = float(standard_accuracy), float(cot_accuracy)
         self._by_question = {_ws(e.question): e for e in self.examples if e.question}
         self._lower = {q.lower(): e for q, e in self._by_question.items()}
         self._draws: dict[str, int] = {}
@@ -194,6 +213,69 @@ class OracleResponder:
                 sents = sents[::-1]
         body = f"{prefix}{' '.join(sents)} " if sents else ""
         return f"{body}So the answer is {ex.answer}.", ex.answer
+
+    # ---- the rationale-sensitive reader (module docstring) ----------------------------------------
+    def _unit(self, ex: OracleExample) -> float:
+        """A fixed number in [0, 1) per question: which questions standard / CoT get right."""
+        return int(hashlib.sha256(f"{self.seed}|share|{_ws(ex.question)}".encode()).hexdigest()[:16], 16) / 2.0**64
+
+    def wrong_span(self, ex: OracleExample) -> str:
+        """A plausible wrong answer, fixed per question."""
+        gold = _ws(ex.answer).lower()
+        if gold in ("yes", "no"):
+            return "no" if gold == "yes" else "yes"
+        titles = sorted({t for t, _ in ex.paragraphs if _ws(t).lower() != gold and t not in {f for f, _ in ex.supporting_facts}})
+        if not titles:
+            return FALLBACK
+        return titles[int(self._unit(ex) * 1e6) % len(titles)]
+
+    def _distractor_rationale(self, ex: OracleExample, rng: random.Random) -> str:
+        gold_titles = {t for t, _ in ex.supporting_facts}
+        paras = [s for t, s in ex.paragraphs if t not in gold_titles and s]
+        body = " ".join(x.strip() for x in rng.choice(paras)[:2]) + " " if paras else ""
+        return f"{body}So the answer is {self.wrong_span(ex)}."
+
+    def _reader(self, ex: OracleExample, messages: list[Mapping[str, Any]], body: Mapping[str, Any],
+                fields: list[str] | None, last_user: str, n: int) -> list[tuple[str, str]] | None:
+        """(reasoning, answer) per choice for the request kinds the reader scripts; None otherwise."""
+        from lmcot.metrics.rationale.evidence import states_evidence
+
+        names = [f.lower() for f in fields or []]
+        if "answer" not in names:
+            return None
+        rationale_in = [m.group(1) for m in _RATIONALE_FIELD.finditer(last_user)]
+        if rationale_in and not (set(names) & _REASON_FIELDS):  # guided: answer from the given rationale
+            ok = states_evidence(rationale_in[-1], ex.gold_sentences, ex.answer)
+            return [("", ex.answer if ok else self.wrong_span(ex))] * n
+        sampled = n > 1 or float(body.get("temperature") or 0.0) > 0
+        if set(names) & _REASON_FIELDS and sampled:  # the teacher
+            prompt = _ws("\n".join(message_text(m) for m in messages))
+            visible = [s for s in ex.gold_sentences if _ws(s) in prompt]
+            out = []
+            for i in range(n):
+                rng = self._rng(ex, i, body)
+                if not visible or (self.wrong_rate > 0 and rng.random() < self.wrong_rate):
+                    out.append((self._distractor_rationale(ex, rng), self.wrong_span(ex)))
+                    continue
+                sents = visible[::-1] if len(visible) > 1 and rng.random() < 0.5 else visible
+                prefix = rng.choice(_VARIANT_PREFIXES)
+                out.append((f"{prefix}{' '.join(sents)} So the answer is {ex.answer}.", ex.answer))
+            return out
+        share = self.cot_accuracy if set(names) & _REASON_FIELDS else self.standard_accuracy
+        rng = self._rng(ex, 0, body)
+        if self._unit(ex) < share:
+            return [(" ".join(ex.gold_sentences) + f" So the answer is {ex.answer}.", ex.answer)] * n
+        return [(self._distractor_rationale(ex, rng), self.wrong_span(ex))] * n
+
+    def describe(self) -> str:
+        """One line saying what this stand-in is (printed at server start-up)."""
+        if not self.rationale_sensitive:
+            return ("SCRIPTED stand-in large LM (not a language model): answers from the gold data "
+                    f"(wrong on {self.wrong_rate:.0%} of sampled teacher rationales)")
+        return ("SCRIPTED stand-in large LM (not a language model): as a reader it answers right only when "
+                "the rationale states a gold supporting sentence or the answer; standard prompting right on "
+                f"{self.standard_accuracy:.0%} of questions, CoT on {self.cot_accuracy:.0%}; as a teacher it "
+                f"quotes the visible gold sentences, wrong on {self.wrong_rate:.0%} of samples")
 
     # ---- formats ----------------------------------------------------------------------------------
     @staticmethod
@@ -305,6 +387,11 @@ class OracleResponder:
             why = "The rationale states a supporting fact." if ok else "The rationale states no supporting fact."
             text = self.render(fields, {"reason": why, "answer": verdict}, json_mode, verdict)
             return [{"text": text, "logprobs": {"Yes": 0.9 if ok else 0.1, "No": 0.1 if ok else 0.9}}] * n
+        if self.rationale_sensitive:
+            scripted = self._reader(ex, messages, body, fields, last_user, n)
+            if scripted is not None:
+                return [{"text": self.render(fields, {"reason": r or "The rationale decides.", "answer": a},
+                                             json_mode, a)} for r, a in scripted]
         wants_reasoning = self._wants_reasoning(messages, last_user)
         vary = n > 1 or float(body.get("temperature") or 0.0) > 0
         out = []

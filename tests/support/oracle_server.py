@@ -380,13 +380,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--wrong-rate", type=float, default=0.0, help="probability of a distractor answer")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rationale-sensitive", action="store_true",
+                    help="play a reader: guided answers are right only when the rationale states the evidence")
+    ap.add_argument("--standard-accuracy", type=float, default=1.0,
+                    help="with --rationale-sensitive: share of questions standard prompting gets right")
+    ap.add_argument("--cot-accuracy", type=float, default=1.0,
+                    help="with --rationale-sensitive: share of questions CoT prompting gets right")
     args = ap.parse_args(argv)
     examples = [ex for path in args.data for ex in load_examples(path)]
-    responder = OracleResponder(examples, wrong_rate=args.wrong_rate, seed=args.seed)
+    responder = OracleResponder(examples, wrong_rate=args.wrong_rate, seed=args.seed,
+                                rationale_sensitive=args.rationale_sensitive,
+                                standard_accuracy=args.standard_accuracy, cot_accuracy=args.cot_accuracy)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with OracleServer(responder, host=args.host, port=args.port) as srv:
+        print(responder.describe(), file=sys.stderr, flush=True)
         print(f"oracle server listening on {srv.url}", flush=True)
         while not stop.wait(0.5):
             pass

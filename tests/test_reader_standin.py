@@ -1,0 +1,111 @@
+"""The rationale-sensitive stand-in reader (scripted) and the evidence rule it answers by."""
+
+from __future__ import annotations
+
+import dspy
+import pytest
+
+from lmcot.metrics.rationale.evidence import states_evidence
+from lmcot.programs.signatures import Answer, AnswerDirectly
+from lmcot.testing import OracleResponder
+
+BRIDGE = {
+    "question": "Which city hosts the university where the inventor of the Zorbatron studied?",
+    "answer": "Vienna",
+    "paragraphs": [
+        ["Zorbatron", ["The Zorbatron was invented by Anna Keller in Graz.", "It was patented in 1931."]],
+        ["Anna Keller", ["Anna Keller studied physics at the University of Vienna."]],
+        ["Paris", ["Paris is the capital of France."]],
+        ["Berlin", ["Berlin is the capital of Germany."]],
+    ],
+    "supporting_facts": [["Zorbatron", 0], ["Anna Keller", 0]],
+}
+YESNO = {
+    "question": "Were Scott Derrickson and Ed Wood of the same nationality?",
+    "answer": "yes",
+    "paragraphs": [["Scott Derrickson", ["Scott Derrickson is an American director and screenwriter."]],
+                   ["Ed Wood", ["Edward Davis Wood Jr. was an American filmmaker and actor."]],
+                   ["Doctor Strange", ["Doctor Strange is a 2016 American superhero film."]]],
+    "supporting_facts": [["Scott Derrickson", 0], ["Ed Wood", 0]],
+}
+GOLD = ["The Zorbatron was invented by Anna Keller in Graz.", "Anna Keller studied physics at the University of Vienna."]
+
+
+def context_of(ex: dict, drop: str | None = None) -> str:
+    return "\n".join(f"{t}: {' '.join(s)}" for t, s in ex["paragraphs"] if t != drop)
+
+
+def ask(responder, signature, ex, temperature=0.0, n=1, drop=None, **inputs):
+    adapter = dspy.ChatAdapter()
+    messages = adapter.format(signature, demos=[], inputs={"question": ex["question"],
+                                                            "context": context_of(ex, drop), **inputs})
+    replies = responder({"messages": messages, "temperature": temperature, "n": n})
+    return [adapter.parse(signature, r["text"]) for r in replies]
+
+
+@pytest.mark.parametrize("rationale, stated", [
+    ("The Zorbatron was invented by Anna Keller in Graz.", True),             # a gold sentence, verbatim
+    ("Anna Keller, who invented it, studied physics at Vienna's university.", True),  # paraphrase, >= 60%
+    ("It was made in Graz.", False),                                          # too little of any sentence
+    ("I think the answer is Paris.", False),
+    ("So the answer is Vienna.", True),                                       # the answer itself
+    ("", False),
+])
+def test_evidence_rule(rationale, stated):
+    assert states_evidence(rationale, GOLD, "Vienna") is stated
+
+
+def test_yes_no_answers_count_only_as_a_conclusion():
+    gold = ["Scott Derrickson is an American director and screenwriter."]
+    assert not states_evidence("yes, I think so, let me see", gold, "yes")
+    assert states_evidence("Both are American. So the answer is yes.", gold, "yes")
+    assert not states_evidence("So the answer is no.", gold, "yes")
+
+
+def test_guided_answer_depends_on_the_rationale():
+    r = OracleResponder([BRIDGE, YESNO], rationale_sensitive=True)
+    good = ask(r, Answer, BRIDGE, rationale="Anna Keller studied physics at the University of Vienna.")
+    bad = ask(r, Answer, BRIDGE, rationale="The Zorbatron is a machine.")
+    assert good[0]["answer"] == "Vienna"
+    assert bad[0]["answer"] not in ("Vienna", "") and bad[0]["answer"] in ("Paris", "Berlin")
+    assert ask(r, Answer, YESNO, rationale="Nothing useful here.")[0]["answer"] == "no"
+    # Without rationale_sensitive the old behaviour stays: the gold whatever the rationale.
+    assert ask(OracleResponder([BRIDGE]), Answer, BRIDGE, rationale="nonsense")[0]["answer"] == "Vienna"
+
+
+def _many(k: int) -> list[dict]:
+    return [dict(BRIDGE, question=f"Which city hosts the university of inventor number {i}?") for i in range(k)]
+
+
+def test_standard_and_cot_are_right_on_a_fixed_share_of_questions():
+    exs = _many(200)
+    r = OracleResponder(exs, rationale_sensitive=True, standard_accuracy=0.3, cot_accuracy=0.5)
+    std = [ask(r, AnswerDirectly, ex)[0]["answer"] == "Vienna" for ex in exs]
+    cot = [ask(r, dspy.ChainOfThought(AnswerDirectly).predict.signature, ex)[0]["answer"] == "Vienna" for ex in exs]
+    assert 0.2 < sum(std) / 200 < 0.4 and 0.4 < sum(cot) / 200 < 0.6
+    assert all(c for s, c in zip(std, cot) if s)  # the CoT-right questions include the standard-right ones
+    again = [ask(r, AnswerDirectly, ex)[0]["answer"] == "Vienna" for ex in exs]
+    assert again == std  # deterministic per question
+
+
+def test_teacher_quotes_only_sentences_its_context_shows():
+    r = OracleResponder([BRIDGE], rationale_sensitive=True, cot_accuracy=0.0)
+    sig = dspy.ChainOfThought(AnswerDirectly).predict.signature
+    full = ask(r, sig, BRIDGE, temperature=0.7, n=4)
+    assert all(p["answer"] == "Vienna" and "So the answer is Vienna" in p["reasoning"] for p in full)
+    cut = ask(r, sig, BRIDGE, temperature=0.7, n=4, drop="Anna Keller")  # that gold sentence is not in the prompt
+    assert all("University of Vienna" not in p["reasoning"] for p in cut)
+    assert all("Anna Keller in Graz" in p["reasoning"] for p in cut)
+    none = ask(r, sig, dict(BRIDGE, paragraphs=BRIDGE["paragraphs"][2:]), temperature=0.7, n=2)
+    assert all(p["answer"] != "Vienna" for p in none)  # no visible evidence: a wrong rationale
+
+
+def test_teacher_is_wrong_on_about_wrong_rate_of_samples():
+    r = OracleResponder([BRIDGE], rationale_sensitive=True, wrong_rate=0.25)
+    sig = dspy.ChainOfThought(AnswerDirectly).predict.signature
+    answers = [p["answer"] for _ in range(20) for p in ask(r, sig, BRIDGE, temperature=0.7, n=4)]
+    assert 0.1 < sum(a != "Vienna" for a in answers) / len(answers) < 0.4
+
+
+def test_startup_line_says_it_is_scripted():
+    assert "SCRIPTED" in OracleResponder([BRIDGE], rationale_sensitive=True, standard_accuracy=0.4).describe()
