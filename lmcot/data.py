@@ -395,3 +395,17 @@ def load_examples(
         detail = f" ({result.skipped} bad records skipped)" if result.skipped else ""
         raise DataError(f"{origin}: no usable examples{detail}")
     return result
+
+
+def evidence_survival(examples: Iterable[dspy.Example]) -> dict[str, int]:
+    """How much gold evidence a (possibly truncated) context still holds: supporting sentences kept of
+    all, and questions that keep every one of theirs. A supporting fact counts as kept when its
+    paragraph is in ``paragraphs`` with that sentence index (truncation keeps sentence prefixes)."""
+    kept = total = complete = n = 0
+    for ex in examples:
+        sizes = {title: len(sents) for title, sents in (ex.get("paragraphs") or [])}
+        facts = ex.get("supporting_facts") or []
+        here = sum(1 for title, idx in facts if isinstance(idx, int) and idx < sizes.get(title, 0))
+        kept, total, n = kept + here, total + len(facts), n + 1
+        complete += here == len(facts)
+    return {"sentences_kept": kept, "sentences": total, "questions_complete": complete, "questions": n}

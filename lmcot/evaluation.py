@@ -46,9 +46,10 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
                 progress: bool = True) -> list[dict[str, Any]]:
     """Run ``program`` on every example (``concurrency`` threads, rich progress bar). A failed example
     is recorded with its error and scores 0, as ``dspy.Evaluate`` does, rather than stopping the run."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from lmcot.metrics import answer_em, answer_f1
+    from lmcot.plain_progress import progress_bar
     from lmcot.programs.parallel import map_concurrently
 
     def run_one(ex: dspy.Example) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
         return row
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, disable=not progress, transient=False) as bar:
+    with progress_bar(*columns, label=label, disable=not progress, transient=False) as bar:
         task = bar.add_task(label, total=len(examples))
         return map_concurrently(run_one, examples, max(1, concurrency), on_result=lambda _: bar.advance(task))
 

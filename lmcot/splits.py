@@ -53,6 +53,15 @@ def load_split(config: LMCoTConfig, split: str, limit: int | None = None,
                            hub_id=config.data.hub_id)
     if result.skipped:
         log.warning("%s: skipped %d malformed record(s) (--skip-bad)", source, result.skipped)
+    if result.truncated:
+        from lmcot.data import evidence_survival
+
+        ev = evidence_survival(result.examples)
+        if ev["sentences_kept"] < ev["sentences"]:
+            log.warning("data.%s: contexts cut to data.max_context_tokens=%s keep %d of %d gold supporting "
+                        "sentences (%d of %d questions keep all their evidence)", split,
+                        config.data.max_context_tokens, ev["sentences_kept"], ev["sentences"],
+                        ev["questions_complete"], ev["questions"])
     return _repeated_ids(result.examples, source, drop=config.data.skip_bad)
 
 

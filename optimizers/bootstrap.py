@@ -179,10 +179,12 @@ def _dedupe(trainset: list[Any]) -> tuple[list[Any], int]:
 
 
 def _progress(enabled: bool, total: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("teacher rationales"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    TextColumn("{task.description}"), disable=not enabled or total == 0)
+    from lmcot.plain_progress import progress_bar
+
+    return progress_bar(TextColumn("teacher rationales"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        TextColumn("{task.description}"), label="teacher rationales", disable=not enabled or total == 0)
 
 
 def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDConfig, out_dir: Path, *,

@@ -21,10 +21,13 @@ def rich_progress(label: str, metric: str = "loss", enabled: bool = True, value=
         def on_train_begin(self, args, state, control, **kwargs):
             if not enabled or state.max_steps <= 0:
                 return
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-            self._progress = Progress(TextColumn(f"{label} {{task.description}}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeRemainingColumn(), transient=False)
+            from lmcot.plain_progress import progress_bar
+
+            # Plain lines when stderr is not a terminal (a CI log, nohup): every step is minutes there.
+            self._progress = progress_bar(TextColumn(f"{label} {{task.description}}"), BarColumn(),
+                                          MofNCompleteColumn(), TimeRemainingColumn(), label=label, transient=False)
             self._progress.start()
             self._task = self._progress.add_task("", total=state.max_steps, completed=state.global_step)
 

@@ -1,0 +1,32 @@
+"""Progress under nohup / in a CI log: plain lines instead of a silent rich bar."""
+
+from __future__ import annotations
+
+import io
+
+from lmcot.plain_progress import PlainProgress, progress_bar
+
+
+def test_plain_lines_when_not_a_terminal():
+    out = io.StringIO()
+    with PlainProgress("guided", every_s=0.0, stream=out) as bar:
+        task = bar.add_task("", total=4)
+        for _ in range(4):
+            bar.advance(task)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("guided: 1/4 (25%)") and lines[-1].startswith("guided: 4/4 (100%)")
+
+
+def test_throttled_to_one_line_per_interval_plus_the_end():
+    out = io.StringIO()
+    bar = PlainProgress("kd", every_s=3600, stream=out)
+    task = bar.add_task("", total=100)
+    bar.start()
+    for i in range(100):
+        bar.update(task, completed=i + 1)
+    assert out.getvalue().splitlines() == [out.getvalue().splitlines()[-1]]
+    assert "100/100" in out.getvalue()
+
+
+def test_pytest_capture_is_not_a_terminal():
+    assert isinstance(progress_bar(label="x"), PlainProgress)
