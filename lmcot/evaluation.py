@@ -65,6 +65,8 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
             from lmcot.redact import redact
 
             row.update(answer="", error=redact(f"{type(exc).__name__}: {exc}"))
+            if getattr(exc, "rationales", None):  # AnswerCallError: the rationale was written
+                row.update(rationale=exc.rationales[0], rationales=exc.rationales)
         row["em"], row["f1"] = answer_em(row["answer"], ex.answer), answer_f1(row["answer"], ex.answer)
         return row
 

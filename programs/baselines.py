@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dspy
 
+from lmcot.programs.answer_adapter import answer_adapter_for
 from lmcot.programs.signatures import AnswerDirectly
 from lmcot.reply_cache import parsed_reply
 
@@ -19,8 +20,17 @@ class StandardPrompting(dspy.Module):
         self.answer.lm = large_lm
 
     def forward(self, question: str, context: str) -> dspy.Prediction:
-        # A reply that does not parse is retried and never cached (lmcot.reply_cache).
-        return parsed_reply(lambda: self.answer(question=question, context=context), what="large LM answer")
+        # A reply that does not parse is retried and never cached (lmcot.reply_cache); an in-process
+        # reader gets the plain answer prompt (lmcot.programs.answer_adapter).
+        adapter = answer_adapter_for(self.answer.lm)
+
+        def call():
+            if adapter is None:
+                return self.answer(question=question, context=context)
+            with dspy.context(adapter=adapter):
+                return self.answer(question=question, context=context)
+
+        return parsed_reply(call, what="large LM answer")
 
 
 class CoTPrompting(dspy.Module):
@@ -34,5 +44,13 @@ class CoTPrompting(dspy.Module):
         self.answer.predict.lm = large_lm
 
     def forward(self, question: str, context: str) -> dspy.Prediction:
-        pred = parsed_reply(lambda: self.answer(question=question, context=context), what="large LM answer")
+        adapter = answer_adapter_for(self.answer.predict.lm)
+
+        def call():
+            if adapter is None:
+                return self.answer(question=question, context=context)
+            with dspy.context(adapter=adapter):
+                return self.answer(question=question, context=context)
+
+        pred = parsed_reply(call, what="large LM answer")
         return dspy.Prediction(rationale=pred.reasoning, answer=pred.answer)

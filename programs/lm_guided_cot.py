@@ -12,10 +12,20 @@ from __future__ import annotations
 import dspy
 
 from lmcot.programs.adapter import RationaleAdapter
-from lmcot.reply_cache import parsed_reply
+from lmcot.programs.answer_adapter import answer_adapter_for
 from lmcot.programs.parallel import map_concurrently
 from lmcot.programs.signatures import Answer, Rationalize
 from lmcot.programs.voting import majority_vote
+from lmcot.reply_cache import parsed_reply
+
+
+class AnswerCallError(RuntimeError):
+    """The large LM's answer call failed (or could not be parsed) after the rationales were written;
+    ``rationales`` keeps them so the failed example's record still shows what the small LM wrote."""
+
+    def __init__(self, message: str, rationales: list[str]):
+        super().__init__(message)
+        self.rationales = list(rationales)
 
 
 class LMGuidedCoT(dspy.Module):
@@ -68,12 +78,23 @@ class LMGuidedCoT(dspy.Module):
 
     def forward(self, question: str, context: str) -> dspy.Prediction:
         rationales = self.write_rationales(question, context)
-        # An answer that does not parse is retried and never cached (lmcot.reply_cache).
-        answers = map_concurrently(
-            lambda r: parsed_reply(lambda: self.answer(question=question, context=context, rationale=r),
-                                   what="large LM answer").answer,
-            rationales, max_workers=len(rationales),
-        )
+        adapter = answer_adapter_for(self.large_lm)
+
+        def answer(rationale: str) -> str:
+            def call():
+                if adapter is None:
+                    return self.answer(question=question, context=context, rationale=rationale)
+                with dspy.context(adapter=adapter):
+                    return self.answer(question=question, context=context, rationale=rationale)
+
+            # An answer that does not parse is retried and never cached (lmcot.reply_cache).
+            return parsed_reply(call, what="large LM answer").answer
+
+        try:
+            answers = map_concurrently(answer, rationales, max_workers=len(rationales))
+        except Exception as exc:
+            # The small LM's work is not lost with the large LM's failure: predictions.jsonl keeps it.
+            raise AnswerCallError(f"answer call failed: {type(exc).__name__}: {exc}", rationales) from exc
         win = majority_vote(answers)
         return dspy.Prediction(rationale=rationales[win], answer=answers[win], rationales=rationales, answers=answers)
 

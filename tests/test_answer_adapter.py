@@ -1,0 +1,55 @@
+"""The in-process reader's plain answer prompt: no [[ ## ]] markers, strict parsing, no fallback."""
+
+from __future__ import annotations
+
+import dspy
+import pytest
+from dspy.utils.exceptions import AdapterParseError
+
+from lmcot.programs.answer_adapter import PlainAnswerAdapter
+from lmcot.programs.signatures import Answer, AnswerDirectly
+
+COT = dspy.ChainOfThought(AnswerDirectly).predict.signature
+
+
+def test_prompt_is_plain_text():
+    msgs = PlainAnswerAdapter().format(Answer, [], {"question": "Q?", "context": "C.", "rationale": "R."})
+    text = "\n".join(m["content"] for m in msgs)
+    assert "[[" not in text and "Rationale:\nR." in text and text.endswith("Answer:")
+
+
+@pytest.mark.parametrize("reply, answer", [("Vienna", "Vienna"), ("Answer: Vienna.\nBecause ...", "Vienna"),
+                                           ("\n  \"Vienna\"  \n", "Vienna")])
+def test_answer_is_the_first_line(reply, answer):
+    assert PlainAnswerAdapter().parse(Answer, reply) == {"answer": answer}
+
+
+def test_cot_reply_needs_an_answer_line():
+    out = PlainAnswerAdapter().parse(COT, "Keller studied in Vienna.\nAnswer: Vienna")
+    assert out == {"reasoning": "Keller studied in Vienna.", "answer": "Vienna"}
+    assert PlainAnswerAdapter().parse(COT, "She studied there. So the answer is Vienna.")["answer"] == "Vienna"
+    with pytest.raises(AdapterParseError):
+        PlainAnswerAdapter().parse(COT, "I am not sure what to say here")
+
+
+def test_empty_reply_is_an_error_not_an_answer():
+    with pytest.raises(AdapterParseError):
+        PlainAnswerAdapter().parse(Answer, "   \n ")
+
+
+def test_failed_answer_call_keeps_the_rationale():
+    """predict_all records the rationale of an example whose answer call failed."""
+    from lmcot.evaluate import predict_all
+    from lmcot.programs import LMGuidedCoT
+
+    class Boom(dspy.Module):
+        lm = None
+        def __call__(self, **kwargs):
+            raise RuntimeError("down")
+
+    program = LMGuidedCoT()
+    program.write_rationales = lambda q, c, k=None: ["a rationale"]
+    program.answer = Boom()
+    ex = dspy.Example(id="1", question="Q?", context="C.", answer="A").with_inputs("question", "context")
+    row = predict_all(program, [ex], concurrency=1, label="guided", progress=False)[0]
+    assert row["error"] and "answer call failed" in row["error"] and row["rationale"] == "a rationale"
