@@ -76,3 +76,32 @@ def test_gguf_student_generates_trains_saves_and_reloads(oracle_server, tmp_path
     assert ev.returncode == 0, ev.stderr[-3000:]
     rows = [json.loads(x) for x in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines() if x.strip()]
     assert rows and rows[0].get("rationale", "").strip()
+
+
+@pytest.mark.slow
+def test_real_chat_template_gives_the_same_prompt_ids_in_inference_kd_and_rl():
+    """SmolLM2's own chat template (from the GGUF file): the engine's prompt, KD's training prompt and
+    RL's prompt are the same token ids; KD's target ends in the EOS generation stops at."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from lmcot.hf_engine import resolve_model_path
+    from lmcot.optimizers.distill import build_example, prompt_ids
+    from lmcot.optimizers.rl_grpo import build_prompt_rows, engine_adds_special_tokens
+    from lmcot.programs.adapter import rationale_messages
+    from lmcot.prompting import adds_special_tokens, render_prompt
+
+    folder = resolve_model_path(SMOLLM2)
+    tok, cfg = AutoTokenizer.from_pretrained(folder), AutoConfig.from_pretrained(folder)
+    q, c = "Who founded the Zorbatron company?", "Zorbatron: The Zorbatron company was founded by Anna Keller."
+    text = render_prompt(tok, rationale_messages(q, c), False)
+    assert text.startswith("<|im_start|>system") and text.endswith("<|im_start|>assistant\n")
+    engine_ids = tok(text, add_special_tokens=adds_special_tokens(tok, False)).input_ids
+    assert prompt_ids(tok, False, q, c) == engine_ids
+    row = {"question": q, "context": c, "rationale": "Anna Keller founded it. So the answer is Anna Keller."}
+    example = build_example(tok, False, row, max_length=512)
+    assert example["input_ids"][: len(engine_ids)] == engine_ids
+    assert example["input_ids"][-1] == tok.eos_token_id == cfg.eos_token_id  # generation stops where KD taught
+    rl_prompt = build_prompt_rows([{"question": q, "context": c, "answer": "Anna Keller"}], tok, False)[0]["prompt"]
+    assert tok(rl_prompt, add_special_tokens=engine_adds_special_tokens(tok, False)).input_ids == engine_ids
+    generated = example["input_ids"][len(engine_ids):]
+    assert "<|im_end|>" not in tok.decode(generated, skip_special_tokens=True)  # as the engine decodes
