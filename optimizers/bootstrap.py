@@ -95,6 +95,12 @@ def _usage_of(history: list[dict[str, Any]], tracked: dict[str, dict[str, Any]])
     return {"prompt": prompt, "completion": completion}, paid_cost(history), calls["calls"] - calls["cached_calls"]
 
 
+def _answer_adapter_for(lm):
+    from lmcot.programs.answer_adapter import answer_adapter_for
+
+    return answer_adapter_for(lm)
+
+
 def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig, *, retries: int = 3,
                    backoff_s: float = 2.0) -> dict[str, Any]:
     """One teacher sample for one question -> a trace row (``ok: false`` with ``error`` when the
@@ -120,8 +126,10 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
         with track_usage() as tracker:
             try:
                 # The ChatAdapter (with its JSON fallback) is named so a globally configured
-                # adapter, e.g. the small LM's RationaleAdapter, cannot leak into teacher calls.
-                with dspy.context(lm=teacher_lm, adapter=dspy.ChatAdapter()):
+                # adapter, e.g. the small LM's RationaleAdapter, cannot leak into teacher calls; an
+                # in-process teacher gets the plain prompt it can follow (PlainAnswerAdapter).
+                adapter = _answer_adapter_for(teacher_lm) or dspy.ChatAdapter()
+                with dspy.context(lm=teacher_lm, adapter=adapter):
                     pred = parsed_reply(lambda: predictor(question=example.question, context=example.context,
                                                           config=_sample_config(kd, sample)),
                                         what=f"teacher reply for {row['id']} sample {sample}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -88,7 +89,8 @@ class LMCoTCompiler:
         if Path(checkpoint).resolve() != final.resolve():
             tmp = self.out / ".small_lm.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(checkpoint, tmp)
+            # Hard links: OUT/small_lm and the stage's model folder share one copy of the weights on disk.
+            shutil.copytree(checkpoint, tmp, copy_function=_link_or_copy)
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
         label = f"{self.out.name}-{cfg.stages[-1] if cfg.stages else 'base'}"
@@ -135,6 +137,9 @@ class LMCoTCompiler:
         console.rule(f"[bold]stage kd[/]: distil {len(result.kept)} rationales into the small LM")
         model_dir = distill(result.kept, student, kd_dir, cfg.kd, run.student, progress=self.progress)
         write_json(kd_dir / DONE, {"model": "model", "key": key, "kept": len(result.kept), "summary": result.summary})
+        # The stage is finished: its resume checkpoints (weights + optimizer state, ~3x the model)
+        # serve nothing any more. A changed setting retrains from the start weights.
+        shutil.rmtree(kd_dir / "checkpoints", ignore_errors=True)
         return str(model_dir)
 
     def _stage_rl(self, run: _Run, trainset: list[dspy.Example], start: str) -> str:
@@ -161,6 +166,7 @@ class LMCoTCompiler:
         rewards = RewardSet(cfg.rl, run.program.large_lm, run.scorer(), concurrency=cfg.eval.concurrency)
         model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir)
         write_json(rl_dir / DONE, {"model": "model", "key": key, "start": start})
+        shutil.rmtree(rl_dir / "checkpoints", ignore_errors=True)  # finished: no resume state to keep
         return str(model_dir)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -177,13 +183,25 @@ class LMCoTCompiler:
         """Dev EM/F1 (and, with ``aspects``, the mean of each rationale-quality aspect)."""
         from lmcot.evaluation import evaluate_program
 
+        from lmcot.lms import hf_engine_of
+
         rows, summary = evaluate_program(program, valset, concurrency=self.config.eval.concurrency, label=label,
                                          progress=self.progress, what=f"{label} dev evaluation")
         if summary["errors"]:
             first = next(r["error"] for r in rows if r["error"])
             _note(f"{label}:", "yellow", f"{summary['errors']} of {len(rows)} dev examples failed (scored 0); "
                   f"first error: {first}")
-        result: dict[str, Any] = {k: summary[k] for k in ("em", "f1", "n", "errors")}
+        cut = _cut_at_max_tokens(rows, hf_engine_of(program.small_lm), self.config.small_lm.max_tokens)
+        result: dict[str, Any] = {**{k: summary[k] for k in ("em", "f1", "n", "errors")},
+                                  **_evidence_share(rows, valset), "rationales_cut": cut}
+        if cut:
+            _note(f"{label}:", "yellow", f"{cut} of {len(rows)} rationales stopped at small_lm.max_tokens="
+                  f"{self.config.small_lm.max_tokens} (not at EOS)")
+        # Each point's rationales, for reading what training changed (the quickstart prints a few).
+        from lmcot.jsonl import atomic_write_text
+
+        atomic_write_text(self.out / "dev" / f"{label.replace(' ', '_')}.jsonl",
+                          "".join(json.dumps(r, default=str) + "\n" for r in rows))
         if aspects:
             from lmcot.metrics.rationale import summarize
 
@@ -236,6 +254,42 @@ def _note(tag: str, style: str, message: str) -> None:
     from lmcot.redact import redact
 
     console.print(Text.assemble((tag, style), " ", redact(message)), highlight=False, soft_wrap=True)
+
+
+def _cut_at_max_tokens(rows: list[dict[str, Any]], engine, max_tokens: int) -> int:
+    """Rationales that reached small_lm.max_tokens (stopped by the budget, not by EOS). Counted from
+    the text, so rationales served from DSPy's cache count too; re-tokenizing decoded text can differ
+    by a token (a stripped space), hence the slack of one."""
+    if engine is None:
+        return 0
+    tok = engine.tokenizer
+    with engine.model_lock:  # the engine's fast tokenizer is not safe to share across threads
+        return sum(1 for r in rows if len(tok(r.get("rationale") or "", add_special_tokens=False).input_ids)
+                   >= max_tokens - 1)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not supported
+        shutil.copy2(src, dst)
+
+
+def _evidence_share(rows: list[dict[str, Any]], valset: list[dspy.Example]) -> dict[str, Any]:
+    """Share of dev rationales that state a gold supporting sentence or the answer
+    (``lmcot.metrics.rationale.evidence``), and how many were cut at small_lm.max_tokens."""
+    from lmcot.metrics.rationale.evidence import states_evidence
+
+    by_id = {str(ex.id): ex for ex in valset}
+    stated = 0
+    for r in rows:
+        ex = by_id.get(str(r.get("id")))
+        if ex is None:
+            continue
+        sents = dict((t, s) for t, s in ex.paragraphs)
+        gold = [sents[t][i] for t, i in ex.supporting_facts if t in sents and isinstance(i, int) and i < len(sents[t])]
+        stated += states_evidence(r.get("rationale") or "", gold, ex.answer)
+    return {"evidence_stated": stated / len(rows) if rows else 0.0}
 
 
 # -- stage bookkeeping: a finished stage is skipped only if what it was built from is unchanged ----
@@ -296,6 +350,9 @@ def report_table(report: dict[str, Any]):
     table.add_row("answer EM", *(f"{report[k]['em']:.3f}" for k, _ in points))
     table.add_row("answer F1", *(f"{report[k]['f1']:.3f}" for k, _ in points))
     table.add_row("n", *(str(report[k]["n"]) for k, _ in points))
+    if any("evidence_stated" in report[k] for k, _ in points):
+        table.add_row("rationale states evidence", *(f"{report[k].get('evidence_stated', 0):.3f}" for k, _ in points))
+        table.add_row("rationales cut at max_tokens", *(str(report[k].get("rationales_cut", 0)) for k, _ in points))
     if any(report[k].get("errors") for k, _ in points):
         table.add_row("failed examples", *(str(report[k].get("errors", 0)) for k, _ in points))
     if any("aspects" in report[k] for k, _ in points):

