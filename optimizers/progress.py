@@ -40,7 +40,12 @@ def rich_progress(label: str, metric: str = "loss", enabled: bool = True, value=
                 return
             shown = value(logs) if value is not None else logs.get(metric)
             if shown is not None:
-                self._progress.update(self._task, description=f"{metric} {float(shown):.3f}")
+                text = f"{metric} {float(shown):.3f}"
+                # TRL's share of rollouts stopped by max_completion_length (repetition loops, mostly).
+                clipped = logs.get("completions/clipped_ratio")
+                if clipped is not None:
+                    text += f", cut at max_new_tokens {float(clipped):.0%}"
+                self._progress.update(self._task, description=text)
 
         def on_train_end(self, args, state, control, **kwargs):
             if self._progress is not None:
