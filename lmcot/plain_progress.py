@@ -35,7 +35,8 @@ class PlainProgress:
         now = time.monotonic()
         total, done = task["total"], task["completed"]
         share = f" ({done / total:.0%})" if total else ""
-        name = " ".join(x for x in (self.label, task["description"]) if x)
+        desc = task["description"]
+        name = " ".join(x for x in (self.label, "" if desc == self.label else desc) if x)
         print(f"{name}: {int(done)}/{int(total) if total else '?'}{share}, {_fmt(now - task['start'])} elapsed",
               file=self.stream, flush=True)
         task["last"] = now
