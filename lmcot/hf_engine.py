@@ -173,10 +173,6 @@ class TransformersEngine:
         # Held while the weights run (generate here, log-prob scoring in the judge): one at a time.
         self.model_lock = threading.Lock()
         self._warned_truncation = False
-        # Outputs generated and those stopped by max_new_tokens (not EOS): a cut rationale is usually a
-        # repetition loop, so evaluations and RL report the count (read a difference around a run).
-        self.outputs_generated = 0
-        self.outputs_cut = 0
 
     # -- DSPy engine protocol -------------------------------------------------------------
     def complete(self, request):
@@ -319,8 +315,6 @@ class TransformersEngine:
                 if s and s in text:
                     text, finish = text[: text.index(s)], "stop"
             results.append((text.strip(), int(in_lens[row // num_return_sequences]), len(ids), finish))
-        self.outputs_generated += len(results)
-        self.outputs_cut += sum(1 for r in results if r[3] == "length")
         return results
 
     @property
