@@ -259,6 +259,11 @@ def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDCo
             for t in sorted(kept_rows, key=lambda t: (order[t["id"]], t["sample"]))]
     summary = _summary(questions, current, new_rows, kept, kd, resumed=resumed, transient=transient,
                        duplicates=duplicates, seconds=time.monotonic() - start)
+    summary["kept_checkable"] = _checkable(kept, by_id)
+    if kept and summary["kept_checkable"] < len(kept):
+        log.warning("KD: %d of %d kept teacher rationales state no sentence of the (truncated) context the student "
+                    "sees: the student would learn to state facts it cannot read. Raise data.max_context_tokens, "
+                    "or give the teacher the same context.", len(kept) - summary["kept_checkable"], len(kept))
     write_json(out_dir / SUMMARY, summary)
     if progress:
         _print_summary(summary, out_dir)
@@ -270,6 +275,19 @@ def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDCo
         log.warning("%d teacher sample(s) failed with transient errors and were not recorded; rerun to "
                     "retry them (first: %s)", len(transient), transient[0])
     return BootstrapResult(kept=kept, summary=summary, traces_path=path, traces=current, transient=transient)
+
+
+def _checkable(kept: list[dict[str, Any]], by_id: dict[str, Any]) -> int:
+    """Kept rationales that state at least one sentence of the context the student is given (the
+    token-overlap rule of ``lmcot.metrics.rationale.evidence``): what KD teaches can be read there."""
+    from lmcot.metrics.rationale.evidence import states_sentence, tokens
+
+    n = 0
+    for row in kept:
+        have = set(tokens(row.get("rationale") or ""))
+        paragraphs = by_id[row["id"]].get("paragraphs") or []
+        n += any(states_sentence(have, sent) for _, sents in paragraphs for sent in sents)
+    return n
 
 
 def _summary(questions: list[Any], current: list[dict[str, Any]], new_rows: list[dict[str, Any]],

@@ -109,3 +109,12 @@ def test_teacher_is_wrong_on_about_wrong_rate_of_samples():
 
 def test_startup_line_says_it_is_scripted():
     assert "SCRIPTED" in OracleResponder([BRIDGE], rationale_sensitive=True, standard_accuracy=0.4).describe()
+
+
+def test_kept_rationale_is_checkable_only_against_the_context_the_student_sees():
+    from lmcot.optimizers.bootstrap import _checkable
+
+    cut = dspy.Example(paragraphs=[["Zorbatron", ["The Zorbatron was invented by Anna Keller in Graz."]]])
+    rows = [{"id": "a", "rationale": "The Zorbatron was invented by Anna Keller in Graz. So the answer is Vienna."},
+            {"id": "a", "rationale": "Anna Keller studied physics at the University of Vienna. So the answer is Vienna."}]
+    assert _checkable(rows, {"a": cut}) == 1  # the second quotes a sentence truncation removed
