@@ -84,13 +84,13 @@ def test_real_chat_template_gives_the_same_prompt_ids_in_inference_kd_and_rl():
     RL's prompt are the same token ids; KD's target ends in the EOS generation stops at."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from lmcot.hf_engine import resolve_model_path
+    from lmcot.checkpoint import resolve_model
     from lmcot.optimizers.distill import build_example, prompt_ids
     from lmcot.optimizers.rl_grpo import build_prompt_rows, engine_adds_special_tokens
     from lmcot.programs.adapter import rationale_messages
     from lmcot.prompting import adds_special_tokens, render_prompt
 
-    folder = resolve_model_path(SMOLLM2)
+    folder = resolve_model(SMOLLM2)
     tok, cfg = AutoTokenizer.from_pretrained(folder), AutoConfig.from_pretrained(folder)
     q, c = "Who founded the Zorbatron company?", "Zorbatron: The Zorbatron company was founded by Anna Keller."
     text = render_prompt(tok, rationale_messages(q, c), False)

@@ -7,7 +7,7 @@ import pytest
 
 from lmcot.metrics.rationale.evidence import states_evidence
 from lmcot.programs.signatures import Answer, AnswerDirectly
-from lmcot.testing import OracleResponder
+from support import OracleResponder
 
 BRIDGE = {
     "question": "Which city hosts the university where the inventor of the Zorbatron studied?",

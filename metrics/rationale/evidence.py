@@ -15,7 +15,7 @@ Why overlap and not verbatim quoting: a student paraphrasing "X was born in 1961
 states the fact; exact-substring rules miss that. Why 60%: it accepts a sentence restated with its
 names and numbers while rejecting one that shares only a title or a date with it.
 
-Used by the scripted stand-in reader (``lmcot.testing.oracle_responder``), which answers correctly
+Used by the scripted stand-in reader (``tests/support/oracle_responder.py``), which answers correctly
 from a rationale only when this is true, and by reports of how many rationales state the evidence.
 """
 
