@@ -7,27 +7,14 @@ import pytest
 
 from lmcot.metrics.rationale.evidence import states_evidence
 from lmcot.programs.signatures import Answer, AnswerDirectly
-from support import OracleResponder
+from support import OracleResponder, examples
 
-BRIDGE = {
-    "question": "Which city hosts the university where the inventor of the Zorbatron studied?",
-    "answer": "Vienna",
-    "paragraphs": [
-        ["Zorbatron", ["The Zorbatron was invented by Anna Keller in Graz.", "It was patented in 1931."]],
-        ["Anna Keller", ["Anna Keller studied physics at the University of Vienna."]],
-        ["Paris", ["Paris is the capital of France."]],
-        ["Berlin", ["Berlin is the capital of Germany."]],
-    ],
-    "supporting_facts": [["Zorbatron", 0], ["Anna Keller", 0]],
-}
-YESNO = {
-    "question": "Were Scott Derrickson and Ed Wood of the same nationality?",
-    "answer": "yes",
-    "paragraphs": [["Scott Derrickson", ["Scott Derrickson is an American director and screenwriter."]],
-                   ["Ed Wood", ["Edward Davis Wood Jr. was an American filmmaker and actor."]],
-                   ["Doctor Strange", ["Doctor Strange is a 2016 American superhero film."]]],
-    "supporting_facts": [["Scott Derrickson", 0], ["Ed Wood", 0]],
-}
+# The shared bridge example with longer gold sentences, so that partial quotes can be told apart.
+BRIDGE = {**examples.BRIDGE, "paragraphs": [
+    ["Zorbatron", ["The Zorbatron was invented by Anna Keller in Graz.", "It was patented in 1931."]],
+    ["Anna Keller", ["Anna Keller studied physics at the University of Vienna."]],
+    *examples.BRIDGE["paragraphs"][2:]]}
+YESNO = examples.COMPARISON
 GOLD = ["The Zorbatron was invented by Anna Keller in Graz.", "Anna Keller studied physics at the University of Vienna."]
 
 
