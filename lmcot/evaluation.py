@@ -10,6 +10,7 @@ measures the small LM before and after training with ``evaluate_program``.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Sequence
 
 import dspy
@@ -42,20 +43,41 @@ def build_program(method: str, small_lm: dspy.LM | None, large_lm: dspy.LM, conf
     raise ConfigError(f"unknown method {method!r}; methods are {', '.join(METHODS)}")
 
 
+def rationale_workers(program: dspy.Module, concurrency: int) -> int:
+    """Threads for the rationale phase: enough that an in-process small LM always has a full batch
+    queued behind the one it is generating (two batches' worth), else the run's concurrency."""
+    from lmcot.lms import hf_engine_of
+
+    engine = hf_engine_of(program.small_lm) if getattr(program, "small_lm", None) is not None else None
+    return max(concurrency, 2 * engine.batch_size) if engine is not None else concurrency
+
+
 def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurrency: int, label: str,
                 progress: bool = True) -> list[dict[str, Any]]:
     """Run ``program`` on every example (``concurrency`` threads, rich progress bar). A failed example
-    is recorded with its error and scores 0, as ``dspy.Evaluate`` does, rather than stopping the run."""
+    is recorded with its error and scores 0, as ``dspy.Evaluate`` does, rather than stopping the run.
+
+    A program with ``rationales_for`` / ``answer_from`` (LMGuidedCoT) runs in two phases: every
+    rationale is requested at once, and each example's answer starts (``concurrency`` at a time) as
+    soon as its rationales are written. Interleaving one small-LM and one large-LM call per thread
+    would keep the small LM's batches small and the large-LM calls waiting behind them; phased, the
+    small LM sees every request at once and the large LM works while it generates. The calls (and
+    so the results and cache entries) are the same as ``forward``'s."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from lmcot.metrics import answer_em, answer_f1
     from lmcot.plain_progress import progress_bar
-    from lmcot.programs.parallel import map_concurrently
+    from lmcot.programs.parallel import map_concurrently, submit_in_context
 
-    def run_one(ex: dspy.Example) -> dict[str, Any]:
+    phased = hasattr(program, "rationales_for") and hasattr(program, "answer_from")
+
+    def run_one(item: tuple[dspy.Example, Any]) -> dict[str, Any]:
+        ex, rationales = item
         row: dict[str, Any] = {"id": ex.id, "method": label, "question": ex.question, "gold": ex.answer}
         try:
-            pred = program(**ex.inputs())
+            if isinstance(rationales, Exception):
+                raise rationales
+            pred = program.answer_from(ex.question, ex.context, rationales) if phased else program(**ex.inputs())
             row["answer"] = pred.answer
             for key in ("rationale", "rationales", "answers"):
                 if key in pred.keys():
@@ -72,8 +94,27 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with progress_bar(*columns, label=label, disable=not progress, transient=False) as bar:
+        if not phased:
+            task = bar.add_task(label, total=len(examples))
+            return map_concurrently(run_one, [(ex, None) for ex in examples], max(1, concurrency),
+                                    on_result=lambda _: bar.advance(task))
+        phase = bar.add_task(f"{label}: rationales", total=len(examples))
         task = bar.add_task(label, total=len(examples))
-        return map_concurrently(run_one, examples, max(1, concurrency), on_result=lambda _: bar.advance(task))
+        answers = ThreadPoolExecutor(max_workers=max(1, concurrency))
+        futures: list[Future | None] = [None] * len(examples)
+
+        def rationales_ready(i: int, rationales: Any) -> None:
+            bar.advance(phase)
+            futures[i] = submit_in_context(answers, run_one, (examples[i], rationales))
+            futures[i].add_done_callback(lambda _: bar.advance(task))
+
+        try:
+            program.rationales_for(examples, max_workers=rationale_workers(program, max(1, concurrency)),
+                                   on_done=rationales_ready)
+            return [f.result() for f in futures]
+        finally:
+            # On Ctrl-C, answers not yet started are dropped rather than run (and paid for).
+            answers.shutdown(wait=True, cancel_futures=True)
 
 
 def evaluate_program(program: dspy.Module, examples: list[dspy.Example], *, concurrency: int, label: str,

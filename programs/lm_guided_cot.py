@@ -9,6 +9,9 @@ answers from question + context + rationale.
 
 from __future__ import annotations
 
+import threading
+from typing import Callable, Sequence
+
 import dspy
 
 from lmcot.programs.adapter import RationaleAdapter
@@ -59,25 +62,71 @@ class LMGuidedCoT(dspy.Module):
     def large_lm(self) -> dspy.LM | None:
         return self.answer.lm
 
-    def write_rationales(self, question: str, context: str, k: int | None = None) -> list[str]:
-        """k rationales from the small LM (greedy when k == 1)."""
-        k = k or self.num_samples
-
+    def _sample_configs(self, k: int) -> list[dict]:
+        """The per-call config of each of k rationale calls (greedy when k == 1)."""
+        if k == 1:
+            return [{}]
         seed = (self.small_lm.kwargs.get("seed") if self.small_lm is not None else None)
-
-        def one(i: int) -> str:
-            config = {} if k == 1 else {"temperature": self.sample_temperature, "rollout_id": i}
-            if k > 1 and seed is not None:
+        configs = []
+        for i in range(k):
+            config = {"temperature": self.sample_temperature, "rollout_id": i}
+            if seed is not None:
                 # A distinct seed per sample keeps seeded runs reproducible *and* the k samples distinct,
                 # however the engine groups requests into batches.
                 config["seed"] = seed + i
-            with dspy.context(adapter=self.rationale_adapter):
-                return self.rationalize(question=question, context=context, config=config).rationale
+            configs.append(config)
+        return configs
 
-        return map_concurrently(one, range(k), max_workers=k)
+    def write_rationale(self, question: str, context: str, config: dict) -> str:
+        """One small-LM call (``config`` from ``_sample_configs``)."""
+        with dspy.context(adapter=self.rationale_adapter):
+            return self.rationalize(question=question, context=context, config=config).rationale
 
-    def forward(self, question: str, context: str) -> dspy.Prediction:
-        rationales = self.write_rationales(question, context)
+    def write_rationales(self, question: str, context: str, k: int | None = None) -> list[str]:
+        """k rationales from the small LM (greedy when k == 1)."""
+        k = k or self.num_samples
+        return map_concurrently(lambda config: self.write_rationale(question, context, config),
+                                self._sample_configs(k), max_workers=k)
+
+    def rationales_for(self, examples: Sequence[dspy.Example], *, max_workers: int,
+                       on_done: Callable[[int, list[str] | Exception], None] | None = None
+                       ) -> list[list[str] | Exception]:
+        """Phase 1 of a whole-set run: every example's rationales (self-consistency samples included),
+        as one stream of small-LM calls on ``max_workers`` threads. Calls are sent longest prompt first,
+        so the requests an in-process engine finds queued together have similar lengths (little
+        padding) and an out-of-memory shows up at once. Each call is the one ``forward`` makes (same
+        prompt, same config, same cache entry). Per example: its rationales, or the exception of its
+        first failed call. ``on_done(i, that)`` is called as soon as example i has it (so its answer
+        can start while the small LM still writes the others')."""
+        configs = self._sample_configs(self.num_samples)
+        calls = [(i, j) for i in range(len(examples)) for j in range(len(configs))]
+        calls.sort(key=lambda c: -(len(examples[c[0]].context) + len(examples[c[0]].question)))
+        results: list[list] = [[None] * len(configs) for _ in examples]
+        missing = [len(configs)] * len(examples)
+        lock = threading.Lock()
+
+        def outcome(i: int) -> list[str] | Exception:
+            return next((r for r in results[i] if isinstance(r, Exception)), results[i])
+
+        def one(call: tuple[int, int]) -> None:
+            i, j = call
+            ex = examples[i]
+            try:
+                results[i][j] = self.write_rationale(ex.question, ex.context, configs[j])
+            except Exception as exc:  # noqa: BLE001 - recorded for its example, the others go on
+                results[i][j] = exc
+            with lock:
+                missing[i] -= 1
+                done = missing[i] == 0
+            if done and on_done is not None:
+                on_done(i, outcome(i))
+
+        map_concurrently(one, calls, max_workers=max_workers)
+        return [outcome(i) for i in range(len(examples))]
+
+    def answer_from(self, question: str, context: str, rationales: list[str]) -> dspy.Prediction:
+        """Phase 2: one large-LM answer per rationale, majority vote (a selection step over the
+        rationales can sit between :meth:`rationales_for` and this)."""
         adapter = answer_adapter_for(self.large_lm)
 
         def answer(rationale: str) -> str:
@@ -97,6 +146,9 @@ class LMGuidedCoT(dspy.Module):
             raise AnswerCallError(f"answer call failed: {type(exc).__name__}: {exc}", rationales) from exc
         win = majority_vote(answers)
         return dspy.Prediction(rationale=rationales[win], answer=answers[win], rationales=rationales, answers=answers)
+
+    def forward(self, question: str, context: str) -> dspy.Prediction:
+        return self.answer_from(question, context, self.write_rationales(question, context))
 
     @classmethod
     def from_folder(cls, path, config=None) -> LMGuidedCoT:
