@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,7 @@ def truncate_paragraphs(
     paragraphs: list[Paragraph],
     max_tokens: int,
     count_tokens: Callable[[str], int] | None = None,
+    memo: MutableMapping[str, int] | None = None,
 ) -> list[Paragraph]:
     """Shorten ``paragraphs`` so that ``count_tokens(format_context(result)) <= max_tokens``.
 
@@ -117,24 +118,29 @@ def truncate_paragraphs(
     sentences (so supporting-fact indices stay valid for kept sentences) and paragraphs with no
     kept sentence are dropped. Supporting facts are never consulted, so gold evidence is not
     favoured. Deterministic; may return ``[]`` when not even one sentence fits.
+
+    ``memo`` (one per tokenizer, e.g. a ``lmcot.memo.JsonMemo``) remembers how many sentences were
+    kept, keyed on the paragraphs and ``max_tokens``: a rerun then tokenizes nothing.
     """
     if max_tokens < 0:
         raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
     count = count_tokens or approx_token_count
+    key = None
+    if memo is not None:
+        key = hashlib.sha1(json.dumps([max_tokens, paragraphs], ensure_ascii=False).encode()).hexdigest()
+        if key in memo:
+            kept_n = memo[key]
+            return ([[title, list(sents)] for title, sents in paragraphs] if kept_n < 0
+                    else _round_robin_prefix(paragraphs, kept_n))
     if count(format_context(paragraphs)) <= max_tokens:
+        if memo is not None:
+            memo[key] = -1
         return [[title, list(sents)] for title, sents in paragraphs]
 
-    # Round-robin order as (paragraph index, sentence index).
-    order: list[tuple[int, int]] = []
-    longest = max((len(sents) for _, sents in paragraphs), default=0)
-    for position in range(longest):
-        order.extend((p, position) for p, (_, sents) in enumerate(paragraphs) if position < len(sents))
+    order = _round_robin_order(paragraphs)
 
     def build(n: int) -> list[Paragraph]:
-        kept = [0] * len(paragraphs)  # sentences kept per paragraph: always a prefix
-        for p, _ in order[:n]:
-            kept[p] += 1
-        return [[title, list(sents[: kept[p]])] for p, (title, sents) in enumerate(paragraphs) if kept[p]]
+        return _round_robin_prefix(paragraphs, n, order)
 
     # Binary search for the longest fitting prefix: O(log n) tokenizer calls instead of O(n).
     # Token counts grow with added text; every returned prefix was itself measured to fit.
@@ -145,7 +151,26 @@ def truncate_paragraphs(
             lo = mid
         else:
             hi = mid
+    if memo is not None:
+        memo[key] = lo
     return build(lo)
+
+
+def _round_robin_order(paragraphs: list[Paragraph]) -> list[tuple[int, int]]:
+    """Sentences as (paragraph index, sentence index), round-robin by position."""
+    order: list[tuple[int, int]] = []
+    longest = max((len(sents) for _, sents in paragraphs), default=0)
+    for position in range(longest):
+        order.extend((p, position) for p, (_, sents) in enumerate(paragraphs) if position < len(sents))
+    return order
+
+
+def _round_robin_prefix(paragraphs: list[Paragraph], n: int, order: list[tuple[int, int]] | None = None) -> list[Paragraph]:
+    """The paragraphs cut to the first ``n`` sentences of the round-robin order."""
+    kept = [0] * len(paragraphs)  # sentences kept per paragraph: always a prefix
+    for p, _ in (order if order is not None else _round_robin_order(paragraphs))[:n]:
+        kept[p] += 1
+    return [[title, list(sents[: kept[p]])] for p, (title, sents) in enumerate(paragraphs) if kept[p]]
 
 
 # --------------------------------------------------------------------------- record normalisation
@@ -217,6 +242,7 @@ def _record_to_example(
     record: Any,
     max_context_tokens: int | None,
     count_tokens: Callable[[str], int] | None,
+    truncation_memo: MutableMapping[str, int] | None = None,
 ) -> tuple[dspy.Example, bool]:
     """Validate one record (official or hub layout); returns the example and whether it was cut."""
     if not isinstance(record, dict):
@@ -257,7 +283,7 @@ def _record_to_example(
 
     kept = paragraphs
     if max_context_tokens is not None:
-        kept = truncate_paragraphs(paragraphs, max_context_tokens, count_tokens)
+        kept = truncate_paragraphs(paragraphs, max_context_tokens, count_tokens, memo=truncation_memo)
 
     example = dspy.Example(
         id=example_id,
@@ -342,6 +368,7 @@ def load_examples(
     max_context_tokens: int | None = None,
     count_tokens: Callable[[str], int] | None = None,
     hub_id: str | None = None,
+    truncation_memo: MutableMapping[str, int] | None = None,
 ) -> LoadResult:
     """Load HotpotQA (``"hotpotqa"``) or 2WikiMultihopQA (``"2wiki"``) examples.
 
@@ -352,7 +379,8 @@ def load_examples(
     ``limit`` keeps the first N good examples (records after that are not read). With
     ``skip_bad`` malformed records are skipped and counted in ``.skipped``; otherwise the first
     one raises :class:`DataError`. ``max_context_tokens`` truncates each context with
-    :func:`truncate_paragraphs`, counting with ``count_tokens`` (default: :func:`approx_token_count`).
+    :func:`truncate_paragraphs`, counting with ``count_tokens`` (default: :func:`approx_token_count`)
+    and remembering the cut in ``truncation_memo`` (one per tokenizer).
     Positions in messages are 0-based record indices for JSON and hub data, 1-based lines for JSONL.
     """
     if dataset not in DATASETS:
@@ -378,7 +406,7 @@ def load_examples(
             if isinstance(record, DataError):
                 raise record
             try:
-                example, cut = _record_to_example(record, max_context_tokens, count_tokens)
+                example, cut = _record_to_example(record, max_context_tokens, count_tokens, truncation_memo)
             except _RecordError as e:
                 raise DataError(f"{origin}: {where}: {e}") from None
         except DataError as e:

@@ -2,9 +2,9 @@
 
 DSPy keeps caching, retries and history; this engine only turns one ``dspy.lm15.Request`` into one
 ``Response``. DSPy's ``Evaluate`` / ``Predict.batch`` call an LM from many threads at once: rather
-than run N ``generate`` calls behind a lock, concurrent requests are *micro-batched* (the first
-waiting thread becomes the leader, gathers what has queued within a few milliseconds, up to
-``batch_size``, and runs one padded ``generate`` for all of them).
+than run N ``generate`` calls behind a lock, concurrent requests are *micro-batched*: the first
+waiting thread becomes the leader, gathers requests until the batch is full or no caller is on its
+way in (see ``_lead``), picks requests of similar length, and runs one padded ``generate`` for them.
 
 Causal LMs (Llama, Qwen2.5, SmolLM2) and encoder-decoder LMs (FLAN-T5) are both supported.
 """
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmcot.jsonl import atomic_write_text
+from lmcot.memo import folder_key, memo_dir
 from lmcot.prompting import adds_special_tokens, render_prompt
 
 log = logging.getLogger(__name__)
@@ -137,11 +139,19 @@ def weights_fingerprint(model: Any) -> str:
     return h.hexdigest()[:12]
 
 
+def _local_files(model: str) -> str:
+    """Where a model setting's files are, for memo keys (``pkg://`` resolved; a GGUF not converted)."""
+    from lmcot.checkpoint import resolve_package_file
+
+    return resolve_package_file(str(model))
+
+
 @dataclass
 class _Job:
     prompt: str
     params: tuple
     future: Future = field(default_factory=Future)
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 class TransformersEngine:
@@ -149,30 +159,90 @@ class TransformersEngine:
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
                  max_input_tokens: int = 2048, trust_remote_code: bool = False, revision: str | None = None,
-                 batch_wait_ms: float = 5.0, expected_fingerprint: str | None = None):
+                 batch_wait_ms: float = 1.0, expected_fingerprint: str | None = None):
         self.model_id = model
         self.device_setting, self.dtype_setting = device, dtype
         self.batch_size, self.max_input_tokens = batch_size, max_input_tokens
         self.trust_remote_code, self.revision = trust_remote_code, revision
         self.batch_wait_s = batch_wait_ms / 1000.0
-        self.model, self.tokenizer, self.is_encoder_decoder = load_model_and_tokenizer(
-            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, revision=revision
-        )
-        self.device = next(self.model.parameters()).device
-        self.fingerprint = weights_fingerprint(self.model)
-        if expected_fingerprint and expected_fingerprint != self.fingerprint:
-            from lmcot.errors import ModelLoadError
-
-            raise ModelLoadError(
-                f"{model}: the weights changed since this program was saved (fingerprint {self.fingerprint}, "
-                f"program.json says {expected_fingerprint}); restore the folder's weights or compile it again"
-            )
+        self._loaded: tuple | None = None  # (model, tokenizer, is_encoder_decoder), see _load
+        self._load_lock = threading.Lock()
+        self._expected_fingerprint = expected_fingerprint
+        # The weights are loaded when the model is first needed: a rerun answered from DSPy's cache
+        # never loads them. Only the fingerprint is needed up front (it names the LM in every cache
+        # key); it is remembered per checkpoint files (lmcot.memo), else computed from the weights.
+        self._memo_key = (folder_key(_local_files(model), device, dtype, trust_remote_code, revision)
+                          if memo_dir() else None)
+        remembered = self._read_fingerprint()
+        if remembered is not None and expected_fingerprint in (None, remembered):
+            self.fingerprint = remembered
+        else:
+            self._load()
         self._queue: list[_Job] = []
         self._cond = threading.Condition()
         self._leader_active = False
+        self._arriving = 0  # callers inside complete() whose request is not queued yet
         # Held while the weights run (generate here, log-prob scoring in the judge): one at a time.
         self.model_lock = threading.Lock()
         self._warned_truncation = False
+
+    # -- lazy loading -----------------------------------------------------------------------
+    def _load(self) -> tuple:
+        with self._load_lock:
+            if self._loaded is not None:
+                return self._loaded
+            loaded = load_model_and_tokenizer(self.model_id, device=self.device_setting, dtype=self.dtype_setting,
+                                              trust_remote_code=self.trust_remote_code, revision=self.revision)
+            fingerprint = weights_fingerprint(loaded[0])
+            expected = self._expected_fingerprint or getattr(self, "fingerprint", None)
+            if expected and expected != fingerprint:
+                from lmcot.errors import ModelLoadError
+
+                raise ModelLoadError(
+                    f"{self.model_id}: the weights changed since this program was saved (fingerprint {fingerprint}, "
+                    f"program.json says {expected}); restore the folder's weights or compile it again"
+                )
+            self.fingerprint = fingerprint
+            self._write_fingerprint()
+            self._loaded = loaded
+            return loaded
+
+    def _read_fingerprint(self) -> str | None:
+        if self._memo_key is None:
+            return None
+        try:
+            return (memo_dir() / "fingerprints" / self._memo_key).read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+
+    def _write_fingerprint(self) -> None:
+        if self._memo_key is not None and memo_dir() is not None:
+            atomic_write_text(memo_dir() / "fingerprints" / self._memo_key, self.fingerprint)
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    @property
+    def model(self):
+        return self._load()[0]
+
+    @property
+    def tokenizer(self):
+        return self._load()[1]
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return self._load()[2]
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @property
+    def files_key(self) -> str | None:
+        """A key for this checkpoint's files (tokenizer included), or None for a hub id."""
+        return folder_key(_local_files(self.model_id))
 
     # -- DSPy engine protocol -------------------------------------------------------------
     def complete(self, request):
@@ -188,8 +258,16 @@ class TransformersEngine:
         messages.extend({"role": m.role, "content": m.text or ""} for m in request.messages)
         cfg = request.config
         params = (cfg.temperature or 0.0, cfg.top_p, cfg.top_k, cfg.max_tokens or 256, cfg.seed, tuple(cfg.stop or ()))
-        job = _Job(render_prompt(self.tokenizer, messages, self.is_encoder_decoder), params)
-        text, n_in, n_out, finish = self._submit(job)
+        with self._cond:
+            self._arriving += 1  # a leader waits for this request rather than start without it
+        try:
+            job = _Job(render_prompt(self.tokenizer, messages, self.is_encoder_decoder), params)
+        except BaseException:
+            with self._cond:
+                self._arriving -= 1
+                self._cond.notify_all()
+            raise
+        text, n_in, n_out, finish = self._submit(job, arriving=True)
         return Response(id=None, model=self.model_id, message=Message.assistant([TextPart(text)]), finish_reason=finish,
                         usage=Usage(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out))
 
@@ -216,9 +294,11 @@ class TransformersEngine:
         return cls(**state)
 
     # -- micro-batching -------------------------------------------------------------------
-    def _submit(self, job: _Job):
+    def _submit(self, job: _Job, arriving: bool = False):
         with self._cond:
             self._queue.append(job)
+            if arriving:
+                self._arriving -= 1
             self._cond.notify_all()
         while not job.future.done():
             with self._cond:
@@ -237,30 +317,59 @@ class TransformersEngine:
         return job.future.result()
 
     def _lead(self) -> None:
-        # Give threads that are about to submit a moment to join this batch.
-        deadline = time.monotonic() + self.batch_wait_s
+        # Gather until the queue holds two batches (enough to choose one of similar lengths) or is
+        # drained: no caller is between complete()'s entry and the queue, and none arrived for
+        # batch_wait_s. A fixed wait from the start split 32 concurrent requests into generates of
+        # 1-7 and 25-31; waiting on arrivals does not. While one batch generates the next queues,
+        # so under load a leader rarely waits at all.
         with self._cond:
-            while len(self._queue) < self.batch_size and time.monotonic() < deadline:
-                self._cond.wait(timeout=max(0.0, deadline - time.monotonic()))
+            quiet_until, seen = time.monotonic() + self.batch_wait_s, len(self._queue)
+            while len(self._queue) < 2 * self.batch_size:
+                now = time.monotonic()
+                if len(self._queue) != seen:
+                    quiet_until, seen = now + self.batch_wait_s, len(self._queue)
+                if self._arriving == 0 and now >= quiet_until:
+                    break
+                self._cond.wait(timeout=max(self.batch_wait_s, 1e-4) if self._arriving else max(0.0, quiet_until - now))
             if not self._queue:
                 return
-            params = self._queue[0].params
-            temperature, seed = params[0], params[4]
-            # A seeded sampled request runs alone: one seed for a whole batch would make its output
-            # depend on which other requests happened to share the batch.
-            limit = 1 if (seed is not None and temperature > 0) else self.batch_size
-            batch = [j for j in self._queue if j.params == params][:limit]
+            batch = self._pick_batch()
             for j in batch:
                 self._queue.remove(j)
         try:
             # params is (temperature, top_p, top_k, max_tokens, seed, stop): generate's positional order.
-            outputs = self.generate([j.prompt for j in batch], *params)
+            outputs = self.generate([j.prompt for j in batch], *batch[0].params)
             for j, out in zip(batch, outputs):
                 j.future.set_result(out)
         except BaseException as exc:  # every waiter gets the failure, not a hang
             for j in batch:
                 if not j.future.done():
                     j.future.set_exception(exc)
+
+    # A request waiting longer than this goes into the next batch whatever its length.
+    MAX_WAIT_FOR_SIMILAR_S = 1.0
+
+    def _pick_batch(self) -> list[_Job]:
+        """Up to ``batch_size`` queued requests with the oldest one's generation settings and the
+        closest prompt lengths: left padding to the longest prompt costs prefill (most of a CPU
+        generate), so a batch of similar lengths wastes least. The oldest request is always in the
+        batch once it has waited ``MAX_WAIT_FOR_SIMILAR_S``, so no request waits for ever."""
+        oldest = self._queue[0]
+        temperature, seed = oldest.params[0], oldest.params[4]
+        # A seeded sampled request runs alone: one seed for a whole batch would make its output
+        # depend on which other requests happened to share the batch.
+        if seed is not None and temperature > 0:
+            return [oldest]
+        same = sorted((j for j in self._queue if j.params == oldest.params), key=lambda j: len(j.prompt))
+        n = self.batch_size
+        if len(same) <= n:
+            return same
+        starts = range(len(same) - n + 1)
+        if time.monotonic() - oldest.queued_at > self.MAX_WAIT_FOR_SIMILAR_S:
+            at = same.index(oldest)
+            starts = range(max(0, at - n + 1), min(at, len(same) - n) + 1)
+        start = min(starts, key=lambda s: len(same[s + n - 1].prompt) - len(same[s].prompt))
+        return same[start:start + n]
 
     # -- generation -----------------------------------------------------------------------
     def generate(self, prompts: list[str], temperature: float = 0.0, top_p: float | None = None,

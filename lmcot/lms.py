@@ -24,12 +24,16 @@ _DEFAULT_CACHE = "~/.cache/lmcot"
 def configure_cache(cache_dir: str | Path = _DEFAULT_CACHE) -> Path:
     """Point DSPy's disk cache of LM calls at ``cache_dir/dspy``: a rerun makes no repeated call, and
     a crash loses only the calls in flight (each response is written when it arrives)."""
+    from lmcot.memo import set_memo_dir
+
     from lmcot.reply_cache import install
 
     install()  # unparsable replies and URL credentials never reach the cache (lmcot.reply_cache)
     path = Path(os.path.expanduser(str(cache_dir))) / "dspy"
     path.mkdir(parents=True, exist_ok=True)
     dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(path))
+    # Fingerprints and truncations remembered next to the calls, so a cached rerun loads no model.
+    set_memo_dir(path.parent / "memo")
     return path
 
 

@@ -10,6 +10,7 @@ caller truncates contexts the same way.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable
 
 import dspy
@@ -19,24 +20,54 @@ from lmcot.config import LMCoTConfig
 log = logging.getLogger(__name__)
 
 
-def context_token_counter(config: LMCoTConfig, small_lm: dspy.LM | None = None) -> Callable[[str], int] | None:
+class TokenCounter:
+    """``count(text) -> tokens`` with the small LM's tokenizer, loaded at the first count (a rerun
+    whose truncations are all remembered never loads it). ``key`` names the tokenizer's files for
+    the truncation memo (None: not local, nothing remembered)."""
+
+    def __init__(self, load_tokenizer: Callable[[], object], key: str | None):
+        self._load, self._tok, self.key = load_tokenizer, None, key
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> int:
+        with self._lock:  # one thread loads; a fast tokenizer is not shared by threads at once
+            if self._tok is None:
+                self._tok = self._load()
+            return len(self._tok(text, add_special_tokens=False).input_ids)
+
+
+def context_token_counter(config: LMCoTConfig, small_lm: dspy.LM | None = None) -> TokenCounter | None:
     """Count context tokens with the small LM's tokenizer (the tighter reader, e.g. FLAN-T5's 512),
     so every method sees the same truncated context. ``None`` means the approximate word counter."""
     from lmcot.lms import hf_engine_of
+    from lmcot.memo import folder_key
 
     engine = hf_engine_of(small_lm) if small_lm is not None else None
     if engine is not None:
-        tok = engine.tokenizer
-    elif config.small_lm.backend == "transformers":
-        from transformers import AutoTokenizer
+        return TokenCounter(lambda: engine.tokenizer, engine.files_key)
+    if config.small_lm.backend == "transformers":
+        from lmcot.checkpoint import resolve_model, resolve_package_file
 
-        from lmcot.checkpoint import resolve_model
+        def load():
+            from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(resolve_model(config.small_lm.model),
-                                            trust_remote_code=config.small_lm.trust_remote_code)
-    else:
+            return AutoTokenizer.from_pretrained(resolve_model(config.small_lm.model),
+                                                 trust_remote_code=config.small_lm.trust_remote_code)
+
+        # Keyed on the files as configured (a GGUF is not converted just to name it).
+        return TokenCounter(load, folder_key(resolve_package_file(str(config.small_lm.model))))
+    return None
+
+
+def truncation_memo(count_tokens: Callable[[str], int] | None, max_context_tokens: int | None):
+    """The remembered truncations for this tokenizer (``lmcot.memo``), or None when there is nothing
+    to remember (no budget, a tokenizer not on disk, memos off)."""
+    from lmcot.memo import JsonMemo, memo_dir
+
+    key = getattr(count_tokens, "key", None)
+    if max_context_tokens is None or key is None or memo_dir() is None:
         return None
-    return lambda text: len(tok(text, add_special_tokens=False).input_ids)
+    return JsonMemo(memo_dir() / "truncation" / f"{key}.json")
 
 
 def load_split(config: LMCoTConfig, split: str, limit: int | None = None,
@@ -48,9 +79,12 @@ def load_split(config: LMCoTConfig, split: str, limit: int | None = None,
     if not source:
         raise DataError(f"config: data.{split} is not set (a hub split such as 'validation' or a local JSON/JSONL file)")
     limit = limit if limit is not None else getattr(config.data, f"{split}_limit")
+    memo = truncation_memo(count_tokens, config.data.max_context_tokens)
     result = load_examples(config.data.dataset, source, limit=limit, skip_bad=config.data.skip_bad,
                            max_context_tokens=config.data.max_context_tokens, count_tokens=count_tokens,
-                           hub_id=config.data.hub_id)
+                           hub_id=config.data.hub_id, truncation_memo=memo)
+    if memo is not None:
+        memo.save()
     if result.skipped:
         log.warning("%s: skipped %d malformed record(s) (--skip-bad)", source, result.skipped)
     if result.truncated:

@@ -164,10 +164,18 @@ def test_no_secret_in_any_output_file(first_run):
     assert calls and all(r.has_auth for r in calls)
 
 
-def test_rerun_makes_no_new_request(first_run, oracle_server, tmp_path):
+def test_rerun_makes_no_new_request(first_run, oracle_server, tmp_path, monkeypatch):
     # A new run builds its caches afresh (no memory cache carried over): the answers come from disk.
     before = oracle_server.request_count
     args = [a for a in first_run["args"]]
+
+    def no_model(*_, **__):
+        raise AssertionError("a rerun answered from the cache loaded the small LM")
+
+    # Nor is the small LM (weights or tokenizer) loaded: its fingerprint and every context's
+    # truncation are remembered from the first run (lmcot.memo).
+    monkeypatch.setattr("lmcot.hf_engine.load_model_and_tokenizer", no_model)
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", no_model)
     result = invoke(args[: args.index("--out")] + ["--out", str(tmp_path / "again")])
     assert result.exit_code == 0, result.output
     assert oracle_server.request_count == before

@@ -102,3 +102,81 @@ def test_phased_samples_and_failures_are_kept_per_example(hotpot_examples):
 def _single(program, ex):
     pred = program(**ex.inputs())
     return {"answer": pred.answer, "rationales": pred.rationales, "answers": pred.answers}
+
+
+# --------------------------------------------------------------------------- engine batching
+
+def test_concurrent_requests_fill_one_batch_and_batches_group_similar_lengths(scrambled_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lmcot.hf_engine import TransformersEngine, _Job
+
+    engine = TransformersEngine(str(scrambled_path), batch_size=16)
+    batches: list[list[int]] = []
+    original = engine.generate
+    engine.generate = lambda prompts, *a, **k: (batches.append([len(p) for p in prompts]), original(prompts, *a, **k))[1]
+    # Short and long prompts interleaved: a batch should take its neighbours in length, not arrival order.
+    prompts = [("word " * (3 if i % 2 else 60)) + str(i) for i in range(32)]
+    alone = [original([p], 0.0, None, None, 4)[0] for p in prompts]
+
+    def submit(p):
+        return engine._submit(_Job(p, (0.0, None, None, 4, None, ())))
+
+    with ThreadPoolExecutor(32) as pool:
+        together = list(pool.map(submit, prompts))
+    assert together == alone  # greedy results do not depend on the batch
+    assert sum(map(len, batches)) == 32 and len(batches) <= 3, [len(b) for b in batches]
+    full = [b for b in batches if len(b) == 16]
+    assert full and all(max(b) - min(b) < 100 for b in full), f"a full batch mixed short and long prompts: {batches}"
+
+
+# --------------------------------------------------------------------------- cached reruns
+
+def test_truncation_memo_gives_the_same_examples_without_counting(tmp_path, hotpot_examples):
+    from lmcot.data import load_examples
+    from lmcot.memo import JsonMemo
+
+    source = str(Path(__file__).parent / "fixtures" / "hotpotqa_dev_slice.json")
+    counted: list[str] = []
+
+    def count(text: str) -> int:
+        counted.append(text)
+        return len(text.split())
+
+    plain = load_examples("hotpotqa", source, max_context_tokens=120, count_tokens=count).examples
+    memo = JsonMemo(tmp_path / "memo.json")
+    first = load_examples("hotpotqa", source, max_context_tokens=120, count_tokens=count, truncation_memo=memo).examples
+    memo.save()
+    counted.clear()
+    again = load_examples("hotpotqa", source, max_context_tokens=120, count_tokens=count,
+                          truncation_memo=JsonMemo(tmp_path / "memo.json")).examples
+    assert counted == []
+    assert [e.toDict() for e in again] == [e.toDict() for e in first] == [e.toDict() for e in plain]
+    assert any(e.paragraphs != h.paragraphs for e, h in zip(plain, hotpot_examples)), "nothing was cut"
+    # Another budget is another key: counted afresh.
+    load_examples("hotpotqa", source, max_context_tokens=80, count_tokens=count,
+                  truncation_memo=JsonMemo(tmp_path / "memo.json"))
+    assert counted
+
+
+def test_remembered_fingerprint_follows_the_checkpoint_files(tmp_path, scrambled_path):
+    import shutil
+
+    from test_engine import scramble_and_save
+
+    from lmcot.hf_engine import TransformersEngine
+    from lmcot.memo import set_memo_dir
+
+    path = Path(shutil.copytree(scrambled_path, tmp_path / "model"))
+    set_memo_dir(tmp_path / "memo")
+    try:
+        first = TransformersEngine(str(path))
+        assert first.loaded
+        again = TransformersEngine(str(path))
+        assert not again.loaded and again.fingerprint == first.fingerprint  # remembered, nothing loaded
+        assert again.model is not None and again.fingerprint == first.fingerprint  # loads on first use
+        scramble_and_save(path, path, seed=5)  # "retrained" in place
+        retrained = TransformersEngine(str(path))
+        assert retrained.loaded and retrained.fingerprint != first.fingerprint
+    finally:
+        set_memo_dir(None)
