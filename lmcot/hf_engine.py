@@ -159,7 +159,7 @@ class TransformersEngine:
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
                  max_input_tokens: int = 2048, trust_remote_code: bool = False, revision: str | None = None,
-                 batch_wait_ms: float = 1.0, expected_fingerprint: str | None = None):
+                 batch_wait_ms: float = 3.0, expected_fingerprint: str | None = None):
         self.model_id = model
         self.device_setting, self.dtype_setting = device, dtype
         self.batch_size, self.max_input_tokens = batch_size, max_input_tokens
