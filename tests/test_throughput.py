@@ -205,3 +205,12 @@ def test_remembered_fingerprint_follows_the_checkpoint_files(tmp_path, scrambled
         assert retrained.loaded and retrained.fingerprint != first.fingerprint
     finally:
         set_memo_dir(None)
+
+
+def test_python_dash_m_lmcot_runs_the_command():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "lmcot", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "evaluate" in result.stdout and "compile" in result.stdout
