@@ -50,9 +50,13 @@ class LMCoTCompiler:
     def compile_with_report(self, program, trainset: list[dspy.Example], valset: list[dspy.Example] | None = None,
                             ) -> tuple[Any, dict[str, Any]]:
         """``compile``, and the dev report it also writes to ``OUT/metrics.json``."""
+        from lmcot import distributed
         from lmcot.lms import build_lm, configure_cache, small_lm_config
 
         cfg = self.config
+        if distributed.world_size() > 1 and "rl" in cfg.stages:
+            raise ConfigError(f"stages={cfg.stages}: several processes train the kd stage only; "
+                             "run rl as one process (--stages rl resumes from this KD)")
         run = _Run(cfg, program, trainset)
         if not trainset:
             raise ConfigError("compile needs a non-empty trainset (data.train)")
@@ -67,11 +71,13 @@ class LMCoTCompiler:
             check_all_trainer_args(cfg, is_encoder_decoder(run.student.model, trust_remote_code=run.student.trust_remote_code,
                                                            revision=run.student.revision))
         configure_cache(cfg.cache_dir)  # teacher, answer and judge calls are cached on disk
-        self.out.mkdir(parents=True, exist_ok=True)
+        main = distributed.is_main()  # several processes: only the main one calls LMs and writes files
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
         checkpoint = run.student.model
         report: dict[str, Any] = {"stages": list(cfg.stages)}
 
-        if valset:
+        if valset and main:
             report["untrained"] = self._evaluate(run, program, valset, "untrained", aspects="rl" in cfg.stages)
         if "kd" in cfg.stages:
             checkpoint = self._stage_kd(run, trainset, checkpoint)
@@ -84,6 +90,8 @@ class LMCoTCompiler:
                 report["before_rl"] = self._evaluate(run, self._with_small(run, checkpoint, "before-rl"), valset,
                                                      "before RL", aspects=True)
             checkpoint = self._stage_rl(run, trainset, checkpoint)
+        if not main:
+            return None, report  # the main process writes the program folder and evaluates it
 
         final = self.out / "small_lm"
         if Path(checkpoint).resolve() != final.resolve():
@@ -110,8 +118,8 @@ class LMCoTCompiler:
         return compiled, report
 
     def _stage_kd(self, run: _Run, trainset: list[dspy.Example], student: str) -> str:
+        from lmcot import distributed
         from lmcot.lms import build_lm
-        from lmcot.optimizers.bootstrap import bootstrap_traces
         from lmcot.optimizers.distill import distill
 
         cfg, kd_dir = self.config, self.out / "kd"
@@ -124,23 +132,42 @@ class LMCoTCompiler:
         if _done(kd_dir, key):
             _note("kd:", "green", f"complete under {kd_dir}, skipped")
             return str(kd_dir / "model")
-        _invalidate_traces_if_changed(kd_dir, traces_key)
-        console.rule("[bold]stage kd[/]: teacher rationales")
+        # The teacher bootstrap runs on the main process only; the others get its kept rationales.
+        outcome = None
+        if distributed.is_main():
+            _invalidate_traces_if_changed(kd_dir, traces_key)
+            console.rule("[bold]stage kd[/]: teacher rationales")
+            outcome = self._bootstrap(trainset, teacher, kd_dir)
+        kept, failure = distributed.broadcast(outcome)
+        if failure:
+            raise RunError(failure)
+        processes = distributed.describe()
+        console.rule(f"[bold]stage kd[/]: distil {len(kept)} rationales into the small LM ({processes})")
+        model_dir = distill(kept, student, kd_dir, cfg.kd, run.student, progress=self.progress)
+        if distributed.is_main():
+            console.print(f"kd: trained on {processes}", highlight=False)
+            write_json(kd_dir / DONE, {"model": "model", "key": key, "kept": len(kept), "processes": processes,
+                                       "summary": self._kd_summary})
+            # The stage is finished: its resume checkpoints (weights + optimizer state, ~3x the model)
+            # serve nothing any more. A changed setting retrains from the start weights.
+            shutil.rmtree(kd_dir / "checkpoints", ignore_errors=True)
+        return str(model_dir)
+
+    def _bootstrap(self, trainset: list[dspy.Example], teacher, kd_dir: Path) -> tuple[list, str | None]:
+        """Teacher rationales: (kept rows, None) or ([], why KD cannot go on)."""
+        from lmcot.optimizers.bootstrap import bootstrap_traces
+
+        cfg = self.config
         result = bootstrap_traces(trainset, teacher, cfg.kd, kd_dir, progress=self.progress)
+        self._kd_summary = result.summary
         if not result.kept and result.transient:
             # Nothing to distil because the teacher could not be reached, not because it was wrong.
-            raise RunError(f"kd: {len(result.transient)} teacher call(s) failed and no rationale was recorded "
-                               f"(is the teacher reachable?); rerun to retry them. First error: {result.transient[0]}")
+            return [], (f"kd: {len(result.transient)} teacher call(s) failed and no rationale was recorded "
+                        f"(is the teacher reachable?); rerun to retry them. First error: {result.transient[0]}")
         if not result.kept:
-            raise RunError(f"kd: no teacher rationale passed the filter ({cfg.kd.keep_metric} >= "
-                               f"{cfg.kd.min_score}); see {kd_dir}/traces.jsonl")
-        console.rule(f"[bold]stage kd[/]: distil {len(result.kept)} rationales into the small LM")
-        model_dir = distill(result.kept, student, kd_dir, cfg.kd, run.student, progress=self.progress)
-        write_json(kd_dir / DONE, {"model": "model", "key": key, "kept": len(result.kept), "summary": result.summary})
-        # The stage is finished: its resume checkpoints (weights + optimizer state, ~3x the model)
-        # serve nothing any more. A changed setting retrains from the start weights.
-        shutil.rmtree(kd_dir / "checkpoints", ignore_errors=True)
-        return str(model_dir)
+            return [], (f"kd: no teacher rationale passed the filter ({cfg.kd.keep_metric} >= "
+                        f"{cfg.kd.min_score}); see {kd_dir}/traces.jsonl")
+        return result.kept, None
 
     def _stage_rl(self, run: _Run, trainset: list[dspy.Example], start: str) -> str:
         from lmcot.optimizers.rewards import RewardSet

@@ -225,6 +225,7 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
     import torch
     from transformers import set_seed
 
+    from lmcot import distributed
     from lmcot.hf_engine import load_model_and_tokenizer
 
     kept = list(kept)
@@ -237,11 +238,14 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
     if _read_marker(model_dir) == model_fp and (model_dir / "config.json").is_file():
         log.info("KD: %s already holds the model trained from these rationales; reusing it", model_dir)
         return model_dir
-    if ckpt_dir.exists() and _read_marker(ckpt_dir) != run_fp:
-        # Checkpoints from other data or settings: resuming would mix two trainings.
-        shutil.rmtree(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    write_json(ckpt_dir / _MARKER, {"fingerprint": run_fp})
+    main = distributed.is_main()  # several processes train; the main one alone writes files
+    if main:
+        if ckpt_dir.exists() and _read_marker(ckpt_dir) != run_fp:
+            # Checkpoints from other data or settings: resuming would mix two trainings.
+            shutil.rmtree(ckpt_dir)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        write_json(ckpt_dir / _MARKER, {"fingerprint": run_fp})
+    distributed.wait_for_everyone()
 
     set_seed(kd.seed)
     # Full-precision weights on CPU; the Trainer moves them to the accelerator and runs bf16
@@ -263,6 +267,11 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
         log.info("KD: resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
 
+    if not main:
+        distributed.wait_for_everyone()  # until the main process has saved the model
+        del trainer, model
+        gc.collect()
+        return model_dir
     final = _plain_model(trainer.model).to("cpu")
     final.eval()
     tmp_dir = out_dir / ".model.tmp"
@@ -277,6 +286,7 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
     if model_dir.exists():
         shutil.rmtree(model_dir)
     tmp_dir.rename(model_dir)
+    distributed.wait_for_everyone()
 
     del trainer, model, final
     gc.collect()
