@@ -11,7 +11,8 @@ from support.paths import ROOT
 
 COMMANDS = {"lmcot.cli", "lmcot.evaluate", "lmcot.score"}
 LIBRARY = [p for d in ("programs", "optimizers", "metrics", "lmcot") for p in sorted((ROOT / d).rglob("*.py"))
-           if p.relative_to(ROOT).as_posix() not in {"lmcot/cli.py", "lmcot/evaluate.py", "lmcot/score.py"}]
+           if p.relative_to(ROOT).as_posix() not in {"lmcot/cli.py", "lmcot/evaluate.py", "lmcot/score.py",
+                                                     "lmcot/__main__.py"}]  # `python -m lmcot` is the command
 
 
 def _imports(path: Path) -> set[str]:
