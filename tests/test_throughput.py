@@ -139,20 +139,26 @@ def test_concurrent_requests_fill_one_batch_and_batches_group_similar_lengths(sc
     assert all(max(b) - min(b) < 100 for b in batches), f"a batch mixed short and long prompts: {batches}"
 
 
-def test_leader_waits_for_callers_on_their_way_in(scrambled_path, hotpot_examples):
-    """32 concurrent DSPy calls with batch_size 32: one generate (a fixed 5 ms wait split them)."""
-    from concurrent.futures import ThreadPoolExecutor
+def test_leader_gathers_while_requests_keep_arriving(scrambled_path):
+    """32 requests arriving 5 ms apart (160 ms in all) with a 50 ms quiet window: one generate. A
+    fixed wait from the first arrival (the old 5 ms rule) would have split them."""
+    import threading
 
-    small = build_lm(SmallLMConfig(model=str(scrambled_path), max_tokens=4, cache=False, batch_size=32))
+    from lmcot.hf_engine import TransformersEngine, _Job
+
+    engine = TransformersEngine(str(scrambled_path), batch_size=32, batch_wait_ms=50)
     sizes: list[int] = []
-    orig = small.engine.model.generate
-    small.engine.model.generate = lambda *a, **k: (sizes.append(int(k["input_ids"].shape[0])), orig(*a, **k))[1]
-    prompts = [f"{i}: {ex.question}" for i, ex in enumerate((hotpot_examples * 4)[:32])]
-    import contextvars
-
-    with ThreadPoolExecutor(32) as pool:
-        list(pool.map(lambda p: contextvars.copy_context().run(small, p), prompts))
-    assert sum(sizes) == 32 and len(sizes) <= 2 and max(sizes) >= 24, sizes
+    original = engine.generate
+    engine.generate = lambda prompts, *a, **k: (sizes.append(len(prompts)), original(prompts, *a, **k))[1]
+    threads = []
+    for i in range(32):
+        job = _Job(f"prompt number {i}", (0.0, None, None, 2, None, ()))
+        threads.append(threading.Thread(target=engine._submit, args=(job,)))
+        threads[-1].start()
+        time.sleep(0.005)
+    for t in threads:
+        t.join(timeout=120)
+    assert sizes == [32], sizes
 
 
 # --------------------------------------------------------------------------- cached reruns
