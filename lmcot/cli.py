@@ -15,6 +15,7 @@ prints as it is) and with secrets redacted (``lmcot.redact``).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -103,6 +104,11 @@ class _RedactFilter(logging.Filter):
 
 
 def _setup_logging(verbose: bool) -> None:
+    if not verbose:
+        # transformers draws a bar for every weights load and save ("Loading weights", "Writing model
+        # shards"): several per stage, noise between lmcot's own progress lines. Its switch is the hub
+        # library's, read when huggingface_hub is first imported (dspy may import it: set it first).
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _RedactFilter) for f in handler.filters):
