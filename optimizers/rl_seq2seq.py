@@ -19,13 +19,18 @@ trainer is gone), so this file holds a small loop. Each step:
    unbiased, non-negative per-token KL estimate. Log-probs use logits / temperature, as sampled.
 5. AdamW at ``rl.learning_rate`` (constant), gradient norm clipped to 1.0, dropout off.
 
+The loop runs on ``accelerate.Accelerator`` (as TRL's trainers do): it places the model, does the
+backward pass and gradient clipping, logs to the trackers named in ``rl.report_to`` (``none`` or an
+empty list: none; ``tensorboard`` writes ``out_dir/runs/rl``) and saves / restores the training state.
 Logs per ``logging_steps`` (means over the window): ``rewards/<name>/mean``, ``reward``, ``kl``
-(mean per-token k3), ``loss`` and for PPO ``clip_frac``, the keys TRL's GRPO uses.
-Every ``rl.save_steps`` and at the last step a checkpoint (weights as safetensors, optimizer, RNG,
-step, log) is written to ``out_dir/checkpoints/step-NNNNNN`` (the newest two are kept); a rerun
-resumes from the newest, so a crash loses at most ``save_steps`` steps and a larger ``max_steps``
-continues training. The final model (LoRA merged)
-goes to ``out_dir/model``, the log to ``out_dir/train_log.json``.
+(mean per-token k3), ``loss`` and for PPO ``clip_frac``, the keys TRL's GRPO uses (``train/<key>`` in
+the trackers, as TRL writes them).
+Every ``rl.save_steps`` and at the last step ``Accelerator.save_state`` writes a checkpoint (weights
+as safetensors, optimizer, the python / numpy / torch / CUDA RNG states) plus lmcot's ``state.json``
+(step, log) to ``out_dir/checkpoints/step-NNNNNN`` (the newest two are kept); a rerun resumes from
+the newest with ``Accelerator.load_state``, so a crash loses at most ``save_steps`` steps and a
+larger ``max_steps`` continues training. The final model (LoRA merged) goes to ``out_dir/model``
+(safetensors), the log to ``out_dir/train_log.json``.
 """
 
 from __future__ import annotations
@@ -102,23 +107,14 @@ class _Checkpoints:
         done = sorted(p for p in self.root.glob("step-*") if (p / "state.json").is_file())
         return done[-1] if done else None
 
-    def save(self, model, tokenizer, optimizer, step: int, history: list[dict], lora: bool) -> Path:
-        import torch
-
+    def save(self, accelerator, step: int, history: list[dict]) -> Path:
         from lmcot.jsonl import write_json
 
         final = self.root / f"step-{step:06d}"
         tmp = self.root / f".step-{step:06d}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        weights_dir = tmp / ("adapter" if lora else "model")
-        model.save_pretrained(str(weights_dir))
-        tokenizer.save_pretrained(str(weights_dir))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():  # sampling on a GPU draws from the CUDA generators
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(rng, tmp / "rng.pt")
+        accelerator.save_state(str(tmp))  # model (safetensors), optimizer, RNG states
         write_json(tmp / "state.json", {"step": step, "log_history": history})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -127,23 +123,21 @@ class _Checkpoints:
         return final
 
 
-def _load_policy(start_checkpoint: str, resume: Path | None, rl: RLConfig, small_cfg: SmallLMConfig, device: str):
+def _load_policy(start_checkpoint: str, rl: RLConfig, small_cfg: SmallLMConfig, device: str):
+    """The KD checkpoint (with fresh LoRA adapters when ``rl.lora``); a resumed run then overwrites
+    its weights with ``Accelerator.load_state``."""
     from lmcot.hf_engine import load_model_and_tokenizer
 
     dtype = "float32" if small_cfg.dtype == "auto" else small_cfg.dtype  # fp32 master weights by default
-    kw = dict(device=device, dtype=dtype, trust_remote_code=small_cfg.trust_remote_code, revision=small_cfg.revision)
-    if not rl.lora:
-        # Full fine-tuning resumes from the checkpoint's weights (saved with the KD tokenizer).
-        return load_model_and_tokenizer(str(resume / "model") if resume is not None else start_checkpoint, **kw)
-    from peft import PeftModel, get_peft_model
+    model, tokenizer, is_seq2seq = load_model_and_tokenizer(
+        start_checkpoint, device=device, dtype=dtype, trust_remote_code=small_cfg.trust_remote_code,
+        revision=small_cfg.revision)
+    if rl.lora and is_seq2seq:
+        from peft import get_peft_model
 
-    from lmcot.optimizers.training import lora_config
+        from lmcot.optimizers.training import lora_config
 
-    base, tokenizer, is_seq2seq = load_model_and_tokenizer(start_checkpoint, **kw)
-    if resume is not None:
-        model = PeftModel.from_pretrained(base, str(resume / "adapter"), is_trainable=True)
-    else:
-        model = get_peft_model(base, lora_config(rl, encoder_decoder=True))
+        model = get_peft_model(model, lora_config(rl, encoder_decoder=True))
     return model, tokenizer, is_seq2seq
 
 
@@ -160,7 +154,7 @@ def _reference(start_checkpoint: str, policy, rl: RLConfig, small_cfg: SmallLMCo
     return ref
 
 
-def _update(model, ref, optimizer, params, enc, decoder_in, targets, mask, adv, rl: RLConfig,
+def _update(accelerator, model, ref, optimizer, params, enc, decoder_in, targets, mask, adv, rl: RLConfig,
             algorithm: str) -> dict[str, float]:
     """One batch of policy-gradient updates (1 for RLOO, ``rl.ppo_epochs`` for PPO); returns stats."""
     import torch
@@ -172,7 +166,7 @@ def _update(model, ref, optimizer, params, enc, decoder_in, targets, mask, adv, 
         if ref is not None:
             ref_logps = _token_logps(ref, enc, decoder_in, targets, rl.temperature)
         elif rl.kl > 0:  # LoRA: the base model with the adapter off is the KD checkpoint
-            with model.disable_adapter():
+            with accelerator.unwrap_model(model).disable_adapter():
                 ref_logps = _token_logps(model, enc, decoder_in, targets, rl.temperature)
         else:
             ref_logps = None
@@ -194,33 +188,24 @@ def _update(model, ref, optimizer, params, enc, decoder_in, targets, mask, adv, 
             loss = loss + rl.kl * (k3 * mask).sum(1).mean()
             stats["kl"] = float((k3.detach() * mask).sum() / n_tokens)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, _MAX_GRAD_NORM))
+        accelerator.backward(loss)
+        stats["grad_norm"] = float(accelerator.clip_grad_norm_(params, _MAX_GRAD_NORM))
         optimizer.step()
         stats["loss"] = float(loss.detach())
     return stats
 
 
-class _TensorBoard:
-    def __init__(self, report_to: list[str], log_dir: Path):
-        self.writer = None
-        if "tensorboard" in report_to:
-            from torch.utils.tensorboard import SummaryWriter
+def _accelerator(rl: RLConfig, device: str, out_dir: Path):
+    """An ``Accelerator`` on ``device`` logging to ``rl.report_to`` under ``out_dir/runs``."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
 
-            self.writer = SummaryWriter(str(log_dir))
-        unsupported = sorted(set(report_to) - {"tensorboard", "none"})
-        if unsupported:
-            log.warning("the seq2seq RL loop logs to tensorboard and train_log.json only; ignoring %s", unsupported)
-
-    def log(self, metrics: dict[str, float], step: int) -> None:
-        if self.writer is not None:
-            for k, v in metrics.items():
-                self.writer.add_scalar(f"train/{k}", v, step)
-            self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+    trackers = [t for t in rl.report_to if t != "none"]
+    project = ProjectConfiguration(project_dir=str(out_dir), logging_dir=str(out_dir / "runs"))
+    try:
+        return Accelerator(cpu=device == "cpu", log_with=trackers or None, project_config=project)
+    except ValueError as e:  # an unknown tracker name
+        raise ConfigError(f"rl.report_to: {e}") from e
 
 
 def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfig, small_cfg: SmallLMConfig,
@@ -242,16 +227,17 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
     out_dir = Path(out_dir)
     ckpts = _Checkpoints(out_dir / "checkpoints")
     resume = ckpts.latest()
-    device = pick_device(small_cfg.device)
+    accelerator = _accelerator(rl, pick_device(small_cfg.device), out_dir)
+    device = str(accelerator.device)  # "cpu", "cuda:0", "mps": what the model loaders take
     torch.manual_seed(rl.seed)
-    model, tokenizer, is_seq2seq = _load_policy(start_checkpoint, resume, rl, small_cfg, device)
+    model, tokenizer, is_seq2seq = _load_policy(start_checkpoint, rl, small_cfg, device)
     if not is_seq2seq:
         raise ConfigError(f"{start_checkpoint} is a causal LM: {algorithm} is for encoder-decoder students; "
                          "use rl.algorithm=grpo or rloo")
     ref = _reference(start_checkpoint, model, rl, small_cfg, device)
     model.eval()  # dropout off: the log-probs must be those of the policy that sampled
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=rl.learning_rate)
+    model, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, lr=rl.learning_rate))
     G = rl.num_generations
     prompts_per_step = -(-rl.batch_size // G)
     rows = build_prompt_rows(trainset, tokenizer, is_encoder_decoder=True)
@@ -262,18 +248,16 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
     if resume is not None:
         state = json.loads((resume / "state.json").read_text())
         step, history = int(state["step"]), list(state["log_history"])
-        optimizer.load_state_dict(torch.load(resume / "optimizer.pt", map_location=device, weights_only=True))
-        rng = torch.load(resume / "rng.pt", weights_only=True)
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        accelerator.load_state(str(resume))  # weights, optimizer and RNG states
         log.info("resuming seq2seq RL from %s (step %d)", resume, step)
 
-    tb = _TensorBoard(list(rl.report_to), out_dir / "runs")
+    accelerator.init_trackers("rl")
+    policy = accelerator.unwrap_model(model)  # generate() lives on the model, not on a wrapper
     tokenizer.padding_side, tokenizer.truncation_side = "right", "left"  # as TransformersEngine
     eos_id = tokenizer.eos_token_id
     window: list[dict[str, float]] = []
-    bar = tqdm(total=rl.max_steps, initial=step, desc=f"RL ({algorithm})", unit="step")
+    bar = tqdm(total=rl.max_steps, initial=step, desc=f"RL ({algorithm})", unit="step",
+               disable=not accelerator.is_local_main_process)
     try:
         while step < rl.max_steps:
             batch = [rows[i] for i in prompts_for_step(len(rows), prompts_per_step, rl.seed, step)]
@@ -282,8 +266,8 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
                             add_special_tokens=adds_special_tokens(tokenizer, True))
             enc = {k: enc[k].to(device).repeat_interleave(G, dim=0) for k in ("input_ids", "attention_mask")}
             with torch.no_grad():
-                seqs = model.generate(**enc, do_sample=True, temperature=rl.temperature, top_p=1.0, top_k=0,
-                                      max_new_tokens=rl.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+                seqs = policy.generate(**enc, do_sample=True, temperature=rl.temperature, top_p=1.0, top_k=0,
+                                       max_new_tokens=rl.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
             decoder_in, targets = seqs[:, :-1], seqs[:, 1:]
             mask = completion_mask(targets, eos_id)
             texts = [t.strip() for t in tokenizer.batch_decode(targets, skip_special_tokens=True)]
@@ -293,7 +277,8 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
             comps = rewards.components(reward_rows)
             totals = rewards.total(comps)
             adv = torch.tensor(rloo_advantages(totals, G), device=device, dtype=torch.float32)
-            stats = _update(model, ref, optimizer, params, enc, decoder_in, targets, mask, adv, rl, algorithm)
+            stats = _update(accelerator, model, ref, optimizer, params, enc, decoder_in, targets, mask, adv, rl,
+                            algorithm)
             step += 1
             window.append({**rewards.log_metrics(comps), **stats,
                            "completions/mean_length": float(mask.sum(1).mean())})
@@ -305,17 +290,18 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
                 entry = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
                 entry["step"] = step
                 history.append(entry)
-                tb.log(entry, step)
+                accelerator.log({f"train/{k}": v for k, v in entry.items() if k != "step"}, step=step)
                 window = []
             if step % max(1, rl.save_steps) == 0 or step == rl.max_steps:
-                ckpts.save(model, tokenizer, optimizer, step, history, rl.lora)
+                ckpts.save(accelerator, step, history)
     finally:
         bar.close()
-        tb.close()
+        accelerator.end_training()
 
-    final = model.merge_and_unload() if rl.lora else model
+    final = policy.merge_and_unload() if rl.lora else policy
     model_dir = out_dir / "model"
-    final.save_pretrained(str(model_dir))
-    tokenizer.save_pretrained(str(model_dir))
-    write_json(out_dir / "train_log.json", history)
+    if accelerator.is_main_process:
+        final.save_pretrained(str(model_dir))
+        tokenizer.save_pretrained(str(model_dir))
+        write_json(out_dir / "train_log.json", history)
     return model_dir

@@ -132,6 +132,61 @@ def test_seq2seq_resume_matches_an_uninterrupted_run(tiny_seq2seq_path, tmp_path
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # weights, optimizer and RNG restored
 
 
+def test_seq2seq_resumes_an_interrupted_lora_ppo_run_from_saved_state(tiny_seq2seq_path, tmp_path):
+    """A crash at step 3 (after step 2's checkpoint) and a rerun: steps 1-2 are not redone, and the
+    result equals an uninterrupted run (Accelerator.load_state restored adapters, optimizer, RNG)."""
+    import torch
+
+    from lmcot.optimizers.rl_seq2seq import train_seq2seq
+
+    rl = rl_config(max_steps=4, save_steps=2, learning_rate=1e-2, kl=0.01, lora=True, lora_r=4, lora_alpha=8)
+
+    def crash_at_third_batch(rows):
+        if counter.calls == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return first_half_letters(rows)
+
+    counter = CountingReward(crash_at_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl, counter), rl, CPU, tmp_path / "a",
+                      algorithm="seq2seq_ppo")
+    assert [p.name for p in (tmp_path / "a" / "checkpoints").iterdir()] == ["step-000002"]
+    assert not (tmp_path / "a" / "model").exists()
+    counter.fn = first_half_letters
+    resumed = train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl, counter), rl, CPU,
+                            tmp_path / "a", algorithm="seq2seq_ppo")
+    assert counter.calls == 5  # 2 saved + the crashed one + steps 3 and 4 rerun
+    straight = train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl), rl, CPU, tmp_path / "b",
+                             algorithm="seq2seq_ppo")
+    assert reward_log(tmp_path / "a") == reward_log(tmp_path / "b")
+    a, b = _state(resumed), _state(straight)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_seq2seq_logs_to_tensorboard_through_accelerate(tiny_seq2seq_path, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lmcot.optimizers.rl_seq2seq import train_seq2seq
+
+    rl = rl_config(max_steps=2, report_to=["tensorboard"])
+    train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl), rl, CPU, tmp_path / "rl")
+    events = EventAccumulator(str(tmp_path / "rl" / "runs" / "rl"))
+    events.Reload()
+    logged = events.Scalars("train/reward")
+    assert [e.step for e in logged] == [1, 2]
+    assert [e.value for e in logged] == pytest.approx([e["reward"] for e in reward_log(tmp_path / "rl")])
+    assert "train/loss" in events.Tags()["scalars"]
+
+
+def test_seq2seq_without_trackers_writes_no_runs(tiny_seq2seq_path, tmp_path):
+    from lmcot.optimizers.rl_seq2seq import train_seq2seq
+
+    rl = rl_config(max_steps=1, report_to=["none"])
+    train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl), rl, CPU, tmp_path / "rl")
+    assert not (tmp_path / "rl" / "runs").exists() and (tmp_path / "rl" / "model" / "model.safetensors").is_file()
+
+
 def test_run_rl_dispatch(tiny_causal_path, tiny_seq2seq_path, tmp_path, monkeypatch):
     import dspy
 
