@@ -1,4 +1,4 @@
-"""The ``lmcot`` command line: ``evaluate``, ``compile`` and ``score``.
+"""The ``lmcot`` command line: ``evaluate``, ``compile``, ``score``, ``experiment`` and ``report``.
 
 Every command takes ``--config FILE.yaml`` and any number of ``--set key.path=value`` overrides
 (the same pydantic config as the Python API). Heavy libraries load only inside the command.
@@ -277,6 +277,50 @@ def score(
     else:
         Console().print(render_score_table(means, backends=backends))
     _say("", "", f"wrote {out_path}")
+
+
+@app.command()
+def experiment(
+    config: Optional[Path] = ConfigOpt,
+    out: Path = typer.Option(..., "--out", "-o", help="Folder of the experiment (results.json, report, plots)."),
+    skip_bad: bool = SkipBadOpt,
+    overrides: Optional[List[str]] = SetOpt,
+    verbose: bool = VerboseOpt,
+) -> None:
+    """The paper's experiments in one run: baselines, guided students (untrained/KD/KD+RL), RL ablation,
+    rationale-quality analysis; then the report. Reruns skip finished steps and pay for no call twice."""
+    _setup_logging(verbose)
+    try:
+        cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []))
+        _print_config(cfg)
+        _note_tiny(cfg)
+        from lmcot.experiment.report import render
+        from lmcot.experiment.run import run_experiment
+
+        _check_endpoints(cfg, teacher=True, judge=True)
+        run_experiment(cfg, out, say=lambda m: console.print(f"[bold cyan]experiment[/] {m}", highlight=False))
+        paths = render(out)
+    except _errors() as exc:
+        _fail_with(exc, verbose)
+    except KeyboardInterrupt:
+        _interrupted(f"finished steps ({out}/steps/), trained students and cached LM calls are kept; rerun the same "
+                     "command to resume")
+    console.print(f"wrote {out}/results.json, {paths['md']}, {paths['html']}, {paths['plots']}/")
+
+
+@app.command()
+def report(
+    out: Path = typer.Argument(..., help="An experiment folder (with results.json)."),
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Re-render report.md, report.html and the plots from OUT/results.json (no LM call)."""
+    try:
+        from lmcot.experiment.report import render
+
+        paths = render(out)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        _fail_with(exc, verbose)
+    console.print(f"wrote {paths['md']}, {paths['html']}, {paths['plots']}/")
 
 
 def main() -> None:  # pragma: no cover - console script entry

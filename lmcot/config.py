@@ -2,7 +2,7 @@
 
     cfg = load_config("configs/quickstart.yaml", overrides=["large_lm.temperature=0.2"])
 
-Top-level sections: ``small_lm``, ``large_lm``, ``data``, ``eval``, ``kd``, ``rl``, ``rationale_metrics``.
+Top-level sections: ``small_lm``, ``large_lm``, ``data``, ``eval``, ``kd``, ``rl``, ``rationale_metrics``, ``experiment``.
 Secrets never live here: ``api_key_env`` names the environment variable that holds the key.
 """
 
@@ -269,6 +269,31 @@ class RLConfig(_TrainingSection):
     train_limit: int | None = Field(None, gt=0)
 
 
+STUDENTS = ("untrained", "kd", "kd_rl")
+RL_VARIANTS = ("both", "quality", "answer")
+
+
+class ExperimentConfig(_Section):
+    """The grid of ``lmcot experiment`` (the paper's three analyses on one dev set, one large LM)."""
+
+    baselines: list[Literal["standard", "cot", "cot_sc"]] = ["standard", "cot", "cot_sc"]
+    students: list[Literal["untrained", "kd", "kd_rl"]] = list(STUDENTS)
+    self_consistency: bool = Field(True, description="also run each guided student with k sampled rationales + vote")
+    num_samples: int = Field(5, ge=2, description="k: samples for self-consistency and the quality analysis")
+    sample_temperature: float = Field(0.7, gt=0.0)
+    rl_ablation: list[Literal["both", "quality", "answer"]] = Field(
+        default_factory=lambda: list(RL_VARIANTS),
+        description="RL reward sets, each from the same KD checkpoint: rl.weights as set (both), aspects only "
+                    "(quality: answer_f1=0), answer F1 only (answer: every aspect 0)")
+    quality_analysis: bool = True
+    quality_student: Literal["untrained", "kd", "kd_rl"] = "kd_rl"
+    thresholds: list[float] = Field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+                                    description="mean-aspect thresholds for accuracy vs rationale quality")
+    bootstrap_samples: int = Field(1000, ge=100)
+    seed: int = 0
+    dev_limit: int | None = Field(None, description="first N dev questions (default data.dev_limit)")
+
+
 class LMCoTConfig(_Section):
     small_lm: SmallLMConfig = Field(default_factory=SmallLMConfig)
     large_lm: LargeLMConfig = Field(default_factory=LargeLMConfig)
@@ -277,6 +302,7 @@ class LMCoTConfig(_Section):
     kd: KDConfig = Field(default_factory=KDConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
     rationale_metrics: RationaleMetricsConfig = Field(default_factory=RationaleMetricsConfig)
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
     stages: list[Literal["kd", "rl"]] = ["kd"]
     cache_dir: str = Field("~/.cache/lmcot", description="disk cache of LM calls (DSPy's cache, under cache_dir/dspy)")
 

@@ -79,7 +79,7 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
                 raise rationales
             pred = program.answer_from(ex.question, ex.context, rationales) if phased else program(**ex.inputs())
             row["answer"] = pred.answer
-            for key in ("rationale", "rationales", "answers"):
+            for key in ("rationale", "rationales", "answers", "scores", "selected"):
                 if key in pred.keys():
                     row[key] = pred[key]
             row["error"] = None

@@ -5,6 +5,9 @@ answers from question + context + rationale.
     large = lmcot.build_lm(LargeLMConfig(model="openai/gpt-4o-mini", api_key_env="OPENAI_API_KEY"))
     program = LMGuidedCoT(small, large, num_samples=5)     # 5 rationales, majority vote
     program(question="...", context="...").answer
+    # 5 rationales scored on the eight aspects; the large LM reads only the best one (one answer call)
+    program = LMGuidedCoT(small, large, num_samples=5, select="quality",
+                          scorer=RationaleScorer(cfg.rationale_metrics, judge_lm=judge))
 """
 
 from __future__ import annotations
@@ -37,13 +40,21 @@ class LMGuidedCoT(dspy.Module):
     ``num_samples > 1`` is self-consistency: k rationales sampled at ``sample_temperature`` (sent
     concurrently, so an in-process small LM generates them in one batch), one answer per rationale,
     majority vote over normalised answers. The prediction keeps every rationale and answer.
+
+    ``select="quality"`` (or ``"quality:<aspect>"``) scores the k rationales on the eight aspects
+    (mean of all, or that one aspect) with ``scorer`` (a ``RationaleScorer``; default: every aspect
+    on its cheap scorer) *before* the large LM is asked, and asks it once, with the best rationale
+    (ties: the first sampled). The prediction then also holds ``scores`` (one dict per rationale).
     """
 
     def __init__(self, small_lm: dspy.LM | None = None, large_lm: dspy.LM | None = None, num_samples: int = 1,
-                 sample_temperature: float = 0.7):
+                 sample_temperature: float = 0.7, select: str = "vote", scorer=None):
         super().__init__()
         if num_samples < 1:
             raise ValueError("num_samples must be >= 1")
+        self.select_aspect = parse_select(select)
+        self.select = select
+        self.scorer = scorer
         self.rationalize = dspy.Predict(Rationalize)
         self.answer = dspy.Predict(Answer)
         self.rationalize.lm = small_lm
@@ -126,21 +137,13 @@ class LMGuidedCoT(dspy.Module):
 
     def answer_from(self, question: str, context: str, rationales: list[str]) -> dspy.Prediction:
         """Phase 2: one large-LM answer per rationale, majority vote (a selection step over the
-        rationales can sit between :meth:`rationales_for` and this)."""
-        adapter = answer_adapter_for(self.large_lm)
-
-        def answer(rationale: str) -> str:
-            def call():
-                if adapter is None:
-                    return self.answer(question=question, context=context, rationale=rationale)
-                with dspy.context(adapter=adapter):
-                    return self.answer(question=question, context=context, rationale=rationale)
-
-            # An answer that does not parse is retried and never cached (lmcot.reply_cache).
-            return parsed_reply(call, what="large LM answer").answer
-
+        rationales can sit between :meth:`rationales_for` and this). With ``select="quality[:aspect]"``
+        the best-scored rationale is answered instead, in one call."""
+        if self.select != "vote":
+            return self._answer_best(question, context, rationales)
         try:
-            answers = map_concurrently(answer, rationales, max_workers=len(rationales))
+            answers = map_concurrently(lambda r: self._ask(question, context, r), rationales,
+                                       max_workers=len(rationales))
         except Exception as exc:
             # The small LM's work is not lost with the large LM's failure: predictions.jsonl keeps it.
             raise AnswerCallError(f"answer call failed: {type(exc).__name__}: {exc}", rationales) from exc
@@ -150,6 +153,35 @@ class LMGuidedCoT(dspy.Module):
     def forward(self, question: str, context: str) -> dspy.Prediction:
         return self.answer_from(question, context, self.write_rationales(question, context))
 
+    def _ask(self, question: str, context: str, rationale: str) -> str:
+        """The large LM's answer given one rationale (through the in-process reader's plain adapter
+        when it has one)."""
+        adapter = answer_adapter_for(self.large_lm)
+
+        def call():
+            if adapter is None:
+                return self.answer(question=question, context=context, rationale=rationale)
+            with dspy.context(adapter=adapter):
+                return self.answer(question=question, context=context, rationale=rationale)
+
+        # An answer that does not parse is retried and never cached (lmcot.reply_cache).
+        return parsed_reply(call, what="large LM answer").answer
+
+    def _answer_best(self, question: str, context: str, rationales: list[str]) -> dspy.Prediction:
+        if self.scorer is None:
+            from lmcot.config import RationaleMetricsConfig
+            from lmcot.metrics.rationale import RationaleScorer
+
+            self.scorer = RationaleScorer(RationaleMetricsConfig())  # all cheap: no model, no judge
+        scores = self.scorer.score([{"question": question, "context": context, "rationale": r} for r in rationales])
+        best = best_rationale(scores, self.select_aspect)
+        try:
+            answer = self._ask(question, context, rationales[best])
+        except Exception as exc:
+            raise AnswerCallError(f"answer call failed: {type(exc).__name__}: {exc}", rationales) from exc
+        return dspy.Prediction(rationale=rationales[best], answer=answer, rationales=rationales, scores=scores,
+                               selected=best)
+
     @classmethod
     def from_folder(cls, path, config=None) -> LMGuidedCoT:
         """Restore a compiled program folder (``lmcot compile --out``): LMs rebuilt from its saved
@@ -158,3 +190,26 @@ class LMGuidedCoT(dspy.Module):
         from lmcot.program_io import load_program
 
         return load_program(path, config)
+
+
+def parse_select(select: str) -> str | None:
+    """``"vote"`` -> None; ``"quality"`` -> ``"mean"``; ``"quality:<aspect>"`` -> that aspect."""
+    from lmcot.aspects import ASPECTS
+
+    if select == "vote":
+        return None
+    if select == "quality":
+        return "mean"
+    if select.startswith("quality:") and select.split(":", 1)[1] in ASPECTS:
+        return select.split(":", 1)[1]
+    raise ValueError(f"select={select!r}: expected 'vote', 'quality' or 'quality:<aspect>' with an aspect "
+                     f"among {', '.join(ASPECTS)}")
+
+
+def best_rationale(scores: list[dict[str, float]], by: str = "mean") -> int:
+    """Index of the best-scored rationale: by the mean of its aspects or by one aspect; the first wins ties."""
+    def value(s: dict[str, float]) -> float:
+        return sum(s.values()) / len(s) if by == "mean" else s[by]
+
+    values = [value(s) for s in scores]
+    return values.index(max(values))

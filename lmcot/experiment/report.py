@@ -1,0 +1,79 @@
+"""``OUT/report.md`` and a self-contained ``OUT/report.html`` (figures embedded as base64 PNG),
+rendered from ``OUT/results.json`` alone: ``lmcot report OUT`` redraws everything with no LM call.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from lmcot.experiment.plots import draw_all
+from lmcot.experiment.tables import Table, build_tables, summary
+from lmcot.jsonl import atomic_write_text, write_json
+
+CAPTIONS = {"em_f1.png": "EM / F1 per method (95% bootstrap CI)", "aspects_rl.png": "Aspects before / after RL",
+            "quality_threshold.png": "Accuracy vs rationale-quality threshold",
+            "cost_accuracy.png": "Cost per correct answer vs accuracy"}
+
+
+def _md_table(t: Table) -> str:
+    lines = [f"### {t.title}", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in t.rows]
+    if t.note:
+        lines += ["", f"_{t.note}_"]
+    return "\n".join(lines) + "\n"
+
+
+def _html_table(t: Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in t.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in t.rows)
+    note = f"<p class='note'>{html.escape(t.note)}</p>" if t.note else ""
+    return f"<h3>{html.escape(t.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
+
+
+def _intro(results: dict[str, Any]) -> list[str]:
+    cfg = results["config"]
+    lines = [f"Dev set: `{results['dev']['source']}` ({results['dev']['dataset']}, n={results['dev']['n']}). "
+             f"Large LM: `{results['large_lm']}`. Small LM: `{results['small_lm']}`. "
+             f"k = {cfg['experiment']['num_samples']} samples at temperature {cfg['experiment']['sample_temperature']}."]
+    if "oracle" in results["large_lm"] or "tiny-random" in results["small_lm"]:
+        lines.append("**Stand-in models**: a scripted large LM that reads the gold answers and/or a tiny random-init "
+                     "student. These numbers show that the pipeline runs end to end, not what the method achieves.")
+    return lines
+
+
+def render(out_dir: str | Path) -> dict[str, Path]:
+    """Write report.md, report.html, plots/*.png and tables.json from ``out_dir/results.json``."""
+    out = Path(out_dir)
+    src = out / "results.json"
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no results here (run `lmcot experiment --out {out}` first)")
+    results = json.loads(src.read_text(encoding="utf-8"))
+    if results.get("format") != "lmcot-experiment/1":
+        raise ValueError(f"{src}: not an lmcot experiment results file (format {results.get('format')!r})")
+    s = summary(results)
+    tables = build_tables(results, s)
+    pngs = draw_all(s, out / "plots")
+
+    md = ["# LM-guided CoT experiment", "", *_intro(results), ""]
+    md += [_md_table(t) for t in tables]
+    md += ["## Figures", ""] + [f"![{CAPTIONS[p.name]}](plots/{p.name})\n" for p in pngs]
+    atomic_write_text(out / "report.md", "\n".join(md))
+
+    figs = "".join(
+        f"<figure><img alt='{html.escape(CAPTIONS[p.name])}' src='data:image/png;base64,"
+        f"{base64.b64encode(p.read_bytes()).decode()}'><figcaption>{html.escape(CAPTIONS[p.name])}</figcaption></figure>"
+        for p in pngs)
+    intro = "".join(f"<p>{html.escape(line).replace('**', '')}</p>" for line in _intro(results))
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;"
+             "margin:.5em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:12px}img{max-width:100%}")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>lmcot experiment</title><style>{style}</style>"
+            f"</head><body><h1>LM-guided CoT experiment</h1>{intro}{''.join(_html_table(t) for t in tables)}"
+            f"<h2>Figures</h2>{figs}</body></html>\n")
+    atomic_write_text(out / "report.html", page)
+    write_json(out / "tables.json", {t.key: {"title": t.title, "columns": t.columns, "rows": t.rows} for t in tables})
+    return {"md": out / "report.md", "html": out / "report.html", "plots": out / "plots"}

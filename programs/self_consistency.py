@@ -1,0 +1,33 @@
+"""CoT prompting with self-consistency (Wang et al., 2023): the large LM reasons k times at a
+sampling temperature, and the majority answer wins. The baseline that LM-guided CoT with k sampled
+rationales is compared against in ``lmcot experiment``."""
+
+from __future__ import annotations
+
+import dspy
+
+from lmcot.programs.baselines import CoTPrompting
+from lmcot.programs.parallel import map_concurrently
+from lmcot.programs.voting import majority_vote
+
+
+class CoTSelfConsistency(dspy.Module):
+    def __init__(self, large_lm: dspy.LM | None = None, num_samples: int = 5, sample_temperature: float = 0.7):
+        super().__init__()
+        if num_samples < 2:
+            raise ValueError("self-consistency needs num_samples >= 2")
+        self.cot = CoTPrompting(large_lm)
+        self.num_samples, self.sample_temperature = num_samples, sample_temperature
+
+    def forward(self, question: str, context: str) -> dspy.Prediction:
+        def one(i: int) -> dspy.Prediction:
+            # rollout_id makes each sample a distinct call (and cache entry) at the same temperature.
+            pred = self.cot.answer(question=question, context=context,
+                                   config={"temperature": self.sample_temperature, "rollout_id": i})
+            return pred
+
+        preds = map_concurrently(one, range(self.num_samples), max_workers=self.num_samples)
+        answers = [p.answer for p in preds]
+        win = majority_vote(answers)
+        return dspy.Prediction(rationale=preds[win].reasoning, answer=answers[win],
+                               rationales=[p.reasoning for p in preds], answers=answers)
