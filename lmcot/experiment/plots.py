@@ -94,12 +94,14 @@ def cost_accuracy(ms: dict[str, Any], path: Path) -> Path:
     dollars = all(m["usd_per_correct"] is not None for m in ms.values() if m["correct"])
     key, label = ("usd_per_correct", "$ per correct answer") if dollars else \
         ("tokens_per_correct", "large-LM tokens per correct answer (no $ price known)")
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for name, m in ms.items():
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    markers = "osD^vP*Xh<>p"
+    for i, (name, m) in enumerate(ms.items()):
         if m[key] is None:
             continue
-        ax.scatter(m[key], m["em"], s=40)
-        ax.annotate(m["label"], (m[key], m["em"]), fontsize=6, xytext=(4, 3), textcoords="offset points")
+        # A legend, not annotations: methods of equal accuracy and cost would print over each other.
+        ax.scatter(m[key], m["em"], s=45, marker=markers[i % len(markers)], label=m["label"], alpha=0.85)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     ax.set_xlabel(label)
     ax.set_ylabel("EM")
     ax.set_title("Cost per correct answer vs accuracy")
