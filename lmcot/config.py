@@ -291,7 +291,14 @@ class ExperimentConfig(_Section):
                                     description="mean-aspect thresholds for accuracy vs rationale quality")
     bootstrap_samples: int = Field(1000, ge=100)
     seed: int = 0
-    dev_limit: int | None = Field(None, description="first N dev questions (default data.dev_limit)")
+    dev_limit: int | None = Field(None, ge=1, description="first N dev questions (default data.dev_limit)")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0.0 <= t <= 1.0 for t in value):
+            raise ValueError("thresholds must be a non-empty list of numbers in [0, 1] (aspect scores are 0-1)")
+        return sorted(value)
 
 
 class LMCoTConfig(_Section):

@@ -325,3 +325,20 @@ def test_select_must_be_vote_quality_or_an_aspect():
 
     with pytest.raises(ValueError, match="quality:<aspect>"):
         LMGuidedCoT(None, None, num_samples=2, select="quality:beauty")
+
+
+@pytest.mark.parametrize("setting, named", [("experiment.bogus=1", "experiment.bogus"),
+                                            ("experiment.thresholds=[0.5, 2]", "experiment.thresholds"),
+                                            ("experiment.rl_ablation=[everything]", "experiment.rl_ablation")])
+def test_a_bad_experiment_setting_fails_in_one_line_before_any_call(setting, named, server, tmp_path):
+    from typer.testing import CliRunner
+
+    from lmcot.cli import app
+
+    before = server.request_count
+    result = CliRunner().invoke(app, ["experiment", "--out", str(tmp_path / "out"), "--set", setting,
+                                      "--set", f"large_lm.api_base={server.url}"])
+    assert result.exit_code == 2
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and named in errors[0]
+    assert server.request_count == before and not (tmp_path / "out").exists()
