@@ -305,7 +305,24 @@ def experiment(
     except KeyboardInterrupt:
         _interrupted(f"finished steps ({out}/steps/), trained students and cached LM calls are kept; rerun the same "
                      "command to resume")
+    _print_methods_table(out)
     console.print(f"wrote {out}/results.json, {paths['md']}, {paths['html']}, {paths['plots']}/")
+
+
+def _print_methods_table(out: Path) -> None:
+    """The report's main table in the terminal (from the tables.json the report wrote)."""
+    import json
+
+    from rich.table import Table
+
+    t = json.loads((out / "tables.json").read_text(encoding="utf-8"))["methods"]
+    keep = ["method", "n", "EM", "F1", "large-LM calls", "cost ($)", "small-LM s", "tok / correct", "$ / correct"]
+    table = Table(title=t["title"])
+    for col in keep:
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for row in t["rows"]:
+        table.add_row(*(row[t["columns"].index(c)] for c in keep))
+    Console().print(table)
 
 
 @app.command()
