@@ -290,23 +290,21 @@ def experiment(
     """The paper's experiments in one run: baselines, guided students (untrained/KD/KD+RL), RL ablation,
     rationale-quality analysis; then the report. Reruns skip finished steps and pay for no call twice."""
     _setup_logging(verbose)
-    try:
+    with _guard(verbose, f"finished steps ({out}/steps/), trained students and cached LM calls are kept; rerun the "
+                "same command to resume"):
         cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []))
         _print_config(cfg)
         _note_tiny(cfg)
+        _note_remote_code(cfg)
         from lmcot.experiment.report import render
         from lmcot.experiment.run import run_experiment
 
+        _preflight(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"))
         _check_endpoints(cfg, teacher=True, judge=True)
-        run_experiment(cfg, out, say=lambda m: console.print(f"[bold cyan]experiment[/] {m}", highlight=False))
+        run_experiment(cfg, out, say=lambda m: _say("experiment", "bold cyan", m))
         paths = render(out)
-    except _errors() as exc:
-        _fail_with(exc, verbose)
-    except KeyboardInterrupt:
-        _interrupted(f"finished steps ({out}/steps/), trained students and cached LM calls are kept; rerun the same "
-                     "command to resume")
     _print_methods_table(out)
-    console.print(f"wrote {out}/results.json, {paths['md']}, {paths['html']}, {paths['plots']}/")
+    _say("", "", f"wrote {out}/results.json, {paths['md']}, {paths['html']}, {paths['plots']}/")
 
 
 def _print_methods_table(out: Path) -> None:
@@ -321,7 +319,7 @@ def _print_methods_table(out: Path) -> None:
     for col in keep:
         table.add_column(col, justify="left" if col == "method" else "right")
     for row in t["rows"]:
-        table.add_row(*(row[t["columns"].index(c)] for c in keep))
+        table.add_row(*(Text(row[t["columns"].index(c)]) for c in keep))
     Console().print(table)
 
 
@@ -331,13 +329,11 @@ def report(
     verbose: bool = VerboseOpt,
 ) -> None:
     """Re-render report.md, report.html and the plots from OUT/results.json (no LM call)."""
-    try:
+    with _guard(verbose, "the report may be half written; run the same command again"):
         from lmcot.experiment.report import render
 
         paths = render(out)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        _fail_with(exc, verbose)
-    console.print(f"wrote {paths['md']}, {paths['html']}, {paths['plots']}/")
+    _say("", "", f"wrote {paths['md']}, {paths['html']}, {paths['plots']}/")
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -9,6 +9,7 @@ import dspy
 from lmcot.programs.baselines import CoTPrompting
 from lmcot.programs.parallel import map_concurrently
 from lmcot.programs.voting import majority_vote
+from lmcot.reply_cache import parsed_reply
 
 
 class CoTSelfConsistency(dspy.Module):
@@ -22,9 +23,11 @@ class CoTSelfConsistency(dspy.Module):
     def forward(self, question: str, context: str) -> dspy.Prediction:
         def one(i: int) -> dspy.Prediction:
             # rollout_id makes each sample a distinct call (and cache entry) at the same temperature.
-            pred = self.cot.answer(question=question, context=context,
-                                   config={"temperature": self.sample_temperature, "rollout_id": i})
-            return pred
+            # A reply that does not parse is retried and never cached (lmcot.reply_cache).
+            return parsed_reply(lambda: self.cot.answer(question=question, context=context,
+                                                        config={"temperature": self.sample_temperature,
+                                                                "rollout_id": i}),
+                                what="large LM answer")
 
         preds = map_concurrently(one, range(self.num_samples), max_workers=self.num_samples)
         answers = [p.answer for p in preds]

@@ -51,9 +51,15 @@ def render(out_dir: str | Path) -> dict[str, Path]:
     src = out / "results.json"
     if not src.is_file():
         raise FileNotFoundError(f"{src}: no results here (run `lmcot experiment --out {out}` first)")
-    results = json.loads(src.read_text(encoding="utf-8"))
-    if results.get("format") != "lmcot-experiment/1":
-        raise ValueError(f"{src}: not an lmcot experiment results file (format {results.get('format')!r})")
+    from lmcot.errors import UserError
+
+    try:
+        results = json.loads(src.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{src}: not valid JSON ({exc}); rerun `lmcot experiment` to write it again") from None
+    if not isinstance(results, dict) or results.get("format") != "lmcot-experiment/1":
+        raise UserError(f"{src}: not an lmcot experiment results file (format "
+                        f"{results.get('format') if isinstance(results, dict) else None!r})")
     s = summary(results)
     tables = build_tables(results, s)
     pngs = draw_all(s, out / "plots")

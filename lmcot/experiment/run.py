@@ -95,7 +95,9 @@ class _Run:
                                progress=self.progress)
         failed = [r["error"] for r in rows if r.get("error")]
         if rows and len(failed) == len(rows):
-            raise RuntimeError(f"{spec.name}: every dev example failed; first error: {failed[0]}")
+            from lmcot.errors import RunError
+
+            raise RunError(f"{spec.name}: every dev example failed; first error: {failed[0]}")
         usage = {**meter.report(), "small_lm_seconds": round(clock.seconds, 3),
                  "seconds": round(time.perf_counter() - start, 3), "small_lm": small.model if small else None}
         for r in rows:
@@ -157,10 +159,13 @@ def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = Tr
     exp = cfg.experiment
     grid = method_grid(exp)
     names = students_needed(exp)
+    from lmcot.config import ConfigError
+    from lmcot.data import DataError
+
     if not grid:
-        raise ValueError("config: experiment: the grid is empty (no baselines, students or analysis)")
+        raise ConfigError("config: experiment: the grid is empty (no baselines, students or analysis)")
     if names and cfg.small_lm.backend != "transformers":
-        raise ValueError("config: small_lm.backend must be 'transformers' to train and run the students")
+        raise ConfigError("config: small_lm.backend must be 'transformers' to train and run the students")
     configure_cache(cfg.cache_dir)
     run = _Run(cfg, out, say, progress)
     run.base_small = build_lm(cfg.small_lm) if names else None
@@ -169,7 +174,7 @@ def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = Tr
     # Both data sets are read and checked before the first paid call.
     run.dev = load_split(cfg, "dev", limit=exp.dev_limit, count_tokens=count)
     if not run.dev:
-        raise ValueError(f"{cfg.data.dev}: the dev set is empty")
+        raise DataError(f"{cfg.data.dev}: the dev set is empty")
     trained = [n for n in names if n != "untrained"]
     trainset = load_split(cfg, "train", count_tokens=count) if trained else []
     out.mkdir(parents=True, exist_ok=True)
