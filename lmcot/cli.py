@@ -294,7 +294,6 @@ def experiment(
                 "same command to resume"):
         cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []))
         _print_config(cfg)
-        _note_tiny(cfg)
         _note_remote_code(cfg)
         from lmcot.experiment.report import render
         from lmcot.experiment.run import run_experiment

@@ -292,6 +292,8 @@ class ExperimentConfig(_Section):
     bootstrap_samples: int = Field(1000, ge=100)
     seed: int = 0
     dev_limit: int | None = Field(None, ge=1, description="first N dev questions (default data.dev_limit)")
+    stand_in_note: str | None = Field(None, description="printed at the top of the report when the models are "
+                                                         "stand-ins (scripted large LM, random-init student)")
 
     @field_validator("thresholds")
     @classmethod

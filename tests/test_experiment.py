@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-HOTPOT = ROOT / "tests" / "fixtures" / "hotpotqa_dev_slice.json"
+from support.paths import HOTPOT, ROOT
+
 DEV = 4
 
 
 @pytest.fixture(scope="module")
 def server(hotpot_examples):
-    from lmcot.testing.oracle_responder import OracleResponder
-    from lmcot.testing.oracle_server import OracleServer
+    from support.oracle_responder import OracleResponder
+    from support.oracle_server import OracleServer
 
     with OracleServer(OracleResponder([e.toDict() for e in hotpot_examples], wrong_rate=0.4)) as srv:
         yield srv
@@ -37,7 +37,7 @@ def _args(server, tmp: Path, student: Path, *extra: str) -> list[str]:
         f"small_lm.model={student}", "small_lm.max_tokens=24",
         "large_lm.model=openai/oracle", f"large_lm.api_base={server.url}", "large_lm.num_retries=1",
         f"data.train={HOTPOT}", "data.train_limit=8", f"data.dev={HOTPOT}", f"data.dev_limit={DEV}",
-        "data.max_context_tokens=200",
+        "data.max_context_tokens=200", "rationale_metrics.reference_lm=lexical",
         "kd.num_samples=2", "kd.max_steps=6", "kd.learning_rate=0.003", "kd.report_to=[none]", "kd.batch_size=4",
         "kd.min_score=0.0",
         "rl.max_steps=1", "rl.num_generations=2", "rl.batch_size=2", "rl.max_new_tokens=12", "rl.report_to=[none]",

@@ -39,9 +39,10 @@ def _intro(results: dict[str, Any]) -> list[str]:
     lines = [f"Dev set: `{results['dev']['source']}` ({results['dev']['dataset']}, n={results['dev']['n']}). "
              f"Large LM: `{results['large_lm']}`. Small LM: `{results['small_lm']}`. "
              f"k = {cfg['experiment']['num_samples']} samples at temperature {cfg['experiment']['sample_temperature']}."]
-    if "oracle" in results["large_lm"] or "tiny-random" in results["small_lm"]:
-        lines.append("**Stand-in models**: a scripted large LM that reads the gold answers and/or a tiny random-init "
-                     "student. These numbers show that the pipeline runs end to end, not what the method achieves.")
+    # The config says when its models are stand-ins (lmcot does not guess from model names).
+    note = cfg["experiment"].get("stand_in_note")
+    if note:
+        lines.append(f"**Stand-in models**: {note}")
     return lines
 
 

@@ -55,7 +55,7 @@ class _Run:
         if self._scorer is None:
             from lmcot.lms import build_lm
             from lmcot.metrics.rationale import RationaleScorer
-            from lmcot.score import reference_lm_for
+            from lmcot.metrics.rationale import reference_lm_for
 
             rm = self.cfg.rationale_metrics
             judge = build_lm(self.cfg.judge()) if "judge" in rm.backends.values() else None
@@ -82,7 +82,7 @@ class _Run:
                            scorer=self.scorer() if spec.select != "vote" else None)
 
     def run_method(self, spec: MethodSpec) -> dict[str, Any]:
-        from lmcot.evaluate import predict_all
+        from lmcot.evaluation import predict_all
         from lmcot.experiment.cost import LargeLMMeter, SmallLMClock
         from lmcot.lms import hf_engine_of
 
@@ -151,7 +151,7 @@ class _Run:
 def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = True,
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the experiment; returns the results dict written to ``OUT/results.json``."""
-    from lmcot.evaluate import context_token_counter, load_split
+    from lmcot.splits import context_token_counter, load_split
     from lmcot.experiment.students import train_students
     from lmcot.lms import build_lm, configure_cache
 

@@ -17,7 +17,8 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from lmcot.config import ASPECTS, LMCoTConfig
+from lmcot.aspects import ASPECTS
+from lmcot.config import LMCoTConfig
 
 RL_STUDENTS = {"kd_rl": "both", "rl_quality": "quality", "rl_answer": "answer"}
 
