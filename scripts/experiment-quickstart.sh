@@ -4,7 +4,7 @@
 # which writes runs/exp/report.md, report.html, results.json and plots/. Re-render with `lmcot report runs/exp`.
 #
 # Nothing is downloaded: the student is a tiny random-init model built locally, and the large LM is
-# lmcot's scripted OpenAI-compatible server on 127.0.0.1 that reads the gold answers of the bundled
+# the tests' scripted OpenAI-compatible server (tests/support/oracle_server.py) on 127.0.0.1 that reads the gold answers of the bundled
 # data (a stand-in so the pipeline runs without an API key). Real scale: configs/experiment-hotpotqa.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +13,11 @@ export HF_HUB_OFFLINE=1 LITELLM_LOCAL_MODEL_COST_MAP=True TOKENIZERS_PARALLELISM
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=${OUT:-runs/exp}
 
+# The student: a tiny random-init Llama built by the tests' helper (a stand-in; lmcot treats it as any folder).
+PYTHONPATH=tests .venv/bin/python -m support.tiny --out runs/tiny-llama
+
 log=$(mktemp)
-.venv/bin/python -m lmcot.testing.oracle_server --data configs/quickstart/hotpotqa_train.json \
+PYTHONPATH=tests .venv/bin/python -m support.oracle_server --data configs/quickstart/hotpotqa_train.json \
   --data configs/quickstart/hotpotqa_dev.json --wrong-rate 0.25 --port 0 >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
