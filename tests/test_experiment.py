@@ -20,7 +20,9 @@ import pytest
 
 from support.paths import HOTPOT, ROOT
 
-DEV = 4
+# The smallest grid that still has every row: 3 dev questions, k=2, 4 train questions, 2 KD steps and
+# one RL step per ablation variant (the suite must stay within ~15 min on 2 cores).
+DEV = 3
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +36,11 @@ def server(hotpot_examples):
 
 def _args(server, tmp: Path, student: Path, *extra: str) -> list[str]:
     sets = [
-        f"small_lm.model={student}", "small_lm.max_tokens=24",
+        f"small_lm.model={student}", "small_lm.max_tokens=16",
         "large_lm.model=openai/oracle", f"large_lm.api_base={server.url}", "large_lm.num_retries=1",
-        f"data.train={HOTPOT}", "data.train_limit=8", f"data.dev={HOTPOT}", f"data.dev_limit={DEV}",
+        f"data.train={HOTPOT}", "data.train_limit=4", f"data.dev={HOTPOT}", f"data.dev_limit={DEV}",
         "data.max_context_tokens=200", "rationale_metrics.reference_lm=lexical",
-        "kd.num_samples=2", "kd.max_steps=6", "kd.learning_rate=0.003", "kd.report_to=[none]", "kd.batch_size=4",
+        "kd.num_samples=2", "kd.max_steps=2", "kd.learning_rate=0.003", "kd.report_to=[none]", "kd.batch_size=2",
         "kd.min_score=0.0",
         "rl.max_steps=1", "rl.num_generations=2", "rl.batch_size=2", "rl.max_new_tokens=12", "rl.report_to=[none]",
         f"cache_dir={tmp / 'cache'}", "experiment.num_samples=2", "experiment.bootstrap_samples=200",
@@ -210,9 +212,9 @@ def _small_grid(server, student: Path, folder: Path) -> list[str]:
                    f"data.dev_limit={DEV + 2}", "small_lm.seed=7")]
 
 
-def _bodies(server) -> Counter:
+def _bodies(server, requests: list[dict] | None = None) -> Counter:
     # k samples at one temperature share a body (rollout_id is a cache key, not sent): a multiset.
-    return Counter(json.dumps(b, sort_keys=True) for b in server.requests)
+    return Counter(json.dumps(b, sort_keys=True) for b in (server.requests if requests is None else requests))
 
 
 @pytest.fixture(scope="module")
@@ -224,38 +226,47 @@ def clean_requests(server, tiny_causal_path, tmp_path_factory):
     return _bodies(server)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)],
-                         ids=["ctrl-c", "sigkill"])
-def test_interrupted_and_rerun_pays_for_no_call_twice(sig, server, tiny_causal_path, tmp_path, clean_requests):
-    """Interrupt in the middle of the method steps, then rerun: the server sees the requests of one
-    clean run. Ctrl-C lets the calls in flight finish (and be cached): not one request is repeated.
-    SIGKILL loses the replies in flight, so at most those (eval.concurrency questions x k samples) are
-    sent again."""
+def _interrupt_when(server, args: list[str], sig: int, at_requests: int) -> str:
+    """Start ``lmcot experiment``, send ``sig`` once the server has seen ``at_requests`` requests in all;
+    returns its stderr."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lmcot.cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while server.request_count < at_requests and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode in (-sig, 130), f"the run was not interrupted by {sig!r}: {proc.returncode}"
+    return stderr
+
+
+def test_interrupted_and_rerun_pays_for_no_call_twice(server, tiny_causal_path, tmp_path, clean_requests):
+    """SIGKILL in the middle of the method steps, rerun, Ctrl-C later on, rerun to the end (one run
+    for both signals, to keep the suite cheap): the server sees the requests of one clean run. Ctrl-C
+    lets the calls in flight finish (and be cached): it repeats nothing. SIGKILL loses the replies in
+    flight, so at most those (eval.concurrency questions x k samples) are sent again."""
     server.clear()
     args = _small_grid(server, tiny_causal_path, tmp_path)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    in_flight = 4 * 2  # eval.concurrency x experiment.num_samples
     server.delay = 0.05
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "lmcot.cli", *args], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 300
-        while server.request_count < 8 and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        os.kill(proc.pid, sig)
-        _, stderr = proc.communicate(timeout=60)
-        assert proc.returncode in (-sig, 130), f"the run was not interrupted: {proc.returncode}"
-        if sig == signal.SIGINT:
-            assert "rerun the same command to resume" in stderr
-        first = server.request_count
+        _interrupt_when(server, args, signal.SIGKILL, 6)
+        killed = server.request_count
+        stderr = _interrupt_when(server, args, signal.SIGINT, killed + 10)
+        assert "rerun the same command to resume" in stderr
+        interrupted = server.request_count
+        before_ctrl_c_rerun = _bodies(server)
         result = _cli(args)
     finally:
         server.delay = 0.0
     assert result.returncode == 0, result.stderr[-3000:]
-    assert 0 < first < server.request_count
+    assert 0 < killed < interrupted < server.request_count
     got = _bodies(server)
-    assert got - clean_requests == Counter() or sig == signal.SIGKILL
     repeated = sum((got - clean_requests).values())
-    assert repeated == 0 if sig == signal.SIGINT else repeated <= 4 * 2, f"{repeated} request(s) were sent twice"
+    assert repeated <= in_flight, f"{repeated} request(s) were sent twice"
+    # The rerun after Ctrl-C repeated nothing: every repeat was sent before it (in flight at the SIGKILL).
+    assert got - clean_requests == before_ctrl_c_rerun - clean_requests, "a request was repeated after Ctrl-C"
     assert clean_requests - got == Counter()  # nothing missing: the rerun finished the grid
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert all(len(m["rows"]) == DEV + 2 for m in results["methods"].values())
