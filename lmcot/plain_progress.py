@@ -10,8 +10,11 @@ context manager) elsewhere, which prints ``label: 12/40 (30%), 1m05s elapsed`` a
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Any
+
+_WRITE_LOCK = threading.Lock()
 
 
 def _fmt(seconds: float) -> str:
@@ -36,9 +39,14 @@ class PlainProgress:
         total, done = task["total"], task["completed"]
         share = f" ({done / total:.0%})" if total else ""
         desc = task["description"]
-        name = " ".join(x for x in (self.label, "" if desc == self.label else desc) if x)
-        print(f"{name}: {int(done)}/{int(total) if total else '?'}{share}, {_fmt(now - task['start'])} elapsed",
-              file=self.stream, flush=True)
+        # The label once: descriptions often repeat it ("before RL: rationales" under "before RL").
+        name = desc if desc.startswith(self.label) else " ".join(x for x in (self.label, desc) if x)
+        line = f"{name}: {int(done)}/{int(total) if total else '?'}{share}, {_fmt(now - task['start'])} elapsed\n"
+        # One write per line under a lock: bars of concurrent phases (rationales, answers) report from
+        # several threads, and print() writes text and newline separately, so lines would interleave.
+        with _WRITE_LOCK:
+            self.stream.write(line)
+            self.stream.flush()
         task["last"] = now
 
     def update(self, task_id: int, *, completed: float | None = None, advance: float = 0,

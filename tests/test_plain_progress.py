@@ -30,3 +30,32 @@ def test_throttled_to_one_line_per_interval_plus_the_end():
 
 def test_pytest_capture_is_not_a_terminal():
     assert isinstance(progress_bar(label="x"), PlainProgress)
+
+
+def test_lines_from_concurrent_bars_never_interleave_and_name_the_label_once():
+    import threading
+
+    from lmcot.plain_progress import PlainProgress
+
+    class Stream:  # records each write: a line must arrive whole, newline included
+        def __init__(self):
+            self.writes = []
+
+        def write(self, text):
+            self.writes.append(text)
+
+        def flush(self):
+            pass
+
+    stream = Stream()
+    bar = PlainProgress("before RL", every_s=0.0, stream=stream)
+    tasks = [bar.add_task("before RL: rationales", total=200), bar.add_task("before RL", total=200)]
+    threads = [threading.Thread(target=lambda t=t: [bar.advance(t) for _ in range(200)]) for t in tasks]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert stream.writes and all(w.endswith("\n") and w.count("\n") == 1 for w in stream.writes)
+    assert not any("before RL before RL" in w for w in stream.writes)
+    assert stream.writes[-1] in ("before RL: rationales: 200/200 (100%), 0s elapsed\n",
+                                 "before RL: 200/200 (100%), 0s elapsed\n")
