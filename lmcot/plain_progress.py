@@ -27,6 +27,7 @@ class PlainProgress:
         self.label, self.every_s = label, every_s
         self.stream = stream or sys.stderr
         self._tasks: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
 
     def add_task(self, description: str = "", total: float | None = None, completed: float = 0, **_: Any) -> int:
         tid = len(self._tasks)
@@ -51,16 +52,17 @@ class PlainProgress:
 
     def update(self, task_id: int, *, completed: float | None = None, advance: float = 0,
                description: str | None = None, **_: Any) -> None:
-        task = self._tasks[task_id]
-        if description is not None:
-            task["description"] = description
-        task["completed"] = (completed if completed is not None else task["completed"]) + advance
-        finished = task["total"] is not None and task["completed"] >= task["total"]
-        if finished and not task["done"]:
-            task["done"] = True
-            self._print(task)
-        elif time.monotonic() - task["last"] >= self.every_s:
-            self._print(task)
+        with self._lock:  # worker threads advance one bar together: no lost counts, one final line
+            task = self._tasks[task_id]
+            if description is not None:
+                task["description"] = description
+            task["completed"] = (completed if completed is not None else task["completed"]) + advance
+            finished = task["total"] is not None and task["completed"] >= task["total"]
+            if finished and not task["done"]:
+                task["done"] = True
+                self._print(task)
+            elif time.monotonic() - task["last"] >= self.every_s:
+                self._print(task)
 
     def advance(self, task_id: int, advance: float = 1) -> None:
         self.update(task_id, advance=advance)

@@ -50,12 +50,14 @@ def test_lines_from_concurrent_bars_never_interleave_and_name_the_label_once():
     stream = Stream()
     bar = PlainProgress("before RL", every_s=0.0, stream=stream)
     tasks = [bar.add_task("before RL: rationales", total=200), bar.add_task("before RL", total=200)]
-    threads = [threading.Thread(target=lambda t=t: [bar.advance(t) for _ in range(200)]) for t in tasks]
+    # two threads per bar, 100 advances each: every count lands, each bar ends at 200/200
+    threads = [threading.Thread(target=lambda t=t: [bar.advance(t) for _ in range(100)]) for t in tasks + tasks]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
     assert stream.writes and all(w.endswith("\n") and w.count("\n") == 1 for w in stream.writes)
     assert not any("before RL before RL" in w for w in stream.writes)
+    assert sum(w.endswith("200/200 (100%), 0s elapsed\n") for w in stream.writes) == 2
     assert stream.writes[-1] in ("before RL: rationales: 200/200 (100%), 0s elapsed\n",
                                  "before RL: 200/200 (100%), 0s elapsed\n")
