@@ -14,24 +14,8 @@
 # For a real run, point the same config at real models:
 #   --set large_lm.model=openai/gpt-4o-mini --set large_lm.api_base=null --set large_lm.api_key_env=OPENAI_API_KEY
 set -euo pipefail
-cd "$(dirname "$0")/.."
-start=$(date +%s)
-bash scripts/setup.sh
-export HF_HUB_OFFLINE=1 LITELLM_LOCAL_MODEL_COST_MAP=True TOKENIZERS_PARALLELISM=false
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+source "$(dirname "$0")/standin.sh"   # .venv, offline env, the stand-in server at $url
 OUT=${OUT:-runs/quickstart}
-
-log=$(mktemp)
-PYTHONPATH=tests .venv/bin/python -m support.oracle_server --data configs/quickstart/hotpotqa_train.json \
-  --data configs/quickstart/hotpotqa_dev.json --rationale-sensitive --standard-accuracy 0.35 \
-  --cot-accuracy 0.45 --wrong-rate 0.2 --port 0 >"$log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 1 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
-url=$(grep -o 'http://127.0.0.1:[0-9]*/v1' "$log" | head -1)
-[ -n "$url" ] || { echo "the stand-in large LM did not start:"; cat "$log"; exit 1; }
-grep -v "listening on" "$log" || true   # its start-up line: what it is and what it scripts
-echo "stand-in large LM at $url"
 
 .venv/bin/lmcot compile --config configs/quickstart.yaml --out "$OUT" --set large_lm.api_base="$url" "$@"
 .venv/bin/lmcot evaluate --program "$OUT" --out "$OUT/eval" --methods standard,cot --set large_lm.api_base="$url"

@@ -1,0 +1,21 @@
+# Sourced by scripts/quickstart.sh and scripts/experiment-quickstart.sh (one copy of the set-up):
+# set up .venv, set the offline environment, start the SCRIPTED stand-in large LM (tests/support/
+# oracle_responder.py, --rationale-sensitive) on a free 127.0.0.1 port over the bundled quickstart data,
+# stop it on exit, and leave its address in $url.
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+start=$(date +%s)
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 LITELLM_LOCAL_MODEL_COST_MAP=True TOKENIZERS_PARALLELISM=false
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+log=$(mktemp)
+PYTHONPATH=tests .venv/bin/python -m support.oracle_server --data configs/quickstart/hotpotqa_train.json \
+  --data configs/quickstart/hotpotqa_dev.json --rationale-sensitive --standard-accuracy 0.35 \
+  --cot-accuracy 0.45 --wrong-rate 0.2 --port 0 >"$log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
+url=$(grep -o 'http://127.0.0.1:[0-9]*/v1' "$log" | head -1)
+[ -n "$url" ] || { echo "the stand-in large LM did not start:"; cat "$log"; exit 1; }
+grep -v "listening on" "$log" || true   # its start-up line: what it is and what it scripts
+echo "stand-in large LM at $url"
