@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.cli import run_cli
 from support.paths import HOTPOT, ROOT
 
 
@@ -31,17 +32,11 @@ def _overrides(server, tmp_path: Path, student: Path, stages: str = "kd", train_
     ]
 
 
-def _run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "lmcot.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def compiled_kd(oracle_server, tiny_causal_path, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compile_kd")
     out = tmp / "out"
-    result = _run_cli(["compile", "--out", str(out), *_overrides(oracle_server, tmp, tiny_causal_path)])
+    result = run_cli(["compile", "--out", str(out), *_overrides(oracle_server, tmp, tiny_causal_path)])
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp, out, result
 
@@ -79,7 +74,7 @@ def test_compiled_small_lm_has_a_new_name(compiled_kd, tiny_causal_path):
 def test_rerun_skips_finished_stage_and_makes_no_teacher_call(compiled_kd, oracle_server, tiny_causal_path):
     tmp, out, _ = compiled_kd
     before = oracle_server.request_count
-    result = _run_cli(["compile", "--out", str(out), *_overrides(oracle_server, tmp, tiny_causal_path)])
+    result = run_cli(["compile", "--out", str(out), *_overrides(oracle_server, tmp, tiny_causal_path)])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "complete under" in result.stderr
     assert oracle_server.request_count == before  # dev evaluations come from the disk cache too
@@ -87,7 +82,7 @@ def test_rerun_skips_finished_stage_and_makes_no_teacher_call(compiled_kd, oracl
 
 def test_evaluate_program_folder(compiled_kd, oracle_server):
     tmp, out, _ = compiled_kd
-    result = _run_cli(["evaluate", "--program", str(out), "--out", str(tmp / "eval"), "--methods", "guided",
+    result = run_cli(["evaluate", "--program", str(out), "--out", str(tmp / "eval"), "--methods", "guided",
                        "--set", f"large_lm.api_base={oracle_server.url}", "--set", f"data.dev={HOTPOT}",
                        "--limit", "6"])
     assert result.returncode == 0, result.stderr[-2000:]
@@ -148,7 +143,7 @@ def test_killed_during_bootstrap_then_resumed(oracle_server, tiny_causal_path, t
         first_run_requests = oracle_server.request_count
     finally:
         oracle_server.delay = 0.0
-    result = _run_cli(args)
+    result = run_cli(args)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (out / "kd" / "traces.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]  # every line is whole JSON
@@ -170,7 +165,7 @@ def test_compile_kd_then_rl(student_fixture, request, oracle_server, tmp_path):
     RL checkpoint under a new name, and metrics.json reports aspects and EM/F1 before and after RL."""
     student = request.getfixturevalue(student_fixture)
     out = tmp_path / "out"
-    result = _run_cli(["compile", "--out", str(out), *_overrides(oracle_server, tmp_path, student, stages="kd,rl",
+    result = run_cli(["compile", "--out", str(out), *_overrides(oracle_server, tmp_path, student, stages="kd,rl",
                                                                  train_limit=8)])
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((out / "rl" / "model").glob("*.safetensors"))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support.cli import run_cli
 
 from support.paths import HOTPOT, ROOT
 
@@ -49,18 +49,12 @@ def _args(server, tmp: Path, student: Path, *extra: str) -> list[str]:
     return [a for s in sets for a in ("--set", s)]
 
 
-def _cli(args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "lmcot.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def experiment(server, tiny_causal_path, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("experiment")
     out = tmp / "out"
     before = server.request_count
-    result = _cli(["experiment", "--out", str(out), *_args(server, tmp, tiny_causal_path)])
+    result = run_cli(["experiment", "--out", str(out), *_args(server, tmp, tiny_causal_path)])
     assert result.returncode == 0, result.stderr[-4000:]
     results = json.loads((out / "results.json").read_text())
     return {"tmp": tmp, "out": out, "results": results, "stderr": result.stderr,
@@ -191,7 +185,7 @@ def test_report_rerenders_without_any_request_and_writes_the_same_numbers(experi
 
 def test_rerun_skips_every_step_and_makes_no_request(experiment, server, tiny_causal_path):
     before = server.request_count
-    result = _cli(["experiment", "--out", str(experiment["out"]),
+    result = run_cli(["experiment", "--out", str(experiment["out"]),
                    *_args(server, experiment["tmp"], tiny_causal_path)])
     assert result.returncode == 0, result.stderr[-3000:]
     assert server.request_count == before
@@ -199,7 +193,7 @@ def test_rerun_skips_every_step_and_makes_no_request(experiment, server, tiny_ca
 
 
 def test_report_of_a_folder_without_results_fails_in_one_line(tmp_path):
-    result = _cli(["report", str(tmp_path)])
+    result = run_cli(["report", str(tmp_path)])
     assert result.returncode == 2
     assert "no results here" in result.stderr
 
@@ -221,7 +215,7 @@ def _bodies(server, requests: list[dict] | None = None) -> Counter:
 def clean_requests(server, tiny_causal_path, tmp_path_factory):
     """The requests of one uninterrupted run of the small grid, on a fresh cache."""
     server.clear()
-    result = _cli(_small_grid(server, tiny_causal_path, tmp_path_factory.mktemp("clean")))
+    result = run_cli(_small_grid(server, tiny_causal_path, tmp_path_factory.mktemp("clean")))
     assert result.returncode == 0, result.stderr[-3000:]
     return _bodies(server)
 
@@ -257,7 +251,7 @@ def test_interrupted_and_rerun_pays_for_no_call_twice(server, tiny_causal_path, 
         assert "rerun the same command to resume" in stderr
         interrupted = server.request_count
         before_ctrl_c_rerun = _bodies(server)
-        result = _cli(args)
+        result = run_cli(args)
     finally:
         server.delay = 0.0
     assert result.returncode == 0, result.stderr[-3000:]
