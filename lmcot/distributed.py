@@ -1,10 +1,11 @@
 """Several training processes (``torchrun --nproc_per_node N -m lmcot compile ...`` or
 ``accelerate launch --num_processes N -m lmcot compile ...``): who does what.
 
-KD trains data-parallel through TRL/transformers' Trainer (which reads the launcher's environment
-itself). Everything else happens once, on the main process: the teacher bootstrap (no paid call is
-made twice), evaluations and every file write; the other processes wait at a barrier and receive
-what they need (the kept rationales) by broadcast. A plain run is one process and none of this costs
+KD and RL (TRL's GRPO/RLOO) train data-parallel through TRL/transformers' Trainer (which reads the
+launcher's environment itself); in RL each process scores its own share of the rollouts. Everything
+else happens once, on the main process: the teacher bootstrap (no paid call is made twice),
+evaluations and every file write; the other processes wait at a barrier and receive what they need
+(the kept rationales) by broadcast. A plain run is one process and none of this costs
 anything: accelerate is imported only when the launcher says there are several processes.
 """
 
@@ -12,6 +13,9 @@ from __future__ import annotations
 
 import os
 from typing import Any
+
+
+MAIN_ONLY_WORK_HOURS = 24
 
 
 def world_size() -> int:
@@ -22,10 +26,15 @@ def world_size() -> int:
 def _state():
     # accelerate's PartialState: on CPU it must be asked for cpu=True, else each process sees itself
     # alone; under torchrun that gives MULTI_CPU with the gloo backend.
+    from datetime import timedelta
+
     import torch
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    # The other processes wait at a barrier while the main one alone bootstraps the teacher and
+    # evaluates, which takes hours on a large set; torch's default of 30 min would kill them. A crash
+    # still ends every process at once: the launcher (torchrun, accelerate) stops the group.
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(hours=MAIN_ONLY_WORK_HOURS))
 
 
 def is_main() -> bool:

@@ -54,10 +54,15 @@ class LMCoTCompiler:
         from lmcot.lms import build_lm, configure_cache, small_lm_config
 
         cfg = self.config
-        if distributed.world_size() > 1 and "rl" in cfg.stages:
-            raise ConfigError(f"stages={cfg.stages}: several processes train the kd stage only; "
-                             "run rl as one process (--stages rl resumes from this KD)")
         run = _Run(cfg, program, trainset)
+        if distributed.world_size() > 1 and "rl" in cfg.stages:
+            from lmcot.hf_engine import is_encoder_decoder
+
+            # TRL's GRPO/RLOO trainers run data-parallel; lmcot's own seq2seq loop has not been made to.
+            if is_encoder_decoder(run.student.model, trust_remote_code=run.student.trust_remote_code,
+                                  revision=run.student.revision):
+                raise ConfigError(f"stages={cfg.stages}: an encoder-decoder student's RL loop runs as one process; "
+                                 "run rl as one process (--stages rl resumes from a multi-process KD)")
         if not trainset:
             raise ConfigError("compile needs a non-empty trainset (data.train)")
         from lmcot.preflight import check_out_dir
@@ -86,7 +91,7 @@ class LMCoTCompiler:
             checkpoint = str(self.out / "kd" / "model")
             _note("rl", "green", f"starts from the KD checkpoint of an earlier run: {checkpoint}")
         if "rl" in cfg.stages:
-            if valset:
+            if valset and main:
                 report["before_rl"] = self._evaluate(run, self._with_small(run, checkpoint, "before-rl"), valset,
                                                      "before RL", aspects=True)
             checkpoint = self._stage_rl(run, trainset, checkpoint)
@@ -129,7 +134,9 @@ class LMCoTCompiler:
                            cfg.kd.temperature})
         key = _key({"traces": traces_key, "kd": cfg.kd.model_dump(mode="json"), "small_lm": _trained(run.student),
                     **run.origin})
-        if _done(kd_dir, key):
+        done = _done(kd_dir, key, remove_stale=distributed.is_main())
+        distributed.wait_for_everyone()  # every process has read the marker before it can change
+        if done:
             _note("kd:", "green", f"complete under {kd_dir}, skipped")
             return str(kd_dir / "model")
         # The teacher bootstrap runs on the main process only; the others get its kept rationales.
@@ -151,6 +158,7 @@ class LMCoTCompiler:
             # The stage is finished: its resume checkpoints (weights + optimizer state, ~3x the model)
             # serve nothing any more. A changed setting retrains from the start weights.
             shutil.rmtree(kd_dir / "checkpoints", ignore_errors=True)
+        distributed.wait_for_everyone()
         return str(model_dir)
 
     def _bootstrap(self, trainset: list[dspy.Example], teacher, kd_dir: Path) -> tuple[list, str | None]:
@@ -170,6 +178,7 @@ class LMCoTCompiler:
         return result.kept, None
 
     def _stage_rl(self, run: _Run, trainset: list[dspy.Example], start: str) -> str:
+        from lmcot import distributed
         from lmcot.optimizers.rewards import RewardSet
         from lmcot.optimizers.rl import run_rl
 
@@ -185,15 +194,26 @@ class LMCoTCompiler:
             "metrics": cfg.rationale_metrics.model_dump(mode="json"), "answer_lm": run.program.large_lm.model,
             "small_lm": _trained(run.student), "train": run.origin["train"]})
         key = _key({"resume": resume_key, "max_steps": cfg.rl.max_steps})
-        if _done(rl_dir, key):
+        # Every process decides the same (the marker is read before anyone writes); the main one alone
+        # moves stale checkpoints aside, and the others wait for it.
+        done = _done(rl_dir, key, remove_stale=distributed.is_main())
+        distributed.wait_for_everyone()
+        if done:
             _note("rl:", "green", f"complete under {rl_dir}, skipped")
             return str(rl_dir / "model")
-        _invalidate_checkpoints_if_changed(rl_dir, resume_key)
-        console.rule("[bold]stage rl[/]: policy optimisation on rationale quality + answer F1")
+        if distributed.is_main():
+            _invalidate_checkpoints_if_changed(rl_dir, resume_key)
+        distributed.wait_for_everyone()
+        processes = distributed.describe()
+        console.rule(f"[bold]stage rl[/]: policy optimisation on rationale quality + answer F1 ({processes})")
+        # Each process scores its own rollouts: TRL splits the prompts, so no reward call is made twice.
         rewards = RewardSet(cfg.rl, run.program.large_lm, run.scorer(), concurrency=cfg.eval.concurrency)
         model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir)
-        write_json(rl_dir / DONE, {"model": "model", "key": key, "start": start})
-        shutil.rmtree(rl_dir / "checkpoints", ignore_errors=True)  # finished: no resume state to keep
+        if distributed.is_main():
+            console.print(f"rl: trained on {processes}", highlight=False)
+            write_json(rl_dir / DONE, {"model": "model", "key": key, "start": start, "processes": processes})
+            shutil.rmtree(rl_dir / "checkpoints", ignore_errors=True)  # finished: no resume state to keep
+        distributed.wait_for_everyone()
         return str(model_dir)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -333,15 +353,16 @@ def _trained(student: SmallLMConfig) -> dict[str, Any]:
     return student.model_dump(mode="json", include={"max_tokens", "max_input_tokens", "dtype"})
 
 
-def _done(stage_dir: Path, key: str) -> bool:
+def _done(stage_dir: Path, key: str, remove_stale: bool = True) -> bool:
     marker = stage_dir / DONE
     if not marker.exists():
         return False
     if json.loads(marker.read_text()).get("key") == key:
         return True
-    _note(f"{stage_dir.name}:", "yellow", "settings, data or start weights changed since the finished run; "
-          "running it again")
-    marker.unlink()
+    if remove_stale:
+        _note(f"{stage_dir.name}:", "yellow", "settings, data or start weights changed since the finished run; "
+              "running it again")
+        marker.unlink()
     return False
 
 

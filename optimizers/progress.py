@@ -19,7 +19,8 @@ def rich_progress(label: str, metric: str = "loss", enabled: bool = True, value=
             self._task = None
 
         def on_train_begin(self, args, state, control, **kwargs):
-            if not enabled or state.max_steps <= 0:
+            # Several processes: one bar, drawn by the main one (as transformers' own tqdm bar).
+            if not enabled or state.max_steps <= 0 or not state.is_world_process_zero:
                 return
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 

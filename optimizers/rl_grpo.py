@@ -106,10 +106,12 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
     ``from_pretrained`` and usable as ``small_lm.model``.
     """
     import gc
+    import shutil
 
     import torch
     from datasets import Dataset
 
+    from lmcot import distributed
     from lmcot.hf_engine import load_model_and_tokenizer, pick_device
     from lmcot.jsonl import write_json
     from lmcot.optimizers.training import last_checkpoint, lora_config
@@ -149,16 +151,24 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
     finally:
         rewards.close()
 
-    final = trainer.model
-    if rl.lora:
-        final = final.merge_and_unload()
     model_dir = out_dir / "model"
-    final.save_pretrained(str(model_dir))  # transformers 5: safetensors
-    tokenizer.save_pretrained(str(model_dir))
-    write_json(out_dir / "train_log.json", trainer.state.log_history)
+    if distributed.is_main():  # several processes: one writes, the others wait for it below
+        final = trainer.accelerator.unwrap_model(trainer.model)
+        if rl.lora:
+            final = final.merge_and_unload()
+        # Written aside and renamed into place: a crash never leaves a half-written `model` folder.
+        tmp_dir = out_dir / ".model.tmp"
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        final.save_pretrained(str(tmp_dir))  # transformers 5: safetensors
+        tokenizer.save_pretrained(str(tmp_dir))
+        write_json(out_dir / "train_log.json", trainer.state.log_history)
+        shutil.rmtree(model_dir, ignore_errors=True)
+        tmp_dir.rename(model_dir)
+        del final
+    distributed.wait_for_everyone()
     # The policy, its reference copy and the optimizer state would otherwise stay on the GPU while
     # the compiler evaluates the result.
-    del trainer, final, model
+    del trainer, model
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
