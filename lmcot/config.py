@@ -328,9 +328,11 @@ class LMCoTConfig(_Section):
         return redact_tree(self.model_dump(mode="json"))
 
 
-def _parse_override(item: str) -> tuple[list[str], Any]:
+def _parse_override(item: str, position: int = 1) -> tuple[list[str], Any]:
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected key.path=value")
+        # Not echoed: a value pasted without its key (an API key, say) would end up in the log.
+        raise ConfigError(f"--set number {position} has no '=': expected key.path=value "
+                         f"({len(item)} characters, not shown)")
     key, raw = item.split("=", 1)
     path = [p for p in key.strip().split(".") if p]
     if not path:
@@ -344,8 +346,8 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    for item in overrides:
-        path, value = _parse_override(item)
+    for position, item in enumerate(overrides, 1):
+        path, value = _parse_override(item, position)
         node = data
         for part in path[:-1]:
             child = node.get(part)

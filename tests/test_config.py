@@ -184,6 +184,14 @@ def test_malformed_set_items(item):
         load_config(None, [item])
 
 
+def test_a_set_without_equals_is_not_echoed():
+    # An API key pasted as `--set sk-...` must not reach the terminal or a CI log.
+    secret = "sk-" + "Zq8" * 12
+    with pytest.raises(ConfigError, match="--set number 2 has no '='") as exc:
+        load_config(None, ["eval.concurrency=2", secret])
+    assert secret not in str(exc.value) and "Zq8" not in str(exc.value)
+
+
 def test_set_into_a_value_that_is_not_a_section(tmp_path):
     with pytest.raises(ConfigError, match="'model' is not a section"):
         load_config(write(tmp_path, YAML), ["large_lm.model.name=x"])
