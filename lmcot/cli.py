@@ -25,6 +25,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from lmcot.plain_progress import table_console
+
 # show_locals=False: a bug's traceback must not print local variables (an API key among them).
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="LM-guided chain-of-thought: a small LM writes the rationale, a large LM answers.")
@@ -204,7 +206,7 @@ def evaluate(
         _preflight(cfg, out_dir, roles=("large_lm",) if program is not None else ("small_lm", "large_lm"))
         _check_endpoints(cfg)
         metrics = run_evaluate(cfg, methods=method_list, out_dir=out_dir, limit=limit, program_dir=program)
-    Console().print(metrics_table(metrics))
+    table_console().print(metrics_table(metrics))
     _say("", "", f"wrote {out_dir}/metrics.json, {out_dir}/predictions.jsonl, {out_dir}/config.json")
 
 
@@ -235,7 +237,7 @@ def compile_(
         _check_endpoints(cfg, teacher="kd" in cfg.stages, judge="rl" in cfg.stages)
         report = compile_from_config(cfg, out)
     if any(k in report for k in ("untrained", "compiled")):
-        Console().print(report_table(report))
+        table_console().print(report_table(report))
     _say("", "", f"compiled program: {out}  (evaluate it with: lmcot evaluate --program {out})")
 
 
@@ -272,10 +274,10 @@ def score(
     methods = list(dict.fromkeys(r["method"] for r in rows if "method" in r))
     if len(methods) > 1:  # a predictions.jsonl: CoT prompting's and the small LM's rationales apart
         for method in methods:
-            Console().print(render_score_table(summarize([r for r in rows if r.get("method") == method]),
+            table_console().print(render_score_table(summarize([r for r in rows if r.get("method") == method]),
                                                backends=backends, title=Text(f"Rationale quality of {method} (0-1)")))
     else:
-        Console().print(render_score_table(means, backends=backends))
+        table_console().print(render_score_table(means, backends=backends))
     _say("", "", f"wrote {out_path}")
 
 
@@ -319,7 +321,7 @@ def _print_methods_table(out: Path) -> None:
         table.add_column(col, justify="left" if col == "method" else "right")
     for row in t["rows"]:
         table.add_row(*(Text(row[t["columns"].index(c)]) for c in keep))
-    Console().print(table)
+    table_console().print(table)
 
 
 @app.command()

@@ -93,3 +93,20 @@ def progress_bar(*columns: Any, label: str = "", disable: bool = False, **kwargs
     if disable or is_terminal():
         return Progress(*columns, disable=disable, **kwargs)
     return PlainProgress(label)
+
+
+def table_console(stderr: bool = False):
+    """A rich Console for result tables. Off a terminal rich assumes 80 columns and wraps a wide
+    table into unreadable cells in a log or a pipe; there it gets room for the whole table (a
+    ``COLUMNS`` setting still wins). On a terminal the terminal's width, as usual."""
+    import os
+
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = _LOG_WIDTH
+    return console
+
+
+_LOG_WIDTH = 200  # wide enough for the experiment's nine-column table; rich sizes a table to its content

@@ -322,10 +322,10 @@ def _summary(questions: list[Any], current: list[dict[str, Any]], new_rows: list
 
 
 def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
-    from rich.console import Console
     from rich.table import Table
-
     from rich.text import Text
+
+    from lmcot.plain_progress import table_console
 
     table = Table(title=Text(f"teacher rationales ({out_dir / TRACES})"), show_header=False)
     cost = "unknown" if summary["cost"] is None else f"${summary['cost']:.4f}"
@@ -341,4 +341,4 @@ def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
         ("cost", cost),
     ]:
         table.add_row(name, str(value))
-    Console(stderr=True).print(table)
+    table_console(stderr=True).print(table)

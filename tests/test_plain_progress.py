@@ -61,3 +61,23 @@ def test_lines_from_concurrent_bars_never_interleave_and_name_the_label_once():
     assert sum(w.endswith("200/200 (100%), 0s elapsed\n") for w in stream.writes) == 2
     assert stream.writes[-1] in ("before RL: rationales: 200/200 (100%), 0s elapsed\n",
                                  "before RL: 200/200 (100%), 0s elapsed\n")
+
+
+def test_tables_off_a_terminal_are_not_wrapped_at_80_columns(monkeypatch):
+    from rich.table import Table
+
+    from lmcot.plain_progress import table_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    console = table_console()
+    table = Table()
+    for i in range(9):
+        table.add_column(f"column number {i}")
+    table.add_row(*(f"value {i}" for i in range(9)))
+    with console.capture() as captured:
+        console.print(table)
+    lines = captured.get().splitlines()
+    assert not console.is_terminal and len(lines) == 5, lines  # border, header, rule, row, border
+    assert "column number 8" in lines[1]
+    monkeypatch.setenv("COLUMNS", "70")
+    assert table_console().width == 70  # a COLUMNS setting still wins
