@@ -45,3 +45,17 @@ TABLE: tuple[Aspect, ...] = (
 ASPECTS: tuple[str, ...] = tuple(a.name for a in TABLE)
 ASPECT_DEFINITIONS: dict[str, str] = {a.name: a.definition for a in TABLE}
 JUDGE_QUESTIONS: dict[str, str] = {a.name: a.judge_question for a in TABLE}
+
+
+def parse_select(select: str) -> str | None:
+    """How self-consistency picks among its k rationales (``LMGuidedCoT(select=...)``,
+    ``eval.select``): ``"vote"`` -> None (one answer per rationale, majority vote); ``"quality"`` ->
+    ``"mean"`` (the rationale with the best mean aspect score); ``"quality:<aspect>"`` -> that aspect."""
+    if select == "vote":
+        return None
+    if select == "quality":
+        return "mean"
+    if select.startswith("quality:") and select.split(":", 1)[1] in ASPECTS:
+        return select.split(":", 1)[1]
+    raise ValueError(f"select={select!r}: expected 'vote', 'quality' or 'quality:<aspect>' with an aspect "
+                     f"among {', '.join(ASPECTS)}")

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from lmcot.aspects import ASPECTS
+from lmcot.aspects import ASPECTS, parse_select
 from lmcot.errors import UserError
 from lmcot.redact import is_secret_name, name_words, redact_tree, redact_url
 
@@ -177,8 +177,16 @@ class EvalConfig(_Section):
     methods: list[Literal["standard", "cot", "guided"]] = ["standard", "cot", "guided"]
     num_samples: int = Field(1, ge=1, description="rationales per question; >1 is self-consistency voting")
     sample_temperature: float = Field(0.7, ge=0.0)
+    select: str = Field("vote", description="with num_samples > 1: 'vote' (an answer per rationale, majority "
+                        "vote) or 'quality' / 'quality:<aspect>' (one answer, from the best-scored rationale)")
     concurrency: int = Field(8, ge=1)
     out: str = "runs/eval"
+
+    @field_validator("select")
+    @classmethod
+    def _known_selection(cls, value: str) -> str:
+        parse_select(value)  # its ValueError names the choices; pydantic adds the key
+        return value
 
 
 class _TrainingSection(_Section):

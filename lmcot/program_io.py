@@ -50,6 +50,7 @@ def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_
         "program": type(program).__name__,
         "num_samples": getattr(program, "num_samples", 1),
         "sample_temperature": getattr(program, "sample_temperature", 0.7),
+        "select": getattr(program, "select", "vote"),
         "small_lm_label": small_lm_label,
         # sha256 of each weights file: a folder whose weights are later swapped fails to load. Files,
         # not the engine's sampled-tensor fingerprint, so a GPU loading bfloat16 still matches.
@@ -141,27 +142,29 @@ def program_config(path: str | Path) -> LMCoTConfig:
 
 def load_program(path: str | Path, config: LMCoTConfig | None = None):
     """Restore a compiled ``LMGuidedCoT``. ``config`` (e.g. the saved one with ``--set`` overrides, or
-    the user's YAML) replaces the saved one for the large LM and ``eval.num_samples``; the small LM is
-    always this folder's checkpoint."""
+    the user's YAML) replaces the saved one for the large LM and ``eval`` (num_samples,
+    sample_temperature, select); the small LM is always this folder's checkpoint."""
+    from lmcot.evaluation import guided_program
     from lmcot.lms import build_lm
-    from lmcot.programs import LMGuidedCoT
 
     folder, doc = read_program_file(path)
     if doc.get("program") != "LMGuidedCoT":
         raise ProgramError(f"{folder}: saved program is {doc.get('program')}, not LMGuidedCoT")
     saved = program_config(folder)
     if config is None:
-        cfg, num_samples, temperature = saved, doc.get("num_samples", 1), doc.get("sample_temperature", 0.7)
+        cfg, sampling = saved, {"num_samples": doc.get("num_samples", 1),
+                                "sample_temperature": doc.get("sample_temperature", 0.7),
+                                "select": doc.get("select", "vote")}
     else:
         # The caller's config decides how to run (large LM, sampling), never *which* small LM: that
         # is the trained checkpoint in this folder, whatever small_lm.model the caller's YAML names.
         cfg = config.model_copy(deep=True)
         cfg.small_lm.model, cfg.small_lm.revision = saved.small_lm.model, saved.small_lm.revision
-        num_samples, temperature = cfg.eval.num_samples, cfg.eval.sample_temperature
+        sampling = {}  # from cfg.eval
     if cfg.small_lm.backend == "transformers" and Path(saved.small_lm.model).is_dir():
         check_weights(Path(saved.small_lm.model), doc.get("small_lm_sha256"))
     small_lm, large_lm = build_lm(cfg.small_lm, name=doc.get("small_lm_label")), build_lm(cfg.large_lm)
-    program = LMGuidedCoT(small_lm, large_lm, num_samples=num_samples, sample_temperature=temperature)
+    program = guided_program(small_lm, large_lm, cfg, **sampling)
     program.load_state(doc["state"])
     # DSPy's Predict.load_state sets each predictor's LM from the state, i.e. to None here (the LMs
     # are not saved): attach the LMs rebuilt from the config again.

@@ -412,8 +412,8 @@ def report_table(report: dict[str, Any]):
 
 def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """What ``lmcot compile`` runs: load data, build both LMs, compile, return the metrics report."""
+    from lmcot.evaluation import guided_program
     from lmcot.lms import build_lm, configure_cache
-    from lmcot.programs import LMGuidedCoT
     from lmcot.splits import context_token_counter, load_split
 
     configure_cache(config.cache_dir)
@@ -421,6 +421,5 @@ def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: b
     count = context_token_counter(config, small_lm)
     trainset = load_split(config, "train", count_tokens=count)
     valset = load_split(config, "dev", count_tokens=count) if config.data.dev else None
-    program = LMGuidedCoT(small_lm, large_lm, num_samples=config.eval.num_samples,
-                          sample_temperature=config.eval.sample_temperature)
+    program = guided_program(small_lm, large_lm, config)
     return LMCoTCompiler(config, out_dir, progress=progress).compile_with_report(program, trainset, valset)[1]

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import dspy
 
+from lmcot.aspects import parse_select
 from lmcot.programs.adapter import RationaleAdapter
 from lmcot.programs.answer_adapter import answer_adapter_for
 from lmcot.programs.parallel import map_concurrently
@@ -190,20 +191,6 @@ class LMGuidedCoT(dspy.Module):
         from lmcot.program_io import load_program
 
         return load_program(path, config)
-
-
-def parse_select(select: str) -> str | None:
-    """``"vote"`` -> None; ``"quality"`` -> ``"mean"``; ``"quality:<aspect>"`` -> that aspect."""
-    from lmcot.aspects import ASPECTS
-
-    if select == "vote":
-        return None
-    if select == "quality":
-        return "mean"
-    if select.startswith("quality:") and select.split(":", 1)[1] in ASPECTS:
-        return select.split(":", 1)[1]
-    raise ValueError(f"select={select!r}: expected 'vote', 'quality' or 'quality:<aspect>' with an aspect "
-                     f"among {', '.join(ASPECTS)}")
 
 
 def best_rationale(scores: list[dict[str, float]], by: str = "mean") -> int:

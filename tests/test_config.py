@@ -184,6 +184,12 @@ def test_malformed_set_items(item):
         load_config(None, [item])
 
 
+def test_eval_select_is_checked_where_it_is_set():
+    assert load_config(None, ["eval.select=quality:coherence"]).eval.select == "quality:coherence"
+    with pytest.raises(ConfigError, match=r"eval\.select.*'vote', 'quality' or 'quality:<aspect>'"):
+        load_config(None, ["eval.select=quality:wit"])
+
+
 def test_a_set_without_equals_is_not_echoed():
     # An API key pasted as `--set sk-...` must not reach the terminal or a CI log.
     secret = "sk-" + "Zq8" * 12

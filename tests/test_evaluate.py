@@ -268,6 +268,24 @@ def test_twowiki_evaluates(oracle_server, tiny_causal_path, tmp_path, secret_env
     assert [r["gold"] for r in read_rows(out) if r["method"] == "standard"] == gold
 
 
+def test_self_consistency_by_rationale_quality(oracle_server, talkative_small_path, tmp_path, secret_env):
+    """`--set eval.num_samples=3 --set eval.select=quality`: three rationales scored on the aspects,
+    one large-LM answer per question (from the best one) instead of three and a vote."""
+    out = tmp_path / "out"
+    before = oracle_server.request_count
+    result = invoke(base_args(oracle_server, talkative_small_path, tmp_path / "cache")
+                    + ["--set", "eval.num_samples=3", "--set", "eval.select=quality",
+                       "--set", "rationale_metrics.reference_lm=lexical", "--methods", "guided", "--limit", "4",
+                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = read_rows(out)
+    assert len(rows) == 4 and not any(r.get("error") for r in rows)
+    assert oracle_server.request_count - before == 4  # one answer call per question
+    for r in rows:
+        assert len(r["rationales"]) == 3 and len(r["scores"]) == 3
+        assert r["rationale"] == r["rationales"][r["selected"]]
+
+
 # --------------------------------------------------------------------------- UsageMeter
 
 class _CountingEngine:

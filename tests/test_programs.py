@@ -320,7 +320,8 @@ def test_dspy_state_file_round_trip(program_config, tmp_path):
 
 def test_save_program_keeps_no_secret_and_loads_back(program_config):
     cfg, out = program_config
-    program = LMGuidedCoT(build_lm(cfg.small_lm), build_lm(cfg.large_lm), num_samples=3, sample_temperature=0.5)
+    program = LMGuidedCoT(build_lm(cfg.small_lm), build_lm(cfg.large_lm), num_samples=3, sample_temperature=0.5,
+                          select="quality:factuality")
     assert program.large_lm.kwargs.get("api_key") == SECRET  # the key is really in use ...
     program.rationalize.demos = [dspy.Example(question="Q1?", context="C1", rationale="R1")]
     save_program(program, out, cfg)
@@ -332,6 +333,8 @@ def test_save_program_keeps_no_secret_and_loads_back(program_config):
     loaded = LMGuidedCoT.from_folder(out)
     assert isinstance(loaded, LMGuidedCoT)
     assert loaded.num_samples == 3 and loaded.sample_temperature == 0.5
+    assert loaded.select == "quality:factuality" and loaded.scorer is not None  # how it picks among samples
+    assert loaded.deepcopy().select == "quality:factuality"
     assert loaded.small_lm is not None and loaded.small_lm.model == program.small_lm.model
     assert loaded.large_lm is not None and loaded.large_lm.model == "openai/oracle"
     assert loaded.large_lm.kwargs.get("api_key") == SECRET  # from the environment again

@@ -53,13 +53,9 @@ class _Run:
 
     def scorer(self):
         if self._scorer is None:
-            from lmcot.lms import build_lm
-            from lmcot.metrics.rationale import RationaleScorer
-            from lmcot.metrics.rationale import reference_lm_for
+            from lmcot.metrics.rationale import scorer_from_config
 
-            rm = self.cfg.rationale_metrics
-            judge = build_lm(self.cfg.judge()) if "judge" in rm.backends.values() else None
-            self._scorer = RationaleScorer(rm, judge_lm=judge, reference_lm=reference_lm_for(self.cfg, quiet=True))
+            self._scorer = scorer_from_config(self.cfg)
         return self._scorer
 
     def scorer_identity(self) -> dict[str, Any]:

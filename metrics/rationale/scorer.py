@@ -23,7 +23,8 @@ from lmcot.config import ASPECTS, LMCoTConfig, RationaleMetricsConfig
 from .cheap import CHEAP_SCORERS
 from .text import context_sentences_from_paragraphs, context_sentences_from_text, split_sentences
 
-__all__ = ["LEXICAL", "RationaleScorer", "backend_name", "context_sentences_of", "reference_lm_for", "summarize"]
+__all__ = ["LEXICAL", "RationaleScorer", "backend_name", "context_sentences_of", "reference_lm_for", "scorer_from_config",
+           "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,16 @@ def reference_lm_for(config: LMCoTConfig, quiet: bool = False) -> str | None:
         return None
     log.info("small LM %s is encoder-decoder: fluency/naturalness use the lexical proxy", small.model)
     return None
+
+
+def scorer_from_config(config: LMCoTConfig) -> RationaleScorer:
+    """The scorer ``config.rationale_metrics`` describes: its judge (``rationale_metrics.judge``, else
+    the large LM) when an aspect is on the judge backend, and the reference LM of ``reference_lm_for``."""
+    from lmcot.lms import build_lm
+
+    rm = config.rationale_metrics
+    judge = build_lm(config.judge()) if "judge" in rm.backends.values() else None
+    return RationaleScorer(rm, judge_lm=judge, reference_lm=reference_lm_for(config, quiet=True))
 
 
 class RationaleScorer:
