@@ -270,6 +270,13 @@ class RLConfig(_TrainingSection):
     max_new_tokens: int = Field(128, gt=0)
     weights: RewardWeights = Field(default_factory=RewardWeights)
     aggregation: Literal["weighted_sum", "normalize_sum"] = "weighted_sum"
+    # One bound for every reward call of a step (large-LM answers and judge calls of all rollouts, in
+    # flight together): batch_size x (judged aspects + 1) calls go out in one round trip. Above what the
+    # provider allows, calls meet rate limits (429) and wait out retries; the cap keeps a typo from
+    # opening thousands of connections.
+    reward_concurrency: int = Field(32, ge=1, le=1024, description=(
+        "reward calls in flight at once per RL step (answers + judge, all rollouts); size it for the "
+        "provider's rate limit. batch_size x (judged aspects + 1) makes a step one round trip"))
     save_steps: int = Field(50, gt=0)
     logging_steps: int = Field(1, gt=0)
     report_to: list[str] = ["tensorboard"]

@@ -190,7 +190,7 @@ class LMCoTCompiler:
         # Checkpoints stay resumable when only the step budget or logging changes; anything else that
         # shapes training (start weights, rewards, algorithm, data) makes old checkpoints stale.
         resume_key = _key({"start": start_key, "rl": cfg.rl.model_dump(
-            mode="json", exclude={"max_steps", "save_steps", "logging_steps", "report_to"}),
+            mode="json", exclude={"max_steps", "save_steps", "logging_steps", "report_to", "reward_concurrency"}),
             "metrics": cfg.rationale_metrics.model_dump(mode="json"), "answer_lm": run.program.large_lm.model,
             "small_lm": _trained(run.student), "train": run.origin["train"]})
         key = _key({"resume": resume_key, "max_steps": cfg.rl.max_steps})
@@ -207,7 +207,7 @@ class LMCoTCompiler:
         processes = distributed.describe()
         console.rule(f"[bold]stage rl[/]: policy optimisation on rationale quality + answer F1 ({processes})")
         # Each process scores its own rollouts: TRL splits the prompts, so no reward call is made twice.
-        rewards = RewardSet(cfg.rl, run.program.large_lm, run.scorer(), concurrency=cfg.eval.concurrency)
+        rewards = RewardSet(cfg.rl, run.program.large_lm, run.scorer(), concurrency=cfg.rl.reward_concurrency)
         model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir)
         if distributed.is_main():
             console.print(f"rl: trained on {processes}", highlight=False)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from lmcot.config import ASPECTS, REWARDS, RLConfig
-from lmcot.programs.parallel import submit_in_context
+from lmcot.programs.parallel import CallLimit, submit_in_context
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,11 @@ class RewardSet:
         self.answer_lm = answer_lm
         self.scorer = scorer
         self.concurrency = max(1, int(concurrency))
+        # One limit for every reward call of a step: the answer calls and the judge's calls are all
+        # in flight together, at most ``concurrency`` at once (rl.reward_concurrency).
+        self.call_limit = CallLimit(self.concurrency)
+        if scorer is not None and hasattr(scorer, "use_call_limit"):
+            scorer.use_call_limit(self.call_limit)
         self.extra = dict(extra or {})
         clash = sorted(set(self.extra) & set(REWARDS))
         if clash:
@@ -133,7 +138,7 @@ class RewardSet:
             from lmcot.metrics.rationale import RationaleScorer
 
             scorer = RationaleScorer(cfg.rationale_metrics, judge_lm=judge_lm, reference_lm=reference_lm)
-        return cls(rl, answer_lm=answer_lm, scorer=scorer, concurrency=cfg.rationale_metrics.concurrency,
+        return cls(rl, answer_lm=answer_lm, scorer=scorer, concurrency=rl.reward_concurrency,
                    extra=extra, weights=weights)
 
     @property
@@ -145,7 +150,8 @@ class RewardSet:
     def components(self, rows: list[dict[str, Any]]) -> dict[str, list[float]]:
         """Each active reward for each row. ``rows``: ``question``, ``context``, ``answer`` (gold),
         ``rationale``. Aspect scores come from one scorer call, which runs while the large-LM
-        answers are fetched concurrently."""
+        answers are fetched: the judge's calls and the answer calls share one limit
+        (``self.call_limit``), so all of a step's calls are in flight together up to it."""
         rows = [dict(r, rationale=str(r.get("rationale", "")).strip()) for r in rows]
         out: dict[str, list[float]] = {}
         from lmcot.programs.parallel import map_concurrently
@@ -194,7 +200,7 @@ class RewardSet:
                 return 0.0
             return float(answer_f1(pred.answer, row["answer"]))
 
-        return map_concurrently(one, rows, max_workers=self.concurrency)
+        return map_concurrently(one, rows, max_workers=self.concurrency, limit=self.call_limit)
 
     # -- aggregating ----------------------------------------------------------------------
     def summands(self, components: dict[str, list[float]]) -> dict[str, list[float]]:

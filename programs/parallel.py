@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextvars
+import threading
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from typing import Callable, Iterable, TypeVar
 
@@ -16,12 +17,35 @@ def submit_in_context(pool: Executor, fn: Callable[..., R], *args) -> Future:
     return pool.submit(contextvars.copy_context().run, fn, *args)
 
 
+class CallLimit:
+    """One bound on the calls in flight, shared by several ``map_concurrently`` runs that overlap
+    (e.g. the judge's and the large LM's calls of one RL step): each run may start up to ``size``
+    threads, and each call holds one of ``size`` slots while it runs. Separate per-map bounds would
+    either cap the step below what the provider allows or add up past it."""
+
+    def __init__(self, size: int):
+        if size < 1:
+            raise ValueError(f"a call limit needs at least 1 slot, got {size}")
+        self.size = int(size)
+        self._slots = threading.BoundedSemaphore(self.size)
+
+    def bind(self, fn: Callable[[T], R]) -> Callable[[T], R]:
+        def limited(x: T) -> R:
+            with self._slots:
+                return fn(x)
+
+        return limited
+
+
 def map_concurrently(fn: Callable[[T], R], items: Iterable[T], max_workers: int,
-                     on_result: Callable[[R], None] | None = None) -> list[R]:
+                     on_result: Callable[[R], None] | None = None, limit: CallLimit | None = None) -> list[R]:
     """``[fn(x) for x in items]`` on a thread pool, results in input order. ``on_result`` is called
     with each result as it completes (in completion order, e.g. to advance a progress bar). An
-    exception from ``fn`` propagates; the calls not yet started are then dropped."""
+    exception from ``fn`` propagates; the calls not yet started are then dropped. With ``limit``,
+    ``max_workers`` is ``limit.size`` and every call holds a slot of the shared limit."""
     items = list(items)
+    if limit is not None:
+        fn, max_workers = limit.bind(fn), limit.size
     if max_workers <= 1 or len(items) <= 1:
         results = []
         for x in items:

@@ -222,3 +222,75 @@ def test_seq2seq_log_reward_is_weighted_sum_of_components(tiny_seq2seq_path, tmp
     assert [e["step"] for e in entries] == [1, 2]
     assert all("kl" in e and "loss" in e for e in entries)
     _check_logged_totals(entries, {"factuality": 0.25, "fluency": 1.5, "letters": 3.0})
+
+
+# -- one limit for every reward call of a step ------------------------------------------------------
+def _judge_and_answer_server():
+    """One server for both roles: a judge question gets log-probabilities (P(yes) from the rationale's
+    number), anything else the answer "yes". It records how many calls were in flight at most. With
+    ``state["gate"] = (limit, calls)`` a call waits until min(limit, calls not yet done) are in
+    flight (at most 20 s), so a busy machine that starts the calls slowly cannot hide overlap."""
+    import threading
+
+    from lmcot.metrics.rationale.judge import ASPECT_QUESTIONS
+    from support.oracle_server import OracleServer
+
+    state, cond = {"now": 0, "max": 0, "done": 0, "gate": None}, threading.Condition()
+
+    def responder(body):
+        text = [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+        with cond:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+            cond.notify_all()
+            if state["gate"] is not None:
+                limit, calls = state["gate"]
+                cond.wait_for(lambda: state["now"] >= min(limit, calls - state["done"]), timeout=20)
+            state["now"] -= 1
+            state["done"] += 1
+            cond.notify_all()
+        if any(q in text for q in ASPECT_QUESTIONS.values()):
+            n = int(text.split("Reason number ", 1)[1].split(".", 1)[0])
+            p = (n + 1) / 20 * (1.0 if ASPECT_QUESTIONS["factuality"] in text else 0.5)
+            return {"text": "Yes", "logprobs": {"Yes": p, "No": 1 - p}}
+        return "[[ ## answer ## ]]\nyes\n\n[[ ## completed ## ]]"
+
+    return OracleServer(responder), state
+
+
+def test_answer_and_judge_calls_share_one_limit(tmp_path, restore_dspy_cache):
+    """All calls of a step (8 aspects x 4 rollouts on the judge + 4 answers = 36) are in flight
+    together up to rl.reward_concurrency, never more, with the same rewards, in the same order,
+    as one call at a time."""
+    from lmcot.config import ASPECTS, RationaleMetricsConfig
+    from lmcot.lms import build_lm, configure_cache
+    from lmcot.metrics.rationale import RationaleScorer
+
+    q = ORACLE_DATA[1]["question"]
+    server, state = _judge_and_answer_server()
+    with server as srv:
+        def rewards(concurrency: int) -> RewardSet:
+            configure_cache(tmp_path / str(concurrency))  # every call reaches the server
+            lm = build_lm(LargeLMConfig(model="openai/limit", api_base=srv.url, num_retries=0))
+            scorer = RationaleScorer(RationaleMetricsConfig(backends={a: "judge" for a in ASPECTS}), judge_lm=lm)
+            return RewardSet(rl_config(weights={a: 1.0 for a in (*ASPECTS, "answer_f1")}), answer_lm=lm,
+                             scorer=scorer, concurrency=concurrency)
+
+        rows = [_row(q, "yes", f"Reason number {i}.") for i in range(4)]
+        one_at_a_time = rewards(1).components(rows)
+        assert state["max"] == 1
+        for limit in (5, 40):
+            state.update(max=0, done=0, gate=(limit, 36))
+            assert rewards(limit).components(rows) == one_at_a_time
+            assert state["max"] == min(limit, 36)
+    assert one_at_a_time["factuality"] == pytest.approx([(n + 1) / 20 for n in range(4)])
+    assert one_at_a_time["answer_f1"] == [1.0] * 4
+
+
+def test_reward_concurrency_is_bounded():
+    from lmcot.config import ConfigError, load_config
+
+    assert load_config(None, ["rl.reward_concurrency=128"]).rl.reward_concurrency == 128
+    for bad in ("0", "5000"):
+        with pytest.raises(ConfigError, match=r"^config: rl\.reward_concurrency"):
+            load_config(None, [f"rl.reward_concurrency={bad}"])

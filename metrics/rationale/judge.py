@@ -205,6 +205,13 @@ class JudgeScorer:
         self.temperature = float(temperature)
         # Small: only the first token or two decide; a few more let "**Yes**" through when sampling.
         self.max_tokens = int(max_tokens)
+        # A limit shared with other calls in flight (an RL step's answer calls): see use_call_limit.
+        self.call_limit = None
+
+    def use_call_limit(self, limit: Any) -> None:
+        """Run the judge's calls under ``limit`` (``lmcot.programs.parallel.CallLimit``), shared with
+        other calls made at the same time, instead of on ``concurrency`` threads of its own."""
+        self.call_limit = limit
 
     # -- public ------------------------------------------------------------------------------
     def score(self, rows: Sequence[Any], aspects: Sequence[str]) -> list[dict[str, float]]:
@@ -310,15 +317,17 @@ class JudgeScorer:
         # Phase 1: log-probabilities where the endpoint may have them. The first question goes
         # alone, so an endpoint without them costs one wasted call, not one per question.
         if _endpoint(self.lm) in _HAS_LOGPROBS:
-            scores: list[float | None] = map_concurrently(self._probe, all_messages, self.concurrency)
+            scores: list[float | None] = map_concurrently(self._probe, all_messages, self.concurrency,
+                                                          limit=self.call_limit)
         else:
-            first = [self._probe(all_messages[0])]
-            scores = first + map_concurrently(self._probe, all_messages[1:], self.concurrency)
+            probe = self.call_limit.bind(self._probe) if self.call_limit is not None else self._probe
+            first = [probe(all_messages[0])]
+            scores = first + map_concurrently(self._probe, all_messages[1:], self.concurrency, limit=self.call_limit)
         # Phase 2: sample the rest, flattened to (question, sample) so every call runs concurrently.
         todo = [k for k, s in enumerate(scores) if s is None]
         if todo:
             jobs = [(all_messages[k], r) for k in todo for r in range(self.samples)]
-            yes = map_concurrently(self._sample, jobs, self.concurrency)
+            yes = map_concurrently(self._sample, jobs, self.concurrency, limit=self.call_limit)
             for n, k in enumerate(todo):
                 scores[k] = sum(yes[n * self.samples:(n + 1) * self.samples]) / self.samples
         return [float(s) for s in scores]

@@ -125,6 +125,15 @@ class RationaleScorer:
         self._judge = None
         # RL reward code calls ``score`` from several threads: load each model once, not once per thread.
         self._load_lock = threading.Lock()
+        self._call_limit = None
+
+    def use_call_limit(self, limit: Any) -> None:
+        """Run the judge's HTTP calls under ``limit`` (``lmcot.programs.parallel.CallLimit``), shared
+        with the other calls of an RL step, instead of ``rationale_metrics.concurrency`` threads."""
+        with self._load_lock:
+            self._call_limit = limit
+            if self._judge is not None:
+                self._judge.use_call_limit(limit)
 
     # Models load on first use, so a scorer that never needs one never pays for it.
     @property
@@ -156,6 +165,7 @@ class RationaleScorer:
 
                 self._judge = JudgeScorer(self.judge_lm, samples=self.cfg.judge_samples,
                                           concurrency=self.cfg.concurrency)
+                self._judge.use_call_limit(self._call_limit)
         return self._judge
 
     def backend_of(self, aspect: str) -> str:
