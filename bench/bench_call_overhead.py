@@ -9,6 +9,11 @@ The server is the tests' loopback OpenAI-compatible server (tests/support/oracle
 fixed reply (a stand-in, not a model). Wall ms per call and CPU ms per call (``time.process_time``,
 this process: client and server threads) are printed; the CPU figure is steadier on a shared box.
 ``--profile`` prints the cProfile of the lmcot arm (cumulative, top 40).
+
+Two diagnostic arms (not what lmcot does) show what two parts of litellm's per-call work cost, by
+switching them off through litellm internals: its success-logging task (run on a background thread
+for every call, feeding litellm callbacks; skipped with litellm's private ``is_internal_call``) and
+its per-call cost lookup (``Logging.response_cost_calculator`` patched to return None).
 """
 
 from __future__ import annotations
@@ -63,8 +68,30 @@ def main() -> None:
                                               messages=msgs(tag, i))
             asyncio.run(go())
 
+        from litellm._internal_context import is_internal_call
+        from litellm.litellm_core_utils.litellm_logging import Logging
+
+        def without_logging_and_cost(tag):  # diagnostic only: litellm internals
+            original = Logging.response_cost_calculator
+            Logging.response_cost_calculator = lambda self, *a, **k: None
+            token = is_internal_call.set(True)
+            try:
+                bare(tag)
+            finally:
+                is_internal_call.reset(token)
+                Logging.response_cost_calculator = original
+
+        def without_logging(tag):  # diagnostic only: litellm internals
+            token = is_internal_call.set(True)
+            try:
+                bare(tag)
+            finally:
+                is_internal_call.reset(token)
+
         arms = {"lmcot (dspy.Predict -> litellm)": through(lm), "bare litellm.completion": bare,
-                "bare litellm.acompletion": bare_async, "DSPy own client (no litellm)": through(native)}
+                "bare litellm.acompletion": bare_async, "DSPy own client (no litellm)": through(native),
+                "[diag] litellm, no success logging": without_logging,
+                "[diag] litellm, no logging, no cost": without_logging_and_cost}
         for name, arm in arms.items():
             arm(f"warm {name}")
         wall = {k: [] for k in arms}
@@ -74,10 +101,11 @@ def main() -> None:
                 w, c = time.perf_counter(), time.process_time()
                 arm(f"{r} {name}")
                 wall[name].append((time.perf_counter() - w) / n * 1000)
+                time.sleep(0.3)  # litellm's background logging of this arm's calls ends inside its CPU figure
                 cpu[name].append((time.process_time() - c) / n * 1000)
         print(f"{n} sequential calls per arm, latency 0, {args.model}; ms per call, min / median of {args.repeat}")
         for name in arms:
-            print(f"  {name:34s} wall {min(wall[name]):5.2f} / {statistics.median(wall[name]):5.2f}   "
+            print(f"  {name:38s} wall {min(wall[name]):5.2f} / {statistics.median(wall[name]):5.2f}   "
                   f"cpu {min(cpu[name]):5.2f} / {statistics.median(cpu[name]):5.2f}")
         if args.profile:
             import cProfile
