@@ -201,6 +201,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # a hung client must never keep the test process alive
+    # socketserver's default listen backlog is 5: with more connections opening at once (a benchmark
+    # with 72 concurrent calls) the kernel drops SYNs and the client retries a second later.
+    request_queue_size = 256
     allow_reuse_address = True
     owner: OracleServer
 
