@@ -32,6 +32,16 @@ def _responder(body: dict):
     return "[[ ## answer ## ]]\nyes\n\n[[ ## completed ## ]]"
 
 
+class _OwnThreads:
+    """The scorer as the old path called it: no shared limit, its judge on rationale_metrics.concurrency threads."""
+
+    def __init__(self, scorer):
+        self.scorer = scorer
+
+    def score(self, rows, aspects):
+        return self.scorer.score(rows, aspects)
+
+
 def step(url: str, rows: list[dict], limit: int | None) -> tuple[float, dict]:
     """One reward phase; ``limit`` None is the old path. Returns (seconds, components)."""
     from lmcot.config import ASPECTS, REWARDS, LargeLMConfig, RationaleMetricsConfig, RLConfig
@@ -44,9 +54,9 @@ def step(url: str, rows: list[dict], limit: int | None) -> tuple[float, dict]:
     metrics = RationaleMetricsConfig(backends={a: "judge" for a in ASPECTS})  # concurrency 8, the default
     scorer = RationaleScorer(metrics, judge_lm=lm)
     rl = RLConfig(weights={n: 1.0 for n in REWARDS}, report_to=[])
-    rewards = RewardSet(rl, answer_lm=lm, scorer=scorer, concurrency=limit or 8)
     if limit is None:
-        scorer.use_call_limit(None)  # the old path: the judge on its own 8 threads, the answers on 8 more
+        scorer = _OwnThreads(scorer)  # the old path: the judge on its own 8 threads, the answers on 8 more
+    rewards = RewardSet(rl, answer_lm=lm, scorer=scorer, concurrency=limit or 8)
     start = time.perf_counter()
     comps = rewards.components(rows)
     return time.perf_counter() - start, comps

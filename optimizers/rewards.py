@@ -33,6 +33,7 @@ the seq2seq loop produce the same keys, and ``reward == sum_i w_i * rewards/<nam
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import threading
@@ -90,8 +91,8 @@ class RewardSet:
         # One limit for every reward call of a step: the answer calls and the judge's calls are all
         # in flight together, at most ``concurrency`` at once (rl.reward_concurrency).
         self.call_limit = CallLimit(self.concurrency)
-        if scorer is not None and hasattr(scorer, "use_call_limit"):
-            scorer.use_call_limit(self.call_limit)
+        # A scorer that takes ``call_limit`` (RationaleScorer, JudgeScorer) runs its judge calls under it.
+        self._scorer_takes_limit = scorer is not None and "call_limit" in inspect.signature(scorer.score).parameters
         self.extra = dict(extra or {})
         clash = sorted(set(self.extra) & set(REWARDS))
         if clash:
@@ -157,7 +158,9 @@ class RewardSet:
         from lmcot.programs.parallel import map_concurrently
 
         aspect_rows = [{k: r[k] for k in ("question", "context", "rationale")} for r in rows]
-        jobs = {"aspects": (lambda: self.scorer.score(aspect_rows, list(self.aspects))) if self.aspects else None,
+        limit = {"call_limit": self.call_limit} if self._scorer_takes_limit else {}
+        jobs = {"aspects": (lambda: self.scorer.score(aspect_rows, list(self.aspects), **limit))
+                if self.aspects else None,
                 "answer_f1": (lambda: self.answer_f1(rows)) if "answer_f1" in self.weights else None}
         # Aspect scores are computed while the large-LM answers are fetched.
         done = map_concurrently(lambda job: job() if job is not None else None, list(jobs.values()), 2)

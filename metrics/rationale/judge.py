@@ -205,17 +205,13 @@ class JudgeScorer:
         self.temperature = float(temperature)
         # Small: only the first token or two decide; a few more let "**Yes**" through when sampling.
         self.max_tokens = int(max_tokens)
-        # A limit shared with other calls in flight (an RL step's answer calls): see use_call_limit.
-        self.call_limit = None
-
-    def use_call_limit(self, limit: Any) -> None:
-        """Run the judge's calls under ``limit`` (``lmcot.programs.parallel.CallLimit``), shared with
-        other calls made at the same time, instead of on ``concurrency`` threads of its own."""
-        self.call_limit = limit
 
     # -- public ------------------------------------------------------------------------------
-    def score(self, rows: Sequence[Any], aspects: Sequence[str]) -> list[dict[str, float]]:
-        """One ``{aspect: P(yes)}`` per row (rows have ``question``, ``context``, ``rationale``)."""
+    def score(self, rows: Sequence[Any], aspects: Sequence[str], call_limit: Any = None) -> list[dict[str, float]]:
+        """One ``{aspect: P(yes)}`` per row (rows have ``question``, ``context``, ``rationale``). With
+        ``call_limit`` (``lmcot.programs.parallel.CallLimit``) the HTTP calls run under that limit,
+        shared with other calls made at the same time (an RL step's answer calls), instead of on
+        ``concurrency`` threads of their own."""
         aspects = list(aspects)
         unknown = [a for a in aspects if a not in ASPECT_QUESTIONS]
         if unknown:
@@ -240,7 +236,7 @@ class JudgeScorer:
             prompts = [render_prompt(engine.tokenizer, msgs, engine.is_encoder_decoder) for _, _, msgs in jobs]
             scores = hf_p_yes(engine, prompts)
         else:
-            scores = self._http_scores([msgs for _, _, msgs in jobs])
+            scores = self._http_scores([msgs for _, _, msgs in jobs], call_limit)
         for (i, aspect, _), value in zip(jobs, scores):
             results[i][aspect] = value
         return results
@@ -311,23 +307,23 @@ class JudgeScorer:
             return False
         return answers_yes(response.text)
 
-    def _http_scores(self, all_messages: list[list[dict]]) -> list[float]:
+    def _http_scores(self, all_messages: list[list[dict]], call_limit: Any = None) -> list[float]:
         from lmcot.programs.parallel import map_concurrently
 
         # Phase 1: log-probabilities where the endpoint may have them. The first question goes
         # alone, so an endpoint without them costs one wasted call, not one per question.
         if _endpoint(self.lm) in _HAS_LOGPROBS:
             scores: list[float | None] = map_concurrently(self._probe, all_messages, self.concurrency,
-                                                          limit=self.call_limit)
+                                                          limit=call_limit)
         else:
-            probe = self.call_limit.bind(self._probe) if self.call_limit is not None else self._probe
+            probe = call_limit.bind(self._probe) if call_limit is not None else self._probe
             first = [probe(all_messages[0])]
-            scores = first + map_concurrently(self._probe, all_messages[1:], self.concurrency, limit=self.call_limit)
+            scores = first + map_concurrently(self._probe, all_messages[1:], self.concurrency, limit=call_limit)
         # Phase 2: sample the rest, flattened to (question, sample) so every call runs concurrently.
         todo = [k for k, s in enumerate(scores) if s is None]
         if todo:
             jobs = [(all_messages[k], r) for k in todo for r in range(self.samples)]
-            yes = map_concurrently(self._sample, jobs, self.concurrency, limit=self.call_limit)
+            yes = map_concurrently(self._sample, jobs, self.concurrency, limit=call_limit)
             for n, k in enumerate(todo):
                 scores[k] = sum(yes[n * self.samples:(n + 1) * self.samples]) / self.samples
         return [float(s) for s in scores]

@@ -125,15 +125,6 @@ class RationaleScorer:
         self._judge = None
         # RL reward code calls ``score`` from several threads: load each model once, not once per thread.
         self._load_lock = threading.Lock()
-        self._call_limit = None
-
-    def use_call_limit(self, limit: Any) -> None:
-        """Run the judge's HTTP calls under ``limit`` (``lmcot.programs.parallel.CallLimit``), shared
-        with the other calls of an RL step, instead of ``rationale_metrics.concurrency`` threads."""
-        with self._load_lock:
-            self._call_limit = limit
-            if self._judge is not None:
-                self._judge.use_call_limit(limit)
 
     # Models load on first use, so a scorer that never needs one never pays for it.
     @property
@@ -165,7 +156,6 @@ class RationaleScorer:
 
                 self._judge = JudgeScorer(self.judge_lm, samples=self.cfg.judge_samples,
                                           concurrency=self.cfg.concurrency)
-                self._judge.use_call_limit(self._call_limit)
         return self._judge
 
     def backend_of(self, aspect: str) -> str:
@@ -173,9 +163,11 @@ class RationaleScorer:
         return backend_name(self.cfg, aspect, self.reference_lm)
 
     def score(self, rows: Sequence[Mapping[str, Any]], aspects: Sequence[str] = ASPECTS,
-              progress: bool = False) -> list[dict[str, float]]:
+              progress: bool = False, call_limit: Any = None) -> list[dict[str, float]]:
         """One ``{aspect: score in [0, 1]}`` per row, in ``aspects`` order. A row needs
-        ``question`` and ``rationale`` and either ``context`` or ``paragraphs``."""
+        ``question`` and ``rationale`` and either ``context`` or ``paragraphs``. ``call_limit``
+        (``lmcot.programs.parallel.CallLimit``): the judge's calls share it with other calls in flight
+        (an RL step's answers) instead of running on ``rationale_metrics.concurrency`` threads."""
         aspects = list(aspects)
         unknown = [a for a in aspects if a not in ASPECTS]
         if unknown:
@@ -202,7 +194,7 @@ class RationaleScorer:
                     kwargs = {"lm": lm} if a in _LM_ASPECTS else {"embedder": embedder} if a in _EMBED_ASPECTS else {}
                     out[i][a] = float(CHEAP_SCORERS[a](q, ctx, r, **kwargs))
         if judged:
-            self._score_judged(rows, prepared, judged, out)
+            self._score_judged(rows, prepared, judged, out, call_limit)
         return [{a: s[a] for a in aspects} for s in out]
 
     async def ascore(self, rows: Sequence[Mapping[str, Any]], aspects: Sequence[str] = ASPECTS) -> list[dict[str, float]]:
@@ -221,7 +213,8 @@ class RationaleScorer:
         rationale = row["rationale"]
         return str(row["question"]), context_sentences_of(row), "" if rationale is None else str(rationale)
 
-    def _score_judged(self, rows, prepared, judged: list[str], out: list[dict[str, float]]) -> None:
+    def _score_judged(self, rows, prepared, judged: list[str], out: list[dict[str, float]],
+                      call_limit: Any = None) -> None:
         todo = [i for i, (_, _, r) in enumerate(prepared) if r.strip()]
         for i, (_, _, r) in enumerate(prepared):
             if not r.strip():
@@ -230,7 +223,8 @@ class RationaleScorer:
             return
         judge_rows = [{**rows[i], "question": prepared[i][0], "context": _context_text(rows[i]),
                        "rationale": prepared[i][2]} for i in todo]
-        results = self.judge.score(judge_rows, judged)
+        limit = {} if call_limit is None else {"call_limit": call_limit}
+        results = self.judge.score(judge_rows, judged, **limit)
         if len(results) != len(todo):
             raise RuntimeError(f"judge returned {len(results)} score rows for {len(todo)} rationales")
         for i, res in zip(todo, results):
