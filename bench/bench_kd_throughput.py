@@ -48,7 +48,9 @@ def lmcot_arm(model: str, kept: list[dict], steps: int, batch: int) -> float:
 
 
 def bare_arm(model: str, rows: list[dict], steps: int, batch: int) -> float:
-    """What a user would write with TRL alone: SFTTrainer, its defaults, the same tokens."""
+    """What a user would write with TRL alone: SFTTrainer, its defaults, the same tokens, and the same
+    precision as lmcot on CPU (SFTConfig defaults to bf16=True, whose autocast on this CPU is ~1.4x
+    slower than float32: that would measure the precision, not the trainer)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
     from trl import SFTConfig, SFTTrainer
@@ -58,7 +60,8 @@ def bare_arm(model: str, rows: list[dict], steps: int, batch: int) -> float:
     net = AutoModelForCausalLM.from_pretrained(model, dtype="float32")
     args = SFTConfig(output_dir=tempfile.mkdtemp(prefix="lmcot-bench-"), per_device_train_batch_size=batch,
                      max_steps=steps, learning_rate=5e-5, report_to="none", use_cpu=True, save_strategy="no",
-                     disable_tqdm=True, max_length=2048, completion_only_loss=True, packing=False, seed=42)
+                     disable_tqdm=True, max_length=2048, completion_only_loss=True, packing=False, seed=42,
+                     bf16=False)
     trainer = SFTTrainer(model=net, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
     return float(trainer.train().metrics["train_runtime"])
 
