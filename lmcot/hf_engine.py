@@ -63,7 +63,7 @@ def is_encoder_decoder(model: str, *, trust_remote_code: bool = False, revision:
 def load_model_and_tokenizer(model: str, *, device: str = "auto", dtype: str = "auto",
                              trust_remote_code: bool = False, revision: str | None = None):
     """Load a causal or encoder-decoder checkpoint (safetensors only) and its tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     from lmcot.checkpoint import resolve_model
 
@@ -77,11 +77,22 @@ def load_model_and_tokenizer(model: str, *, device: str = "auto", dtype: str = "
                                          output_loading_info=True, **kwargs)
         check_loading_info(path, info)
         net = net.to(dev)
-        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     net.eval()
+    return net, load_tokenizer(path, **kwargs), is_seq2seq
+
+
+def load_tokenizer(model: str, *, trust_remote_code: bool = False, revision: str | None = None):
+    """The checkpoint's tokenizer alone (no weights), with a pad token (EOS when it has none)."""
+    from transformers import AutoTokenizer
+
+    from lmcot.checkpoint import resolve_model
+
+    path = resolve_model(model)
+    with _load_errors(path):
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return net, tokenizer, is_seq2seq
+    return tokenizer
 
 
 def check_loading_info(path: str, info: dict[str, Any]) -> None:
@@ -166,6 +177,9 @@ class TransformersEngine:
         self.trust_remote_code, self.revision = trust_remote_code, revision
         self.batch_wait_s = batch_wait_ms / 1000.0
         self._loaded: tuple | None = None  # (model, tokenizer, is_encoder_decoder), see _load
+        # What outlives release(): the tokenizer and the architecture (counting tokens needs no weights).
+        self._tokenizer = None
+        self._is_seq2seq: bool | None = None
         self._load_lock = threading.Lock()
         self._expected_fingerprint = expected_fingerprint
         # The weights are loaded when the model is first needed: a rerun answered from DSPy's cache
@@ -193,6 +207,8 @@ class TransformersEngine:
                 return self._loaded
             loaded = load_model_and_tokenizer(self.model_id, device=self.device_setting, dtype=self.dtype_setting,
                                               trust_remote_code=self.trust_remote_code, revision=self.revision)
+            if self._tokenizer is not None:  # one tokenizer object per engine, before and after release()
+                loaded = (loaded[0], self._tokenizer, loaded[2])
             fingerprint = weights_fingerprint(loaded[0])
             expected = self._expected_fingerprint or getattr(self, "fingerprint", None)
             if expected and expected != fingerprint:
@@ -219,6 +235,20 @@ class TransformersEngine:
         if self._memo_key is not None and memo_dir() is not None:
             atomic_write_text(memo_dir() / "fingerprints" / self._memo_key, self.fingerprint)
 
+    def release(self) -> bool:
+        """Drop the weights between uses (the compiler calls it before a training stage, which loads
+        its own copy); the tokenizer and fingerprint stay, and the next generate loads the weights
+        again, checked against the fingerprint. True when weights were dropped."""
+        with self._load_lock:
+            if self._loaded is None:
+                return False
+            self._tokenizer, self._is_seq2seq = self._loaded[1], self._loaded[2]
+            self._loaded = None
+        from lmcot.memory import free_memory
+
+        free_memory()
+        return True
+
     @property
     def loaded(self) -> bool:
         return self._loaded is not None
@@ -229,11 +259,27 @@ class TransformersEngine:
 
     @property
     def tokenizer(self):
-        return self._load()[1]
+        """The tokenizer; loaded alone (no weights) when nothing has needed the weights yet."""
+        loaded = self._loaded
+        if loaded is not None:
+            return loaded[1]
+        with self._load_lock:
+            if self._loaded is not None:
+                return self._loaded[1]
+            if self._tokenizer is None:
+                self._tokenizer = load_tokenizer(self.model_id, trust_remote_code=self.trust_remote_code,
+                                                 revision=self.revision)
+            return self._tokenizer
 
     @property
     def is_encoder_decoder(self) -> bool:
-        return self._load()[2]
+        loaded = self._loaded
+        if loaded is not None:
+            return loaded[2]
+        if self._is_seq2seq is None:
+            self._is_seq2seq = is_encoder_decoder(self.model_id, trust_remote_code=self.trust_remote_code,
+                                                  revision=self.revision)
+        return self._is_seq2seq
 
     @property
     def device(self):

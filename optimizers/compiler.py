@@ -92,8 +92,10 @@ class LMCoTCompiler:
             _note("rl", "green", f"starts from the KD checkpoint of an earlier run: {checkpoint}")
         if "rl" in cfg.stages:
             if valset and main:
-                report["before_rl"] = self._evaluate(run, self._with_small(run, checkpoint, "before-rl"), valset,
-                                                     "before RL", aspects=True)
+                before_rl = self._with_small(run, checkpoint, "before-rl")
+                report["before_rl"] = self._evaluate(run, before_rl, valset, "before RL", aspects=True)
+                _release(before_rl.small_lm)  # RL trains its own copy of these weights
+                del before_rl
             checkpoint = self._stage_rl(run, trainset, checkpoint)
         if not main:
             return None, report  # the main process writes the program folder and evaluates it
@@ -149,8 +151,15 @@ class LMCoTCompiler:
         if failure:
             raise RunError(failure)
         processes = distributed.describe()
+        # Training loads its own copy of the student: no in-process LM or scoring model serves KD, so
+        # none stays resident beside the trainer's weights, gradients and optimizer state (each loads
+        # again when the next evaluation needs it).
+        _release(run.program.small_lm, run.program.large_lm, teacher)
+        run.release_scorer_models()
+        _log_memory("before KD training")
         console.rule(f"[bold]stage kd[/]: distil {len(kept)} rationales into the small LM ({processes})")
         model_dir = distill(kept, student, kd_dir, cfg.kd, run.student, progress=self.progress)
+        _log_memory("after KD training")
         if distributed.is_main():
             console.print(f"kd: trained on {processes}", highlight=False)
             write_json(kd_dir / DONE, {"model": "model", "key": key, "kept": len(kept), "processes": processes,
@@ -206,9 +215,16 @@ class LMCoTCompiler:
         distributed.wait_for_everyone()
         processes = distributed.describe()
         console.rule(f"[bold]stage rl[/]: policy optimisation on rationale quality + answer F1 ({processes})")
+        # The untrained student's weights serve RL nothing (the large LM and the scorer's models do).
+        _release(run.program.small_lm)
         # Each process scores its own rollouts: TRL splits the prompts, so no reward call is made twice.
         rewards = RewardSet(cfg.rl, run.program.large_lm, run.scorer(), concurrency=cfg.rl.reward_concurrency)
+        _log_memory("before RL training")
         model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir)
+        from lmcot.memory import free_memory
+
+        free_memory()  # the trainer's models and optimizer state are gone: return their pages to the OS
+        _log_memory("after RL training")
         if distributed.is_main():
             console.print(f"rl: trained on {processes}", highlight=False)
             write_json(rl_dir / DONE, {"model": "model", "key": key, "start": start, "processes": processes})
@@ -274,6 +290,13 @@ class _Run:
         self.student = small_lm_config(program.small_lm)
         self.origin = {"student": engine.fingerprint, "train": sorted(str(ex.id) for ex in trainset)}
         self._scorer = None
+        self._judge_lm = None
+
+    def release_scorer_models(self) -> None:
+        """Drop the scorer's loaded models (reference LM, embedder, an in-process judge) until next use."""
+        if self._scorer is not None:
+            self._scorer.release()
+        _release(self._judge_lm)
 
     def scorer(self):
         """One scorer for this compile (it holds the reference LM and the judge), built on first use."""
@@ -285,6 +308,7 @@ class _Run:
             judge_lm = None
             if any(b == "judge" for b in cfg.backends.values()):
                 judge_lm = build_lm(cfg.judge) if cfg.judge else self.program.large_lm
+            self._judge_lm = judge_lm
             # Perplexity-based aspects need a fixed reader of English: the student before any training
             # (scoring with the policy itself would reward it for agreeing with itself), when it is a
             # causal LM; otherwise (T5) the lexical proxy, unless reference_lm names one (or "lexical").
@@ -301,6 +325,23 @@ def _note(tag: str, style: str, message: str) -> None:
     from lmcot.redact import redact
 
     console.print(Text.assemble((tag, style), " ", redact(message)), highlight=False, soft_wrap=True)
+
+
+def _release(*lms) -> None:
+    """Drop the weights of the in-process LMs among ``lms`` (they load again on their next call)."""
+    from lmcot.lms import hf_engine_of
+
+    for lm in lms:
+        engine = hf_engine_of(lm) if lm is not None else None
+        if engine is not None:
+            engine.release()
+
+
+def _log_memory(where: str) -> None:
+    """The process's resident memory at a stage boundary (``--verbose`` shows it)."""
+    from lmcot.memory import rss_mb
+
+    log.info("memory %s: %s MB resident", where, rss_mb())
 
 
 def _cut_at_max_tokens(rows: list[dict[str, Any]], engine, max_tokens: int) -> int:

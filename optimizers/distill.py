@@ -25,7 +25,6 @@ With ``kd.lora`` a LoRA adapter is trained and merged into the weights before sa
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import logging
@@ -38,6 +37,7 @@ from typing import Any
 from lmcot.config import KDConfig, SmallLMConfig
 from lmcot.data import DataError
 from lmcot.jsonl import write_json
+from lmcot.memory import free_memory
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
 from lmcot.optimizers.training import last_checkpoint, lora_config, trainer_config
 from lmcot.programs.adapter import rationale_messages
@@ -222,7 +222,6 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
     Returns ``out_dir/model``. Also writes ``out_dir/train_log.json`` (the Trainer's log history)
     and keeps resumable checkpoints in ``out_dir/checkpoints``.
     """
-    import torch
     from transformers import set_seed
 
     from lmcot import distributed
@@ -270,7 +269,7 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
     if not main:
         distributed.wait_for_everyone()  # until the main process has saved the model
         del trainer, model
-        gc.collect()
+        free_memory()
         return model_dir
     final = _plain_model(trainer.model).to("cpu")
     final.eval()
@@ -289,7 +288,5 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
     distributed.wait_for_everyone()
 
     del trainer, model, final
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    free_memory()  # weights, gradients and optimizer state back to the OS before the next stage
     return model_dir

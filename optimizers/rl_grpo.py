@@ -105,10 +105,8 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
     Returns ``out_dir/model`` (merged weights + tokenizer, safetensors), loadable with
     ``from_pretrained`` and usable as ``small_lm.model``.
     """
-    import gc
     import shutil
 
-    import torch
     from datasets import Dataset
 
     from lmcot import distributed
@@ -169,7 +167,7 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
     # The policy, its reference copy and the optimizer state would otherwise stay on the GPU while
     # the compiler evaluates the result.
     del trainer, model
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    from lmcot.memory import free_memory
+
+    free_memory()  # ... and in host memory, glibc would keep the freed heap (lmcot.memory)
     return model_dir

@@ -137,6 +137,17 @@ class RationaleScorer:
                 self._lm = PerplexityScorer(self.reference_lm)
         return self._lm
 
+    def release(self) -> None:
+        """Drop the reference LM and the embedder (a training stage needs the memory); each loads
+        again on its next use. The judge LM's weights belong to its engine (``TransformersEngine.release``)."""
+        with self._load_lock:
+            dropped = self._lm is not None or self._embedder is not None
+            self._lm = self._embedder = None
+        if dropped:
+            from lmcot.memory import free_memory
+
+            free_memory()
+
     @property
     def embedder(self):
         """The ``SentenceEmbedder`` for ``cfg.embedding_model``, or None (lexical similarity)."""
