@@ -41,9 +41,11 @@ def paid_cost(entries: Iterable[dict[str, Any]]) -> float | None:
 
 
 def hit_max_tokens(entries: Iterable[dict[str, Any]]) -> bool:
-    """Did a call stop at max_tokens (``finish_reason == "length"``)?"""
+    """Did a call stop at max_tokens (``finish_reason == "length"``)? A litellm reply carries it on
+    each choice; an in-process engine's reply (a ``dspy.lm15`` ``Response``) carries it itself."""
     for entry in entries:
-        choices = getattr(entry.get("response"), "choices", None) or []
+        response = entry.get("response")
+        choices = getattr(response, "choices", None) or [response]
         if any(getattr(c, "finish_reason", None) == "length" for c in choices):
             return True
     return False

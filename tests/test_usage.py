@@ -45,3 +45,16 @@ def test_contract_dspy_history_entries_carry_usage_cost_uuid_and_response(oracle
     assert all(hasattr(c, "finish_reason") for c in entry["response"].choices)
     assert count_calls(lm.history[-2:])["cached_calls"] == 1 and meter.report()["calls"] == 2
     assert hit_max_tokens(lm.history[-2:]) is False
+
+
+def test_contract_an_in_process_reply_cut_at_max_tokens_is_seen(tiny_causal_path):
+    """An in-process engine's history entry holds a ``dspy.lm15`` Response (``finish_reason`` on it,
+    no ``choices``): a teacher reply cut at max_tokens must read as cut there, not as a garbled reply
+    (which the bootstrap retries and reports as an unreachable teacher)."""
+    from lmcot.config import SmallLMConfig
+    from lmcot.lms import build_lm
+    from lmcot.usage import hit_max_tokens
+
+    lm = build_lm(SmallLMConfig(model=str(tiny_causal_path), backend="transformers", max_tokens=3, cache=False))
+    lm("hello there")
+    assert hit_max_tokens(lm.history[-1:]) is True
