@@ -177,10 +177,18 @@ class LMCoTCompiler:
         cfg = self.config
         result = bootstrap_traces(trainset, teacher, cfg.kd, kd_dir, progress=self.progress)
         self._kd_summary = result.summary
-        if not result.kept and result.transient:
+        recorded = sum(1 for t in result.traces if t.get("ok"))
+        if not result.kept and result.transient and not recorded:
             # Nothing to distil because the teacher could not be reached, not because it was wrong.
             return [], (f"kd: {len(result.transient)} teacher call(s) failed and no rationale was recorded "
                         f"(is the teacher reachable?); rerun to retry them. First error: {result.transient[0]}")
+        if not result.kept and result.transient:
+            # The teacher answers, but none of its parsed answers passed and the rest did not parse
+            # (a small in-process teacher that does not follow the answer format).
+            return [], (f"kd: none of the {recorded} recorded teacher rationales passed the filter "
+                        f"({cfg.kd.keep_metric} >= {cfg.kd.min_score}) and {len(result.transient)} teacher "
+                        f"call(s) failed (rerun to retry them); see {kd_dir}/traces.jsonl. First error: "
+                        f"{result.transient[0]}")
         if not result.kept:
             return [], (f"kd: no teacher rationale passed the filter ({cfg.kd.keep_metric} >= "
                         f"{cfg.kd.min_score}); see {kd_dir}/traces.jsonl")
