@@ -15,8 +15,9 @@ asks the teacher only for the rest, so no paid call is repeated. A reply that ca
 asked again (``lmcot.reply_cache``: at most 3 tries, the bad replies never cached); if every try
 fails it is, like a transient error (rate limit, 5xx, timeout) that survives DSPy's retries and
 this module's own bounded backoff, *not* recorded, so the next run tries it again; both are counted
-in the summary. Only a reply cut off at ``max_tokens`` (a config problem) or a prompt too long for
-the teacher is recorded as a failed sample (``ok: false``). Parse failures recorded by older
+in the summary. Only a reply cut off at ``max_tokens`` (a config problem), a prompt too long for
+the teacher, or an unparsable reply of an in-process teacher decoding greedily (it would write the
+same again) is recorded as a failed sample (``ok: false``). Parse failures recorded by older
 versions are redone on resume.
 """
 
@@ -112,7 +113,7 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
     from dspy.utils.usage_tracker import track_usage
 
     from lmcot.programs.signatures import AnswerDirectly
-    from lmcot.reply_cache import parsed_reply
+    from lmcot.reply_cache import attempts_for, parsed_reply
     from lmcot.usage import hit_max_tokens
 
     gold = str(example.answer)
@@ -132,7 +133,8 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
                 with dspy.context(lm=teacher_lm, adapter=adapter):
                     pred = parsed_reply(lambda: predictor(question=example.question, context=example.context,
                                                           config=_sample_config(kd, sample)),
-                                        what=f"teacher reply for {row['id']} sample {sample}")
+                                        what=f"teacher reply for {row['id']} sample {sample}",
+                                        attempts=attempts_for(teacher_lm, kd.temperature))
             except (AdapterParseError, ContextWindowExceededError) as exc:
                 # Properties of this question's answer or prompt: record them, do not ask again.
                 error = exc
@@ -165,10 +167,13 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
         if hit_max_tokens(predictor.history):
             limit = teacher_lm.kwargs.get("max_tokens") or teacher_lm.kwargs.get("max_completion_tokens")
             message = f"truncated at the teacher's max_tokens ({limit}): raise it; {message}"
-        elif isinstance(error, AdapterParseError):
+        elif isinstance(error, AdapterParseError) and attempts_for(teacher_lm, kd.temperature) > 1:
             # Garbled or off-format replies, asked again and never cached: not a property of the
-            # question, so not recorded; the next run asks again.
+            # question, so not recorded; the next run asks again. (An in-process teacher decoding
+            # greedily would write the same reply again: its failure is recorded like a too-long prompt.)
             raise _Transient(f"unparsable teacher reply after retries: {message}") from error
+        elif isinstance(error, AdapterParseError):
+            message = f"unparsable reply of a greedy in-process teacher (asking again gives the same): {message}"
         row.update(rationale="", answer="", gold=gold, em=0.0, f1=0.0, ok=False, error=message)
     row.update(tokens=tokens, cost=total_cost, calls=calls)
     return row

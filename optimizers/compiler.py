@@ -179,9 +179,12 @@ class LMCoTCompiler:
         self._kd_summary = result.summary
         recorded = sum(1 for t in result.traces if t.get("ok"))
         if not result.kept and result.transient and not recorded:
-            # Nothing to distil because the teacher could not be reached, not because it was wrong.
+            # Nothing to distil because the teacher could not be reached (or wrote nothing parsable),
+            # not because it was wrong.
+            unparsable = all(e.startswith("unparsable") for e in result.transient)
+            why = ("no reply followed the answer format" if unparsable else "is the teacher reachable?")
             return [], (f"kd: {len(result.transient)} teacher call(s) failed and no rationale was recorded "
-                        f"(is the teacher reachable?); rerun to retry them. First error: {result.transient[0]}")
+                        f"({why}); rerun to retry them. First error: {result.transient[0]}")
         if not result.kept and result.transient:
             # The teacher answers, but none of its parsed answers passed and the rest did not parse
             # (a small in-process teacher that does not follow the answer format).

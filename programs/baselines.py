@@ -6,7 +6,7 @@ import dspy
 
 from lmcot.programs.answer_adapter import answer_adapter_for
 from lmcot.programs.signatures import AnswerDirectly
-from lmcot.reply_cache import parsed_reply
+from lmcot.reply_cache import attempts_for, parsed_reply
 
 STEP_BY_STEP = "Let's think step by step in order to find the answer."
 
@@ -30,7 +30,7 @@ class StandardPrompting(dspy.Module):
             with dspy.context(adapter=adapter):
                 return self.answer(question=question, context=context)
 
-        return parsed_reply(call, what="large LM answer")
+        return parsed_reply(call, what="large LM answer", attempts=attempts_for(self.answer.lm))
 
 
 class CoTPrompting(dspy.Module):
@@ -52,5 +52,5 @@ class CoTPrompting(dspy.Module):
             with dspy.context(adapter=adapter):
                 return self.answer(question=question, context=context)
 
-        pred = parsed_reply(call, what="large LM answer")
+        pred = parsed_reply(call, what="large LM answer", attempts=attempts_for(self.answer.predict.lm))
         return dspy.Prediction(rationale=pred.reasoning, answer=pred.answer)

@@ -23,7 +23,7 @@ from lmcot.programs.answer_adapter import answer_adapter_for
 from lmcot.programs.parallel import map_concurrently
 from lmcot.programs.signatures import Answer, Rationalize
 from lmcot.programs.voting import majority_vote
-from lmcot.reply_cache import parsed_reply
+from lmcot.reply_cache import attempts_for, parsed_reply
 
 
 class AnswerCallError(RuntimeError):
@@ -166,7 +166,7 @@ class LMGuidedCoT(dspy.Module):
                 return self.answer(question=question, context=context, rationale=rationale)
 
         # An answer that does not parse is retried and never cached (lmcot.reply_cache).
-        return parsed_reply(call, what="large LM answer").answer
+        return parsed_reply(call, what="large LM answer", attempts=attempts_for(self.large_lm)).answer
 
     def _answer_best(self, question: str, context: str, rationales: list[str]) -> dspy.Prediction:
         if self.scorer is None:

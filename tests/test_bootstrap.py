@@ -196,6 +196,24 @@ def test_parse_failures_recorded_by_older_versions_are_redone(examples, fresh_ca
         assert again.summary["resumed_samples"] == 1 and again.summary["kept_examples"] == 1
 
 
+def test_a_greedy_in_process_teacher_is_asked_once_and_its_unparsable_reply_recorded(
+        examples, tiny_causal_path, fresh_cache, monkeypatch):
+    """Asking a greedy in-process model again gives the same reply (configs/real_reader.yaml: each
+    retry of the 135M teacher cost ~10 s): one call, recorded as failed, not retried on a rerun."""
+    import lmcot.usage
+    from lmcot.lms import build_lm
+    from lmcot.optimizers.bootstrap import _redo, teacher_sample
+    from lmcot.reply_cache import PARSE_ATTEMPTS, attempts_for
+
+    # The random tiny model never writes an "Answer:" line; count its reply as stopped at EOS.
+    monkeypatch.setattr(lmcot.usage, "hit_max_tokens", lambda entries: False)
+    lm = build_lm(LargeLMConfig(model=str(tiny_causal_path), backend="transformers", max_tokens=8, temperature=0.0))
+    assert attempts_for(lm) == 1 and attempts_for(lm, 0.7) == PARSE_ATTEMPTS > 1
+    row = teacher_sample(examples[0], 0, lm, KDConfig(temperature=0.0))
+    assert row["ok"] is False and row["calls"] == 1
+    assert row["error"].startswith("unparsable reply of a greedy in-process teacher") and not _redo(row)
+
+
 def test_answer_cut_off_at_max_tokens_is_reported_as_truncated(examples, fresh_cache, tmp_path):
     from lmcot.lms import build_lm
 
