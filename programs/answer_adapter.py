@@ -25,7 +25,10 @@ from dspy.utils.exceptions import AdapterParseError
 
 _REASON = {"reasoning", "rationale"}
 _ANSWER_LINE = re.compile(r"^\s*(?:final\s+)?answer\s*[:\-]\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
-_ANSWER_IS = re.compile(r"the answer is[:\s]+(.+?)(?:\.\s|\.?$)", re.IGNORECASE | re.MULTILINE)
+# "the answer is X", and SmolLM2-135M's "The answer to this question is: X" (configs/real_reader.yaml)
+_ANSWER_IS = re.compile(r"the answer(?: to (?:the|this) question)? is[:\s]+(.+?)(?:\.\s|\.?$)",
+                        re.IGNORECASE | re.MULTILINE)
+_LEAD_IN = re.compile(r"\b(?:so|thus|therefore|hence)\s*,?\s*$", re.IGNORECASE)
 
 
 def _title(name: str) -> str:
@@ -57,9 +60,10 @@ class PlainAnswerAdapter(Adapter):
         reason = [f for f in outputs if f in _REASON]
         answer_field = next(f for f in outputs if f not in _REASON)
         if reason:
-            found = _ANSWER_LINE.findall(text) or _ANSWER_IS.findall(text)
-            answer = _clean(found[-1]) if found else ""
-            body = text[: text.lower().rfind("answer")].strip() if found else text
+            found = list(_ANSWER_LINE.finditer(text)) or list(_ANSWER_IS.finditer(text))
+            answer = _clean(found[-1].group(1)) if found else ""
+            # The reasoning is what comes before the answer statement (without a dangling "So").
+            body = _LEAD_IN.sub("", text[: found[-1].start()].strip()).strip() if found else text
             result = {reason[0]: body, answer_field: answer}
         else:
             first = next((ln for ln in text.splitlines() if ln.strip()), "")

@@ -27,7 +27,11 @@ def test_answer_is_the_first_line(reply, answer):
 def test_cot_reply_needs_an_answer_line():
     out = PlainAnswerAdapter().parse(COT, "Keller studied in Vienna.\nAnswer: Vienna")
     assert out == {"reasoning": "Keller studied in Vienna.", "answer": "Vienna"}
-    assert PlainAnswerAdapter().parse(COT, "She studied there. So the answer is Vienna.")["answer"] == "Vienna"
+    assert PlainAnswerAdapter().parse(COT, "She studied there. So the answer is Vienna.") == {
+        "reasoning": "She studied there.", "answer": "Vienna"}
+    # SmolLM2-135M's way of saying it (greedy, configs/real_reader.yaml)
+    assert PlainAnswerAdapter().parse(COT, 'The answer to this question is: "The Anti-Nebraska movement"') == {
+        "reasoning": "", "answer": "The Anti-Nebraska movement"}
     with pytest.raises(AdapterParseError):
         PlainAnswerAdapter().parse(COT, "I am not sure what to say here")
 
