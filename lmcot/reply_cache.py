@@ -128,7 +128,7 @@ def is_parse_failure(exc: BaseException) -> bool:
 
 def attempts_for(lm: Any, temperature: float | None = None) -> int:
     """How many times to ask ``lm`` for a reply that parses: once for an in-process model decoding
-    greedily (it writes the same reply again: each retry of the 135M reader of
+    greedily or with a seed (it writes the same reply again: each retry of the 135M reader of
     configs/real_reader.yaml cost ~10 s on CPU for nothing), else ``PARSE_ATTEMPTS``. ``temperature``
     is the call's own when it overrides the LM's. An API model at temperature 0 is not bitwise
     deterministic, so it is asked again."""
@@ -136,8 +136,10 @@ def attempts_for(lm: Any, temperature: float | None = None) -> int:
 
     if lm is None or hf_engine_of(lm) is None:
         return PARSE_ATTEMPTS
-    t = temperature if temperature is not None else (getattr(lm, "kwargs", None) or {}).get("temperature")
-    return 1 if not t else PARSE_ATTEMPTS
+    kwargs = getattr(lm, "kwargs", None) or {}
+    t = temperature if temperature is not None else kwargs.get("temperature")
+    # A seeded sampled request is also replayed exactly (the engine reseeds torch for it).
+    return 1 if not t or kwargs.get("seed") is not None else PARSE_ATTEMPTS
 
 
 def parsed_reply(call: Callable[[], T], *, reject: Callable[[T], bool] | None = None, attempts: int = PARSE_ATTEMPTS,

@@ -28,6 +28,9 @@ _ANSWER_LINE = re.compile(r"^\s*(?:final\s+)?answer\s*[:\-]\s*(.+?)\s*$", re.IGN
 # "the answer is X", and SmolLM2-135M's "The answer to this question is: X" (configs/real_reader.yaml)
 _ANSWER_IS = re.compile(r"the answer(?: to (?:the|this) question)? is[:\s]+(.+?)(?:\.\s|\.?$)",
                         re.IGNORECASE | re.MULTILINE)
+# A line that only announces the answer ("The answer is:", "Answer:"): the answer is on the next line.
+_ANNOUNCE = re.compile(r"^\s*(?:so\s+)?(?:the\s+)?(?:final\s+)?answer(?: to (?:the|this) question)?(?:\s+is)?\s*[:\-]?\s*$",
+                       re.IGNORECASE)
 _LEAD_IN = re.compile(r"\b(?:so|thus|therefore|hence)\s*,?\s*$", re.IGNORECASE)
 
 
@@ -66,7 +69,10 @@ class PlainAnswerAdapter(Adapter):
             body = _LEAD_IN.sub("", text[: found[-1].start()].strip()).strip() if found else text
             result = {reason[0]: body, answer_field: answer}
         else:
-            first = next((ln for ln in text.splitlines() if ln.strip()), "")
+            lines = [ln for ln in text.splitlines() if ln.strip()]
+            first = lines[0] if lines else ""
+            if _ANNOUNCE.match(first):
+                first = lines[1] if len(lines) > 1 else ""
             m = _ANSWER_LINE.match(first)
             answer = _clean(m.group(1) if m else first)
             result = {answer_field: answer}

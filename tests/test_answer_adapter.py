@@ -19,7 +19,9 @@ def test_prompt_is_plain_text():
 
 
 @pytest.mark.parametrize("reply, answer", [("Vienna", "Vienna"), ("Answer: Vienna.\nBecause ...", "Vienna"),
-                                           ("\n  \"Vienna\"  \n", "Vienna")])
+                                           ("\n  \"Vienna\"  \n", "Vienna"),
+                                           # SmolLM2-135M announces the answer on a line of its own
+                                           ("The answer is:\nVienna", "Vienna"), ("Answer:\n\nVienna.", "Vienna")])
 def test_answer_is_the_first_line(reply, answer):
     assert PlainAnswerAdapter().parse(Answer, reply) == {"answer": answer}
 
@@ -39,6 +41,8 @@ def test_cot_reply_needs_an_answer_line():
 def test_empty_reply_is_an_error_not_an_answer():
     with pytest.raises(AdapterParseError):
         PlainAnswerAdapter().parse(Answer, "   \n ")
+    with pytest.raises(AdapterParseError):  # an announcement with nothing after it
+        PlainAnswerAdapter().parse(Answer, "The answer to this question is:")
 
 
 def test_failed_answer_call_keeps_the_rationale():
