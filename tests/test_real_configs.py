@@ -38,3 +38,36 @@ def test_real_scale_configs_validate():
     for name in ("hotpotqa.yaml", "experiment-hotpotqa.yaml"):
         cfg = load_config(ROOT / "configs" / name)
         assert cfg.large_lm.api_key_env and cfg.small_lm.backend == "transformers"
+
+
+@pytest.mark.slow
+def test_real_reader_config_compiles_and_evaluates_end_to_end(tmp_path, oracle_server):
+    """configs/real_reader.yaml as a user runs it, shrunk with --set: compile (one KD step) then
+    evaluate, with the real SmolLM2 GGUF as in-process student and in-process reader (plain answer
+    prompt, strict parsing). The teacher is the scripted stand-in (kd.teacher): the 135M model as
+    teacher rarely writes reasoning before its answer (0 of 8 greedy or seeded replies here), so KD on
+    its rationales cannot be tested deterministically; its in-process path is tested in
+    test_bootstrap.py (tiny model)."""
+    import json
+
+    from support.cli import run_cli
+
+    out, dev = tmp_path / "out", ROOT / "configs/quickstart/hotpotqa_dev.json"
+    shrink = ["--set", f"cache_dir={tmp_path / 'cache'}", "--set", "data.train_limit=2", "--set", "data.dev=null",
+              "--set", "kd.num_samples=1", "--set", "kd.max_steps=1", "--set", "kd.batch_size=2",
+              "--set", "kd.teacher.model=openai/oracle", "--set", f"kd.teacher.api_base={oracle_server.url}",
+              "--set", "small_lm.max_tokens=24"]
+    result = run_cli(["compile", "--config", str(ROOT / "configs/real_reader.yaml"), "--out", str(out), *shrink])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "small_lm" / "model.safetensors").is_file() and (out / "kd" / "DONE.json").is_file()
+    result = run_cli(["evaluate", "--program", str(out), "--out", str(tmp_path / "eval"), "--methods",
+                      "guided", "--limit", "1", "--set", f"data.dev={dev}",
+                      "--set", f"cache_dir={tmp_path / 'cache'}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["guided"]["n"] == 1
+    row = json.loads((tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()[0])
+    assert row["rationale"], "the trained student wrote a rationale"
+    # The in-process reader answered in plain text (no DSPy [[ ## ]] markers, no echoed dictionary)
+    # or failed with its parse error; a reply is never scored as something it is not.
+    assert (row["answer"] and "[[" not in row["answer"] and "{" not in row["answer"]) or row["error"]
