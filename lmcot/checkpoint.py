@@ -117,6 +117,10 @@ def convert_gguf(path: str | Path, cache_root: Path | None = None) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    del model, tokenizer
+    from lmcot.memory import free_memory
+
+    free_memory()  # the dequantising load's memory back to the OS before the converted copy loads
     return target
 
 
