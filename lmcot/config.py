@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from lmcot.aspects import ASPECTS, parse_select
 from lmcot.errors import UserError
@@ -99,6 +99,24 @@ class LMConfig(_Section):
     max_input_tokens: int = Field(2048, gt=0)
     trust_remote_code: bool = False
     revision: str | None = None
+    # Repetition controls (transformers' names). Sampled rationales of small models fall into loops
+    # that run to max_tokens; these damp that. For small_lm they also drive the RL rollouts (TRL
+    # GRPO/RLOO, the seq2seq loop), so RL samples as inference does. Trade-off: the policy gradient
+    # uses the model's own log-probs, so with a penalty RL updates are slightly off-policy (TRL does
+    # the same), and a penalty also discourages restating a context sentence word for word.
+    repetition_penalty: float = Field(1.0, ge=1.0, le=2.0, description=(
+        "in-process models: > 1.0 lowers the score of tokens already in the prompt or output (1.0: off; "
+        "1.1-1.3 usual)"))
+    no_repeat_ngram_size: int = Field(0, ge=0, le=64, description="in-process models: no n-gram of this size "
+                                                                  "occurs twice in an output (0: off)")
+
+    @model_validator(mode="after")
+    def _repetition_controls_are_in_process(self) -> "LMConfig":
+        # An HTTP model never sees these: say so rather than ignore them.
+        if self.backend == "litellm" and (self.repetition_penalty != 1.0 or self.no_repeat_ngram_size):
+            raise ValueError("repetition_penalty / no_repeat_ngram_size apply to in-process models (backend: "
+                             "transformers); for a server that takes them (e.g. vLLM) put them in extra")
+        return self
 
     @field_validator("extra")
     @classmethod

@@ -170,8 +170,11 @@ class TransformersEngine:
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
                  max_input_tokens: int = 2048, trust_remote_code: bool = False, revision: str | None = None,
-                 batch_wait_ms: float = 3.0, expected_fingerprint: str | None = None):
+                 batch_wait_ms: float = 3.0, expected_fingerprint: str | None = None,
+                 repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0):
         self.model_id = model
+        # Engine settings, not request fields: DSPy refuses generation options it does not know.
+        self.repetition_penalty, self.no_repeat_ngram_size = float(repetition_penalty), int(no_repeat_ngram_size)
         self.device_setting, self.dtype_setting = device, dtype
         self.batch_size, self.max_input_tokens = batch_size, max_input_tokens
         self.trust_remote_code, self.revision = trust_remote_code, revision
@@ -333,7 +336,8 @@ class TransformersEngine:
         return {"model": self.model_id, "device": self.device_setting, "dtype": self.dtype_setting,
                 "batch_size": self.batch_size, "max_input_tokens": self.max_input_tokens,
                 "trust_remote_code": self.trust_remote_code, "revision": self.revision,
-                "expected_fingerprint": self.fingerprint}
+                "expected_fingerprint": self.fingerprint, "repetition_penalty": self.repetition_penalty,
+                "no_repeat_ngram_size": self.no_repeat_ngram_size}
 
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> TransformersEngine:
@@ -443,11 +447,13 @@ class TransformersEngine:
                 self._warned_truncation = True
         enc = {k: v.to(self.device) for k, v in enc.items()}
         sample = temperature > 0
-        # repetition_penalty is pinned to 1.0 so that inference samples from the same distribution as
-        # TRL's RL rollouts (a checkpoint's generation_config, e.g. Qwen2.5's 1.05, would differ).
+        # The repetition controls come from the config (small_lm.repetition_penalty, 1.0 = off), never
+        # from a checkpoint's generation_config (e.g. Qwen2.5's 1.05), so that inference samples from
+        # the same distribution as the RL rollouts, which take the same setting.
         gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": sample,
                                       "num_return_sequences": num_return_sequences,
-                                      "pad_token_id": tok.pad_token_id, "repetition_penalty": 1.0}
+                                      "pad_token_id": tok.pad_token_id, "repetition_penalty": self.repetition_penalty,
+                                      "no_repeat_ngram_size": self.no_repeat_ngram_size}
         if sample:
             gen_kwargs.update(temperature=temperature, top_p=top_p if top_p is not None else 1.0,
                               top_k=top_k if top_k is not None else 0)
@@ -473,6 +479,14 @@ class TransformersEngine:
         return results
 
     @property
+    def settings_tag(self) -> str:
+        """Generation settings that change outputs but are not in DSPy's cache key (which holds the
+        LM's name and the request): part of the name, so changing them never returns cached outputs
+        of the old setting. Empty at the defaults, so names (and caches) stay as they were."""
+        tag = f"+rp{self.repetition_penalty:g}" if self.repetition_penalty != 1.0 else ""
+        return tag + (f"+nrng{self.no_repeat_ngram_size}" if self.no_repeat_ngram_size else "")
+
+    @property
     def name_hint(self) -> str:
         base = Path(self.model_id.rstrip("/")).name or self.model_id
-        return f"{base}@{self.fingerprint}"
+        return f"{base}@{self.fingerprint}{self.settings_tag}"

@@ -55,8 +55,9 @@ def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:
 
         engine = TransformersEngine(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
                                     max_input_tokens=cfg.max_input_tokens, trust_remote_code=cfg.trust_remote_code,
-                                    revision=cfg.revision)
-        label = f"{name}@{engine.fingerprint}" if name else engine.name_hint
+                                    revision=cfg.revision, repetition_penalty=cfg.repetition_penalty,
+                                    no_repeat_ngram_size=cfg.no_repeat_ngram_size)
+        label = f"{name}@{engine.fingerprint}{engine.settings_tag}" if name else engine.name_hint
         return dspy.LM(f"hf/{label}", engine=engine, num_retries=0, **common)
     kwargs = dict(cfg.extra)
     if cfg.api_base:
@@ -167,4 +168,5 @@ def small_lm_config(lm: dspy.LM) -> SmallLMConfig:
     return SmallLMConfig(model=str(engine.model_id), backend="transformers", cache=lm.cache, device=engine.device_setting,
                          dtype=engine.dtype_setting, batch_size=engine.batch_size,
                          max_input_tokens=engine.max_input_tokens, trust_remote_code=engine.trust_remote_code,
-                         revision=engine.revision, **sampling)
+                         revision=engine.revision, repetition_penalty=engine.repetition_penalty,
+                         no_repeat_ngram_size=engine.no_repeat_ngram_size, **sampling)

@@ -212,7 +212,7 @@ class LMCoTCompiler:
         resume_key = _key({"start": start_key, "rl": cfg.rl.model_dump(
             mode="json", exclude={"max_steps", "save_steps", "logging_steps", "report_to", "reward_concurrency"}),
             "metrics": cfg.rationale_metrics.model_dump(mode="json"), "answer_lm": run.program.large_lm.model,
-            "small_lm": _trained(run.student), "train": run.origin["train"]})
+            "small_lm": _trained(run.student), "train": run.origin["train"], **_rollout_sampling(run.student)})
         key = _key({"resume": resume_key, "max_steps": cfg.rl.max_steps})
         # Every process decides the same (the marker is read before anyone writes); the main one alone
         # moves stale checkpoints aside, and the others wait for it.
@@ -403,6 +403,13 @@ def _sampling(lm) -> dict[str, Any]:
 def _trained(student: SmallLMConfig) -> dict[str, Any]:
     """The small-LM settings that shape training (its prompt budget and rationale length)."""
     return student.model_dump(mode="json", include={"max_tokens", "max_input_tokens", "dtype"})
+
+
+def _rollout_sampling(student: SmallLMConfig) -> dict[str, Any]:
+    """The repetition controls RL rollouts sample with, when set (absent at the defaults, so keys of
+    runs made before these settings existed stay valid)."""
+    return {k: v for k, v in (("repetition_penalty", student.repetition_penalty),
+                              ("no_repeat_ngram_size", student.no_repeat_ngram_size)) if v not in (1.0, 0)}
 
 
 def _done(stage_dir: Path, key: str, remove_stale: bool = True) -> bool:

@@ -63,6 +63,8 @@ def _training_dtype(small_cfg: SmallLMConfig) -> str:
 def _trainer_args(algorithm: str, rl: RLConfig, small_cfg: SmallLMConfig, out_dir: Path, device: str):
     import torch
 
+    from lmcot.optimizers.training import rollout_generation_args
+
     common: dict[str, Any] = dict(
         output_dir=str(out_dir / "checkpoints"),
         per_device_train_batch_size=completions_per_step(rl),
@@ -76,6 +78,8 @@ def _trainer_args(algorithm: str, rl: RLConfig, small_cfg: SmallLMConfig, out_di
         top_p=1.0,
         top_k=0,
         max_completion_length=rl.max_new_tokens,
+        # Rollouts sample as inference does: small_lm's repetition controls (1.0 / 0 = off, TRL's default).
+        **rollout_generation_args(small_cfg),
         seed=rl.seed,
         data_seed=rl.seed,
         logging_steps=rl.logging_steps,

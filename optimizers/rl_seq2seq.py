@@ -266,8 +266,11 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
                             add_special_tokens=adds_special_tokens(tokenizer, True))
             enc = {k: enc[k].to(device).repeat_interleave(G, dim=0) for k in ("input_ids", "attention_mask")}
             with torch.no_grad():
+                # small_lm's repetition controls, as the engine samples at inference (1.0 / 0: off).
                 seqs = policy.generate(**enc, do_sample=True, temperature=rl.temperature, top_p=1.0, top_k=0,
-                                       max_new_tokens=rl.max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+                                       max_new_tokens=rl.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                       repetition_penalty=small_cfg.repetition_penalty,
+                                       no_repeat_ngram_size=small_cfg.no_repeat_ngram_size)
             decoder_in, targets = seqs[:, :-1], seqs[:, 1:]
             mask = completion_mask(targets, eos_id)
             texts = [t.strip() for t in tokenizer.batch_decode(targets, skip_special_tokens=True)]

@@ -33,6 +33,19 @@ def last_checkpoint(folder: str | Path) -> str | None:
     return None
 
 
+def rollout_generation_args(small_cfg: Any) -> dict[str, Any]:
+    """GRPOConfig / RLOOConfig settings for small_lm's repetition controls. TRL has a field for
+    ``repetition_penalty``; ``no_repeat_ngram_size`` goes through ``generation_kwargs`` (TRL's
+    transformers generation path; a user's ``rl.trainer_args.generation_kwargs`` replaces it).
+    Nothing is set at the defaults, so TRL's own defaults (and results) stay as they were."""
+    args: dict[str, Any] = {}
+    if small_cfg.repetition_penalty != 1.0:
+        args["repetition_penalty"] = small_cfg.repetition_penalty
+    if small_cfg.no_repeat_ngram_size:
+        args["generation_kwargs"] = {"no_repeat_ngram_size": small_cfg.no_repeat_ngram_size}
+    return args
+
+
 def trainer_config(config_cls, args: dict[str, Any], extra: dict[str, Any], key: str):
     """``config_cls(**args)`` with the user's ``extra`` settings (``kd.trainer_args`` /
     ``rl.trainer_args``) merged over lmcot's own, so any TRL / transformers setting passes through
