@@ -24,7 +24,7 @@ for key, value in {
     os.environ.setdefault(key, value)
 
 import pytest  # noqa: E402
-from support.paths import HOTPOT, TWOWIKI  # noqa: E402
+from support.paths import HOTPOT, QUICKSTART_DEV, QUICKSTART_TRAIN, TWOWIKI  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +42,20 @@ def oracle_server(hotpot_examples):
 
     twowiki = __import__("lmcot.data", fromlist=["load_examples"]).load_examples("2wiki", str(TWOWIKI)).examples
     with OracleServer(OracleResponder([e.toDict() for e in [*hotpot_examples, *twowiki]])) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def reader_server():
+    """The quickstart's SCRIPTED rationale-sensitive stand-in (scripts/standin.sh, same settings) over the
+    quickstart questions: a guided answer is right only when the rationale states the evidence."""
+    from support.oracle_responder import OracleResponder, load_examples
+    from support.oracle_server import OracleServer
+
+    examples = [*load_examples(QUICKSTART_TRAIN), *load_examples(QUICKSTART_DEV)]
+    responder = OracleResponder(examples, wrong_rate=0.2, rationale_sensitive=True, standard_accuracy=0.35,
+                                cot_accuracy=0.45)
+    with OracleServer(responder) as server:
         yield server
 
 
