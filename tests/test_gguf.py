@@ -45,7 +45,7 @@ def test_missing_gguf_file_is_a_clear_error(tmp_path):
 # cheap for CI (2 cores, no GPU): short contexts (see `short_contexts`) cut to 128 tokens, 40-token
 # rationales, 6 KD steps of 4 (full fine-tuning), batched greedy generation for the dev evaluations.
 # Measured on the shared 2-core box (other jobs running): the compile used 158 s of CPU (user + sys;
-# 249 s wall at 63% of a core), the whole test ~4 min of CPU; ~5 GB peak memory.
+# 249 s wall at 63% of a core); the whole test 242 s of CPU, 332 s wall at 71%; ~5.3 GB peak memory.
 LEARN = {
     "small_lm.max_tokens": 40, "small_lm.batch_size": 12, "small_lm.max_input_tokens": 384,
     "data.dev_limit": 12, "data.max_context_tokens": 128, "eval.methods": "[guided]", "eval.concurrency": 12,
@@ -100,7 +100,7 @@ def test_gguf_student_learns_from_kd_saves_and_reloads(reader_server, tmp_path):
     print(f"compile {compiled_s:.0f}s; untrained {before}; after KD {after}")
     assert before["n"] == after["n"] == 12 and before["errors"] == after["errors"] == 0
     # Thresholds from measured runs with these seeds and settings (lr 2e-4): untrained 2 of 12 held-out
-    # rationales state the evidence (0.167), after KD 9 of 12 (0.75) at 6 steps; 7 (0.583) at 4 steps
+    # rationales state the evidence (0.167), after KD 9 of 12 (0.75) at 6 steps (two runs); 7 (0.583) at 4 steps
     # and 7-8 (0.583-0.667, two runs) at 8. The stand-in reader answers right exactly on those, so guided
     # EM moved the same way. Required: 3 more of 12, two questions below the smallest gain measured.
     assert after["evidence_stated"] >= before["evidence_stated"] + 0.25, (before, after)
