@@ -231,7 +231,8 @@ def compile_(
         cfg = _load(config, extra)
         _print_config(cfg)
         _note_remote_code(cfg)
-        from lmcot.optimizers.compiler import compile_from_config, report_table
+        from lmcot.optimizers.compiler import compile_from_config
+        from lmcot.optimizers.dev_report import report_table
 
         _preflight(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"))
         _check_endpoints(cfg, teacher="kd" in cfg.stages, judge="rl" in cfg.stages)

@@ -15,25 +15,27 @@ stages and resumes an interrupted one (traces file, DSPy disk cache, trainer che
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import dspy
 from rich.console import Console
 
-from lmcot.config import ASPECTS, ConfigError, LMCoTConfig, SmallLMConfig
+from lmcot.config import ASPECTS, ConfigError, LMCoTConfig
 from lmcot.errors import RunError
 from lmcot.jsonl import write_json
+from lmcot.optimizers.dev_report import cut_at_max_tokens, evidence_share
+from lmcot.optimizers.progress import note
+from lmcot.optimizers.stage_markers import (DONE, invalidate_checkpoints_if_changed, invalidate_traces_if_changed,
+                                            rollout_sampling, sampling_settings, stage_done, stage_key,
+                                            trained_settings)
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
-DONE = "DONE.json"
 
 
 class LMCoTCompiler:
@@ -51,7 +53,7 @@ class LMCoTCompiler:
                             ) -> tuple[Any, dict[str, Any]]:
         """``compile``, and the dev report it also writes to ``OUT/metrics.json``."""
         from lmcot import distributed
-        from lmcot.lms import build_lm, configure_cache, small_lm_config
+        from lmcot.lms import build_lm, configure_cache
 
         cfg = self.config
         run = _Run(cfg, program, trainset)
@@ -89,7 +91,7 @@ class LMCoTCompiler:
         elif (self.out / "kd" / DONE).exists():
             # `--stages rl` after an earlier `--stages kd`: RL starts from that KD checkpoint.
             checkpoint = str(self.out / "kd" / "model")
-            _note("rl", "green", f"starts from the KD checkpoint of an earlier run: {checkpoint}")
+            note("rl", "green", f"starts from the KD checkpoint of an earlier run: {checkpoint}")
         if "rl" in cfg.stages:
             if valset and main:
                 before_rl = self._with_small(run, checkpoint, "before-rl")
@@ -132,19 +134,19 @@ class LMCoTCompiler:
         cfg, kd_dir = self.config, self.out / "kd"
         teacher = build_lm(cfg.kd.teacher) if cfg.kd.teacher else run.program.large_lm
         # What the teacher traces depend on (not api_base: a local server's port changes between runs).
-        traces_key = _key({"teacher": teacher.model, "teacher_kwargs": _sampling(teacher), "kd_temperature":
+        traces_key = stage_key({"teacher": teacher.model, "teacher_kwargs": sampling_settings(teacher), "kd_temperature":
                            cfg.kd.temperature})
-        key = _key({"traces": traces_key, "kd": cfg.kd.model_dump(mode="json"), "small_lm": _trained(run.student),
+        key = stage_key({"traces": traces_key, "kd": cfg.kd.model_dump(mode="json"), "small_lm": trained_settings(run.student),
                     **run.origin})
-        done = _done(kd_dir, key, remove_stale=distributed.is_main())
+        done = stage_done(kd_dir, key, remove_stale=distributed.is_main())
         distributed.wait_for_everyone()  # every process has read the marker before it can change
         if done:
-            _note("kd:", "green", f"complete under {kd_dir}, skipped")
+            note("kd:", "green", f"complete under {kd_dir}, skipped")
             return str(kd_dir / "model")
         # The teacher bootstrap runs on the main process only; the others get its kept rationales.
         outcome = None
         if distributed.is_main():
-            _invalidate_traces_if_changed(kd_dir, traces_key)
+            invalidate_traces_if_changed(kd_dir, traces_key)
             console.rule("[bold]stage kd[/]: teacher rationales")
             outcome = self._bootstrap(trainset, teacher, kd_dir)
         kept, failure = distributed.broadcast(outcome)
@@ -209,20 +211,20 @@ class LMCoTCompiler:
             start_key = json.loads(kd_done.read_text()).get("key")  # ... or from this folder's KD model
         # Checkpoints stay resumable when only the step budget or logging changes; anything else that
         # shapes training (start weights, rewards, algorithm, data) makes old checkpoints stale.
-        resume_key = _key({"start": start_key, "rl": cfg.rl.model_dump(
+        resume_key = stage_key({"start": start_key, "rl": cfg.rl.model_dump(
             mode="json", exclude={"max_steps", "save_steps", "logging_steps", "report_to", "reward_concurrency"}),
             "metrics": cfg.rationale_metrics.model_dump(mode="json"), "answer_lm": run.program.large_lm.model,
-            "small_lm": _trained(run.student), "train": run.origin["train"], **_rollout_sampling(run.student)})
-        key = _key({"resume": resume_key, "max_steps": cfg.rl.max_steps})
+            "small_lm": trained_settings(run.student), "train": run.origin["train"], **rollout_sampling(run.student)})
+        key = stage_key({"resume": resume_key, "max_steps": cfg.rl.max_steps})
         # Every process decides the same (the marker is read before anyone writes); the main one alone
         # moves stale checkpoints aside, and the others wait for it.
-        done = _done(rl_dir, key, remove_stale=distributed.is_main())
+        done = stage_done(rl_dir, key, remove_stale=distributed.is_main())
         distributed.wait_for_everyone()
         if done:
-            _note("rl:", "green", f"complete under {rl_dir}, skipped")
+            note("rl:", "green", f"complete under {rl_dir}, skipped")
             return str(rl_dir / "model")
         if distributed.is_main():
-            _invalidate_checkpoints_if_changed(rl_dir, resume_key)
+            invalidate_checkpoints_if_changed(rl_dir, resume_key)
         distributed.wait_for_everyone()
         processes = distributed.describe()
         console.rule(f"[bold]stage rl[/]: policy optimisation on rationale quality + answer F1 ({processes})")
@@ -263,13 +265,13 @@ class LMCoTCompiler:
                                          progress=self.progress, what=f"{label} dev evaluation")
         if summary["errors"]:
             first = next(r["error"] for r in rows if r["error"])
-            _note(f"{label}:", "yellow", f"{summary['errors']} of {len(rows)} dev examples failed (scored 0); "
+            note(f"{label}:", "yellow", f"{summary['errors']} of {len(rows)} dev examples failed (scored 0); "
                   f"first error: {first}")
-        cut = _cut_at_max_tokens(rows, hf_engine_of(program.small_lm), self.config.small_lm.max_tokens)
+        cut = cut_at_max_tokens(rows, hf_engine_of(program.small_lm), self.config.small_lm.max_tokens)
         result: dict[str, Any] = {**{k: summary[k] for k in ("em", "f1", "n", "errors")},
-                                  **_evidence_share(rows, valset), "rationales_cut": cut}
+                                  **evidence_share(rows, valset), "rationales_cut": cut}
         if cut:
-            _note(f"{label}:", "yellow", f"{cut} of {len(rows)} rationales stopped at small_lm.max_tokens="
+            note(f"{label}:", "yellow", f"{cut} of {len(rows)} rationales stopped at small_lm.max_tokens="
                   f"{self.config.small_lm.max_tokens} (not at EOS)")
         # Each point's rationales, for reading what training changed (the quickstart prints a few).
         from lmcot.jsonl import atomic_write_text
@@ -328,16 +330,6 @@ class _Run:
         return self._scorer
 
 
-def _note(tag: str, style: str, message: str) -> None:
-    """A status line printed as plain text (paths and error messages may hold ``[...]``, which rich
-    would read as markup), secrets redacted."""
-    from rich.text import Text
-
-    from lmcot.redact import redact
-
-    console.print(Text.assemble((tag, style), " ", redact(message)), highlight=False, soft_wrap=True)
-
-
 def _release(*lms) -> None:
     """Drop the weights of the in-process LMs among ``lms`` (they load again on their next call)."""
     from lmcot.lms import hf_engine_of
@@ -355,118 +347,11 @@ def _log_memory(where: str) -> None:
     log.info("memory %s: %s MB resident", where, rss_mb())
 
 
-def _cut_at_max_tokens(rows: list[dict[str, Any]], engine, max_tokens: int) -> int:
-    """Rationales that reached small_lm.max_tokens (stopped by the budget, not by EOS). Counted from
-    the text, so rationales served from DSPy's cache count too; re-tokenizing decoded text can differ
-    by a token (a stripped space), hence the slack of one."""
-    if engine is None:
-        return 0
-    tok = engine.tokenizer
-    with engine.model_lock:  # the engine's fast tokenizer is not safe to share across threads
-        return sum(1 for r in rows if len(tok(r.get("rationale") or "", add_special_tokens=False).input_ids)
-                   >= max_tokens - 1)
-
-
 def _link_or_copy(src: str, dst: str) -> None:
     try:
         os.link(src, dst)
     except OSError:  # another file system, or links not supported
         shutil.copy2(src, dst)
-
-
-def _evidence_share(rows: list[dict[str, Any]], valset: list[dspy.Example]) -> dict[str, Any]:
-    """Share of dev rationales that state a gold supporting sentence or the answer
-    (``lmcot.metrics.rationale.evidence``), and how many were cut at small_lm.max_tokens."""
-    from lmcot.metrics.rationale.evidence import states_evidence
-
-    by_id = {str(ex.id): ex for ex in valset}
-    stated = 0
-    for r in rows:
-        ex = by_id.get(str(r.get("id")))
-        if ex is None:
-            continue
-        sents = dict((t, s) for t, s in ex.paragraphs)
-        gold = [sents[t][i] for t, i in ex.supporting_facts if t in sents and isinstance(i, int) and i < len(sents[t])]
-        stated += states_evidence(r.get("rationale") or "", gold, ex.answer)
-    return {"evidence_stated": stated / len(rows) if rows else 0.0}
-
-
-# -- stage bookkeeping: a finished stage is skipped only if what it was built from is unchanged ----
-def _key(parts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _sampling(lm) -> dict[str, Any]:
-    return {k: lm.kwargs.get(k) for k in ("temperature", "max_tokens", "top_p")}
-
-
-def _trained(student: SmallLMConfig) -> dict[str, Any]:
-    """The small-LM settings that shape training (its prompt budget and rationale length)."""
-    return student.model_dump(mode="json", include={"max_tokens", "max_input_tokens", "dtype"})
-
-
-def _rollout_sampling(student: SmallLMConfig) -> dict[str, Any]:
-    """The repetition controls RL rollouts sample with, when set (absent at the defaults, so keys of
-    runs made before these settings existed stay valid)."""
-    return {k: v for k, v in (("repetition_penalty", student.repetition_penalty),
-                              ("no_repeat_ngram_size", student.no_repeat_ngram_size)) if v not in (1.0, 0)}
-
-
-def _done(stage_dir: Path, key: str, remove_stale: bool = True) -> bool:
-    marker = stage_dir / DONE
-    if not marker.exists():
-        return False
-    if json.loads(marker.read_text()).get("key") == key:
-        return True
-    if remove_stale:
-        _note(f"{stage_dir.name}:", "yellow", "settings, data or start weights changed since the finished run; "
-              "running it again")
-        marker.unlink()
-    return False
-
-
-def _invalidate_traces_if_changed(kd_dir: Path, traces_key: str) -> None:
-    """Traces written by another teacher (or at another temperature) must not be resumed: move them aside."""
-    marker, traces = kd_dir / "traces_key.json", kd_dir / "traces.jsonl"
-    if traces.exists() and marker.exists() and json.loads(marker.read_text()).get("key") != traces_key:
-        aside = traces.with_name(f"traces.stale-{int(time.time())}.jsonl")
-        traces.rename(aside)
-        _note("kd:", "yellow", f"the teacher changed; earlier traces moved to {aside.name}")
-    write_json(marker, {"key": traces_key})
-
-
-def _invalidate_checkpoints_if_changed(rl_dir: Path, resume_key: str) -> None:
-    marker, ckpts = rl_dir / "resume_key.json", rl_dir / "checkpoints"
-    if ckpts.exists() and (not marker.exists() or json.loads(marker.read_text()).get("key") != resume_key):
-        shutil.rmtree(ckpts)
-        _note("rl:", "yellow", "start weights or RL settings changed; old checkpoints removed")
-    write_json(marker, {"key": resume_key})
-
-
-def report_table(report: dict[str, Any]):
-    """A rich table: one column per point of the compile (untrained, after KD, compiled), one row per
-    measure (dev EM, F1, n and, when RL ran, each rationale-quality aspect)."""
-    from rich.table import Table
-
-    points = [(k, label) for k, label in (("untrained", "untrained"), ("before_rl", "after KD"),
-                                          ("compiled", "compiled")) if k in report]
-    table = Table(title="dev set: the small LM before and after compiling")
-    table.add_column("")
-    for _, label in points:
-        table.add_column(label, justify="right")
-    table.add_row("answer EM", *(f"{report[k]['em']:.3f}" for k, _ in points))
-    table.add_row("answer F1", *(f"{report[k]['f1']:.3f}" for k, _ in points))
-    table.add_row("n", *(str(report[k]["n"]) for k, _ in points))
-    if any("evidence_stated" in report[k] for k, _ in points):
-        table.add_row("rationale states evidence", *(f"{report[k].get('evidence_stated', 0):.3f}" for k, _ in points))
-        table.add_row("rationales cut at max_tokens", *(str(report[k].get("rationales_cut", 0)) for k, _ in points))
-    if any(report[k].get("errors") for k, _ in points):
-        table.add_row("failed examples", *(str(report[k].get("errors", 0)) for k, _ in points))
-    if any("aspects" in report[k] for k, _ in points):
-        for aspect in ASPECTS:
-            table.add_row(aspect, *(f"{report[k]['aspects'][aspect]:.3f}" if "aspects" in report[k] else "-"
-                                    for k, _ in points))
-    return table
 
 
 def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:

@@ -62,3 +62,19 @@ def quiet_trainer(trainer) -> None:
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+
+
+def note(tag: str, style: str, message: str) -> None:
+    """A status line printed as plain text (paths and error messages may hold ``[...]``, which rich
+    would read as markup), secrets redacted."""
+    from rich.text import Text
+
+    from lmcot.redact import redact
+
+    _console().print(Text.assemble((tag, style), " ", redact(message)), highlight=False, soft_wrap=True)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -112,7 +112,7 @@ def test_the_setting_reaches_the_seq2seq_rl_rollouts(tiny_seq2seq_path, tmp_path
 
 
 def test_rl_resume_key_changes_with_the_setting_only_when_set():
-    from lmcot.optimizers.compiler import _rollout_sampling
+    from lmcot.optimizers.stage_markers import rollout_sampling as _rollout_sampling
 
     assert _rollout_sampling(SmallLMConfig()) == {}
     assert _rollout_sampling(SmallLMConfig(repetition_penalty=1.1)) == {"repetition_penalty": 1.1}

@@ -1,0 +1,66 @@
+"""The compiler's dev report: how the small LM did before and after each stage (EM/F1, the share of
+rationales stating the evidence, how many were cut at ``small_lm.max_tokens``) and the table
+``lmcot compile`` prints from it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dspy
+
+from lmcot.config import ASPECTS
+
+
+def cut_at_max_tokens(rows: list[dict[str, Any]], engine, max_tokens: int) -> int:
+    """Rationales that reached small_lm.max_tokens (stopped by the budget, not by EOS). Counted from
+    the text, so rationales served from DSPy's cache count too; re-tokenizing decoded text can differ
+    by a token (a stripped space), hence the slack of one."""
+    if engine is None:
+        return 0
+    tok = engine.tokenizer
+    with engine.model_lock:  # the engine's fast tokenizer is not safe to share across threads
+        return sum(1 for r in rows if len(tok(r.get("rationale") or "", add_special_tokens=False).input_ids)
+                   >= max_tokens - 1)
+
+
+def evidence_share(rows: list[dict[str, Any]], valset: list[dspy.Example]) -> dict[str, Any]:
+    """Share of dev rationales that state a gold supporting sentence or the answer
+    (``lmcot.metrics.rationale.evidence``), and how many were cut at small_lm.max_tokens."""
+    from lmcot.metrics.rationale.evidence import states_evidence
+
+    by_id = {str(ex.id): ex for ex in valset}
+    stated = 0
+    for r in rows:
+        ex = by_id.get(str(r.get("id")))
+        if ex is None:
+            continue
+        sents = dict((t, s) for t, s in ex.paragraphs)
+        gold = [sents[t][i] for t, i in ex.supporting_facts if t in sents and isinstance(i, int) and i < len(sents[t])]
+        stated += states_evidence(r.get("rationale") or "", gold, ex.answer)
+    return {"evidence_stated": stated / len(rows) if rows else 0.0}
+
+
+def report_table(report: dict[str, Any]):
+    """A rich table: one column per point of the compile (untrained, after KD, compiled), one row per
+    measure (dev EM, F1, n and, when RL ran, each rationale-quality aspect)."""
+    from rich.table import Table
+
+    points = [(k, label) for k, label in (("untrained", "untrained"), ("before_rl", "after KD"),
+                                          ("compiled", "compiled")) if k in report]
+    table = Table(title="dev set: the small LM before and after compiling")
+    table.add_column("")
+    for _, label in points:
+        table.add_column(label, justify="right")
+    table.add_row("answer EM", *(f"{report[k]['em']:.3f}" for k, _ in points))
+    table.add_row("answer F1", *(f"{report[k]['f1']:.3f}" for k, _ in points))
+    table.add_row("n", *(str(report[k]["n"]) for k, _ in points))
+    if any("evidence_stated" in report[k] for k, _ in points):
+        table.add_row("rationale states evidence", *(f"{report[k].get('evidence_stated', 0):.3f}" for k, _ in points))
+        table.add_row("rationales cut at max_tokens", *(str(report[k].get("rationales_cut", 0)) for k, _ in points))
+    if any(report[k].get("errors") for k, _ in points):
+        table.add_row("failed examples", *(str(report[k].get("errors", 0)) for k, _ in points))
+    if any("aspects" in report[k] for k, _ in points):
+        for aspect in ASPECTS:
+            table.add_row(aspect, *(f"{report[k]['aspects'][aspect]:.3f}" if "aspects" in report[k] else "-"
+                                    for k, _ in points))
+    return table
