@@ -58,7 +58,7 @@ class LMCoTCompiler:
         cfg = self.config
         run = _Run(cfg, program, trainset)
         if distributed.world_size() > 1 and "rl" in cfg.stages:
-            from lmcot.hf_engine import is_encoder_decoder
+            from lmcot.model_loading import is_encoder_decoder
 
             # TRL's GRPO/RLOO trainers run data-parallel; lmcot's own seq2seq loop has not been made to.
             if is_encoder_decoder(run.student.model, trust_remote_code=run.student.trust_remote_code,
@@ -71,7 +71,7 @@ class LMCoTCompiler:
 
         check_out_dir(self.out)  # before the first paid call
         if cfg.kd.trainer_args or cfg.rl.trainer_args:
-            from lmcot.hf_engine import is_encoder_decoder
+            from lmcot.model_loading import is_encoder_decoder
             from lmcot.optimizers.training import check_all_trainer_args
 
             # Before the first paid call: a typo in a trainer setting must not wait for training.

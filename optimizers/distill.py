@@ -225,7 +225,7 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
     from transformers import set_seed
 
     from lmcot import distributed
-    from lmcot.hf_engine import load_model_and_tokenizer
+    from lmcot.model_loading import load_model_and_tokenizer
 
     kept = list(kept)
     if not kept:

@@ -54,7 +54,7 @@ def run_rl(start_checkpoint: str, trainset: list, rewards, rl: RLConfig, small_c
     """Run the RL stage from ``start_checkpoint`` (the KD model folder) and return the trained
     model's folder, ``out_dir/model``. ``trainset``: ``dspy.Example`` objects or dicts with
     question, context and (gold) answer. Rerunning with the same ``out_dir`` resumes."""
-    from lmcot.hf_engine import is_encoder_decoder
+    from lmcot.model_loading import is_encoder_decoder
 
     seq2seq = is_encoder_decoder(start_checkpoint, trust_remote_code=small_cfg.trust_remote_code,
                                  revision=small_cfg.revision)

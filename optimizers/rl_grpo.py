@@ -114,7 +114,7 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
     from datasets import Dataset
 
     from lmcot import distributed
-    from lmcot.hf_engine import load_model_and_tokenizer, pick_device
+    from lmcot.model_loading import load_model_and_tokenizer, pick_device
     from lmcot.jsonl import write_json
     from lmcot.optimizers.training import last_checkpoint, lora_config
 

@@ -126,7 +126,7 @@ class _Checkpoints:
 def _load_policy(start_checkpoint: str, rl: RLConfig, small_cfg: SmallLMConfig, device: str):
     """The KD checkpoint (with fresh LoRA adapters when ``rl.lora``); a resumed run then overwrites
     its weights with ``Accelerator.load_state``."""
-    from lmcot.hf_engine import load_model_and_tokenizer
+    from lmcot.model_loading import load_model_and_tokenizer
 
     dtype = "float32" if small_cfg.dtype == "auto" else small_cfg.dtype  # fp32 master weights by default
     model, tokenizer, is_seq2seq = load_model_and_tokenizer(
@@ -146,7 +146,7 @@ def _reference(start_checkpoint: str, policy, rl: RLConfig, small_cfg: SmallLMCo
     with adapters disabled is the reference, no second copy needed)."""
     if rl.kl == 0 or rl.lora:
         return None
-    from lmcot.hf_engine import load_model_and_tokenizer
+    from lmcot.model_loading import load_model_and_tokenizer
 
     ref, _, _ = load_model_and_tokenizer(start_checkpoint, device=device, dtype=str(policy.dtype).split(".")[-1],
                                          trust_remote_code=small_cfg.trust_remote_code, revision=small_cfg.revision)
@@ -218,7 +218,7 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
     import torch
     from tqdm.auto import tqdm
 
-    from lmcot.hf_engine import pick_device
+    from lmcot.model_loading import pick_device
     from lmcot.jsonl import write_json
     from lmcot.optimizers.rl_grpo import build_prompt_rows
 

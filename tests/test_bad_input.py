@@ -38,7 +38,7 @@ def test_bad_numbers_fail_at_config_time_naming_the_key(setting):
 
 def test_corrupt_model_folder_is_one_line_naming_it(tmp_path, tiny_causal_path):
     from lmcot.errors import ModelLoadError
-    from lmcot.hf_engine import load_model_and_tokenizer
+    from lmcot.model_loading import load_model_and_tokenizer
 
     folder = tmp_path / "corrupt"
     shutil.copytree(tiny_causal_path, folder)

@@ -65,7 +65,7 @@ def test_compiled_small_lm_has_a_new_name(compiled_kd, tiny_causal_path):
     _, out, _ = compiled_kd
     program = json.loads((out / "program.json").read_text())
     assert program["small_lm_name"].startswith("hf/out-kd@")
-    from lmcot.hf_engine import load_model_and_tokenizer, weights_fingerprint
+    from lmcot.model_loading import load_model_and_tokenizer, weights_fingerprint
 
     base, _, _ = load_model_and_tokenizer(str(tiny_causal_path))
     assert weights_fingerprint(base) not in program["small_lm_name"]
@@ -182,7 +182,7 @@ def test_compile_kd_then_rl(student_fixture, request, oracle_server, tmp_path):
         assert all(0.0 <= v <= 1.0 for v in metrics[key]["aspects"].values())
     program = json.loads((out / "program.json").read_text())
     assert program["small_lm_name"].startswith("hf/out-rl@")
-    from lmcot.hf_engine import load_model_and_tokenizer, weights_fingerprint
+    from lmcot.model_loading import load_model_and_tokenizer, weights_fingerprint
 
     rl_model, _, _ = load_model_and_tokenizer(str(out / "rl" / "model"))
     kd_model, _, _ = load_model_and_tokenizer(str(out / "kd" / "model"))

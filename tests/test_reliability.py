@@ -82,7 +82,7 @@ def test_swapped_weights_fail_to_load(tmp_path, tiny_causal_path):
 
 def test_weights_of_another_model_are_refused_not_loaded_at_random(tmp_path, tiny_causal_path, tiny_seq2seq_path):
     from lmcot.errors import ModelLoadError
-    from lmcot.hf_engine import load_model_and_tokenizer
+    from lmcot.model_loading import load_model_and_tokenizer
 
     folder = tmp_path / "mixed"
     shutil.copytree(tiny_causal_path, folder)

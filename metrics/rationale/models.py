@@ -72,7 +72,7 @@ class PerplexityScorer:
 
     def __init__(self, model_path_or_id: str, *, device: str = "auto", batch_size: int = 8,
                  max_length: int = 256, trust_remote_code: bool = False):
-        from lmcot.hf_engine import load_model_and_tokenizer
+        from lmcot.model_loading import load_model_and_tokenizer
 
         self.name = model_path_or_id
         self.model, self.tokenizer, is_seq2seq = load_model_and_tokenizer(
@@ -175,7 +175,7 @@ class SentenceEmbedder:
     def __init__(self, model_path_or_id: str, *, device: str = "auto", batch_size: int = 32, max_length: int = 256):
         from transformers import AutoModel, AutoTokenizer
 
-        from lmcot.hf_engine import pick_device
+        from lmcot.model_loading import pick_device
 
         path = resolve_embedding_model(model_path_or_id)
         self.name = model_path_or_id

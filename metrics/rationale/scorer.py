@@ -87,7 +87,7 @@ def reference_lm_for(config: LMCoTConfig, quiet: bool = False) -> str | None:
     if small.backend != "transformers":
         return None
     try:
-        from lmcot.hf_engine import is_encoder_decoder
+        from lmcot.model_loading import is_encoder_decoder
 
         if not is_encoder_decoder(small.model, trust_remote_code=small.trust_remote_code, revision=small.revision):
             return small.model

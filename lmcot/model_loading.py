@@ -1,0 +1,136 @@
+"""Loading a Hugging Face checkpoint for lmcot: device and dtype choice, causal vs encoder-decoder,
+model + tokenizer with clear errors (missing or unexpected weights name the folder), and the
+fingerprint of loaded weights. Shared by the inference engine (``lmcot.hf_engine``), distillation
+and RL, so all three load a checkpoint the same way."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def is_encoder_decoder(model: str, *, trust_remote_code: bool = False, revision: str | None = None) -> bool:
+    """Whether ``model`` (a folder or hub id) is an encoder-decoder model, read from its config only
+    (no weights loaded). The one architecture check: engine, RL and scoring all ask here."""
+    from transformers import AutoConfig
+
+    from lmcot.checkpoint import resolve_model
+
+    config = AutoConfig.from_pretrained(resolve_model(model), trust_remote_code=trust_remote_code, revision=revision)
+    return bool(getattr(config, "is_encoder_decoder", False))
+
+
+def load_model_and_tokenizer(model: str, *, device: str = "auto", dtype: str = "auto",
+                             trust_remote_code: bool = False, revision: str | None = None):
+    """Load a causal or encoder-decoder checkpoint (safetensors only) and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    from lmcot.checkpoint import resolve_model
+
+    path = resolve_model(model)  # pkg:// and .gguf settings -> a safetensors folder (lmcot.checkpoint)
+    kwargs = {"trust_remote_code": trust_remote_code, "revision": revision}
+    with _load_errors(path):
+        is_seq2seq = is_encoder_decoder(path, **kwargs)
+        auto = AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
+        dev = pick_device(device)
+        net, info = auto.from_pretrained(path, dtype=pick_dtype(dtype, dev), use_safetensors=True,
+                                         output_loading_info=True, **kwargs)
+        check_loading_info(path, info)
+        net = net.to(dev)
+    net.eval()
+    return net, load_tokenizer(path, **kwargs), is_seq2seq
+
+
+def load_tokenizer(model: str, *, trust_remote_code: bool = False, revision: str | None = None):
+    """The checkpoint's tokenizer alone (no weights), with a pad token (EOS when it has none)."""
+    from transformers import AutoTokenizer
+
+    from lmcot.checkpoint import resolve_model
+
+    path = resolve_model(model)
+    with _load_errors(path):
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def check_loading_info(path: str, info: dict[str, Any]) -> None:
+    """Refuse weights that do not fit the model's config: transformers would fill missing tensors
+    with random values (and ignore unexpected ones) and carry on with a model that writes noise."""
+    from lmcot.errors import ModelLoadError
+
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = sorted(map(str, info.get(kind) or ()))
+        if keys:
+            shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            raise ModelLoadError(f"{path}: the weights do not match the model's config.json ({len(keys)} "
+                                 f"{kind.replace('_', ' ')}: {shown}); the folder holds another model's weights")
+
+
+class _load_errors:
+    """Turn a folder that cannot be loaded into a one-line ``ModelLoadError`` naming it."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        from lmcot.errors import ModelLoadError, UserError
+
+        if exc is None or isinstance(exc, UserError) or not isinstance(exc, Exception):
+            return False
+        text = " ".join(str(exc).split())
+        if "trust_remote_code" in text:
+            raise ModelLoadError(f"{self.path}: this model needs its own Python code to load, which lmcot never "
+                                 "runs by itself; if you trust it, pass --set <role>.trust_remote_code=true") from None
+        local = Path(self.path).expanduser()
+        if local.exists() or self.path.startswith(("/", ".", "~")):
+            what = "not found" if not local.exists() else f"cannot be loaded ({type(exc).__name__}: {text[:200]})"
+            raise ModelLoadError(f"{self.path}: model folder {what}") from None
+        return False  # a hub id: transformers' own message says what is wrong
+
+
+def weights_fingerprint(model: Any) -> str:
+    """A short hash of the weights. Names the checkpoint in DSPy's cache key, so a trained
+    checkpoint never gets its parent's cached outputs. Hashes a strided sample of every tensor:
+    any training step changes it, and it costs milliseconds even for a 1B model."""
+    import torch
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            flat = tensor.detach().reshape(-1)
+            step = max(1, flat.numel() // 256)
+            h.update(name.encode())
+            h.update(str(tuple(tensor.shape)).encode())
+            h.update(flat[::step][:256].to(torch.float32).cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
