@@ -112,21 +112,27 @@ def test_compile_stops_when_every_dev_example_fails(tiny_causal_path, closed_url
         LMCoTCompiler(cfg, tmp_path / "out", progress=False).compile(program, trainset, valset)
 
 
+def _kd_failure(tiny_causal_path, closed_url, tmp_path) -> str:
+    """The error a `--stages kd` compile stops with (the bootstrap is monkeypatched by the caller)."""
+    from lmcot.optimizers import LMCoTCompiler
+
+    program, trainset, _ = _program_and_data(tiny_causal_path, closed_url)
+    cfg = config_from_dict({"cache_dir": str(tmp_path / "cache"), "stages": ["kd"]})
+    with pytest.raises(RuntimeError) as err:
+        LMCoTCompiler(cfg, tmp_path / "out", progress=False).compile(program, trainset, None)
+    return str(err.value)
+
+
 def test_kd_names_the_transient_errors_when_nothing_was_recorded(tiny_causal_path, closed_url, tmp_path,
                                                                     monkeypatch):
     import lmcot.optimizers.bootstrap as bootstrap
-    from lmcot.optimizers import LMCoTCompiler
 
     def unreachable(trainset, teacher, kd, out_dir, **kwargs):
         return bootstrap.BootstrapResult(kept=[], summary={"transient_errors": 4}, traces_path=out_dir / "t.jsonl",
                                          transient=["LMServerError: Connection error."] * 4)
 
     monkeypatch.setattr(bootstrap, "bootstrap_traces", unreachable)
-    program, trainset, _ = _program_and_data(tiny_causal_path, closed_url)
-    cfg = config_from_dict({"cache_dir": str(tmp_path / "cache"), "stages": ["kd"]})
-    with pytest.raises(RuntimeError) as err:
-        LMCoTCompiler(cfg, tmp_path / "out", progress=False).compile(program, trainset, None)
-    message = str(err.value)
+    message = _kd_failure(tiny_causal_path, closed_url, tmp_path)
     assert "4 teacher call(s) failed" in message and "Connection error" in message and "rerun" in message
     assert "passed the filter" not in message
 
@@ -136,7 +142,6 @@ def test_kd_says_the_recorded_rationales_failed_the_filter_when_others_did_not_p
     """A small in-process teacher (configs/real_reader.yaml on CPU): some replies parse and are wrong,
     the rest never parse. The teacher is reachable; the message must not say otherwise."""
     import lmcot.optimizers.bootstrap as bootstrap
-    from lmcot.optimizers import LMCoTCompiler
 
     def weak_teacher(trainset, teacher, kd, out_dir, **kwargs):
         return bootstrap.BootstrapResult(kept=[], summary={"transient_errors": 1}, traces_path=out_dir / "t.jsonl",
@@ -144,11 +149,7 @@ def test_kd_says_the_recorded_rationales_failed_the_filter_when_others_did_not_p
                                          transient=["unparsable teacher reply after retries: AdapterParseError"])
 
     monkeypatch.setattr(bootstrap, "bootstrap_traces", weak_teacher)
-    program, trainset, _ = _program_and_data(tiny_causal_path, closed_url)
-    cfg = config_from_dict({"cache_dir": str(tmp_path / "cache"), "stages": ["kd"]})
-    with pytest.raises(RuntimeError) as err:
-        LMCoTCompiler(cfg, tmp_path / "out", progress=False).compile(program, trainset, None)
-    message = str(err.value)
+    message = _kd_failure(tiny_causal_path, closed_url, tmp_path)
     assert "none of the 2 recorded teacher rationales passed the filter (em >= 1.0)" in message
     assert "1 teacher call(s) failed" in message and "reachable" not in message
 
