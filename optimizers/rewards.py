@@ -185,14 +185,14 @@ class RewardSet:
         from dspy.utils.exceptions import AdapterParseError
 
         from lmcot.metrics.answer import answer_f1
-        from lmcot.programs.parallel import map_concurrently
+        from lmcot.programs.parallel import distinct, map_concurrently
 
         if self._predictor is None:
             raise ValueError("answer_f1 has weight 0 in this RewardSet, so it has no answer LM")
 
         from lmcot.reply_cache import parsed_reply
 
-        def one(row: dict[str, Any]) -> float:
+        def one(row: dict[str, Any]) -> str | None:
             try:
                 # Asked again if it does not parse, and never cached (lmcot.reply_cache).
                 pred = parsed_reply(lambda: self._predictor(question=row["question"], context=row["context"],
@@ -200,10 +200,14 @@ class RewardSet:
             except AdapterParseError:
                 # An unparseable reply is a wrong answer, not a reason to stop training.
                 log.warning("large-LM reply could not be parsed; answer_f1 = 0 for this rollout")
-                return 0.0
-            return float(answer_f1(pred.answer, row["answer"]))
+                return None
+            return pred.answer
 
-        return map_concurrently(one, rows, max_workers=self.concurrency, limit=self.call_limit)
+        # Rollouts that wrote the same rationale for a question (common in a GRPO group) are asked once.
+        unique, where = distinct(rows, key=lambda r: (r["question"], r["context"], r["rationale"]))
+        answers = map_concurrently(one, unique, max_workers=self.concurrency, limit=self.call_limit)
+        return [0.0 if answers[j] is None else float(answer_f1(answers[j], row["answer"]))
+                for row, j in zip(rows, where)]
 
     # -- aggregating ----------------------------------------------------------------------
     def summands(self, components: dict[str, list[float]]) -> dict[str, list[float]]:

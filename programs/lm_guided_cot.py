@@ -20,7 +20,7 @@ import dspy
 from lmcot.aspects import parse_select
 from lmcot.programs.adapter import RationaleAdapter
 from lmcot.programs.answer_adapter import answer_adapter_for
-from lmcot.programs.parallel import map_concurrently
+from lmcot.programs.parallel import distinct, map_concurrently
 from lmcot.programs.signatures import Answer, Rationalize
 from lmcot.programs.voting import majority_vote
 from lmcot.reply_cache import attempts_for, parsed_reply
@@ -142,9 +142,10 @@ class LMGuidedCoT(dspy.Module):
         the best-scored rationale is answered instead, in one call."""
         if self.select != "vote":
             return self._answer_best(question, context, rationales)
+        unique, where = distinct(rationales, key=lambda r: r)  # equal rationales: one call, not a race of two
         try:
-            answers = map_concurrently(lambda r: self._ask(question, context, r), rationales,
-                                       max_workers=len(rationales))
+            asked = map_concurrently(lambda r: self._ask(question, context, r), unique, max_workers=len(unique))
+            answers = [asked[j] for j in where]
         except Exception as exc:
             # The small LM's work is not lost with the large LM's failure: predictions.jsonl keeps it.
             raise AnswerCallError(f"answer call failed: {type(exc).__name__}: {exc}", rationales) from exc

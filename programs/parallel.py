@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Hashable, Iterable, Sequence, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -15,6 +15,26 @@ R = TypeVar("R")
 def submit_in_context(pool: Executor, fn: Callable[..., R], *args) -> Future:
     """``pool.submit(fn, *args)`` run inside a copy of the caller's context (DSPy settings included)."""
     return pool.submit(contextvars.copy_context().run, fn, *args)
+
+
+def distinct(items: Sequence[T], key: Callable[[T], Hashable]) -> tuple[list[T], list[int]]:
+    """``(unique, where)``: the first item of each distinct ``key``, and for each item the index of its
+    key in ``unique``; item i's result is then ``results[where[i]]``.
+
+    Identical calls sent together are each paid for: DSPy's cache answers a repeat only once the first
+    reply is stored, and concurrent ones all miss it (two self-consistency samples that wrote the same
+    rationale, a GRPO group with equal completions). Callers ask once per distinct request instead, which
+    is also what a serial run would have paid."""
+    index: dict[Hashable, int] = {}
+    unique: list[T] = []
+    where: list[int] = []
+    for item in items:
+        k = key(item)
+        if k not in index:
+            index[k] = len(unique)
+            unique.append(item)
+        where.append(index[k])
+    return unique, where
 
 
 class CallLimit:

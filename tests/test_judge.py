@@ -195,6 +195,23 @@ def test_concurrent_rows_keep_order_sync_and_async():
         assert srv.request_count == n_rows * len(aspects)
 
 
+def test_equal_rows_are_judged_once_through_the_scorer():
+    """Rows that repeat one (question, context, rationale) (equal RL rollouts) cost one judge call per
+    aspect, not one per row: sent together, the repeats would all miss the cache and be paid for."""
+    from lmcot.config import RationaleMetricsConfig
+    from lmcot.metrics.rationale import RationaleScorer
+
+    other = {**ROW, "rationale": "Both are American. So the answer is yes."}
+    with OracleServer(lambda body: {"text": "Yes", "logprobs": {"Yes": 0.8, "No": 0.2}}) as srv:
+        srv.delay = 0.05
+        cfg = RationaleMetricsConfig(backends={a: "judge" for a in ASPECTS}, concurrency=8)
+        scorer = RationaleScorer(cfg, judge_lm=judge_lm(srv))
+        out = scorer.score([ROW, dict(ROW), other, dict(ROW)], ["factuality", "relevance"])
+        assert srv.request_count == 2 * 2
+        assert out[0] == out[1] == out[3] and out[0] is not out[1]
+        assert out[2] == {"factuality": pytest.approx(0.8), "relevance": pytest.approx(0.8)}
+
+
 # -- the real OracleResponder ------------------------------------------------------------------
 def test_oracle_responder_grades_gold_rationale_higher():
     examples = load_examples(FIXTURES / "hotpotqa_dev_slice.json")

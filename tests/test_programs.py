@@ -212,6 +212,23 @@ def test_self_consistency_tie_goes_to_the_first_answer(trap_lm):
     assert pred.answer == pred.answers[keys.index(first_tied)]
 
 
+def test_equal_samples_are_answered_once_and_each_gets_its_vote(trap_lm):
+    """Samples that wrote the same rationale make the same answer request: sent together they would
+    all miss the cache and each be paid for (a CI run once caught such a repeat). One call each."""
+    import time
+
+    def slow_answer(messages, config, index):
+        time.sleep(0.05)  # the calls overlap
+        return chat_reply(answer="Paris" if "Same." in user_turn(messages) else "Rome")
+
+    large, large_engine = scripted_lm("large", slow_answer)
+    program = LMGuidedCoT(None, large, num_samples=4)
+    program.write_rationales = lambda question, context, k=None: ["Same.", "Other.", "Same.", "Same."]
+    pred = program(question=QUESTION, context=CONTEXT)
+    assert len(large_engine.calls) == 2
+    assert pred.answers == ["Paris", "Rome", "Paris", "Paris"] and pred.answer == "Paris"
+
+
 def test_samples_are_not_served_from_cache_as_one(trap_lm, fresh_cache):
     mapping = dict(zip(WORDS, ["a1", "b2", "c3", "d4", "e5"]))
     small, small_engine, large, large_engine = voting_lms(mapping, cache=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 
 import pytest
 from support.rl_helpers import (
@@ -66,11 +65,26 @@ def test_answer_f1_reward_asks_the_large_lm(answer_server):
     expected = [1.0, answer_f1("Arthur's Magazine", "the magazine of Arthur"), 0.0, 0.0]
     assert 0 < expected[1] < 1
     assert comps["answer_f1"] == pytest.approx(expected)
-    assert srv.request_count == 4
+    # Rows 0 and 1 make the same request (same question, context and rationale; only the gold differs):
+    # it is sent once and scored against each row's gold.
+    assert srv.request_count == 3
     # The Answer prompt carries each rollout's rationale to the large LM.
     rows2 = [_row(q1, "Arthur's Magazine", rationale="UNIQUE-RATIONALE-MARKER")]
     rewards.components(rows2)
     assert "UNIQUE-RATIONALE-MARKER" in str(srv.requests[-1]["messages"])
+
+
+def test_equal_rollouts_are_asked_once_however_many_run_at_once(answer_server):
+    """A GRPO group whose completions coincide: sent together, identical requests would all miss DSPy's
+    cache and each be paid for (CI once saw such a pair); one call per distinct rationale instead."""
+    srv, lm = answer_server
+    srv.delay = 0.1  # long enough for concurrent calls to overlap
+    q1 = ORACLE_DATA[0]["question"]
+    rewards = RewardSet(rl_config(weights={"answer_f1": 1.0}, reward_concurrency=8), answer_lm=lm)
+    rows = [_row(q1, "Arthur's Magazine", rationale=r) for r in ("Same.", "Same.", "Other.", "Same.", "Other.")]
+    assert rewards.components(rows)["answer_f1"] == [1.0] * 5
+    assert srv.request_count == 2
+    assert sorted(str(b["messages"]).count("Same.") > 0 for b in srv.requests) == [False, True]
 
 
 def test_zero_weight_rewards_are_not_computed(answer_server):

@@ -184,6 +184,15 @@ class RationaleScorer:
         if unknown:
             raise ValueError(f"unknown aspect(s) {unknown}; aspects are {list(ASPECTS)}")
         prepared = [self._prepare(i, row) for i, row in enumerate(rows)]
+        # Equal rows (rollouts of one question that wrote the same rationale) are scored once: the same
+        # judge requests sent together would each be paid for (lmcot.programs.parallel.distinct).
+        from lmcot.programs.parallel import distinct
+
+        keys = [(q, _context_text(row), r) for (q, _, r), row in zip(prepared, rows)]
+        unique, where = distinct(range(len(rows)), key=lambda i: keys[i])
+        if len(unique) < len(rows):
+            scored = self.score([rows[i] for i in unique], aspects, progress=progress, call_limit=call_limit)
+            return [dict(scored[j]) for j in where]
         cheap = [a for a in aspects if self.cfg.backends[a] == "cheap"]
         judged = [a for a in aspects if self.cfg.backends[a] == "judge"]
         out: list[dict[str, float]] = [{} for _ in prepared]
