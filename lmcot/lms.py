@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,22 @@ def configure_cache(cache_dir: str | Path = _DEFAULT_CACHE) -> Path:
     # Fingerprints and truncations remembered next to the calls, so a cached rerun loads no model.
     set_memo_dir(path.parent / "memo")
     return path
+
+
+_LITELLM_IMPORT = threading.Lock()
+
+
+def import_litellm() -> None:
+    """Import litellm completely, once, before any thread can. Two first imports racing in threads
+    break it on CPython 3.11: a cached reply being unpickled imports ``litellm.types.utils`` (holding
+    that module's import lock, then waiting for the package's) while DSPy's lazy proxy imports the
+    package in another thread (which then needs ``litellm.types.utils``); CPython breaks the deadlock
+    by handing one of them the half-initialised package, and every call of that process fails with
+    "partially initialized module 'litellm' has no attribute 'completion'". A fresh process resuming
+    an evaluation (some replies cached, some not, concurrent calls) hit it every time. The import is
+    paid anyway by the first call or cached reply (~2 s)."""
+    with _LITELLM_IMPORT:
+        import litellm  # noqa: F401
 
 
 def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:
@@ -72,6 +89,7 @@ def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:
         # OpenAI-compatible servers (vLLM, a local test server) often need no key, but the OpenAI
         # client refuses to start without one.
         kwargs["api_key"] = "no-key"
+    import_litellm()
     return dspy.LM(cfg.model, engine="litellm", num_retries=cfg.num_retries, **common, **kwargs)
 
 

@@ -7,7 +7,8 @@
 4. no secret (URL userinfo, key query parameter, env key, camelCase extra) reaches a file or the output;
 5. bad paths and numbers: one line naming the path or key, exit 2, nothing written, no paid call;
 6. messages are plain text, never rich markup;
-7. ``lmcot score`` edge cases, duplicate ids, and user errors vs bugs in the CLI.
+7. ``lmcot score`` edge cases, duplicate ids, and user errors vs bugs in the CLI;
+8. (found later, by CI) a fresh process resuming with part of the replies cached calls concurrently without error.
 (5-7 live in tests/test_bad_input.py.)
 """
 
@@ -305,3 +306,47 @@ def test_redaction_rules():
         assert is_secret_name(name), name
     for name in ("max_tokens", "temperature", "top_k", "num_retries", "keep"):
         assert not is_secret_name(name), name
+
+
+# ------------------------------------------------------------------ 8. resuming with part of the replies cached
+
+_RESUME_CHILD = """
+import sys, threading, traceback
+import dspy
+from lmcot.config import LargeLMConfig
+from lmcot.lms import build_lm, configure_cache
+from lmcot.programs.signatures import Answer
+cache_dir, url, questions = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+configure_cache(cache_dir)
+predictor = dspy.Predict(Answer)
+predictor.lm = build_lm(LargeLMConfig(model="openai/oracle", api_base=url, num_retries=0))
+errors = []
+def ask(q):
+    try:
+        predictor(question=q, context="c", rationale="r")
+    except Exception:
+        errors.append(traceback.format_exc())
+threads = [threading.Thread(target=ask, args=(q,)) for q in questions]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(errors), "errors")
+print(errors[0][-800:] if errors else "")
+"""
+
+
+def test_a_fresh_process_with_some_replies_cached_calls_concurrently_without_error(tmp_path):
+    """What a resumed evaluation does: in a new process, threads read cached replies (unpickling them
+    imports litellm) while others make new calls (DSPy imports litellm lazily). On CPython 3.11 the
+    two first imports raced into a half-initialised litellm and every call failed ("partially
+    initialized module 'litellm'"); it failed 4 times out of 4 before lmcot.lms.import_litellm."""
+    import sys
+
+    cached = [f"cached question {i}" for i in range(8)]
+    new = [f"new question {i}" for i in range(8)]
+    with OracleServer(lambda body: "[[ ## answer ## ]]\nx\n\n[[ ## completed ## ]]") as srv:
+        for questions in (cached, cached + new):
+            out = subprocess.run([sys.executable, "-c", _RESUME_CHILD, str(tmp_path / "cache"), srv.url,
+                                  ",".join(questions)], capture_output=True, text=True, timeout=300)
+            assert out.returncode == 0, out.stderr[-2000:]
+            assert out.stdout.startswith("0 errors"), out.stdout
+        assert srv.request_count == len(cached) + len(new)  # the rerun paid only for the new questions
