@@ -29,7 +29,7 @@ def main() -> None:
 
     import lmcot.memo
     from lmcot.config import load_config
-    from lmcot.evaluate import run_evaluate
+    from lmcot.commands.evaluate import run_evaluate
     from support.oracle_responder import OracleResponder
     from support.oracle_server import OracleServer
 

@@ -30,7 +30,7 @@ def run(lm, examples, threads: int) -> tuple[float, list[str], int, int]:
     import dspy
 
     from lmcot.programs import RationaleAdapter, Rationalize
-    from lmcot.programs.parallel import map_concurrently
+    from lmcot.parallel import map_concurrently
 
     predict = dspy.Predict(Rationalize)
     predict.lm = lm

@@ -24,7 +24,7 @@ DATA = os.path.join(HERE, "..", "configs", "quickstart", "hotpotqa_dev.json")
 
 def run(url: str, n: int, concurrency: int, methods: list[str], small: str) -> float:
     from lmcot.config import load_config
-    from lmcot.evaluate import run_evaluate
+    from lmcot.commands.evaluate import run_evaluate
 
     tmp = tempfile.mkdtemp(prefix="lmcot-bench-")
     # The small LM's tokenizer truncates the contexts (as in any evaluation); a tiny local one here.

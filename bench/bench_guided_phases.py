@@ -33,7 +33,7 @@ def main() -> None:
 
     from lmcot.config import LargeLMConfig, SmallLMConfig
     from lmcot.data import load_examples
-    from lmcot.evaluation import predict_all
+    from lmcot.programs.evaluation import predict_all
     from lmcot.lms import build_lm, configure_cache
     from lmcot.programs import LMGuidedCoT
     from support.oracle_responder import OracleResponder

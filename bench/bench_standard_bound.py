@@ -34,7 +34,7 @@ def main() -> None:
     logging.getLogger("dspy.evaluate.evaluate").setLevel(logging.WARNING)  # one "Average Metric" line per run
     from lmcot.config import LargeLMConfig
     from lmcot.data import load_examples
-    from lmcot.evaluation import evaluate_program
+    from lmcot.programs.evaluation import evaluate_program
     from lmcot.lms import build_lm, configure_cache
     from lmcot.metrics.answer import answer_em
     from lmcot.programs.baselines import StandardPrompting

@@ -22,9 +22,9 @@ _LAZY = {
     "configure_cache": "lmcot.lms",
     "load_examples": "lmcot.data",
     "load_split": "lmcot.splits",
-    "evaluate_methods": "lmcot.evaluation",
-    "evaluate_program": "lmcot.evaluation",
-    "load_program": "lmcot.program_io",
+    "evaluate_methods": "lmcot.programs.evaluation",
+    "evaluate_program": "lmcot.programs.evaluation",
+    "load_program": "lmcot.programs.program_io",
 }
 
 

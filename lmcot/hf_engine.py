@@ -367,3 +367,9 @@ class TransformersEngine:
     def name_hint(self) -> str:
         base = Path(self.model_id.rstrip("/")).name or self.model_id
         return f"{base}@{self.fingerprint}{self.settings_tag}"
+
+
+def hf_engine_of(lm: Any) -> TransformersEngine | None:
+    """The ``TransformersEngine`` behind a ``dspy.LM``, or None for an HTTP model."""
+    engine = getattr(lm, "engine", None)
+    return engine if isinstance(engine, TransformersEngine) else None

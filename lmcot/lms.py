@@ -16,6 +16,7 @@ from typing import Any
 import dspy
 
 from lmcot.config import LMConfig, SmallLMConfig
+from lmcot.hf_engine import hf_engine_of
 
 log = logging.getLogger(__name__)
 
@@ -166,14 +167,6 @@ def _probe_reply(url, host: str, port: int, connect_timeout: float, wait: float,
         return  # TLS set-up the client configures its own way (certificates): leave it to the client
     finally:
         conn.close()
-
-
-def hf_engine_of(lm: dspy.LM):
-    """The ``TransformersEngine`` behind ``lm``, or None for an HTTP model."""
-    from lmcot.hf_engine import TransformersEngine
-
-    engine = getattr(lm, "engine", None)
-    return engine if isinstance(engine, TransformersEngine) else None
 
 
 def small_lm_config(lm: dspy.LM) -> SmallLMConfig:

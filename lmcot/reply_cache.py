@@ -132,7 +132,7 @@ def attempts_for(lm: Any, temperature: float | None = None) -> int:
     configs/real_reader.yaml cost ~10 s on CPU for nothing), else ``PARSE_ATTEMPTS``. ``temperature``
     is the call's own when it overrides the LM's. An API model at temperature 0 is not bitwise
     deterministic, so it is asked again."""
-    from lmcot.lms import hf_engine_of
+    from lmcot.hf_engine import hf_engine_of
 
     if lm is None or hf_engine_of(lm) is None:
         return PARSE_ATTEMPTS

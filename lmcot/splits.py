@@ -39,7 +39,7 @@ class TokenCounter:
 def context_token_counter(config: LMCoTConfig, small_lm: dspy.LM | None = None) -> TokenCounter | None:
     """Count context tokens with the small LM's tokenizer (the tighter reader, e.g. FLAN-T5's 512),
     so every method sees the same truncated context. ``None`` means the approximate word counter."""
-    from lmcot.lms import hf_engine_of
+    from lmcot.hf_engine import hf_engine_of
     from lmcot.memo import folder_key
 
     engine = hf_engine_of(small_lm) if small_lm is not None else None

@@ -34,7 +34,7 @@ import dspy
 from lmcot.config import KDConfig
 from lmcot.jsonl import append_jsonl, read_jsonl, write_json
 from lmcot.metrics.answer import answer_em, answer_f1
-from lmcot.programs.parallel import map_concurrently
+from lmcot.parallel import map_concurrently
 
 log = logging.getLogger(__name__)
 

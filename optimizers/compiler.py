@@ -114,7 +114,7 @@ class LMCoTCompiler:
         compiled = program.deepcopy()
         compiled.rationalize.lm = build_lm(run.student.model_copy(update={"model": str(final)}), name=label)
 
-        from lmcot.program_io import save_program
+        from lmcot.programs.program_io import save_program
 
         # relative to the program folder: the folder moves as a whole
         saved_cfg = cfg.model_copy(update={"small_lm": run.student.model_copy(update={"model": "small_lm"})}, deep=True)
@@ -257,9 +257,9 @@ class LMCoTCompiler:
     def _evaluate(self, run: _Run, program, valset: list[dspy.Example], label: str,
                   aspects: bool = False) -> dict[str, Any]:
         """Dev EM/F1 (and, with ``aspects``, the mean of each rationale-quality aspect)."""
-        from lmcot.evaluation import evaluate_program
+        from lmcot.programs.evaluation import evaluate_program
 
-        from lmcot.lms import hf_engine_of
+        from lmcot.hf_engine import hf_engine_of
 
         rows, summary = evaluate_program(program, valset, concurrency=self.config.eval.concurrency, label=label,
                                          progress=self.progress, what=f"{label} dev evaluation")
@@ -292,7 +292,8 @@ class _Run:
     """The state of one ``compile()`` call, so a second call on the same compiler starts afresh."""
 
     def __init__(self, config: LMCoTConfig, program, trainset: list[dspy.Example]):
-        from lmcot.lms import hf_engine_of, small_lm_config
+        from lmcot.hf_engine import hf_engine_of
+        from lmcot.lms import small_lm_config
 
         engine = hf_engine_of(program.small_lm)
         if engine is None:
@@ -332,7 +333,7 @@ class _Run:
 
 def _release(*lms) -> None:
     """Drop the weights of the in-process LMs among ``lms`` (they load again on their next call)."""
-    from lmcot.lms import hf_engine_of
+    from lmcot.hf_engine import hf_engine_of
 
     for lm in lms:
         engine = hf_engine_of(lm) if lm is not None else None
@@ -356,7 +357,7 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """What ``lmcot compile`` runs: load data, build both LMs, compile, return the metrics report."""
-    from lmcot.evaluation import guided_program
+    from lmcot.programs.evaluation import guided_program
     from lmcot.lms import build_lm, configure_cache
     from lmcot.splits import context_token_counter, load_split
 

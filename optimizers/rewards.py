@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from lmcot.config import ASPECTS, REWARDS, RLConfig
-from lmcot.programs.parallel import CallLimit, submit_in_context
+from lmcot.parallel import CallLimit, submit_in_context
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class RewardSet:
         (``self.call_limit``), so all of a step's calls are in flight together up to it."""
         rows = [dict(r, rationale=str(r.get("rationale", "")).strip()) for r in rows]
         out: dict[str, list[float]] = {}
-        from lmcot.programs.parallel import map_concurrently
+        from lmcot.parallel import map_concurrently
 
         aspect_rows = [{k: r[k] for k in ("question", "context", "rationale")} for r in rows]
         limit = {"call_limit": self.call_limit} if self._scorer_takes_limit else {}
@@ -185,7 +185,7 @@ class RewardSet:
         from dspy.utils.exceptions import AdapterParseError
 
         from lmcot.metrics.answer import answer_f1
-        from lmcot.programs.parallel import distinct, map_concurrently
+        from lmcot.parallel import distinct, map_concurrently
 
         if self._predictor is None:
             raise ValueError("answer_f1 has weight 0 in this RewardSet, so it has no answer LM")

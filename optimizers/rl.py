@@ -19,26 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lmcot.config import ConfigError, RLConfig, SmallLMConfig
-
-CAUSAL_ALGORITHMS = ("grpo", "rloo")
-SEQ2SEQ_ALGORITHMS = ("seq2seq_rloo", "seq2seq_ppo")
-
-
-def choose_algorithm(requested: str, encoder_decoder: bool) -> str:
-    """Resolve ``auto`` and reject an algorithm that does not fit the architecture."""
-    if requested == "auto":
-        return "seq2seq_rloo" if encoder_decoder else "grpo"
-    if encoder_decoder and requested in CAUSAL_ALGORITHMS:
-        raise ConfigError(f"rl.algorithm={requested} needs a causal student, but this one is encoder-decoder "
-                         f"(TRL trains causal LMs only); use one of {SEQ2SEQ_ALGORITHMS} or auto")
-    if not encoder_decoder and requested in SEQ2SEQ_ALGORITHMS:
-        raise ConfigError(f"rl.algorithm={requested} is for encoder-decoder students, but this one is causal; "
-                         f"use one of {CAUSAL_ALGORITHMS} or auto")
-    if requested not in CAUSAL_ALGORITHMS + SEQ2SEQ_ALGORITHMS:
-        raise ValueError(f"unknown rl.algorithm {requested!r}")
-    return requested
-
+from lmcot.config import RLConfig, SmallLMConfig
+from lmcot.optimizers.training import SEQ2SEQ_ALGORITHMS, choose_algorithm
 
 def _as_row(example: Any) -> dict[str, Any]:
     get = example.get if isinstance(example, dict) else (lambda k: getattr(example, k, None))

@@ -35,6 +35,7 @@ from typing import Any
 from lmcot.config import ConfigError, RLConfig, SmallLMConfig
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
 from lmcot.optimizers._trl_reaches import inference_prompt_trainer
+from lmcot.optimizers.training import build_prompt_rows
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,6 @@ def completions_per_step(rl: RLConfig) -> int:
     """``rl.batch_size`` rounded up to a multiple of ``rl.num_generations`` (TRL needs whole groups)."""
     g = rl.num_generations
     return max(g, -(-rl.batch_size // g) * g)
-
-
-def build_prompt_rows(trainset: list[dict[str, Any]], tokenizer: Any, is_encoder_decoder: bool) -> list[dict[str, Any]]:
-    """Dataset rows: ``prompt`` (the rendered inference prompt) plus question/context/answer."""
-    from lmcot.programs.adapter import rationale_messages
-    from lmcot.prompting import render_prompt
-
-    return [{"prompt": render_prompt(tokenizer, rationale_messages(r["question"], r["context"]), is_encoder_decoder),
-             "question": r["question"], "context": r["context"], "answer": r["answer"]} for r in trainset]
 
 
 def _training_dtype(small_cfg: SmallLMConfig) -> str:

@@ -220,7 +220,7 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
 
     from lmcot.model_loading import pick_device
     from lmcot.jsonl import write_json
-    from lmcot.optimizers.rl_grpo import build_prompt_rows
+    from lmcot.optimizers.training import build_prompt_rows
 
     if algorithm not in ("seq2seq_rloo", "seq2seq_ppo"):
         raise ValueError(f"train_seq2seq: algorithm must be seq2seq_rloo or seq2seq_ppo, got {algorithm!r}")

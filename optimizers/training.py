@@ -1,11 +1,13 @@
 """What the three trainers (KD, TRL GRPO/RLOO, the seq2seq RL loop) share: one LoRA config builder,
-one "last checkpoint" finder."""
+one "last checkpoint" finder, the RL algorithm for a student, the RL prompt rows."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 from typing import Any
+
+from lmcot.config import ConfigError
 
 
 def lora_config(settings: Any, *, encoder_decoder: bool):
@@ -57,8 +59,6 @@ def trainer_config(config_cls, args: dict[str, Any], extra: dict[str, Any], key:
 def check_trainer_args(config_cls, extra: dict[str, Any], key: str) -> None:
     import dataclasses
 
-    from lmcot.config import ConfigError
-
     known = {f.name for f in dataclasses.fields(config_cls) if f.init}
     unknown = sorted(set(extra) - known)
     if unknown:
@@ -75,15 +75,39 @@ def check_all_trainer_args(config, encoder_decoder: bool) -> None:
             from trl import SFTConfig as kd_cls
         check_trainer_args(kd_cls, config.kd.trainer_args, "kd.trainer_args")
     if config.rl.trainer_args and "rl" in config.stages:
-        from lmcot.optimizers.rl import choose_algorithm
-
         algorithm = choose_algorithm(config.rl.algorithm, encoder_decoder)
         if algorithm not in ("grpo", "rloo"):
-            from lmcot.config import ConfigError
-
             raise ConfigError(f"rl.trainer_args: {algorithm} is lmcot's own loop, not a TRL trainer; "
                               "trainer_args apply to rl.algorithm grpo and rloo")
         from trl import GRPOConfig, RLOOConfig
 
         check_trainer_args(GRPOConfig if algorithm == "grpo" else RLOOConfig, config.rl.trainer_args,
                            "rl.trainer_args")
+
+
+CAUSAL_ALGORITHMS = ("grpo", "rloo")
+SEQ2SEQ_ALGORITHMS = ("seq2seq_rloo", "seq2seq_ppo")
+
+
+def choose_algorithm(requested: str, encoder_decoder: bool) -> str:
+    """Resolve ``auto`` and reject an algorithm that does not fit the architecture."""
+    if requested == "auto":
+        return "seq2seq_rloo" if encoder_decoder else "grpo"
+    if encoder_decoder and requested in CAUSAL_ALGORITHMS:
+        raise ConfigError(f"rl.algorithm={requested} needs a causal student, but this one is encoder-decoder "
+                         f"(TRL trains causal LMs only); use one of {SEQ2SEQ_ALGORITHMS} or auto")
+    if not encoder_decoder and requested in SEQ2SEQ_ALGORITHMS:
+        raise ConfigError(f"rl.algorithm={requested} is for encoder-decoder students, but this one is causal; "
+                         f"use one of {CAUSAL_ALGORITHMS} or auto")
+    if requested not in CAUSAL_ALGORITHMS + SEQ2SEQ_ALGORITHMS:
+        raise ValueError(f"unknown rl.algorithm {requested!r}")
+    return requested
+
+
+def build_prompt_rows(trainset: list[dict[str, Any]], tokenizer: Any, is_encoder_decoder: bool) -> list[dict[str, Any]]:
+    """Dataset rows: ``prompt`` (the rendered inference prompt) plus question/context/answer."""
+    from lmcot.programs.adapter import rationale_messages
+    from lmcot.prompting import render_prompt
+
+    return [{"prompt": render_prompt(tokenizer, rationale_messages(r["question"], r["context"]), is_encoder_decoder),
+             "question": r["question"], "context": r["context"], "answer": r["answer"]} for r in trainset]

@@ -20,7 +20,7 @@ import dspy
 from lmcot.aspects import parse_select
 from lmcot.programs.adapter import RationaleAdapter
 from lmcot.programs.answer_adapter import answer_adapter_for
-from lmcot.programs.parallel import distinct, map_concurrently
+from lmcot.parallel import distinct, map_concurrently
 from lmcot.programs.signatures import Answer, Rationalize
 from lmcot.programs.voting import majority_vote
 from lmcot.reply_cache import attempts_for, parsed_reply
@@ -189,7 +189,7 @@ class LMGuidedCoT(dspy.Module):
         """Restore a compiled program folder (``lmcot compile --out``): LMs rebuilt from its saved
         config (or ``config``), API keys from the environment. (``program.load("p.json")`` stays
         DSPy's ``Module.load``, which loads predictor state into an existing program.)"""
-        from lmcot.program_io import load_program
+        from lmcot.programs.program_io import load_program
 
         return load_program(path, config)
 

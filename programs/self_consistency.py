@@ -7,7 +7,7 @@ from __future__ import annotations
 import dspy
 
 from lmcot.programs.baselines import CoTPrompting
-from lmcot.programs.parallel import map_concurrently
+from lmcot.parallel import map_concurrently
 from lmcot.programs.voting import majority_vote
 from lmcot.reply_cache import parsed_reply
 

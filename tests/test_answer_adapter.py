@@ -47,7 +47,7 @@ def test_empty_reply_is_an_error_not_an_answer():
 
 def test_failed_answer_call_keeps_the_rationale():
     """predict_all records the rationale of an example whose answer call failed."""
-    from lmcot.evaluation import predict_all
+    from lmcot.programs.evaluation import predict_all
     from lmcot.programs import LMGuidedCoT
 
     class Boom(dspy.Module):

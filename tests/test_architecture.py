@@ -1,5 +1,17 @@
-"""The import direction (docs/DESIGN.md): library code never imports the command layer, and the
-installed package carries no test or demo infrastructure."""
+"""The floor plan (docs/DESIGN.md): each top folder is one layer, and imports point down only.
+
+    commands/    lmcot.commands     the `lmcot` command line: parse, call one library function, print, write
+    experiment/  lmcot.experiment   the paper's analyses in one run (drives the compiler)
+    optimizers/  lmcot.optimizers   the compiler and its stages (KD, RL)
+    programs/    lmcot.programs     signatures, modules, the evaluation loop, program folders
+    metrics/     lmcot.metrics      answer metrics, rationale-quality scorers
+    lmcot/       lmcot              core: config, LMs and the engine, cache, data, files, console
+
+Every import counts, at module level or inside a function: a module imports only its own layer or
+the layers below, and no group of modules imports itself round in a circle. The package's face
+(``lmcot/__init__.py``, which lends higher names lazily by string) and ``lmcot/__main__.py`` (the
+`python -m lmcot` entry, the command itself) stand outside the order.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +21,120 @@ from pathlib import Path
 import pytest
 from support.paths import ROOT
 
-COMMANDS = {"lmcot.cli", "lmcot.evaluate", "lmcot.score"}
-LIBRARY = [p for d in ("programs", "optimizers", "metrics", "lmcot") for p in sorted((ROOT / d).rglob("*.py"))
-           if p.relative_to(ROOT).as_posix() not in {"lmcot/cli.py", "lmcot/evaluate.py", "lmcot/score.py",
-                                                     "lmcot/__main__.py"}]  # `python -m lmcot` is the command
+# Lowest first: (folder on disk, package it installs as).
+LAYERS = [("lmcot", "lmcot"), ("metrics", "lmcot.metrics"), ("programs", "lmcot.programs"),
+          ("optimizers", "lmcot.optimizers"), ("experiment", "lmcot.experiment"), ("commands", "lmcot.commands")]
+OUTSIDE_THE_ORDER = {"lmcot", "lmcot.__main__"}
 
 
-def _imports(path: Path) -> set[str]:
-    names = set()
+def _module_name(path: Path) -> str:
+    folder, *rest = path.relative_to(ROOT).with_suffix("").parts
+    parts = dict(LAYERS)[folder].split(".") + rest
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for folder, _ in LAYERS for p in sorted((ROOT / folder).rglob("*.py"))}
+
+
+def _layer(module: str) -> int:
+    # The longest package prefix wins: lmcot.metrics.x is metrics, lmcot.x is core.
+    return max((i for i, (_, pkg) in enumerate(LAYERS) if module == pkg or module.startswith(pkg + ".")),
+               key=lambda i: len(LAYERS[i][1]))
+
+
+def _imports(path: Path) -> dict[str, int]:
+    """lmcot modules this file imports (anywhere in it, functions included) -> first line."""
+    found: dict[str, int] = {}
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
         if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)
-    return names
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        for name in names:
+            while name and name not in MODULES:  # `from pkg import name`: the module is pkg or pkg.name
+                name = name.rpartition(".")[0]
+            if name and name.startswith("lmcot"):
+                found.setdefault(name, node.lineno)
+                break
+    return found
 
 
-@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_library_does_not_import_the_command_layer(path):
-    bad = sorted(n for n in _imports(path) if n in COMMANDS or any(n.startswith(c + ".") for c in COMMANDS))
-    assert not bad, f"{path.relative_to(ROOT)} imports the command layer: {bad}"
+GRAPH = {m: {t: line for t, line in _imports(p).items() if t != m} for m, p in MODULES.items()}
+
+
+@pytest.mark.parametrize("module", sorted(set(MODULES) - OUTSIDE_THE_ORDER))
+def test_no_module_imports_a_higher_layer(module):
+    here = _layer(module)
+    up = [f"{MODULES[module].relative_to(ROOT)}:{line} imports {target} ({LAYERS[_layer(target)][0]}/)"
+          for target, line in sorted(GRAPH[module].items()) if _layer(target) > here and target not in OUTSIDE_THE_ORDER]
+    assert not up, f"{module} is in {LAYERS[here][0]}/, which may import only lower layers: " + "; ".join(up)
+
+
+def _circles() -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan), over the ordered modules."""
+    nodes = sorted(set(MODULES) - OUTSIDE_THE_ORDER)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in GRAPH[v]:
+            if w in OUTSIDE_THE_ORDER:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for v in nodes:
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def test_no_circles():
+    circles = _circles()
+    detail = ["; ".join(f"{a} -> {b} (line {GRAPH[a][b]})" for a in c for b in c if b in GRAPH[a]) for c in circles]
+    assert not circles, "modules that import each other in a circle: " + " | ".join(detail)
+
+
+def test_the_checker_sees_imports_inside_functions(tmp_path):
+    # A guard against a checker that passes because it reads nothing.
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    from lmcot.commands.cli import app\n    import lmcot.programs.evaluation\n")
+    assert set(_imports(probe)) == {"lmcot.commands.cli", "lmcot.programs.evaluation"}
+    assert _layer("lmcot.commands.cli") > _layer("lmcot.programs.evaluation") > _layer("lmcot.metrics.answer") \
+        > _layer("lmcot.config")
+
+
+def test_every_folder_is_installed_as_its_layer():
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    for folder, package in LAYERS:
+        assert f'"{package}" = "{folder}"' in pyproject, f"{folder}/ is not installed as {package}"
 
 
 def test_no_test_infrastructure_in_the_package():
-    shipped = {p.relative_to(ROOT).as_posix() for d in ("programs", "optimizers", "metrics", "lmcot")
-               for p in (ROOT / d).rglob("*.py")}
+    shipped = {p.relative_to(ROOT).as_posix() for p in MODULES.values()}
     assert not any("testing" in p or "tiny" in p or "oracle" in p for p in shipped), shipped
-    for path in LIBRARY:
-        assert not any(n.startswith("support") for n in _imports(path)), path
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not any(n == "support" or n.startswith("support.") for n in imported), path

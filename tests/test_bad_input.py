@@ -157,7 +157,7 @@ def test_duplicate_dev_ids_are_warned_and_dropped_with_skip_bad(tmp_path, caplog
 
 
 def test_ctrl_c_in_score_exits_130_with_a_message(tmp_path, monkeypatch):
-    import lmcot.score
+    import lmcot.commands.score
 
     rows = tmp_path / "r.jsonl"
     rows.write_text(json.dumps({"question": "q", "context": "c", "rationale": "r"}) + "\n")
@@ -165,13 +165,13 @@ def test_ctrl_c_in_score_exits_130_with_a_message(tmp_path, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lmcot.score, "run_score", interrupted)
+    monkeypatch.setattr(lmcot.commands.score, "run_score", interrupted)
     result = invoke(["score", "--rationales", rows])
     assert result.exit_code == 130 and "interrupted:" in result.output
 
 
 def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkeypatch):
-    import lmcot.evaluate
+    import lmcot.commands.evaluate
     from lmcot.errors import RunError
 
     common = ["evaluate", "--methods", "standard", "--out", tmp_path / "o", "--set", f"data.dev={HOTPOT}"]
@@ -179,13 +179,13 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkey
     def user_error(*a, **k):
         raise RunError("standard: every example failed; first error: X")
 
-    monkeypatch.setattr(lmcot.evaluate, "run_evaluate", user_error)
+    monkeypatch.setattr(lmcot.commands.evaluate, "run_evaluate", user_error)
     assert_one_line_error(invoke(common), "every example failed")
 
     def bug(*a, **k):
         return {}["missing"]
 
-    monkeypatch.setattr(lmcot.evaluate, "run_evaluate", bug)
+    monkeypatch.setattr(lmcot.commands.evaluate, "run_evaluate", bug)
     result = invoke(common)
     assert result.exit_code == 1
     assert "Traceback" in result.output and "KeyError" in result.output

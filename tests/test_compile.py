@@ -98,7 +98,7 @@ def test_save_load_evaluate_gives_the_same_predictions(compiled_kd, oracle_serve
     from lmcot.splits import load_split
     from lmcot.lms import build_lm
     from lmcot.optimizers import LMCoTCompiler
-    from lmcot.program_io import load_program
+    from lmcot.programs.program_io import load_program
     from lmcot.programs import LMGuidedCoT
 
     tmp, out, _ = compiled_kd
@@ -130,7 +130,7 @@ def test_killed_during_bootstrap_then_resumed(oracle_server, tiny_causal_path, t
     oracle_server.clear()
     oracle_server.delay = 0.15
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "lmcot.cli", *args], cwd=ROOT, env=dict(os.environ),
+        proc = subprocess.Popen([sys.executable, "-m", "lmcot.commands.cli", *args], cwd=ROOT, env=dict(os.environ),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         traces = out / "kd" / "traces.jsonl"
         deadline = time.time() + 240
@@ -195,7 +195,7 @@ def test_evaluate_program_with_another_config_still_uses_the_trained_small_lm(co
     """`--program OUT --config C.yaml`: the YAML's small_lm.model must not replace OUT/small_lm."""
     tmp, out, _ = compiled_kd
     from lmcot.config import load_config
-    from lmcot.program_io import load_program
+    from lmcot.programs.program_io import load_program
 
     cfg = load_config(ROOT / "configs" / "quickstart.yaml", [f"large_lm.api_base={oracle_server.url}",
                                                              "eval.num_samples=3", "eval.select=quality"])

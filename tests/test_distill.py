@@ -134,7 +134,8 @@ def test_training_prompt_ids_equal_inference_input_ids(kind, kept, causal_studen
     (Predict(Rationalize) + RationaleAdapter -> TransformersEngine -> model.generate) feeds it."""
     import dspy
 
-    from lmcot.lms import build_lm, hf_engine_of
+    from lmcot.hf_engine import hf_engine_of
+    from lmcot.lms import build_lm
     from lmcot.optimizers.distill import build_example
     from lmcot.programs import RationaleAdapter, Rationalize
 

@@ -22,7 +22,8 @@ import pytest
 from lmcot.config import SmallLMConfig
 from lmcot.hf_engine import TransformersEngine
 from lmcot.model_loading import weights_fingerprint
-from lmcot.lms import build_lm, hf_engine_of
+from lmcot.hf_engine import hf_engine_of
+from lmcot.lms import build_lm
 from lmcot.programs import LMGuidedCoT, RationaleAdapter, Rationalize, rationale_messages
 from lmcot.prompting import messages_to_text, render_prompt
 

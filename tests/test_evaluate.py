@@ -12,7 +12,7 @@ import dspy
 import pytest
 from typer.testing import CliRunner
 
-from lmcot.cli import app
+from lmcot.commands.cli import app
 from lmcot.metrics import answer_em, answer_f1
 from lmcot.usage import UsageMeter
 from support.paths import HOTPOT, TWOWIKI

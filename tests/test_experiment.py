@@ -170,7 +170,7 @@ def test_report_rerenders_without_any_request_and_writes_the_same_numbers(experi
     (out / "report.md").unlink()
     (out / "report.html").unlink()
     before = server.request_count
-    probe = ("import sys; from lmcot.cli import app; sys.argv=['lmcot','report',%r]\n"
+    probe = ("import sys; from lmcot.commands.cli import app; sys.argv=['lmcot','report',%r]\n"
              "try:\n    app()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
              "print('heavy:', sorted(m for m in ('dspy','torch','transformers','litellm') if m in sys.modules))"
              % str(out))
@@ -224,7 +224,7 @@ def _interrupt_when(server, args: list[str], sig: int, at_requests: int) -> str:
     """Start ``lmcot experiment``, send ``sig`` once the server has seen ``at_requests`` requests in all;
     returns its stderr."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "lmcot.cli", *args], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "lmcot.commands.cli", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while server.request_count < at_requests and proc.poll() is None and time.time() < deadline:
@@ -341,7 +341,7 @@ def test_select_must_be_vote_quality_or_an_aspect():
 def test_a_bad_experiment_setting_fails_in_one_line_before_any_call(setting, named, server, tmp_path):
     from typer.testing import CliRunner
 
-    from lmcot.cli import app
+    from lmcot.commands.cli import app
 
     before = server.request_count
     result = CliRunner().invoke(app, ["experiment", "--out", str(tmp_path / "out"), "--set", setting,

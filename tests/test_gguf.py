@@ -87,7 +87,7 @@ def test_gguf_student_learns_from_kd_saves_and_reloads(reader_server, tmp_path):
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     began = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "lmcot.cli", "compile", "--out", str(out), *args], cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "lmcot.commands.cli", "compile", "--out", str(out), *args], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     compiled_s = time.monotonic() - began
@@ -107,11 +107,11 @@ def test_gguf_student_learns_from_kd_saves_and_reloads(reader_server, tmp_path):
     assert after["evidence_stated"] >= before["evidence_stated"] + 0.25, (before, after)
     assert after["em"] >= before["em"] + 0.25, (before, after)
 
-    from lmcot.program_io import load_program
+    from lmcot.programs.program_io import load_program
 
     assert load_program(out) is not None  # the saved folder reloads as a program
     # ... and runs from the command line on held-out questions (a fresh cache: the student really generates).
-    ev = subprocess.run([sys.executable, "-m", "lmcot.cli", "evaluate", "--program", str(out), "--out",
+    ev = subprocess.run([sys.executable, "-m", "lmcot.commands.cli", "evaluate", "--program", str(out), "--out",
                          str(tmp_path / "eval"), "--methods", "guided", "--set", f"large_lm.api_base={reader_server.url}",
                          "--set", f"data.dev={dev}", "--set", "data.dev_limit=2",
                          "--set", f"cache_dir={tmp_path / 'cache2'}"],
@@ -130,7 +130,7 @@ def test_real_chat_template_gives_the_same_prompt_ids_in_inference_kd_and_rl():
 
     from lmcot.checkpoint import resolve_model
     from lmcot.optimizers.distill import build_example, prompt_ids
-    from lmcot.optimizers.rl_grpo import build_prompt_rows
+    from lmcot.optimizers.training import build_prompt_rows
     from lmcot.programs.adapter import rationale_messages
     from lmcot.prompting import adds_special_tokens, render_prompt
 

@@ -258,7 +258,7 @@ def _by_hand(engine, messages) -> float:
 
 @pytest.mark.parametrize("kind", ["causal", "seq2seq"])
 def test_in_process_judge_matches_hand_computation(tiny_models, kind):
-    from lmcot.lms import hf_engine_of
+    from lmcot.hf_engine import hf_engine_of
 
     lm = build_lm(LMConfig(model=str(tiny_models[kind]), backend="transformers", device="cpu", batch_size=4))
     engine = hf_engine_of(lm)

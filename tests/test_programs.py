@@ -16,7 +16,7 @@ from dspy.lm15 import Message, Response, TextPart, Usage
 from lmcot.config import ConfigError, LMCoTConfig
 from lmcot.lms import build_lm
 from lmcot.metrics import normalize_answer
-from lmcot.program_io import PROGRAM_FILE, load_program, save_program
+from lmcot.programs.program_io import PROGRAM_FILE, load_program, save_program
 from lmcot.programs import (
     Answer,
     AnswerDirectly,

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.usefixtures("restore_dspy_cache")
 
 
 def test_program_folder_never_enables_remote_code(tmp_path, tiny_causal_path):
-    from lmcot.program_io import load_program, program_config
+    from lmcot.programs.program_io import load_program, program_config
 
     marker = tmp_path / "marker"
     folder = program_folder(tmp_path, tiny_causal_path, trust=True, marker=marker)
@@ -69,7 +69,7 @@ def test_swapped_weights_fail_to_load(tmp_path, tiny_causal_path):
     from safetensors.torch import load_file, save_file
 
     from lmcot.errors import ModelLoadError, UserError
-    from lmcot.program_io import load_program
+    from lmcot.programs.program_io import load_program
 
     folder = program_folder(tmp_path, tiny_causal_path, trust=False)
     assert json.loads((folder / "program.json").read_text())["small_lm_sha256"]
@@ -108,7 +108,7 @@ def _flaky_server(examples):
 def test_garbled_answer_is_not_cached_and_a_rerun_recovers(method, fresh_cache, hotpot_examples, tiny_causal_path):
     from dspy.utils.exceptions import AdapterParseError
 
-    from lmcot.evaluation import build_program
+    from lmcot.programs.evaluation import build_program
     from lmcot.lms import build_lm
     from lmcot.config import SmallLMConfig
 

@@ -192,7 +192,8 @@ def test_run_rl_dispatch(tiny_causal_path, tiny_seq2seq_path, tmp_path, monkeypa
 
     import lmcot.optimizers.rl_grpo as rl_grpo
     import lmcot.optimizers.rl_seq2seq as rl_seq2seq
-    from lmcot.optimizers.rl import choose_algorithm, run_rl
+    from lmcot.optimizers.rl import run_rl
+    from lmcot.optimizers.training import choose_algorithm
 
     assert choose_algorithm("auto", encoder_decoder=False) == "grpo"
     assert choose_algorithm("auto", encoder_decoder=True) == "seq2seq_rloo"
@@ -221,7 +222,7 @@ def test_trl_prompts_are_tokenized_like_inference(tiny_causal_path):
     from transformers import AutoTokenizer
 
     from lmcot.optimizers._trl_reaches import inference_prompt_trainer
-    from lmcot.optimizers.rl_grpo import build_prompt_rows
+    from lmcot.optimizers.training import build_prompt_rows
 
     tok = AutoTokenizer.from_pretrained(str(tiny_causal_path))
     bos = tok.bos_token_id

@@ -16,7 +16,7 @@ from lmcot.data import format_context
 from lmcot.metrics.rationale import RationaleScorer, context_sentences_of, summarize
 from lmcot.metrics.rationale.cheap import factuality, fluency
 from lmcot.metrics.rationale import reference_lm_for
-from lmcot.score import ScoreInputError, render_score_table, run_score, score_backends
+from lmcot.commands.score import ScoreInputError, render_score_table, run_score, score_backends
 from support.paths import HOTPOT as HOTPOT_PATH
 
 HOTPOT = json.loads(HOTPOT_PATH.read_text(encoding="utf-8"))

@@ -7,7 +7,7 @@ import json
 
 from typer.testing import CliRunner
 
-from lmcot.cli import app
+from lmcot.commands.cli import app
 from lmcot.config import ASPECTS
 from support.paths import HOTPOT
 

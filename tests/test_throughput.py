@@ -13,7 +13,7 @@ import pytest
 from dspy.lm15 import Message, Response, TextPart, Usage
 
 from lmcot.config import SmallLMConfig
-from lmcot.evaluation import evaluate_program, predict_all
+from lmcot.programs.evaluation import evaluate_program, predict_all
 from lmcot.lms import build_lm
 from lmcot.programs import LMGuidedCoT
 

@@ -15,7 +15,7 @@ import dspy
 import pytest
 from typer.testing import CliRunner
 
-from lmcot.cli import app
+from lmcot.commands.cli import app
 from lmcot.config import ConfigError, LargeLMConfig, SmallLMConfig, config_from_dict
 from support.paths import HOTPOT, ROOT
 
@@ -170,12 +170,12 @@ def test_ctrl_c_in_compile_says_how_to_resume(oracle_server, tmp_path, monkeypat
 
 
 def test_ctrl_c_in_evaluate_says_nothing_was_written(oracle_server, tmp_path, monkeypatch):
-    import lmcot.evaluate
+    import lmcot.commands.evaluate
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lmcot.evaluate, "run_evaluate", interrupted)
+    monkeypatch.setattr(lmcot.commands.evaluate, "run_evaluate", interrupted)
     result = invoke(["evaluate", "--set", f"large_lm.api_base={oracle_server.url}", "--out", str(tmp_path / "o")])
     assert result.exit_code == 130
     assert "interrupted:" in result.output and "cached" in result.output
@@ -200,7 +200,7 @@ def test_score_reads_evaluate_predictions(oracle_server, tiny_causal_path, tmp_p
     assert [r["method"] for r in scored] == ["cot"] * 3 + ["guided"] * 3  # standard writes no rationale
     # Each rationale is scored against the context evaluate gave it (same dev file, same truncation).
     from lmcot.splits import context_token_counter, load_split
-    from lmcot.score import run_score
+    from lmcot.commands.score import run_score
 
     saved = json.loads((out / "config.json").read_text())
     saved.pop("program")

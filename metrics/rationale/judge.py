@@ -209,7 +209,7 @@ class JudgeScorer:
     # -- public ------------------------------------------------------------------------------
     def score(self, rows: Sequence[Any], aspects: Sequence[str], call_limit: Any = None) -> list[dict[str, float]]:
         """One ``{aspect: P(yes)}`` per row (rows have ``question``, ``context``, ``rationale``). With
-        ``call_limit`` (``lmcot.programs.parallel.CallLimit``) the HTTP calls run under that limit,
+        ``call_limit`` (``lmcot.parallel.CallLimit``) the HTTP calls run under that limit,
         shared with other calls made at the same time (an RL step's answer calls), instead of on
         ``concurrency`` threads of their own."""
         aspects = list(aspects)
@@ -227,7 +227,7 @@ class JudgeScorer:
                                                        rationale, aspect)))
         if not jobs:
             return results
-        from lmcot.lms import hf_engine_of
+        from lmcot.hf_engine import hf_engine_of
 
         engine = hf_engine_of(self.lm)
         if engine is not None:
@@ -308,7 +308,7 @@ class JudgeScorer:
         return answers_yes(response.text)
 
     def _http_scores(self, all_messages: list[list[dict]], call_limit: Any = None) -> list[float]:
-        from lmcot.programs.parallel import map_concurrently
+        from lmcot.parallel import map_concurrently
 
         # Phase 1: log-probabilities where the endpoint may have them. The first question goes
         # alone, so an endpoint without them costs one wasted call, not one per question.

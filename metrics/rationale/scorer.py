@@ -177,7 +177,7 @@ class RationaleScorer:
               progress: bool = False, call_limit: Any = None) -> list[dict[str, float]]:
         """One ``{aspect: score in [0, 1]}`` per row, in ``aspects`` order. A row needs
         ``question`` and ``rationale`` and either ``context`` or ``paragraphs``. ``call_limit``
-        (``lmcot.programs.parallel.CallLimit``): the judge's calls share it with other calls in flight
+        (``lmcot.parallel.CallLimit``): the judge's calls share it with other calls in flight
         (an RL step's answers) instead of running on ``rationale_metrics.concurrency`` threads."""
         aspects = list(aspects)
         unknown = [a for a in aspects if a not in ASPECTS]
@@ -185,8 +185,8 @@ class RationaleScorer:
             raise ValueError(f"unknown aspect(s) {unknown}; aspects are {list(ASPECTS)}")
         prepared = [self._prepare(i, row) for i, row in enumerate(rows)]
         # Equal rows (rollouts of one question that wrote the same rationale) are scored once: the same
-        # judge requests sent together would each be paid for (lmcot.programs.parallel.distinct).
-        from lmcot.programs.parallel import distinct
+        # judge requests sent together would each be paid for (lmcot.parallel.distinct).
+        from lmcot.parallel import distinct
 
         keys = [(q, _context_text(row), r) for (q, _, r), row in zip(prepared, rows)]
         unique, where = distinct(range(len(rows)), key=lambda i: keys[i])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from lmcot.cli import app
+from lmcot.commands.cli import app
 from lmcot.config import config_from_dict
 
 
@@ -45,7 +45,7 @@ class EvilModel(LlamaForCausalLM):
 def program_folder(tmp_path: Path, tiny_causal_path: Path, *, trust: bool, marker: Path | None = None,
                     large_url: str = "http://127.0.0.1:9/v1") -> Path:
     """A program folder as `lmcot compile` writes it, around a copy of the tiny model."""
-    from lmcot.program_io import save_program
+    from lmcot.programs.program_io import save_program
     from lmcot.programs import LMGuidedCoT
 
     folder = tmp_path / "program"

@@ -3,7 +3,7 @@
     rows, summary = evaluate_program(program, devset, concurrency=8, label="guided", lms=[small, large])
     rows, metrics = evaluate_methods(config, ["standard", "cot", "guided"], devset, small_lm, large_lm)
 
-``lmcot evaluate`` (``lmcot/evaluate.py``) writes what ``evaluate_methods`` returns; the compiler
+``lmcot evaluate`` (``commands/evaluate.py``) writes what ``evaluate_methods`` returns; the compiler
 measures the small LM before and after training with ``evaluate_program``.
 """
 
@@ -80,7 +80,7 @@ class _LazyScorer:
 def rationale_workers(program: dspy.Module, concurrency: int) -> int:
     """Threads for the rationale phase: enough that an in-process small LM always has a full batch
     queued behind the one it is generating (two batches' worth), else the run's concurrency."""
-    from lmcot.lms import hf_engine_of
+    from lmcot.hf_engine import hf_engine_of
 
     engine = hf_engine_of(program.small_lm) if getattr(program, "small_lm", None) is not None else None
     return max(concurrency, 2 * engine.batch_size) if engine is not None else concurrency
@@ -101,7 +101,7 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
 
     from lmcot.metrics import answer_em, answer_f1
     from lmcot.plain_progress import progress_bar
-    from lmcot.programs.parallel import map_concurrently, submit_in_context
+    from lmcot.parallel import map_concurrently, submit_in_context
 
     phased = hasattr(program, "rationales_for") and hasattr(program, "answer_from")
 

@@ -131,7 +131,7 @@ def _load(config: Optional[Path], overrides: Optional[List[str]], program: Optio
     from lmcot.config import apply_overrides, config_from_dict, load_config
 
     if program is not None and config is None:
-        from lmcot.program_io import program_config
+        from lmcot.programs.program_io import program_config
 
         base = program_config(program).model_dump(mode="json")
         return config_from_dict(apply_overrides(base, list(overrides or [])), source=str(program))
@@ -199,7 +199,7 @@ def evaluate(
         cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []), program)
         _print_config(cfg)
         _note_remote_code(cfg)
-        from lmcot.evaluate import metrics_table, run_evaluate
+        from lmcot.commands.evaluate import metrics_table, run_evaluate
 
         method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
         out_dir = out or Path(cfg.eval.out)
@@ -261,7 +261,7 @@ def score(
         from lmcot.lms import check_endpoint
         from lmcot.metrics.rationale import summarize
         from lmcot.preflight import PathError
-        from lmcot.score import render_score_table, run_score, score_backends
+        from lmcot.commands.score import render_score_table, run_score, score_backends
 
         out_path = out or rationales.with_suffix(".scores.jsonl")
         if out_path.is_dir():

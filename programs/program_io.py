@@ -144,7 +144,7 @@ def load_program(path: str | Path, config: LMCoTConfig | None = None):
     """Restore a compiled ``LMGuidedCoT``. ``config`` (e.g. the saved one with ``--set`` overrides, or
     the user's YAML) replaces the saved one for the large LM and ``eval`` (num_samples,
     sample_temperature, select); the small LM is always this folder's checkpoint."""
-    from lmcot.evaluation import guided_program
+    from lmcot.programs.evaluation import guided_program
     from lmcot.lms import build_lm
 
     folder, doc = read_program_file(path)

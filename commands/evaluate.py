@@ -6,7 +6,7 @@
 Writes ``OUT/predictions.jsonl`` (one line per example and method), ``OUT/metrics.json``
 (``{method: {"em", "f1", "n", ...}}``) and ``OUT/config.json`` (the resolved config, no secrets).
 Large-LM calls go through DSPy's disk cache, so a rerun makes no new paid call. A thin layer over
-the library: examples from ``lmcot.splits``, the loop from ``lmcot.evaluation``.
+the library: examples from ``lmcot.splits``, the loop from ``lmcot.programs.evaluation``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_d
                  limit: int | None = None, program_dir: str | Path | None = None, progress: bool = True,
                  examples: list[dspy.Example] | None = None) -> dict[str, Any]:
     """Evaluate ``methods`` on the dev set; returns the metrics dict that is written to metrics.json."""
-    from lmcot.evaluation import check_methods, evaluate_methods
+    from lmcot.programs.evaluation import check_methods, evaluate_methods
     from lmcot.lms import build_lm, configure_cache
-    from lmcot.program_io import load_program
+    from lmcot.programs.program_io import load_program
     from lmcot.splits import context_token_counter, load_split
 
     methods = check_methods(methods or config.eval.methods)

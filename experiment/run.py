@@ -78,9 +78,9 @@ class _Run:
                            scorer=self.scorer() if spec.select != "vote" else None)
 
     def run_method(self, spec: MethodSpec) -> dict[str, Any]:
-        from lmcot.evaluation import predict_all
+        from lmcot.programs.evaluation import predict_all
         from lmcot.experiment.cost import LargeLMMeter, SmallLMClock
-        from lmcot.lms import hf_engine_of
+        from lmcot.hf_engine import hf_engine_of
 
         program = self.program(spec)
         small = self.student(spec.student) if spec.student else None
