@@ -8,7 +8,8 @@ the inputs as labelled blocks, and asks for a plain reply:
 * answer-only signatures (``Answer``, ``AnswerDirectly``): the first non-empty line of the reply,
   without an "Answer:" label or a final full stop;
 * with a reasoning field (CoT prompting): "think step by step, then a last line ``Answer: ...``";
-  the answer is that line (or the last "the answer is X").
+  the answer is the reply's last answer statement ("Answer: X", "the answer is X":
+  ``lmcot.metrics.stated_answer``).
 
 A reply with no answer in it raises ``AdapterParseError``: the example fails with that error and is
 never scored with a made-up answer. There is no fallback to another format.
@@ -23,23 +24,18 @@ import dspy
 from dspy.adapters.base import Adapter
 from dspy.utils.exceptions import AdapterParseError
 
+from lmcot.metrics.stated_answer import answer_statements, clean_span
+
 _REASON = {"reasoning", "rationale"}
-_ANSWER_LINE = re.compile(r"^\s*(?:final\s+)?answer\s*[:\-]\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
-# "the answer is X", and SmolLM2-135M's "The answer to this question is: X" (configs/real_reader.yaml)
-_ANSWER_IS = re.compile(r"the answer(?: to (?:the|this) question)? is[:\s]+(.+?)(?:\.\s|\.?$)",
-                        re.IGNORECASE | re.MULTILINE)
 # A line that only announces the answer ("The answer is:", "Answer:"): the answer is on the next line.
 _ANNOUNCE = re.compile(r"^\s*(?:so\s+)?(?:the\s+)?(?:final\s+)?answer(?: to (?:the|this) question)?(?:\s+is)?\s*[:\-]?\s*$",
                        re.IGNORECASE)
-_LEAD_IN = re.compile(r"\b(?:so|thus|therefore|hence)\s*,?\s*$", re.IGNORECASE)
+# "Answer: X" / "Answer - X" as a reply's first line: the label is not part of the answer.
+_ANSWER_LABEL = re.compile(r"^\s*(?:final\s+)?answer\s*[:\-]\s*(.+?)\s*$", re.IGNORECASE)
 
 
 def _title(name: str) -> str:
     return name.replace("_", " ").capitalize()
-
-
-def _clean(span: str) -> str:
-    return span.strip().strip("*\"' ").rstrip(".").strip()
 
 
 class PlainAnswerAdapter(Adapter):
@@ -63,18 +59,18 @@ class PlainAnswerAdapter(Adapter):
         reason = [f for f in outputs if f in _REASON]
         answer_field = next(f for f in outputs if f not in _REASON)
         if reason:
-            found = list(_ANSWER_LINE.finditer(text)) or list(_ANSWER_IS.finditer(text))
-            answer = _clean(found[-1].group(1)) if found else ""
-            # The reasoning is what comes before the answer statement (without a dangling "So").
-            body = _LEAD_IN.sub("", text[: found[-1].start()].strip()).strip() if found else text
+            # The reasoning is what comes before the last answer statement (lmcot.metrics.stated_answer).
+            statements = answer_statements(text)
+            answer = statements[-1].span if statements else ""
+            body = text[: statements[-1].start].strip() if statements else text
             result = {reason[0]: body, answer_field: answer}
         else:
             lines = [ln for ln in text.splitlines() if ln.strip()]
             first = lines[0] if lines else ""
             if _ANNOUNCE.match(first):
                 first = lines[1] if len(lines) > 1 else ""
-            m = _ANSWER_LINE.match(first)
-            answer = _clean(m.group(1) if m else first)
+            m = _ANSWER_LABEL.match(first)
+            answer = clean_span(m.group(1) if m else first)
             result = {answer_field: answer}
         if not answer:
             raise AdapterParseError(adapter_name="PlainAnswerAdapter", signature=signature, lm_response=completion,
@@ -84,6 +80,6 @@ class PlainAnswerAdapter(Adapter):
 
 def answer_adapter_for(large_lm: dspy.LM | None) -> Adapter | None:
     """``PlainAnswerAdapter`` for an in-process large LM; None (DSPy's configured adapter) otherwise."""
-    from lmcot.lms import hf_engine_of
+    from lmcot.hf_engine import hf_engine_of
 
     return PlainAnswerAdapter() if large_lm is not None and hf_engine_of(large_lm) is not None else None

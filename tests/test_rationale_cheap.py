@@ -30,7 +30,8 @@ from lmcot.metrics.rationale.cheap import (
     readability,
     relevance,
 )
-from lmcot.metrics.rationale.text import conclusion_span, split_sentences, syllables
+from lmcot.metrics.rationale.text import split_sentences, syllables
+from lmcot.metrics.stated_answer import conclusion_span
 from support.paths import HOTPOT as HOTPOT_PATH
 
 HOTPOT = json.loads(HOTPOT_PATH.read_text(encoding="utf-8"))

@@ -54,9 +54,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from lmcot.aspects import TABLE
+from lmcot.metrics.stated_answer import conclusion_span
 
 from .text import (
-    conclusion_span,
     content_stems,
     distinct_2,
     entity_stems,

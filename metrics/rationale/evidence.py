@@ -9,7 +9,7 @@ A rationale states the evidence for a question when either
    short to be told apart from chance overlap and never counts on its own; or
 2. it states the gold answer: the answer's normalised tokens occur as a contiguous run in the
    rationale's tokens. A yes/no answer would match any sentence holding that word, so for those
-   only a concluding claim counts: the tokens right after the rationale's last "answer is".
+   only a concluding claim counts: the answer the rationale states last (``lmcot.metrics.stated_answer``).
 
 Why overlap and not verbatim quoting: a student paraphrasing "X was born in 1961" as "X, born 1961"
 states the fact; exact-substring rules miss that. Why 60%: it accepts a sentence restated with its
@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from lmcot.metrics.answer import normalize_answer
+from lmcot.metrics.stated_answer import stated_answer
 
 SENTENCE_OVERLAP = 0.6
 MIN_CONTENT_TOKENS = 3
@@ -59,9 +60,8 @@ def states_answer(rationale: str, answer: str) -> bool:
     if not gold:
         return False
     if gold in (["yes"], ["no"]):
-        low = rationale.lower()
-        at = low.rfind("answer is")
-        return at >= 0 and tokens(rationale[at + len("answer is"):])[:1] == gold
+        stated = stated_answer(rationale)
+        return stated is not None and tokens(stated)[:1] == gold
     return _contains_run(tokens(rationale), gold)
 
 

@@ -150,20 +150,6 @@ def syllables(word: str) -> int:
     return max(1, n)
 
 
-# Answer announcements: "So the answer is X", "Answer: X", "Therefore, the final answer is X."
-_CONCLUSION = re.compile(
-    r"^\W*(?:(?:so|thus|therefore|hence|in conclusion|overall)\W+)?(?:the\s+)?(?:final\s+)?answer"
-    r"(?:\s+(?:is|would be|will be|should be)|\s*:)\s*(?P<span>.*?)\W*$",
-    re.IGNORECASE,
-)
-
-
-def conclusion_span(sentence: str) -> str | None:
-    """The ``X`` of an answer announcement ("So the answer is X."), or None for any other sentence."""
-    m = _CONCLUSION.match(sentence)
-    return m.group("span") if m else None
-
-
 def idf_table(documents: Iterable[Sequence[str]]) -> tuple[dict[str, float], float]:
     """Smoothed IDF over ``documents`` (each a sequence of stems): ``log((1+N)/(1+df)) + 1``.
     Returns the table and the value for an unseen stem (df = 0), the largest possible weight."""

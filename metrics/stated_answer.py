@@ -1,0 +1,123 @@
+"""What a text states as its answer: the one reader of "So the answer is X" (and "Answer: X").
+
+    stated_answer("Paris is in France. So the answer is Paris.")        -> "Paris"
+    answer_statements(text)                                              -> [Statement(start, end, span)]
+    without_stated_answer("A is B. So the answer is B. B is old.")       -> "A is B. B is old."
+
+Every place that needs a text's stated conclusion reads it here: an in-process reader's CoT reply
+(``programs/answer_adapter.py``), the evidence rule's yes/no check (``metrics/rationale/evidence.py``),
+the cheap scorers' claim steps (``metrics/rationale/cheap.py``), the scripted stand-in reader
+(``tests/support/oracle_responder.py``), the evidence-form KD data and the answer-leak analysis.
+
+A statement is an announcement of the answer, optionally led by "so / thus / therefore / hence / in
+conclusion", with "answer is / answer would be / answer:" ("the final answer is", "the answer to this
+question is" too), running to the end of its sentence or line. The *stated* answer is the last one:
+a rationale that revises itself ends with what it settled on. A statement inside quotes counts (the
+reader sees it all the same); its quotes are part of the statement and are removed with it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# The announcement up to the answer span. Lead-ins and the "to this question" tail are optional.
+_LEAD = r"(?:(?:so|thus|therefore|hence|in conclusion|overall|finally)\s*,?\s+)?"
+_ANNOUNCE = (r"(?:the\s+)?(?:final\s+|correct\s+)?answer(?:\s+to\s+(?:the|this)\s+question)?"
+             r"(?:\s+(?:is|would be|will be|should be|must be)\s*:?|\s*:)")
+_STATEMENT = re.compile(rf"(?P<quote>[\"“'‘]?)(?P<lead>{_LEAD}){_ANNOUNCE}[ \t]*(?P<span>[^\n]*)", re.IGNORECASE)
+# Where a sentence ends inside a line: . ! ? followed by white space (not "18.00", not "U.S.A").
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+# A dot after these ends no sentence ("St. Louis", "J. R. R. Tolkien", "Mt. Fuji").
+_ABBREVIATIONS = frozenset("st mt mr mrs ms dr jr sr vs no inc ltd co corp dept fig".split())
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One answer statement: ``text[start:end]`` is the whole statement (lead-in and closing quote
+    and full stop included); ``span`` is the answer it gives, cleaned."""
+
+    start: int
+    end: int
+    span: str
+
+
+def _sentence_end(line: str, at: int) -> int:
+    """Index in ``line`` just past the sentence that runs from ``at`` (its final punctuation included)."""
+    for m in _SENTENCE_END.finditer(line, at):
+        word = re.search(r"(\w+)$", line[at:m.start()])
+        if word and (word.group(1).lower() in _ABBREVIATIONS or (len(word.group(1)) == 1 and word.group(1).isupper())):
+            continue
+        return m.end()
+    return len(line)
+
+
+def clean_span(span: str) -> str:
+    """The answer inside a statement's tail: without surrounding quotes, asterisks, brackets or the
+    final full stop ("**Paris**." -> "Paris")."""
+    span = span.strip().strip("*").strip()
+    span = span.rstrip(".!?;,").strip()
+    for open_, close in ('""', "''", "“”", "‘’", "()", "[]"):
+        if len(span) >= 2 and span[0] == open_ and span[-1] == close:
+            span = span[1:-1].strip()
+    return span.strip("*\"'“”‘’ ").rstrip(".").strip()
+
+
+def answer_statements(text: str) -> list[Statement]:
+    """Every answer statement in ``text``, in order (see the module docstring)."""
+    text = text or ""
+    found: list[Statement] = []
+    for m in _STATEMENT.finditer(text):
+        line_end = text.find("\n", m.start())
+        line_end = len(text) if line_end < 0 else line_end
+        span_start = m.start("span")
+        end = span_start + _sentence_end(text[span_start:line_end], 0)
+        raw = text[span_start:end]
+        if m.group("quote"):  # a quoted statement: its closing quote is part of it
+            close = {'"': '"', "“": "”", "'": "'", "‘": "’"}[m.group("quote")]
+            closing = text.find(close, span_start, line_end)
+            if closing >= 0:
+                raw = text[span_start:closing]
+                end = closing + 1
+                # the full stop after a closing quote belongs to the sentence that quoted it
+                if end < line_end and text[end] in ".!?":
+                    end += 1
+        span = clean_span(raw)
+        if span:
+            found.append(Statement(m.start(), end, span))
+    return found
+
+
+def stated_answer(text: str) -> str | None:
+    """The answer ``text`` states last, or None when it states none."""
+    statements = answer_statements(text)
+    return statements[-1].span if statements else None
+
+
+def without_stated_answer(text: str) -> str:
+    """``text`` with every answer statement removed (wherever it sits, quoted or not), white space
+    tidied: what is left is the reasoning and evidence alone."""
+    text = text or ""
+    pieces, at = [], 0
+    for s in answer_statements(text):
+        pieces.append(text[at:s.start])
+        at = s.end
+    pieces.append(text[at:])
+    out = "".join(pieces)
+    out = re.sub(r"[ \t]+\n", "\n", out)
+    out = re.sub(r"[ \t]{2,}", " ", out)
+    out = re.sub(r"\n{3,}", "\n\n", out)
+    return out.strip()
+
+
+def conclusion_span(sentence: str) -> str | None:
+    """The ``X`` of a sentence that is an answer announcement as a whole ("So the answer is X."),
+    or None for any other sentence (a claim that only mentions an answer is a claim)."""
+    statements = answer_statements(sentence)
+    if not statements or sentence[:statements[0].start].strip(" \t\"'“‘"):
+        return None
+    return statements[0].span
+
+
+__all__ = ["Statement", "answer_statements", "stated_answer", "without_stated_answer", "conclusion_span",
+           "clean_span"]
