@@ -99,14 +99,10 @@ class LMConfig(_Section):
     max_input_tokens: int = Field(2048, gt=0)
     trust_remote_code: bool = False
     revision: str | None = None
-    # Repetition controls (transformers' names). Sampled rationales of small models can fall into loops
-    # that run to max_tokens; these damp that. For small_lm they also drive the RL rollouts (TRL
-    # GRPO/RLOO, the seq2seq loop), so RL samples as inference does. Trade-offs: for a causal LM both
-    # count the *prompt* too, so they penalise quoting the context, which is what a good rationale does
-    # (measured on SmolLM2 after KD, 16 held-out questions sampled at temperature 1.0, 64 tokens: cut at
-    # max_tokens 4/16 with neither, 16/16 at repetition_penalty 1.2, 10/16 at no_repeat_ngram_size 4,
-    # and no loops in any); and RL's policy gradient uses the unpenalised log-probs, so a penalty makes
-    # updates slightly off-policy (TRL does the same). Off by default.
+    # Repetition controls (transformers' names): damp the loops small models fall into when sampling.
+    # They also drive the RL rollouts, so RL samples as inference does. Trade-off: for a causal LM both
+    # count the prompt too, so they penalise quoting the context, which a good rationale does (README,
+    # "Real models", has the measured effect); RL's gradient uses unpenalised log-probs (as TRL's).
     repetition_penalty: float = Field(1.0, ge=1.0, le=2.0, description=(
         "in-process models: > 1.0 lowers the score of tokens already in the prompt or output (1.0: off; "
         "1.1-1.3 usual)"))

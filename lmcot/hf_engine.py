@@ -35,7 +35,9 @@ def _local_files(model: str) -> str:
 
 
 @dataclass
-class _Job:
+class Job:
+    """One queued generation request: its rendered prompt and generate()'s settings."""
+
     prompt: str
     params: tuple
     future: Future = field(default_factory=Future)
@@ -72,7 +74,7 @@ class TransformersEngine:
             self.fingerprint = remembered
         else:
             self._load()
-        self._queue: list[_Job] = []
+        self._queue: list[Job] = []
         self._cond = threading.Condition()
         self._leader_active = False
         self._arriving = 0  # callers inside complete() whose request is not queued yet
@@ -187,7 +189,7 @@ class TransformersEngine:
         with self._cond:
             self._arriving += 1  # a leader waits for this request rather than start without it
         try:
-            job = _Job(render_prompt(self.tokenizer, messages, self.is_encoder_decoder), params)
+            job = Job(render_prompt(self.tokenizer, messages, self.is_encoder_decoder), params)
         except BaseException:
             with self._cond:
                 self._arriving -= 1
@@ -221,7 +223,7 @@ class TransformersEngine:
         return cls(**state)
 
     # -- micro-batching -------------------------------------------------------------------
-    def _submit(self, job: _Job, arriving: bool = False):
+    def _submit(self, job: Job, arriving: bool = False):
         with self._cond:
             self._queue.append(job)
             if arriving:
@@ -276,27 +278,8 @@ class TransformersEngine:
     # A request waiting longer than this goes into the next batch whatever its length.
     MAX_WAIT_FOR_SIMILAR_S = 1.0
 
-    def _pick_batch(self) -> list[_Job]:
-        """Up to ``batch_size`` queued requests with the oldest one's generation settings and the
-        closest prompt lengths: left padding to the longest prompt costs prefill (most of a CPU
-        generate), so a batch of similar lengths wastes least. The oldest request is always in the
-        batch once it has waited ``MAX_WAIT_FOR_SIMILAR_S``, so no request waits for ever."""
-        oldest = self._queue[0]
-        temperature, seed = oldest.params[0], oldest.params[4]
-        # A seeded sampled request runs alone: one seed for a whole batch would make its output
-        # depend on which other requests happened to share the batch.
-        if seed is not None and temperature > 0:
-            return [oldest]
-        same = sorted((j for j in self._queue if j.params == oldest.params), key=lambda j: len(j.prompt))
-        n = self.batch_size
-        if len(same) <= n:
-            return same
-        starts = range(len(same) - n + 1)
-        if time.monotonic() - oldest.queued_at > self.MAX_WAIT_FOR_SIMILAR_S:
-            at = same.index(oldest)
-            starts = range(max(0, at - n + 1), min(at, len(same) - n) + 1)
-        start = min(starts, key=lambda s: len(same[s + n - 1].prompt) - len(same[s].prompt))
-        return same[start:start + n]
+    def _pick_batch(self) -> list[Job]:
+        return pick_batch(self._queue, self.batch_size, time.monotonic(), self.MAX_WAIT_FOR_SIMILAR_S)
 
     # -- generation -----------------------------------------------------------------------
     def generate(self, prompts: list[str], temperature: float = 0.0, top_p: float | None = None,
@@ -367,6 +350,29 @@ class TransformersEngine:
     def name_hint(self) -> str:
         base = Path(self.model_id.rstrip("/")).name or self.model_id
         return f"{base}@{self.fingerprint}{self.settings_tag}"
+
+
+def pick_batch(queue: list[Job], batch_size: int, now: float, max_wait_s: float) -> list[Job]:
+    """The next batch from ``queue`` (oldest first): up to ``batch_size`` requests with the oldest one's
+    generation settings and the closest prompt lengths. Left padding to the longest prompt costs
+    prefill (most of a CPU generate), so a batch of similar lengths wastes least. The oldest request
+    is always in the batch once it has waited ``max_wait_s``, so no request waits for ever."""
+    oldest = queue[0]
+    temperature, seed = oldest.params[0], oldest.params[4]
+    # A seeded sampled request runs alone: one seed for a whole batch would make its output depend
+    # on which other requests happened to share the batch.
+    if seed is not None and temperature > 0:
+        return [oldest]
+    same = sorted((j for j in queue if j.params == oldest.params), key=lambda j: len(j.prompt))
+    n = batch_size
+    if len(same) <= n:
+        return same
+    starts = range(len(same) - n + 1)
+    if now - oldest.queued_at > max_wait_s:
+        at = same.index(oldest)
+        starts = range(max(0, at - n + 1), min(at, len(same) - n) + 1)
+    start = min(starts, key=lambda s: len(same[s + n - 1].prompt) - len(same[s].prompt))
+    return same[start:start + n]
 
 
 def hf_engine_of(lm: Any) -> TransformersEngine | None:

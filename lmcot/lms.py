@@ -50,7 +50,7 @@ def import_litellm() -> None:
     by handing one of them the half-initialised package, and every call of that process fails with
     "partially initialized module 'litellm' has no attribute 'completion'". A fresh process resuming
     an evaluation (some replies cached, some not, concurrent calls) hit it every time. The import is
-    paid anyway by the first call or cached reply (3.5-5 s on the loaded 2-core box)."""
+    paid anyway by the first call or cached reply."""
     with _LITELLM_IMPORT:
         import litellm  # noqa: F401
 

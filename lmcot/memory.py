@@ -1,10 +1,9 @@
 """Give freed model memory back to the operating system between compile stages.
 
 A training stage frees its model, gradients and optimizer state when it ends, but on Linux glibc's
-allocator keeps most of the freed heap in the process (torch allocates a 135M model's layers as a few
-hundred tensors of a few MB each, below glibc's mmap threshold): measured here, the process stayed
-~1.7 GB above its pre-training size after a finished KD stage of SmolLM2-135M, and the next stage's
-model came on top of it. ``malloc_trim(0)`` returns those free pages. Neither Python's ``gc`` nor torch
+allocator keeps most of the freed heap in the process (torch allocates a small model's layers as a few
+hundred tensors of a few MB each, below glibc's mmap threshold), and the next stage's model comes on
+top of it (figures: bench/README.md, "Memory between stages"). ``malloc_trim(0)`` returns those free pages. Neither Python's ``gc`` nor torch
 has a call for this (torch's CPU allocator is plain malloc), hence the ctypes call. Elsewhere (macOS,
 musl) it is a no-op.
 """

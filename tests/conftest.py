@@ -27,6 +27,14 @@ import pytest  # noqa: E402
 from support.paths import HOTPOT, QUICKSTART_DEV, QUICKSTART_TRAIN, TWOWIKI  # noqa: E402
 
 
+def pytest_runtest_setup(item):
+    # Before the test's fixtures (module-scoped ones included) run: support.cli.run_cli refuses to
+    # spawn the CLI for a test of the quick tier.
+    import support.cli
+
+    support.cli.in_slow_test = item.get_closest_marker("slow") is not None
+
+
 @pytest.fixture(scope="session")
 def hotpot_examples():
     from lmcot.data import load_examples

@@ -138,3 +138,13 @@ def test_no_test_infrastructure_in_the_package():
         imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not any(n == "support" or n.startswith("support.") for n in imported), path
+
+
+def test_test_modules_never_import_each_other():
+    # Shared helpers live in tests/support/; a test module importing another runs its fixtures twice.
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        bad = sorted(n for n in imported if n.split(".")[0].startswith("test_") or n.startswith("tests."))
+        assert not bad, f"{path.name} imports {bad}: move what they share to tests/support/"

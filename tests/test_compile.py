@@ -8,35 +8,21 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from support.cli import run_cli
+from support.cli import compile_overrides, run_cli
 from support.paths import HOTPOT, ROOT
 
-
-
-def _overrides(server, tmp_path: Path, student: Path, stages: str = "kd", train_limit: int = 12) -> list[str]:
-    return [
-        "--set", f"small_lm.model={student}", "--set", "small_lm.max_tokens=24",
-        "--set", "large_lm.model=openai/oracle", "--set", f"large_lm.api_base={server.url}",
-        "--set", "large_lm.num_retries=1",
-        "--set", f"data.train={HOTPOT}", "--set", f"data.train_limit={train_limit}",
-        "--set", f"data.dev={HOTPOT}", "--set", "data.dev_limit=6", "--set", "data.max_context_tokens=200",
-        "--set", "kd.num_samples=2", "--set", "kd.max_steps=30", "--set", "kd.learning_rate=0.003",
-        "--set", "kd.report_to=[none]", "--set", "kd.batch_size=4",
-        "--set", "rl.max_steps=2", "--set", "rl.num_generations=2", "--set", "rl.batch_size=4",
-        "--set", "rl.max_new_tokens=16", "--set", "rl.report_to=[none]",
-        "--set", f"cache_dir={tmp_path / 'cache'}", "--set", f"stages=[{stages}]",
-    ]
+# Every test here runs `lmcot compile` (or evaluate) in a child process and trains a student.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def compiled_kd(oracle_server, tiny_causal_path, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compile_kd")
     out = tmp / "out"
-    result = run_cli(["compile", "--out", str(out), *_overrides(oracle_server, tmp, tiny_causal_path)])
+    result = run_cli(["compile", "--out", str(out), *compile_overrides(oracle_server, tmp, tiny_causal_path)])
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp, out, result
 
@@ -74,7 +60,7 @@ def test_compiled_small_lm_has_a_new_name(compiled_kd, tiny_causal_path):
 def test_rerun_skips_finished_stage_and_makes_no_teacher_call(compiled_kd, oracle_server, tiny_causal_path):
     tmp, out, _ = compiled_kd
     before = oracle_server.request_count
-    result = run_cli(["compile", "--out", str(out), *_overrides(oracle_server, tmp, tiny_causal_path)])
+    result = run_cli(["compile", "--out", str(out), *compile_overrides(oracle_server, tmp, tiny_causal_path)])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "complete under" in result.stderr
     assert oracle_server.request_count == before  # dev evaluations come from the disk cache too
@@ -102,7 +88,7 @@ def test_save_load_evaluate_gives_the_same_predictions(compiled_kd, oracle_serve
     from lmcot.programs import LMGuidedCoT
 
     tmp, out, _ = compiled_kd
-    args = _overrides(oracle_server, tmp, tiny_causal_path)
+    args = compile_overrides(oracle_server, tmp, tiny_causal_path)
     cfg = load_config(None, [args[i + 1] for i in range(0, len(args), 2)])
     trainset, valset = load_split(cfg, "train"), load_split(cfg, "dev")
     # The Python API over the finished folder: same student, data and settings, so the kd stage is
@@ -125,24 +111,23 @@ def test_killed_during_bootstrap_then_resumed(oracle_server, tiny_causal_path, t
     """SIGKILL in the middle of the teacher bootstrap, rerun: no duplicate or torn trace line, and no
     finished (question, sample) is asked of the server again."""
     out = tmp_path / "out"
-    args = ["compile", "--out", str(out), *_overrides(oracle_server, tmp_path, tiny_causal_path, train_limit=16),
+    args = ["compile", "--out", str(out), *compile_overrides(oracle_server, tmp_path, tiny_causal_path, train_limit=16),
             "--set", "kd.concurrency=2"]
     oracle_server.clear()
-    oracle_server.delay = 0.15
+    # Teacher samples (temperature > 0): 8 are answered, the later ones held until the kill.
+    oracle_server.hold_after(8, match=lambda body: (body.get("temperature") or 0) > 0)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "lmcot.commands.cli", *args], cwd=ROOT, env=dict(os.environ),
+        proc = subprocess.Popen([sys.executable, "-m", "lmcot", *args], cwd=ROOT, env=dict(os.environ),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        traces = out / "kd" / "traces.jsonl"
-        deadline = time.time() + 240
-        while time.time() < deadline and (not traces.exists() or traces.read_text().count("\n") < 6):
-            time.sleep(0.05)
+        assert oracle_server.wait_until_holding(timeout=600), "the compile never reached its teacher calls"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        done_before = {(r["id"], r["sample"]) for r in map(json.loads, traces.read_text().splitlines()) if r}
-        assert 6 <= len(done_before) < 32, "the kill should land in the middle of the bootstrap"
-        first_run_requests = oracle_server.request_count
     finally:
-        oracle_server.delay = 0.0
+        oracle_server.release()
+    traces = out / "kd" / "traces.jsonl"
+    done_before = {(r["id"], r["sample"]) for r in map(json.loads, traces.read_text().splitlines()) if r}
+    assert 6 <= len(done_before) <= 8, "the kill lands in the middle of the bootstrap (2 calls in flight at most)"
+    first_run_requests = oracle_server.request_count
     result = run_cli(args)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (out / "kd" / "traces.jsonl").read_text().splitlines()
@@ -165,7 +150,7 @@ def test_compile_kd_then_rl(student_fixture, request, oracle_server, tmp_path):
     RL checkpoint under a new name, and metrics.json reports aspects and EM/F1 before and after RL."""
     student = request.getfixturevalue(student_fixture)
     out = tmp_path / "out"
-    result = run_cli(["compile", "--out", str(out), *_overrides(oracle_server, tmp_path, student, stages="kd,rl",
+    result = run_cli(["compile", "--out", str(out), *compile_overrides(oracle_server, tmp_path, student, stages="kd,rl",
                                                                  train_limit=8)])
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((out / "rl" / "model").glob("*.safetensors"))

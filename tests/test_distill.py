@@ -104,6 +104,7 @@ def mean_f1(outputs: list[str], rows: list[dict]) -> float:
     return sum(answer_f1(o, r["rationale"]) for o, r in zip(outputs, rows)) / len(rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, steps", [("causal", 110), ("seq2seq", 80)])
 def test_kd_student_learns_teacher_rationales(kind, steps, kept, causal_student, seq2seq_student, tmp_path):
     from lmcot.optimizers.distill import distill
@@ -186,6 +187,7 @@ def test_long_prompt_is_cut_from_the_left_like_inference(kept, seq2seq_student):
     assert engine.tokenizer.decode(example["input_ids"], skip_special_tokens=True).rstrip().endswith("Rationale:")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["causal", "seq2seq"])
 def test_lora_saves_a_merged_plain_checkpoint(kind, kept, causal_student, seq2seq_student, tmp_path):
     import torch
@@ -211,6 +213,7 @@ def test_lora_saves_a_merged_plain_checkpoint(kind, kept, causal_student, seq2se
     assert all("norm" not in n and "embed" not in n and "shared" not in n for n in changed)
 
 
+@pytest.mark.slow
 def test_rerun_resumes_from_checkpoint_and_reuses_finished_model(kept, causal_student, tmp_path, caplog):
     from lmcot.optimizers.distill import distill
 

@@ -38,7 +38,10 @@ def test_adapter_call_postprocess_keeps_its_signature_and_fails_on_empty_text():
 def test_validate_request_is_still_where_dspy_engines_import_it():
     from dspy.lm15 import Config, Message, Request, TextPart
 
-    validate_request(Request(model="m", messages=[Message.user([TextPart("hi")])], config=Config()))
+    good = Request(model="m", messages=[Message.user([TextPart("hi")])], config=Config())
+    assert validate_request(good) is None  # a well-formed request passes
+    with pytest.raises(Exception):  # and DSPy's check still refuses one it cannot serve
+        validate_request(Request(model="m", messages=[], config=Config()))
 
 
 def test_dump_state_has_one_lm_entry_per_predictor():

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dspy
 import pytest
+from support.tiny import scramble_and_save
 
 from lmcot.config import SmallLMConfig
 from lmcot.hf_engine import TransformersEngine
@@ -26,25 +27,6 @@ from lmcot.hf_engine import hf_engine_of
 from lmcot.lms import build_lm
 from lmcot.programs import LMGuidedCoT, RationaleAdapter, Rationalize, rationale_messages
 from lmcot.prompting import messages_to_text, render_prompt
-
-
-def scramble_and_save(src: Path, dst: Path, seed: int, scale: float = 0.2) -> Path:
-    """Load ``src``, add seeded noise to every non-norm weight, save to ``dst`` ("a training step")."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    is_seq2seq = AutoConfig.from_pretrained(src).is_encoder_decoder
-    model = (AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM).from_pretrained(src)
-    tok = AutoTokenizer.from_pretrained(src)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.named_parameters():
-            if "norm" not in name:
-                tensor.add_(torch.randn(tensor.shape, generator=gen) * scale)
-    dst.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(dst)
-    tok.save_pretrained(dst)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -355,18 +337,14 @@ def test_seeded_sampled_requests_are_not_batched_together(tiny_causal_path):
         return original(prompts, *args, **kwargs)
 
     engine.generate = counting
-    from lmcot.hf_engine import _Job
+    lm = dspy.LM("hf/tiny", engine=engine, cache=False, max_tokens=4, num_retries=0)
 
-    def submit(i: int):
-        return engine._submit(_Job(f"prompt {i}", (0.8, None, None, 4, 7, ())))
+    def sample(i: int) -> str:
+        return lm(f"prompt {i}", temperature=0.8, seed=7)[0]
 
     with ThreadPoolExecutor(6) as pool:
-        outs = list(pool.map(submit, range(6)))
+        outs = list(pool.map(sample, range(6)))
     assert calls == [1] * 6
-    # Same seed, same prompt -> same text however the requests arrived.
-    again = engine._submit(_Job("prompt 3", (0.8, None, None, 4, 7, ())))
-    assert again[0] == outs[3][0]
-    calls.clear()
-    with ThreadPoolExecutor(6) as pool:  # greedy requests still share one generate
-        list(pool.map(lambda i: engine._submit(_Job(f"prompt {i}", (0.0, None, None, 4, None, ()))), range(6)))
-    assert len(calls) < 6
+    # Same seed, same prompt -> same text however the requests arrived. (Greedy requests do share a
+    # generate: tests/test_throughput.py.)
+    assert sample(3) == outs[3]

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -73,6 +72,7 @@ def _mean(xs):
 
 
 # ----------------------------------------------------------------------------- the grid and its numbers
+@pytest.mark.slow
 def test_every_method_row_is_present_with_n_equal_to_the_dev_size(experiment):
     results = experiment["results"]
     expected = {"standard", "cot", "cot_sc", "guided_untrained", "guided_untrained_sc", "guided_kd", "guided_kd_sc",
@@ -93,6 +93,7 @@ def test_every_method_row_is_present_with_n_equal_to_the_dev_size(experiment):
     assert results["methods"]["cot_sc"]["usage"]["calls"] == 2 * DEV
 
 
+@pytest.mark.slow
 def test_each_table_value_equals_the_value_recomputed_from_results_json(experiment):
     from lmcot.metrics import answer_em
 
@@ -148,6 +149,7 @@ def test_each_table_value_equals_the_value_recomputed_from_results_json(experime
         assert 0.0 <= float(r[4]) <= 1.0 and 0.0 <= float(r[7]) <= 1.0
 
 
+@pytest.mark.slow
 def test_every_png_opens_and_is_not_blank(experiment):
     import matplotlib.image as mpimg
     import numpy as np
@@ -162,6 +164,7 @@ def test_every_png_opens_and_is_not_blank(experiment):
     assert page.count("data:image/png;base64,") == 4 and "src='plots/" not in page
 
 
+@pytest.mark.slow
 def test_report_rerenders_without_any_request_and_writes_the_same_numbers(experiment, server):
     out = experiment["out"]
     md_before = (out / "report.md").read_text()
@@ -183,6 +186,7 @@ def test_report_rerenders_without_any_request_and_writes_the_same_numbers(experi
     assert len(list((out / "plots").glob("*.png"))) == 4 and (out / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_rerun_skips_every_step_and_makes_no_request(experiment, server, tiny_causal_path):
     before = server.request_count
     result = run_cli(["experiment", "--out", str(experiment["out"]),
@@ -192,6 +196,7 @@ def test_rerun_skips_every_step_and_makes_no_request(experiment, server, tiny_ca
     assert "method-guided_kd_rl: done earlier, skipped" in result.stderr
 
 
+@pytest.mark.slow
 def test_report_of_a_folder_without_results_fails_in_one_line(tmp_path):
     result = run_cli(["report", str(tmp_path)])
     assert result.returncode == 2
@@ -221,20 +226,24 @@ def clean_requests(server, tiny_causal_path, tmp_path_factory):
 
 
 def _interrupt_when(server, args: list[str], sig: int, at_requests: int) -> str:
-    """Start ``lmcot experiment``, send ``sig`` once the server has seen ``at_requests`` requests in all;
-    returns its stderr."""
+    """Start ``lmcot experiment``; once the server has answered ``at_requests`` requests in all it holds
+    the next ones, and ``sig`` is sent while they are held (then they are let through: Ctrl-C waits for
+    the calls in flight). Returns the run's stderr."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "lmcot.commands.cli", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while server.request_count < at_requests and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, sig)
-    _, stderr = proc.communicate(timeout=60)
+    server.hold_after(at_requests - server.request_count)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "lmcot", *args], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert server.wait_until_holding(timeout=600), "the run finished before it could be interrupted"
+        os.kill(proc.pid, sig)
+    finally:
+        server.release()
+    _, stderr = proc.communicate(timeout=600)
     assert proc.returncode in (-sig, 130), f"the run was not interrupted by {sig!r}: {proc.returncode}"
     return stderr
 
 
+@pytest.mark.slow
 def test_interrupted_and_rerun_pays_for_no_call_twice(server, tiny_causal_path, tmp_path, clean_requests):
     """SIGKILL in the middle of the method steps, rerun, Ctrl-C later on, rerun to the end (one run
     for both signals, to keep the suite cheap): the server sees the requests of one clean run. Ctrl-C
@@ -243,20 +252,16 @@ def test_interrupted_and_rerun_pays_for_no_call_twice(server, tiny_causal_path, 
     server.clear()
     args = _small_grid(server, tiny_causal_path, tmp_path)
     in_flight = 4 * 2  # eval.concurrency x experiment.num_samples
-    server.delay = 0.05
-    try:
-        _interrupt_when(server, args, signal.SIGKILL, 6)
-        killed = server.request_count
-        # Ctrl-C halfway through what is left (a fixed +10 raced a fast box: the rerun could finish first).
-        left = sum(clean_requests.values()) - killed
-        assert left >= 2, f"the SIGKILL landed too late ({killed} requests of {sum(clean_requests.values())})"
-        stderr = _interrupt_when(server, args, signal.SIGINT, killed + left // 2)
-        assert "rerun the same command to resume" in stderr
-        interrupted = server.request_count
-        before_ctrl_c_rerun = _bodies(server)
-        result = run_cli(args)
-    finally:
-        server.delay = 0.0
+    _interrupt_when(server, args, signal.SIGKILL, 6)
+    killed = server.request_count
+    # Ctrl-C halfway through what is left.
+    left = sum(clean_requests.values()) - killed
+    assert left >= 2, f"the SIGKILL landed too late ({killed} requests of {sum(clean_requests.values())})"
+    stderr = _interrupt_when(server, args, signal.SIGINT, killed + left // 2)
+    assert "rerun the same command to resume" in stderr
+    interrupted = server.request_count
+    before_ctrl_c_rerun = _bodies(server)
+    result = run_cli(args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert 0 < killed < interrupted < server.request_count
     got = _bodies(server)
@@ -338,6 +343,7 @@ def test_select_must_be_vote_quality_or_an_aspect():
 @pytest.mark.parametrize("setting, named", [("experiment.bogus=1", "experiment.bogus"),
                                             ("experiment.thresholds=[0.5, 2]", "experiment.thresholds"),
                                             ("experiment.rl_ablation=[everything]", "experiment.rl_ablation")])
+@pytest.mark.slow
 def test_a_bad_experiment_setting_fails_in_one_line_before_any_call(setting, named, server, tmp_path):
     from typer.testing import CliRunner
 

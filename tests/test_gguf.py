@@ -87,7 +87,7 @@ def test_gguf_student_learns_from_kd_saves_and_reloads(reader_server, tmp_path):
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     began = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "lmcot.commands.cli", "compile", "--out", str(out), *args], cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "lmcot", "compile", "--out", str(out), *args], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     compiled_s = time.monotonic() - began
@@ -111,7 +111,7 @@ def test_gguf_student_learns_from_kd_saves_and_reloads(reader_server, tmp_path):
 
     assert load_program(out) is not None  # the saved folder reloads as a program
     # ... and runs from the command line on held-out questions (a fresh cache: the student really generates).
-    ev = subprocess.run([sys.executable, "-m", "lmcot.commands.cli", "evaluate", "--program", str(out), "--out",
+    ev = subprocess.run([sys.executable, "-m", "lmcot", "evaluate", "--program", str(out), "--out",
                          str(tmp_path / "eval"), "--methods", "guided", "--set", f"large_lm.api_base={reader_server.url}",
                          "--set", f"data.dev={dev}", "--set", "data.dev_limit=2",
                          "--set", f"cache_dir={tmp_path / 'cache2'}"],

@@ -98,6 +98,7 @@ def _compile(cfg, out):
         program, load_split(cfg, "train"), load_split(cfg, "dev"))[1]
 
 
+@pytest.mark.slow
 def test_kd_compile_builds_no_scorer_model_and_trains_with_no_engine_resident(
         oracle_server, tiny_causal_path, tmp_path, watched, monkeypatch, restore_dspy_cache):
     from lmcot.metrics.rationale import scorer
@@ -116,6 +117,7 @@ def test_kd_compile_builds_no_scorer_model_and_trains_with_no_engine_resident(
     assert kd["perplexity_scorers"] == 0
 
 
+@pytest.mark.slow
 def test_rl_trains_with_no_student_engine_or_idle_scorer_model_resident(
         oracle_server, tiny_causal_path, tmp_path, watched, restore_dspy_cache):
     # reference_lm defaults to the untrained student: a perplexity model scores aspects before KD.

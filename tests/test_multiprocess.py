@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from test_compile import ROOT, _overrides
+from support.cli import compile_overrides
+from support.paths import ROOT
 
 
 def _files(folder: Path) -> set[str]:
@@ -53,7 +54,7 @@ def test_several_processes_refuse_rl_of_an_encoder_decoder_student_before_any_ca
 def test_torchrun_two_processes_train_kd_and_rl_once(oracle_server, tiny_causal_path, tmp_path):
     # RL on rationale quality alone (the cheap aspect scorers): its rollouts make no LM call, so the two
     # runs' request counts must match exactly, which shows the bootstrap and every evaluation ran once.
-    args = ["compile", *_overrides(oracle_server, tmp_path, tiny_causal_path, stages="kd,rl", train_limit=4),
+    args = ["compile", *compile_overrides(oracle_server, tmp_path, tiny_causal_path, stages="kd,rl", train_limit=4),
             "--set", "kd.max_steps=2", "--set", "kd.num_samples=1", "--set", "data.dev_limit=2",
             "--set", "rl.max_steps=1", "--set", "rl.weights.answer_f1=0"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}

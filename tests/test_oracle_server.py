@@ -214,6 +214,7 @@ def test_responder_reads_a_real_chat_adapter_prompt() -> None:
     )
 
 
+@pytest.mark.slow
 def test_cli_serves_a_data_file_until_sigterm(tmp_path: Path) -> None:
     # The official format: `context` instead of `paragraphs`, one field JSON-encoded as a string.
     record = {**BRIDGE, "context": BRIDGE["paragraphs"], "_id": None}

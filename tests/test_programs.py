@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import threading
 from pathlib import Path
 
 import dspy
 import pytest
-from dspy.lm15 import Message, Response, TextPart, Usage
+from support.scripted import chat_reply, scripted_lm
 
 from lmcot.config import ConfigError, LMCoTConfig
 from lmcot.lms import build_lm
@@ -32,44 +31,6 @@ from lmcot.programs import (
 SECRET = "sk-test-SECRET123"
 QUESTION = "Which band recorded Abbey Road?"
 CONTEXT = "Abbey Road: Abbey Road is an album by the Beatles.\nThe Who: The Who are an English rock band."
-
-
-class ScriptedEngine:
-    """A DSPy engine whose reply is ``reply(messages, config, call_index)``; records every request."""
-
-    def __init__(self, reply):
-        self.reply = reply
-        self.calls: list[dict] = []
-        self._lock = threading.Lock()
-
-    def complete(self, request):
-        system = request.system
-        if system is not None and not isinstance(system, str):
-            system = "".join(p.text for p in system)
-        messages = [{"role": "system", "content": system}] if system is not None else []
-        messages += [{"role": m.role, "content": m.text or ""} for m in request.messages]
-        with self._lock:
-            index = len(self.calls)
-            self.calls.append({"messages": messages, "config": request.config})
-        text = self.reply(messages, request.config, index)
-        return Response(id=None, model="scripted", message=Message.assistant([TextPart(text)]), finish_reason="stop",
-                        usage=Usage(input_tokens=7, output_tokens=3))
-
-    def close(self) -> None:
-        pass
-
-    def prompts(self) -> list[str]:
-        return ["\n".join(m["content"] for m in c["messages"]) for c in self.calls]
-
-
-def scripted_lm(name: str, reply, cache: bool = False) -> tuple[dspy.LM, ScriptedEngine]:
-    engine = ScriptedEngine(reply)
-    return dspy.LM(f"local/{name}", engine=engine, cache=cache, temperature=0.0, max_tokens=64), engine
-
-
-def chat_reply(**fields: str) -> str:
-    """What a large LM answers to DSPy's ChatAdapter prompt."""
-    return "".join(f"[[ ## {k} ## ]]\n{v}\n\n" for k, v in fields.items()) + "[[ ## completed ## ]]"
 
 
 def user_turn(messages) -> str:
@@ -214,14 +175,13 @@ def test_self_consistency_tie_goes_to_the_first_answer(trap_lm):
 
 def test_equal_samples_are_answered_once_and_each_gets_its_vote(trap_lm):
     """Samples that wrote the same rationale make the same answer request: sent together they would
-    all miss the cache and each be paid for (a CI run once caught such a repeat). One call each."""
-    import time
+    all miss the cache and each be paid for (a CI run once caught such a repeat). One call each (the
+    scripted LM caches nothing, so every request sent would be counted)."""
 
-    def slow_answer(messages, config, index):
-        time.sleep(0.05)  # the calls overlap
+    def answer(messages, config, index):
         return chat_reply(answer="Paris" if "Same." in user_turn(messages) else "Rome")
 
-    large, large_engine = scripted_lm("large", slow_answer)
+    large, large_engine = scripted_lm("large", answer)
     program = LMGuidedCoT(None, large, num_samples=4)
     program.write_rationales = lambda question, context, k=None: ["Same.", "Other.", "Same.", "Same."]
     pred = program(question=QUESTION, context=CONTEXT)

@@ -296,6 +296,7 @@ def reference_lm(tmp_path_factory):
     return PerplexityScorer(str(_train_reference_lm(tmp_path_factory.mktemp("reflm"))))
 
 
+@pytest.mark.slow
 def test_reference_lm_fluency_prefers_real_word_order(reference_lm):
     pairs = list(_held_out_pairs())
     for rec, good, bad in pairs:
@@ -307,6 +308,7 @@ def test_reference_lm_fluency_prefers_real_word_order(reference_lm):
     assert fluency("", [], pairs[0][1], lm=reference_lm) == pytest.approx(math.exp(-nll / 4.0))
 
 
+@pytest.mark.slow
 def test_naturalness_penalises_repetition(reference_lm):
     rec, good, _ = next(_held_out_pairs())
     first = split_sentences(good)[0]
@@ -314,6 +316,7 @@ def test_naturalness_penalises_repetition(reference_lm):
     assert naturalness(rec["question"], [], first, lm=reference_lm) > naturalness(rec["question"], [], looped, lm=reference_lm)
 
 
+@pytest.mark.slow
 def test_perplexity_batching_matches_one_by_one(reference_lm):
     from lmcot.metrics.rationale.models import PerplexityScorer
 

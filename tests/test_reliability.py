@@ -334,6 +334,7 @@ print(errors[0][-800:] if errors else "")
 """
 
 
+@pytest.mark.slow
 def test_a_fresh_process_with_some_replies_cached_calls_concurrently_without_error(tmp_path):
     """What a resumed evaluation does: in a new process, threads read cached replies (unpickling them
     imports litellm) while others make new calls (DSPy imports litellm lazily). On CPython 3.11 the

@@ -73,6 +73,7 @@ def test_the_setting_reaches_generate_and_names_the_lm(tiny_causal_path):
     assert (state["repetition_penalty"], state["no_repeat_ngram_size"]) == (1.3, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
 def test_the_setting_reaches_trls_rollouts(algorithm, tmp_path):
     from lmcot.optimizers.rl_grpo import _trainer_args
@@ -85,6 +86,7 @@ def test_the_setting_reaches_trls_rollouts(algorithm, tmp_path):
     assert damped.repetition_penalty == 1.2 and damped.generation_kwargs == {"no_repeat_ngram_size": 3}
 
 
+@pytest.mark.slow
 def test_the_setting_reaches_the_seq2seq_rl_rollouts(tiny_seq2seq_path, tmp_path, monkeypatch):
     from lmcot.optimizers import rl_seq2seq
     from lmcot.optimizers.rewards import RewardSet

@@ -206,6 +206,7 @@ def _check_logged_totals(entries: list[dict], weights: dict[str, float]) -> None
         assert e["reward"] == pytest.approx(total, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_grpo_log_reward_is_weighted_sum_of_components(tiny_causal_path, answer_server, tmp_path):
     from lmcot.config import SmallLMConfig
     from lmcot.optimizers.rl_grpo import train_grpo
@@ -224,6 +225,7 @@ def test_grpo_log_reward_is_weighted_sum_of_components(tiny_causal_path, answer_
     assert srv.request_count > 0
 
 
+@pytest.mark.slow
 def test_seq2seq_log_reward_is_weighted_sum_of_components(tiny_seq2seq_path, tmp_path):
     from lmcot.config import SmallLMConfig
     from lmcot.optimizers.rl_seq2seq import train_seq2seq

@@ -39,6 +39,7 @@ def _differs(a: dict, b: dict) -> bool:
 
 # Learning-rate / KL settings of the two "it learns" tests were chosen on seeds 0-9 (GRPO) and 0-7
 # (seq2seq): the smallest climb seen over 25 steps was +0.22, so the 0.15 margin has slack.
+@pytest.mark.slow
 def test_grpo_learns(tiny_causal_path, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -53,6 +54,7 @@ def test_grpo_learns(tiny_causal_path, tmp_path):
     assert model.config.model_type == "llama" and (out / "tokenizer.json").is_file()
 
 
+@pytest.mark.slow
 def test_seq2seq_rloo_learns(tiny_seq2seq_path, tmp_path):
     from transformers import AutoModelForSeq2SeqLM
 
@@ -67,6 +69,7 @@ def test_seq2seq_rloo_learns(tiny_seq2seq_path, tmp_path):
     assert model.config.model_type == "t5"
 
 
+@pytest.mark.slow
 def test_rloo_with_lora_runs_and_merges(tiny_causal_path, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -82,6 +85,7 @@ def test_rloo_with_lora_runs_and_merges(tiny_causal_path, tmp_path):
     AutoModelForCausalLM.from_pretrained(out, use_safetensors=True)
 
 
+@pytest.mark.slow
 def test_seq2seq_ppo_with_lora_runs_and_merges(tiny_seq2seq_path, tmp_path):
     from lmcot.optimizers.rl_seq2seq import train_seq2seq
 
@@ -95,6 +99,7 @@ def test_seq2seq_ppo_with_lora_runs_and_merges(tiny_seq2seq_path, tmp_path):
     assert _differs(merged, _state(Path(tiny_seq2seq_path)))
 
 
+@pytest.mark.slow
 def test_grpo_resumes_from_checkpoint(tiny_causal_path, tmp_path):
     from lmcot.optimizers.rl_grpo import train_grpo
 
@@ -112,6 +117,7 @@ def test_grpo_resumes_from_checkpoint(tiny_causal_path, tmp_path):
     assert second[:2] == first  # the history of the first run is kept
 
 
+@pytest.mark.slow
 def test_seq2seq_resume_matches_an_uninterrupted_run(tiny_seq2seq_path, tmp_path):
     import torch
 
@@ -132,6 +138,7 @@ def test_seq2seq_resume_matches_an_uninterrupted_run(tiny_seq2seq_path, tmp_path
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # weights, optimizer and RNG restored
 
 
+@pytest.mark.slow
 def test_seq2seq_resumes_an_interrupted_lora_ppo_run_from_saved_state(tiny_seq2seq_path, tmp_path):
     """A crash at step 3 (after step 2's checkpoint) and a rerun: steps 1-2 are not redone, and the
     result equals an uninterrupted run (Accelerator.load_state restored adapters, optimizer, RNG)."""
@@ -163,6 +170,7 @@ def test_seq2seq_resumes_an_interrupted_lora_ppo_run_from_saved_state(tiny_seq2s
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_seq2seq_logs_to_tensorboard_through_accelerate(tiny_seq2seq_path, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -179,6 +187,7 @@ def test_seq2seq_logs_to_tensorboard_through_accelerate(tiny_seq2seq_path, tmp_p
     assert "train/loss" in events.Tags()["scalars"]
 
 
+@pytest.mark.slow
 def test_seq2seq_without_trackers_writes_no_runs(tiny_seq2seq_path, tmp_path):
     from lmcot.optimizers.rl_seq2seq import train_seq2seq
 

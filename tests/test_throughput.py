@@ -45,7 +45,7 @@ def echo_lm(**kw) -> dspy.LM:
 
 @pytest.fixture(scope="module")
 def scrambled_path(tmp_path_factory, tiny_causal_path) -> Path:
-    from test_engine import scramble_and_save
+    from support.tiny import scramble_and_save
 
     return scramble_and_save(Path(tiny_causal_path), tmp_path_factory.mktemp("scrambled") / "llama", seed=1)
 
@@ -75,7 +75,7 @@ def test_phased_guided_evaluation_predicts_what_the_per_example_path_does(scramb
 
 
 def test_phased_samples_and_failures_are_kept_per_example(hotpot_examples):
-    from test_programs import scripted_lm
+    from support.scripted import scripted_lm
 
     examples = varied(hotpot_examples, 4)
 
@@ -107,58 +107,96 @@ def _single(program, ex):
 
 # --------------------------------------------------------------------------- engine batching
 
-def test_concurrent_requests_fill_one_batch_and_batches_group_similar_lengths(scrambled_path):
-    from concurrent.futures import ThreadPoolExecutor
+def test_a_batch_takes_the_oldest_requests_neighbours_in_length():
+    """The batch choice alone (a pure function of the queue): short and long prompts interleaved in
+    arrival order, a batch takes prompts of similar length, and the oldest request goes in once it
+    has waited too long."""
+    from lmcot.hf_engine import Job, pick_batch
 
-    from lmcot.hf_engine import TransformersEngine, _Job
+    params = (0.0, None, None, 4, None, ())
+    queue = [Job(("word " * (3 if i % 2 else 60)) + str(i), params, queued_at=100.0) for i in range(32)]
+    first = pick_batch(queue, 16, now=100.0, max_wait_s=1.0)
+    lengths = [len(j.prompt) for j in first]
+    assert len(first) == 16 and max(lengths) - min(lengths) < 100, lengths  # not the first 16 to arrive
+    other_settings = Job("x", (0.7, None, None, 4, None, ()), queued_at=99.0)
+    assert pick_batch([other_settings, *queue], 16, now=100.0, max_wait_s=1.0) == [other_settings]
+    seeded = Job("y", (0.7, None, None, 4, 3, ()), queued_at=99.0)
+    assert pick_batch([seeded, Job("z", seeded.params)], 16, now=100.0, max_wait_s=1.0) == [seeded]
+    # A short oldest request among many long ones: after max_wait_s it is served, not starved.
+    short_first = [Job("short", params, queued_at=90.0), *[Job("long " * 50 + str(i), params, queued_at=99.0)
+                                                           for i in range(40)]]
+    assert short_first[0] not in pick_batch(short_first, 16, now=90.5, max_wait_s=1.0)
+    assert short_first[0] in pick_batch(short_first, 16, now=100.0, max_wait_s=1.0)
 
-    engine = TransformersEngine(str(scrambled_path), batch_size=16)
+
+def _call_together(engine, prompts: list[str], monkeypatch, max_tokens: int) -> list[str]:
+    """Each prompt from its own thread through DSPy, every caller held inside the engine's
+    ``complete`` (rendering its prompt) until all are there: the engine then sees them all at once.
+    Events, not timing."""
+    import threading
+
+    import lmcot.hf_engine as hf_engine
+
+    entered, all_in = threading.Semaphore(0), threading.Event()
+    render = hf_engine.render_prompt
+
+    def held_render(*args, **kwargs):
+        entered.release()
+        all_in.wait()
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(hf_engine, "render_prompt", held_render)
+    lm = dspy.LM("hf/scrambled", engine=engine, cache=False, max_tokens=max_tokens, temperature=0.0, num_retries=0)
+    out: list[str | None] = [None] * len(prompts)
+
+    def call(i: int) -> None:
+        out[i] = lm(prompts[i])[0]
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for _ in threads:
+        entered.acquire()
+    all_in.set()
+    for t in threads:
+        t.join()
+    monkeypatch.setattr(hf_engine, "render_prompt", render)
+    return out
+
+
+def _recording(engine) -> list[list[int]]:
+    """Prompt lengths of each generate the engine runs."""
     batches: list[list[int]] = []
     original = engine.generate
-    engine.generate = lambda prompts, *a, **k: (batches.append([len(p) for p in prompts]), original(prompts, *a, **k))[1]
+    engine.generate = lambda ps, *a, **k: (batches.append([len(p) for p in ps]), original(ps, *a, **k))[1]
+    return batches
+
+
+def test_concurrent_requests_fill_batches_of_similar_lengths_with_the_greedy_results_of_one_at_a_time(
+        scrambled_path, monkeypatch):
+    from lmcot.hf_engine import TransformersEngine
+
+    engine = TransformersEngine(str(scrambled_path), batch_size=16)
+    lm = dspy.LM("hf/scrambled", engine=engine, cache=False, max_tokens=4, temperature=0.0, num_retries=0)
     # Short and long prompts interleaved: a batch should take its neighbours in length, not arrival order.
     prompts = [("word " * (3 if i % 2 else 60)) + str(i) for i in range(32)]
-    alone = [original([p], 0.0, None, None, 4)[0] for p in prompts]
-
-    def submit(p):
-        return engine._submit(_Job(p, (0.0, None, None, 4, None, ())))
-
-    # Hold the leader's seat until all 32 are queued, so what is measured is the choice of batch.
-    with engine._cond:
-        engine._leader_active = True
-    with ThreadPoolExecutor(32) as pool:
-        futures = [pool.submit(submit, p) for p in prompts]
-        while len(engine._queue) < 32:
-            time.sleep(0.01)
-        with engine._cond:
-            engine._leader_active = False
-            engine._cond.notify_all()
-        together = [f.result(timeout=120) for f in futures]
+    alone = [lm(p)[0] for p in prompts]
+    batches = _recording(engine)
+    together = _call_together(engine, prompts, monkeypatch, max_tokens=4)
     assert together == alone  # greedy results do not depend on the batch
     assert sorted(map(len, batches)) == [16, 16]
     assert all(max(b) - min(b) < 100 for b in batches), f"a batch mixed short and long prompts: {batches}"
 
 
-def test_leader_gathers_while_requests_keep_arriving(scrambled_path):
-    """32 requests arriving 5 ms apart (160 ms in all) with a 50 ms quiet window: one generate. A
-    fixed wait from the first arrival (the old 5 ms rule) would have split them."""
-    import threading
+def test_leader_waits_for_requests_still_on_their_way_in(scrambled_path, monkeypatch):
+    """32 callers are inside ``complete`` when the first request is queued: the leader waits for
+    every caller on its way in, so all 32 go into one generate."""
+    from lmcot.hf_engine import TransformersEngine
 
-    from lmcot.hf_engine import TransformersEngine, _Job
-
-    engine = TransformersEngine(str(scrambled_path), batch_size=32, batch_wait_ms=50)
-    sizes: list[int] = []
-    original = engine.generate
-    engine.generate = lambda prompts, *a, **k: (sizes.append(len(prompts)), original(prompts, *a, **k))[1]
-    threads = []
-    for i in range(32):
-        job = _Job(f"prompt number {i}", (0.0, None, None, 2, None, ()))
-        threads.append(threading.Thread(target=engine._submit, args=(job,)))
-        threads[-1].start()
-        time.sleep(0.005)
-    for t in threads:
-        t.join(timeout=120)
-    assert sizes == [32], sizes
+    engine = TransformersEngine(str(scrambled_path), batch_size=32)
+    batches = _recording(engine)
+    _call_together(engine, [f"prompt number {i}" for i in range(32)], monkeypatch, max_tokens=2)
+    assert [len(b) for b in batches] == [32], batches
 
 
 # --------------------------------------------------------------------------- cached reruns
@@ -193,7 +231,7 @@ def test_truncation_memo_gives_the_same_examples_without_counting(tmp_path, hotp
 def test_remembered_fingerprint_follows_the_checkpoint_files(tmp_path, scrambled_path):
     import shutil
 
-    from test_engine import scramble_and_save
+    from support.tiny import scramble_and_save
 
     from lmcot.hf_engine import TransformersEngine
     from lmcot.memo import set_memo_dir
@@ -213,6 +251,7 @@ def test_remembered_fingerprint_follows_the_checkpoint_files(tmp_path, scrambled
         set_memo_dir(None)
 
 
+@pytest.mark.slow
 def test_python_dash_m_lmcot_runs_the_command():
     import subprocess
     import sys

@@ -33,4 +33,4 @@ def test_the_checkpointing_deprecation_filter_matches_what_transformers_warns(ti
         hide_checkpointing_deprecation_warnings()
         model.is_gradient_checkpointing
     assert not hidden, [str(w.message) for w in hidden]
-    assert all("gradient_checkpointing" in str(w.message) for w in seen)
+    assert seen and all("gradient_checkpointing" in str(w.message) for w in seen), "transformers no longer warns: drop the filter"

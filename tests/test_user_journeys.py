@@ -229,6 +229,7 @@ def test_score_reads_evaluate_predictions(oracle_server, tiny_causal_path, tmp_p
 # ---------------------------------------------------------------------------------- the stand-in server
 
 
+@pytest.mark.slow
 def test_oracle_server_runs_as_a_module_without_runpy_warning():
     proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "support.oracle_server",
                            "--help"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")},

@@ -173,6 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         owner = self.server.owner
         rec = owner._record("POST", path, body, self.headers)
+        owner._gate(body)
         if owner.delay > 0:
             time.sleep(owner.delay)
         if path not in _CHAT_PATHS:
@@ -223,6 +224,10 @@ class OracleServer:
     `delay` (seconds before each response), `support_logprobs` (False: answer `logprobs: null`,
     as servers without logprobs do), `retry_after_ms` (sent with injected failures; None to omit, leaving clients their backoff),
     `models` (ids listed by `GET /v1/models`).
+
+    ``hold_after(n)`` answers the next ``n`` matching chat requests and holds every later one until
+    ``release()``; ``wait_until_holding()`` returns once one is held. A test that kills a client
+    mid-run uses it to know where the client stands (events, not timing).
     """
 
     def __init__(
@@ -244,6 +249,8 @@ class OracleServer:
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._ids = 0
+        self._hold: tuple[int, Callable[[dict], bool]] | None = None
+        self._holding, self._released = threading.Event(), threading.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
     @property
@@ -268,6 +275,7 @@ class OracleServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        self.release()  # held handler threads finish rather than block shutdown
         httpd.shutdown()
         httpd.server_close()
         with self._lock:
@@ -310,6 +318,33 @@ class OracleServer:
         """Make the next `k` chat requests fail with `status` (OpenAI error JSON)."""
         with self._lock:
             self._fail_remaining, self._fail_status = int(k), int(status)
+
+    def hold_after(self, n: int, match: Callable[[dict], bool] = lambda body: True) -> None:
+        """Answer the next ``n`` chat requests for which ``match(body)`` is true; hold the later ones."""
+        with self._lock:
+            self._hold = (int(n), match)
+            self._holding.clear()
+            self._released.clear()
+
+    def wait_until_holding(self, timeout: float | None = None) -> bool:
+        return self._holding.wait(timeout)
+
+    def release(self) -> None:
+        """Let held requests (and every later one) through."""
+        with self._lock:
+            self._hold = None
+        self._released.set()
+
+    def _gate(self, body: dict) -> None:
+        with self._lock:
+            if self._hold is None or not self._hold[1](body):
+                return
+            left, match = self._hold
+            if left > 0:
+                self._hold = (left - 1, match)
+                return
+            self._holding.set()
+        self._released.wait()
 
     def _take_failure(self) -> int | None:
         with self._lock:

@@ -320,3 +320,22 @@ __all__ = ["CHAT_TEMPLATE", "DEFAULT_CORPUS", "MARKER", "build_tiny_causal", "bu
 
 if __name__ == "__main__":
     main()
+
+
+def scramble_and_save(src: Path, dst: Path, seed: int, scale: float = 0.2) -> Path:
+    """Load ``src``, add seeded noise to every non-norm weight, save to ``dst`` ("a training step")."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    is_seq2seq = AutoConfig.from_pretrained(src).is_encoder_decoder
+    model = (AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM).from_pretrained(src)
+    tok = AutoTokenizer.from_pretrained(src)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.named_parameters():
+            if "norm" not in name:
+                tensor.add_(torch.randn(tensor.shape, generator=gen) * scale)
+    dst.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dst)
+    tok.save_pretrained(dst)
+    return dst
