@@ -22,7 +22,7 @@ from typing import Any
 from lmcot.jsonl import atomic_write_text
 from lmcot.memo import folder_key, memo_dir
 from lmcot.model_loading import is_encoder_decoder, load_model_and_tokenizer, load_tokenizer, weights_fingerprint
-from lmcot.prompting import adds_special_tokens, render_prompt
+from lmcot.prompting import render_prompt, tokenize_prompts
 
 log = logging.getLogger(__name__)
 
@@ -290,18 +290,15 @@ class TransformersEngine:
         import torch
 
         tok = self.tokenizer
-        add_special = adds_special_tokens(tok, self.is_encoder_decoder)
         # The model lock also covers tokenization: a fast tokenizer shared by threads (the judge uses
         # this engine's tokenizer too) fails with "Already borrowed" when two use it at once.
         with self.model_lock:
-            tok.padding_side = "right" if self.is_encoder_decoder else "left"
-            tok.truncation_side = "left"
-            enc = tok(prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_input_tokens,
-                      add_special_tokens=add_special)
+            enc = tokenize_prompts(tok, prompts, is_encoder_decoder=self.is_encoder_decoder,
+                                   max_length=self.max_input_tokens, padding=True, return_tensors="pt")
             # Only a batch that reached the limit can have been cut; check those prompts exactly.
             if (not self._warned_truncation and enc["input_ids"].shape[1] >= self.max_input_tokens
-                    and any(len(tok(p, add_special_tokens=add_special).input_ids) > self.max_input_tokens
-                            for p in prompts)):
+                    and any(len(ids) > self.max_input_tokens for ids in tokenize_prompts(
+                        tok, prompts, is_encoder_decoder=self.is_encoder_decoder, max_length=None).input_ids)):
                 log.warning("prompts longer than small_lm.max_input_tokens=%d were cut from the left",
                             self.max_input_tokens)
                 self._warned_truncation = True

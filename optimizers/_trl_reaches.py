@@ -10,7 +10,7 @@ without a chat template, so prompts would drift from inference.
 
 from __future__ import annotations
 
-from lmcot.prompting import adds_special_tokens
+from lmcot.prompting import tokenize_prompts
 
 
 def inference_prompt_trainer(algorithm: str, max_input_tokens: int):
@@ -28,10 +28,8 @@ def inference_prompt_trainer(algorithm: str, max_input_tokens: int):
         def _tokenize_prompts(self, prompts: list):
             if not prompts or not isinstance(prompts[0], str):
                 return super()._tokenize_prompts(prompts)
-            tok = self.processing_class
-            tok.truncation_side = "left"  # cut old context, never the question (as at inference)
-            ids = tok(text=prompts, add_special_tokens=adds_special_tokens(tok, False), truncation=True,
-                      max_length=max_input_tokens)["input_ids"]
+            ids = tokenize_prompts(self.processing_class, prompts, is_encoder_decoder=False,
+                                   max_length=max_input_tokens)["input_ids"]
             return ids, None, {}
 
     return InferencePromptTrainer

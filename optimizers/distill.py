@@ -41,7 +41,7 @@ from lmcot.memory import free_memory
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
 from lmcot.optimizers.training import last_checkpoint, lora_config, trainer_config
 from lmcot.programs.adapter import rationale_messages
-from lmcot.prompting import adds_special_tokens, render_prompt
+from lmcot.prompting import render_prompt, tokenize_prompts
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +66,8 @@ def prompt_ids(tokenizer: Any, is_encoder_decoder: bool, question: str, context:
     added only for seq2seq models or causal models without a chat template (whose template already
     writes them), over-long prompts cut from the left so the question survives."""
     text = prompt_text(tokenizer, is_encoder_decoder, question, context)
-    add_special = adds_special_tokens(tokenizer, is_encoder_decoder)
-    side = tokenizer.truncation_side
-    tokenizer.truncation_side = "left"
-    try:
-        enc = tokenizer(text, add_special_tokens=add_special, truncation=max_length is not None,
-                        max_length=max_length)
-    finally:
-        tokenizer.truncation_side = side
-    return list(enc["input_ids"])
+    return list(tokenize_prompts(tokenizer, [text], is_encoder_decoder=is_encoder_decoder,
+                                 max_length=max_length)["input_ids"][0])
 
 
 def _target_ids(tokenizer: Any, rationale: str) -> list[int]:

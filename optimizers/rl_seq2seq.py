@@ -43,7 +43,7 @@ import shutil
 from pathlib import Path
 
 from lmcot.config import ConfigError, RLConfig, SmallLMConfig
-from lmcot.prompting import adds_special_tokens
+from lmcot.prompting import tokenize_prompts
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,6 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
 
     accelerator.init_trackers("rl")
     policy = accelerator.unwrap_model(model)  # generate() lives on the model, not on a wrapper
-    tokenizer.padding_side, tokenizer.truncation_side = "right", "left"  # as TransformersEngine
     eos_id = tokenizer.eos_token_id
     window: list[dict[str, float]] = []
     bar = tqdm(total=rl.max_steps, initial=step, desc=f"RL ({algorithm})", unit="step",
@@ -261,9 +260,8 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
     try:
         while step < rl.max_steps:
             batch = [rows[i] for i in prompts_for_step(len(rows), prompts_per_step, rl.seed, step)]
-            enc = tokenizer([r["prompt"] for r in batch], return_tensors="pt", padding=True, truncation=True,
-                            max_length=small_cfg.max_input_tokens,
-                            add_special_tokens=adds_special_tokens(tokenizer, True))
+            enc = tokenize_prompts(tokenizer, [r["prompt"] for r in batch], is_encoder_decoder=True,
+                                   max_length=small_cfg.max_input_tokens, padding=True, return_tensors="pt")
             enc = {k: enc[k].to(device).repeat_interleave(G, dim=0) for k in ("input_ids", "attention_mask")}
             with torch.no_grad():
                 # small_lm's repetition controls, as the engine samples at inference (1.0 / 0: off).

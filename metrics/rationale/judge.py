@@ -32,7 +32,7 @@ from typing import Any
 import dspy
 
 from lmcot.aspects import JUDGE_QUESTIONS
-from lmcot.prompting import adds_special_tokens
+from lmcot.prompting import tokenize_prompts
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,6 @@ def hf_p_yes(engine: Any, prompts: Sequence[str]) -> list[float]:
     model, tok = engine.model, engine.tokenizer
     yes_ids, no_ids = answer_token_ids(tok)
     seq2seq = bool(engine.is_encoder_decoder)
-    add_special = adds_special_tokens(tok, seq2seq)
     keep_last = not seq2seq and "logits_to_keep" in inspect.signature(model.forward).parameters
     batch_size = max(1, int(getattr(engine, "batch_size", 8)))
     lock = getattr(engine, "model_lock", None) or threading.Lock()
@@ -163,10 +162,8 @@ def hf_p_yes(engine: Any, prompts: Sequence[str]) -> list[float]:
     for start in range(0, len(prompts), batch_size):
         chunk = list(prompts[start:start + batch_size])
         with lock, torch.no_grad():
-            tok.padding_side = "right" if seq2seq else "left"
-            tok.truncation_side = "left"
-            enc = tok(chunk, return_tensors="pt", padding=True, truncation=True,
-                      max_length=engine.max_input_tokens, add_special_tokens=add_special)
+            enc = tokenize_prompts(tok, chunk, is_encoder_decoder=seq2seq, max_length=engine.max_input_tokens,
+                                   padding=True, return_tensors="pt")
             enc = {k: v.to(engine.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
             if seq2seq:
                 start_id = model.config.decoder_start_token_id
