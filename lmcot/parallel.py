@@ -1,20 +1,35 @@
 """The one thread-pool runner: calls run concurrently while keeping DSPy's per-thread settings
-(``dspy.context``, ``track_usage``), which live in a ContextVar that plain pool threads would not inherit."""
+(``dspy.context``, ``track_usage``), which live in a ContextVar that plain pool threads would not inherit.
+
+    results = map_concurrently(fn, items, max_workers=8)          # a batch of calls, results in order
+    with ContextPool(8) as pool:                                  # calls submitted as they come
+        future = pool.submit(fn, item)
+
+Every pool lmcot starts is a ``ContextPool``: work submitted runs in a copy of the submitter's context,
+and leaving the ``with`` block (a failure, Ctrl-C) drops the calls not yet started rather than run,
+and pay for, them."""
 
 from __future__ import annotations
 
 import contextvars
 import threading
-from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Callable, Hashable, Iterable, Sequence, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def submit_in_context(pool: Executor, fn: Callable[..., R], *args) -> Future:
-    """``pool.submit(fn, *args)`` run inside a copy of the caller's context (DSPy settings included)."""
-    return pool.submit(contextvars.copy_context().run, fn, *args)
+class ContextPool(ThreadPoolExecutor):
+    """A ``ThreadPoolExecutor`` whose ``submit`` runs ``fn`` inside a copy of the caller's context
+    (DSPy settings included), and whose ``with`` block ends by dropping queued calls (see above)."""
+
+    def submit(self, fn: Callable[..., R], /, *args, **kwargs) -> Future:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+    def __exit__(self, *exc) -> bool:
+        self.shutdown(wait=True, cancel_futures=True)
+        return False
 
 
 def distinct(items: Sequence[T], key: Callable[[T], Hashable]) -> tuple[list[T], list[int]]:
@@ -73,13 +88,9 @@ def map_concurrently(fn: Callable[[T], R], items: Iterable[T], max_workers: int,
             if on_result is not None:
                 on_result(results[-1])
         return results
-    pool = ThreadPoolExecutor(max_workers=min(max_workers, len(items)))
-    try:
-        futures = {submit_in_context(pool, fn, x): i for i, x in enumerate(items)}
+    with ContextPool(max_workers=min(max_workers, len(items))) as pool:
+        futures = {pool.submit(fn, x): i for i, x in enumerate(items)}
         if on_result is not None:
             for future in as_completed(futures):
                 on_result(future.result())
         return [f.result() for f in futures]
-    finally:
-        # On Ctrl-C or a failure, calls not yet started are dropped rather than run (and paid for).
-        pool.shutdown(wait=True, cancel_futures=True)

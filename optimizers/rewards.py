@@ -38,12 +38,12 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from lmcot.config import ASPECTS, REWARDS, RLConfig
-from lmcot.parallel import CallLimit, submit_in_context
+from lmcot.parallel import CallLimit, ContextPool
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class RewardSet:
             self._predictor.lm = answer_lm
         self._lock = threading.Lock()
         self._shared: OrderedDict[tuple, Future] = OrderedDict()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: ContextPool | None = None
 
     @classmethod
     def from_config(cls, cfg: Any, answer_lm: Any, *, judge_lm: Any = None, reference_lm: Any = None,
@@ -289,9 +289,9 @@ class RewardSet:
             fut = self._shared.get(key)
             if fut is None:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmcot-rewards")
+                    self._pool = ContextPool(max_workers=1, thread_name_prefix="lmcot-rewards")
                 rows = [{"question": q, "context": c, "answer": a, "rationale": r} for q, c, a, r in key]
-                fut = submit_in_context(self._pool, self._compute_batch, rows)
+                fut = self._pool.submit(self._compute_batch, rows)
                 self._shared[key] = fut
                 while len(self._shared) > _SHARED_BATCHES:
                     self._shared.popitem(last=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any, Sequence
 
 import dspy
@@ -101,7 +101,7 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
 
     from lmcot.metrics import answer_em, answer_f1
     from lmcot.plain_progress import progress_bar
-    from lmcot.parallel import map_concurrently, submit_in_context
+    from lmcot.parallel import ContextPool, map_concurrently
 
     phased = hasattr(program, "rationales_for") and hasattr(program, "answer_from")
 
@@ -134,21 +134,18 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
                                     on_result=lambda _: bar.advance(task))
         phase = bar.add_task(f"{label}: rationales", total=len(examples))
         task = bar.add_task(label, total=len(examples))
-        answers = ThreadPoolExecutor(max_workers=max(1, concurrency))
         futures: list[Future | None] = [None] * len(examples)
+        # Leaving the block on Ctrl-C drops the answers not yet started rather than run (and pay for) them.
+        with ContextPool(max_workers=max(1, concurrency)) as answers:
 
-        def rationales_ready(i: int, rationales: Any) -> None:
-            bar.advance(phase)
-            futures[i] = submit_in_context(answers, run_one, (examples[i], rationales))
-            futures[i].add_done_callback(lambda _: bar.advance(task))
+            def rationales_ready(i: int, rationales: Any) -> None:
+                bar.advance(phase)
+                futures[i] = answers.submit(run_one, (examples[i], rationales))
+                futures[i].add_done_callback(lambda _: bar.advance(task))
 
-        try:
             program.rationales_for(examples, max_workers=rationale_workers(program, max(1, concurrency)),
                                    on_done=rationales_ready)
             return [f.result() for f in futures]
-        finally:
-            # On Ctrl-C, answers not yet started are dropped rather than run (and paid for).
-            answers.shutdown(wait=True, cancel_futures=True)
 
 
 def evaluate_program(program: dspy.Module, examples: list[dspy.Example], *, concurrency: int, label: str,
