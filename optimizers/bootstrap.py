@@ -13,8 +13,8 @@ Crash safety and cost: every finished sample is appended (flushed, fsynced) to `
 once. A rerun reads the file (cutting a torn last line), skips the (id, sample) pairs it holds and
 asks the teacher only for the rest, so no paid call is repeated. A reply that cannot be parsed is
 asked again (``lmcot.reply_cache``: at most 3 tries, the bad replies never cached); if every try
-fails it is, like a transient error (rate limit, 5xx, timeout) that survives DSPy's retries and
-this module's own bounded backoff, *not* recorded, so the next run tries it again; both are counted
+fails it is, like a transient error (rate limit, 5xx, timeout) that survives DSPy's retries (the
+one layer that retries transport errors), *not* recorded, so the next run tries it again; both are counted
 in the summary. Only a reply cut off at ``max_tokens`` (a config problem), a prompt too long for
 the teacher, or an unparsable reply of an in-process teacher decoding greedily (it would write the
 same again) is recorded as a failed sample (``ok: false``). Parse failures recorded by older
@@ -102,13 +102,13 @@ def _answer_adapter_for(lm):
     return answer_adapter_for(lm)
 
 
-def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig, *, retries: int = 3,
-                   backoff_s: float = 2.0) -> dict[str, Any]:
+def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig) -> dict[str, Any]:
     """One teacher sample for one question -> a trace row (``ok: false`` with ``error`` when the
-    answer cannot be parsed or the prompt is too long for the teacher). Transient errors are
-    retried ``retries`` times with exponential backoff (on top of DSPy's own retries), then raised
-    as ``_Transient``. Other errors (authentication, billing, an unknown model, bugs) propagate and
-    stop the run: they would fail every sample, and recording them would poison the resume."""
+    answer cannot be parsed or the prompt is too long for the teacher). Transport errors are retried
+    in one layer, DSPy's (``kd.teacher.num_retries``, with litellm's backoff); one that survives them
+    is raised as ``_Transient`` (not recorded: the next run asks again). Other errors
+    (authentication, billing, an unknown model, bugs) propagate and stop the run: they would fail
+    every sample, and recording them would poison the resume."""
     from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError, is_retryable_lm_error
     from dspy.utils.usage_tracker import track_usage
 
@@ -118,44 +118,28 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
 
     gold = str(example.answer)
     row: dict[str, Any] = {"id": str(example.id), "sample": sample, "question": example.question}
-    tokens = {"prompt": 0, "completion": 0}
-    calls, costs = 0, []
-    for attempt in range(retries + 1):
-        predictor = dspy.ChainOfThought(AnswerDirectly)  # fresh: its history is this call only
-        error: Exception | None = None
-        pred = None
-        with track_usage() as tracker:
-            try:
-                # The ChatAdapter (with its JSON fallback) is named so a globally configured
-                # adapter, e.g. the small LM's RationaleAdapter, cannot leak into teacher calls; an
-                # in-process teacher gets the plain prompt it can follow (PlainAnswerAdapter).
-                adapter = _answer_adapter_for(teacher_lm) or dspy.ChatAdapter()
-                with dspy.context(lm=teacher_lm, adapter=adapter):
-                    pred = parsed_reply(lambda: predictor(question=example.question, context=example.context,
-                                                          config=_sample_config(kd, sample)),
-                                        what=f"teacher reply for {row['id']} sample {sample}",
-                                        attempts=attempts_for(teacher_lm, kd.temperature))
-            except (AdapterParseError, ContextWindowExceededError) as exc:
-                # Properties of this question's answer or prompt: record them, do not ask again.
-                error = exc
-            except Exception as exc:
-                if not is_retryable_lm_error(exc):
-                    raise
-                error = exc
-        used, cost, n = _usage_of(predictor.history, tracker.get_total_tokens())
-        tokens = {k: tokens[k] + used[k] for k in tokens}
-        calls += n
-        costs.append(cost)
-        if error is not None and is_retryable_lm_error(error):
-            if attempt < retries:
-                delay = backoff_s * 2 ** attempt
-                log.warning("teacher call for %s sample %d failed (%s); retry in %.1fs",
-                            row["id"], sample, type(error).__name__, delay)
-                time.sleep(delay)
-                continue
-            raise _Transient(f"{type(error).__name__}: {error}") from error
-        break
-    total_cost = None if any(c is None for c in costs) else float(sum(costs))
+    predictor = dspy.ChainOfThought(AnswerDirectly)  # fresh: its history is this call only
+    error: Exception | None = None
+    pred = None
+    with track_usage() as tracker:
+        try:
+            # The ChatAdapter (with its JSON fallback) is named so a globally configured
+            # adapter, e.g. the small LM's RationaleAdapter, cannot leak into teacher calls; an
+            # in-process teacher gets the plain prompt it can follow (PlainAnswerAdapter).
+            adapter = _answer_adapter_for(teacher_lm) or dspy.ChatAdapter()
+            with dspy.context(lm=teacher_lm, adapter=adapter):
+                pred = parsed_reply(lambda: predictor(question=example.question, context=example.context,
+                                                      config=_sample_config(kd, sample)),
+                                    what=f"teacher reply for {row['id']} sample {sample}",
+                                    attempts=attempts_for(teacher_lm, kd.temperature))
+        except (AdapterParseError, ContextWindowExceededError) as exc:
+            # Properties of this question's answer or prompt: record them, do not ask again.
+            error = exc
+        except Exception as exc:
+            if not is_retryable_lm_error(exc):
+                raise
+            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+    tokens, cost, calls = _usage_of(predictor.history, tracker.get_total_tokens())
     if pred is not None:
         rationale, answer = str(pred.reasoning or "").strip(), str(pred.answer or "").strip()
         row.update(rationale=rationale, answer=answer, gold=gold, em=answer_em(answer, gold),
@@ -175,7 +159,7 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
         elif isinstance(error, AdapterParseError):
             message = f"unparsable reply of a greedy in-process teacher (asking again gives the same): {message}"
         row.update(rationale="", answer="", gold=gold, em=0.0, f1=0.0, ok=False, error=message)
-    row.update(tokens=tokens, cost=total_cost, calls=calls)
+    row.update(tokens=tokens, cost=cost, calls=calls)
     return row
 
 
@@ -201,7 +185,7 @@ def _progress(enabled: bool, total: int):
 
 
 def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDConfig, out_dir: Path, *,
-                     progress: bool = True, retries: int = 3, backoff_s: float = 2.0) -> BootstrapResult:
+                     progress: bool = True) -> BootstrapResult:
     """Sample teacher rationales for every question of ``trainset`` (resumable; see the module
     docstring), keep the ones whose answer passes ``kd.keep_metric >= kd.min_score``, and write
     ``out_dir/traces.jsonl`` + ``out_dir/summary.json``."""
@@ -235,7 +219,7 @@ def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDCo
 
         def run(job: tuple[Any, int]) -> dict[str, Any] | _Transient:
             try:
-                row = teacher_sample(job[0], job[1], teacher_lm, kd, retries=retries, backoff_s=backoff_s)
+                row = teacher_sample(job[0], job[1], teacher_lm, kd)
             except _Transient as exc:
                 return exc
             append_jsonl(path, [row])  # on disk before anything else can go wrong

@@ -166,7 +166,7 @@ def test_unparseable_answer_is_retried_never_recorded_and_recovered_on_rerun(exa
         return "garbage without any field markers" if garble["on"] and bad.question in last else oracle(body)
 
     with OracleServer(responder) as srv:
-        result = run(trainset, teacher(srv), kd_cfg(), tmp_path / "kd", backoff_s=0.0)
+        result = run(trainset, teacher(srv), kd_cfg(), tmp_path / "kd")
         assert not [r for r in lines(tmp_path / "kd" / "traces.jsonl") if r["id"] == bad.id]
         assert result.summary["failed_samples"] == 0 and result.summary["transient_errors"] == 2
         assert result.summary["kept_examples"] == 2 and all("unparsable" in t for t in result.transient)
@@ -241,16 +241,16 @@ def test_persistent_server_errors_are_counted_not_recorded_then_retried(examples
     trainset = examples[:2]
     with OracleServer(OracleResponder([e.toDict() for e in trainset])) as srv:
         srv.fail_next(1000, 503)
-        lm = teacher(srv, num_retries=0)
-        result = run(trainset, lm, kd_cfg(), tmp_path / "kd", retries=2, backoff_s=0.01)
-        # every sample: 1 try + 2 retries of this module (DSPy's own retries are off here)
+        lm = teacher(srv, num_retries=2)
+        result = run(trainset, lm, kd_cfg(), tmp_path / "kd")
+        # every sample: 1 try + 2 retries, all DSPy's (the one layer that retries transport errors)
         assert srv.request_count == 4 * 3
         assert result.summary["transient_errors"] == 4 and result.summary["recorded_samples"] == 0
         assert result.summary["missing_samples"] == 4 and result.kept == []
         assert not (tmp_path / "kd" / "traces.jsonl").exists() or lines(tmp_path / "kd" / "traces.jsonl") == []
 
         srv.fail_next(0)
-        again = run(trainset, lm, kd_cfg(), tmp_path / "kd", retries=2, backoff_s=0.01)
+        again = run(trainset, lm, kd_cfg(), tmp_path / "kd")
     assert again.summary["new_samples"] == 4 and again.summary["transient_errors"] == 0
     assert len(lines(tmp_path / "kd" / "traces.jsonl")) == 4 and len(again.kept) == 2
 
@@ -259,8 +259,7 @@ def test_timeouts_are_transient(examples, fresh_cache, tmp_path):
     trainset = examples[:1]
     with OracleServer(OracleResponder([e.toDict() for e in trainset])) as srv:
         srv.delay = 1.5
-        result = run(trainset, teacher(srv, num_retries=0, timeout=0.3), kd_cfg(num_samples=1), tmp_path / "kd",
-                     retries=1, backoff_s=0.01)
+        result = run(trainset, teacher(srv, num_retries=0, timeout=0.3), kd_cfg(num_samples=1), tmp_path / "kd")
     assert result.summary["transient_errors"] == 1 and result.summary["recorded_samples"] == 0
 
 
@@ -273,7 +272,7 @@ def test_fatal_error_stops_the_run_without_recording_failures(examples, fresh_ca
     with OracleServer(OracleResponder([e.toDict() for e in trainset])) as srv:
         srv.fail_next(1000, 401)
         with pytest.raises(LMAuthError):
-            run(trainset, teacher(srv, num_retries=0), kd_cfg(concurrency=1), tmp_path / "kd", backoff_s=0.01)
+            run(trainset, teacher(srv, num_retries=0), kd_cfg(concurrency=1), tmp_path / "kd")
         # The failed call, and at most the next one the freed worker had already started: the
         # queued samples were dropped, not tried one by one.
         assert srv.request_count <= 2
