@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lmcot.experiment.quality import ASPECTS
+from lmcot.aspects import ASPECTS
 from lmcot.experiment.tables import STUDENT_LABELS
 
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-ASPECTS = ("factuality", "relevance", "logicality", "consistency",
-           "coherence", "fluency", "naturalness", "readability")  # fmt: skip  (as lmcot.config; no pydantic import here)
+from lmcot.aspects import ASPECTS
 
 
 def _mean(s: dict[str, float]) -> float:
