@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 from lmcot.config import LMCoTConfig
 from lmcot.experiment.grid import MethodSpec, method_grid, students_needed
-from lmcot.experiment.steps import Steps, step_key
+from lmcot.experiment.steps import Steps
+from lmcot.keyed import key_of
 from lmcot.jsonl import write_json
 
 FORMAT = "lmcot-experiment/1"
@@ -109,7 +110,7 @@ class _Run:
             parts["small_lm_cfg"] = _lm_identity(self.cfg.small_lm)
         if spec.select != "vote":
             parts["scorer"] = self.scorer_identity()
-        return step_key(parts)
+        return key_of(parts)
 
     # -- rationale scores -----------------------------------------------------------------
     def score_rows(self, items: list[dict[str, Any]]) -> list[dict[str, float]]:
@@ -120,7 +121,7 @@ class _Run:
 
     def aspects_step(self, method: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         items = [{"id": r["id"], "rationale": r.get("rationale") or ""} for r in rows]
-        key = step_key({"items": items, "scorer": self.scorer_identity()})
+        key = key_of({"items": items, "scorer": self.scorer_identity()})
 
         def run() -> dict[str, Any]:
             scores = self.score_rows(items)
@@ -130,7 +131,7 @@ class _Run:
 
     def quality_step(self, method: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
         items = [{"id": r["id"], "rationale": x} for r in rows for x in (r.get("rationales") or [])]
-        key = step_key({"items": items, "scorer": self.scorer_identity()})
+        key = key_of({"items": items, "scorer": self.scorer_identity()})
 
         def run() -> dict[str, Any]:
             flat = self.score_rows(items)

@@ -1,20 +1,16 @@
 """Resumable steps. Each step's result is one JSON file ``OUT/steps/<name>.json`` written atomically
-(temporary file + rename) and holding the key of its inputs: the file *is* the DONE marker. A rerun
+(temporary file + rename) and holding the key of its inputs: the file *is* the DONE marker
+(``lmcot.keyed``, the scheme every resumable piece of lmcot uses). A rerun
 with the same inputs reads it instead of running the step; changed inputs run it again. LM calls
 inside a step that was interrupted are served by DSPy's disk cache, so none is paid twice."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Callable
 
-from lmcot.jsonl import write_json
+from lmcot.keyed import Marker
 
-
-def step_key(parts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Steps:
@@ -26,11 +22,8 @@ class Steps:
         return self.dir / f"{name}.json"
 
     def done(self, name: str, key: str) -> dict[str, Any] | None:
-        p = self.path(name)
-        if not p.exists():
-            return None
-        doc = json.loads(p.read_text(encoding="utf-8"))
-        return doc["result"] if doc.get("key") == key else None
+        doc = Marker(self.path(name)).read()
+        return doc["result"] if doc and doc.get("key") == key else None
 
     def run(self, name: str, key: str, fn: Callable[[], dict[str, Any]], index: str = "") -> dict[str, Any]:
         found = self.done(name, key)
@@ -39,5 +32,5 @@ class Steps:
             return found
         self.say(f"{index}{name}: running")
         result = fn()
-        write_json(self.path(name), {"key": key, "result": result})
+        Marker(self.path(name)).write(key, result=result)
         return result

@@ -28,10 +28,11 @@ from rich.console import Console
 from lmcot.config import ASPECTS, ConfigError, LMCoTConfig
 from lmcot.errors import RunError
 from lmcot.jsonl import write_json
+from lmcot.keyed import key_of
 from lmcot.optimizers.dev_report import cut_at_max_tokens, evidence_share
 from lmcot.optimizers.progress import note
 from lmcot.optimizers.stage_markers import (DONE, invalidate_checkpoints_if_changed, invalidate_traces_if_changed,
-                                            rollout_sampling, sampling_settings, stage_done, stage_key,
+                                            rollout_sampling, sampling_settings, stage_done,
                                             trained_settings)
 
 log = logging.getLogger(__name__)
@@ -134,9 +135,9 @@ class LMCoTCompiler:
         cfg, kd_dir = self.config, self.out / "kd"
         teacher = build_lm(cfg.kd.teacher) if cfg.kd.teacher else run.program.large_lm
         # What the teacher traces depend on (not api_base: a local server's port changes between runs).
-        traces_key = stage_key({"teacher": teacher.model, "teacher_kwargs": sampling_settings(teacher), "kd_temperature":
+        traces_key = key_of({"teacher": teacher.model, "teacher_kwargs": sampling_settings(teacher), "kd_temperature":
                            cfg.kd.temperature})
-        key = stage_key({"traces": traces_key, "kd": cfg.kd.model_dump(mode="json"), "small_lm": trained_settings(run.student),
+        key = key_of({"traces": traces_key, "kd": cfg.kd.model_dump(mode="json"), "small_lm": trained_settings(run.student),
                     **run.origin})
         done = stage_done(kd_dir, key, remove_stale=distributed.is_main())
         distributed.wait_for_everyone()  # every process has read the marker before it can change
@@ -211,11 +212,11 @@ class LMCoTCompiler:
             start_key = json.loads(kd_done.read_text()).get("key")  # ... or from this folder's KD model
         # Checkpoints stay resumable when only the step budget or logging changes; anything else that
         # shapes training (start weights, rewards, algorithm, data) makes old checkpoints stale.
-        resume_key = stage_key({"start": start_key, "rl": cfg.rl.model_dump(
+        resume_key = key_of({"start": start_key, "rl": cfg.rl.model_dump(
             mode="json", exclude={"max_steps", "save_steps", "logging_steps", "report_to", "reward_concurrency"}),
             "metrics": cfg.rationale_metrics.model_dump(mode="json"), "answer_lm": run.program.large_lm.model,
             "small_lm": trained_settings(run.student), "train": run.origin["train"], **rollout_sampling(run.student)})
-        key = stage_key({"resume": resume_key, "max_steps": cfg.rl.max_steps})
+        key = key_of({"resume": resume_key, "max_steps": cfg.rl.max_steps})
         # Every process decides the same (the marker is read before anyone writes); the main one alone
         # moves stale checkpoints aside, and the others wait for it.
         done = stage_done(rl_dir, key, remove_stale=distributed.is_main())

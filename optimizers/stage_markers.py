@@ -1,25 +1,20 @@
 """What a finished compile stage was built from: a stage is skipped on a rerun only when the key of
-its inputs matches its ``DONE.json`` marker; changed inputs move stale teacher traces aside and drop
-stale RL checkpoints (``optimizers/compiler.py`` decides which inputs go into each key)."""
+its inputs matches its ``DONE.json`` marker (``lmcot.keyed``); changed inputs move stale teacher
+traces aside and drop stale RL checkpoints (``optimizers/compiler.py`` decides which inputs go into
+each key)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from lmcot.config import SmallLMConfig
-from lmcot.jsonl import write_json
+from lmcot.keyed import Marker
 from lmcot.optimizers.progress import note
 
 DONE = "DONE.json"
-
-
-def stage_key(parts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def sampling_settings(lm) -> dict[str, Any]:
@@ -39,31 +34,31 @@ def rollout_sampling(student: SmallLMConfig) -> dict[str, Any]:
 
 
 def stage_done(stage_dir: Path, key: str, remove_stale: bool = True) -> bool:
-    marker = stage_dir / DONE
+    marker = Marker(stage_dir / DONE)
     if not marker.exists():
         return False
-    if json.loads(marker.read_text()).get("key") == key:
+    if marker.matches(key):
         return True
     if remove_stale:
         note(f"{stage_dir.name}:", "yellow", "settings, data or start weights changed since the finished run; "
               "running it again")
-        marker.unlink()
+        marker.clear()
     return False
 
 
 def invalidate_traces_if_changed(kd_dir: Path, traces_key: str) -> None:
     """Traces written by another teacher (or at another temperature) must not be resumed: move them aside."""
-    marker, traces = kd_dir / "traces_key.json", kd_dir / "traces.jsonl"
-    if traces.exists() and marker.exists() and json.loads(marker.read_text()).get("key") != traces_key:
+    marker, traces = Marker(kd_dir / "traces_key.json"), kd_dir / "traces.jsonl"
+    if traces.exists() and marker.exists() and not marker.matches(traces_key):
         aside = traces.with_name(f"traces.stale-{int(time.time())}.jsonl")
         traces.rename(aside)
         note("kd:", "yellow", f"the teacher changed; earlier traces moved to {aside.name}")
-    write_json(marker, {"key": traces_key})
+    marker.write(traces_key)
 
 
 def invalidate_checkpoints_if_changed(rl_dir: Path, resume_key: str) -> None:
-    marker, ckpts = rl_dir / "resume_key.json", rl_dir / "checkpoints"
-    if ckpts.exists() and (not marker.exists() or json.loads(marker.read_text()).get("key") != resume_key):
+    marker, ckpts = Marker(rl_dir / "resume_key.json"), rl_dir / "checkpoints"
+    if ckpts.exists() and not marker.matches(resume_key):
         shutil.rmtree(ckpts)
         note("rl:", "yellow", "start weights or RL settings changed; old checkpoints removed")
-    write_json(marker, {"key": resume_key})
+    marker.write(resume_key)
