@@ -133,7 +133,7 @@ def _load(config: Optional[Path], overrides: Optional[List[str]], program: Optio
     if program is not None and config is None:
         from lmcot.program_io import program_config
 
-        base = program_config(program).model_dump(mode="json")
+        base = program_config(program).model_dump()  # python mode: a SecretURL stays itself, not its redacted text
         return config_from_dict(apply_overrides(base, list(overrides or [])), source=str(program))
     return load_config(config, list(overrides or []))
 
