@@ -132,7 +132,7 @@ class LMCoTCompiler:
         from lmcot.optimizers.distill import distill
 
         cfg, kd_dir = self.config, self.out / "kd"
-        teacher = build_lm(cfg.kd.teacher) if cfg.kd.teacher else run.program.large_lm
+        teacher = build_lm(cfg.kd.teacher, role="kd.teacher") if cfg.kd.teacher else run.program.large_lm
         # What the teacher traces depend on (not api_base: a local server's port changes between runs).
         traces_key = stage_key({"teacher": teacher.model, "teacher_kwargs": sampling_settings(teacher), "kd_temperature":
                            cfg.kd.temperature})
@@ -320,7 +320,7 @@ class _Run:
             cfg = self.config.rationale_metrics
             judge_lm = None
             if any(b == "judge" for b in cfg.backends.values()):
-                judge_lm = build_lm(cfg.judge) if cfg.judge else self.program.large_lm
+                judge_lm = build_lm(cfg.judge, role="rationale_metrics.judge") if cfg.judge else self.program.large_lm
             self._judge_lm = judge_lm
             # Perplexity-based aspects need a fixed reader of English: the student before any training
             # (scoring with the policy itself would reward it for agreeing with itself), when it is a

@@ -105,7 +105,8 @@ def scorer_from_config(config: LMCoTConfig) -> RationaleScorer:
     from lmcot.lms import build_lm
 
     rm = config.rationale_metrics
-    judge = build_lm(config.judge()) if "judge" in rm.backends.values() else None
+    judge = (build_lm(config.judge(), role="rationale_metrics.judge" if rm.judge else "large_lm")
+             if "judge" in rm.backends.values() else None)
     return RationaleScorer(rm, judge_lm=judge, reference_lm=reference_lm_for(config, quiet=True))
 
 
