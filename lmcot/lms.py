@@ -65,6 +65,7 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None)
 
     role = role or ("large_lm" if isinstance(cfg, LargeLMConfig) else "small_lm" if isinstance(cfg, SmallLMConfig)
                     else "lm")
+    cfg = _validated(cfg, role)
     api_base = cfg.api_base.get_secret_value() if cfg.api_base is not None else None  # for the client only
     for secret in url_secrets(api_base):
         register_secret(secret)  # what libraries log or raise is blanked by lmcot.redact.redact
@@ -75,6 +76,9 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None)
         common["seed"] = cfg.seed
     if cfg.backend == "transformers":
         from lmcot.hf_engine import TransformersEngine
+        from lmcot.preflight import check_generation_bounds
+
+        check_generation_bounds(cfg, role)  # max_tokens within the context its config.json gives, before any call
 
         engine = TransformersEngine(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
                                     max_input_tokens=cfg.max_input_tokens, trust_remote_code=cfg.trust_remote_code,
@@ -103,6 +107,24 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None)
                   total_timeout=cfg.total_timeout, retries=cfg.num_retries, **common, **kwargs)
 
 
+def _validated(cfg: LMConfig, role: str) -> LMConfig:
+    """``cfg`` with its ``api_base`` checked and typed: ``model_copy(update={"api_base": url})`` skips
+    pydantic's validation and would hand a plain, unchecked string to the client."""
+    from lmcot.redact import SecretURL
+
+    if cfg.api_base is None or isinstance(cfg.api_base, SecretURL):
+        return cfg
+    from pydantic import ValidationError
+
+    from lmcot.config import ConfigError
+
+    try:
+        return type(cfg).model_validate(cfg.model_dump())
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"{role}.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
 # The start-up probe waits at most this long for the server's first byte (or cfg.timeout if shorter):
 # with the 5 s connect timeout, a server that accepts but never answers is reported within ~35 s,
 # instead of after every call's retries (timeout x (num_retries + 1), ~12 minutes by default).
@@ -120,6 +142,7 @@ def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0, reply_timeout:
     proxy carries the request."""
     if cfg.backend != "litellm" or not cfg.api_base:
         return
+    cfg = _validated(cfg, key)
     import socket
     import urllib.parse
     import urllib.request

@@ -71,3 +71,15 @@ def test_endpoint_and_query_settings_in_extra_are_refused(setting):
     with pytest.raises(ConfigError, match=r"^config: large_lm\.extra: ") as err:
         load_config(None, [setting])
     assert KEY not in str(err.value)
+
+
+def test_an_api_base_set_around_validation_is_checked_where_the_client_is_built():
+    """``model_copy(update=...)`` skips pydantic's validation; build_lm validates before using it."""
+    from lmcot.lms import build_lm
+
+    base = LargeLMConfig(model="openai/x")
+    with pytest.raises(ConfigError, match=r"^large_lm\.api_base: .*Basic auth") as err:
+        build_lm(base.model_copy(update={"api_base": f"http://user:{KEY}@127.0.0.1:9/v1"}))
+    assert KEY not in str(err.value)
+    lm = build_lm(base.model_copy(update={"api_base": "http://127.0.0.1:9/v1"}))
+    assert lm.kwargs["api_base"] == "http://127.0.0.1:9/v1"
