@@ -42,6 +42,8 @@ Int = Annotated[int, Strict()]
 Float = Annotated[float, BeforeValidator(_not_a_bool)]
 
 
+# Trainer settings (TrainingArguments, TRL configs) that say where files are read or written.
+_TRAINER_PLACES = frozenset({"output_dir", "logging_dir", "resume_from_checkpoint", "overwrite_output_dir"})
 # litellm keyword arguments that name the endpoint (``api_base`` has its own, checked field).
 _ENDPOINT_KEYS = frozenset({"api_base", "base_url"})
 # An environment variable's name, as POSIX shells accept it.
@@ -278,6 +280,20 @@ class _TrainingSection(_Section):
         "encoder-decoder); GRPOConfig / RLOOConfig (RL, TRL algorithms only)"))
 
     _no_secrets_in_trainer_args = field_validator("trainer_args")(_no_secrets)
+
+    @field_validator("trainer_args")
+    @classmethod
+    def _lmcot_places_the_files(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Where checkpoints, logs and models go is lmcot's (resume, cleanup, the program folder): a
+        # trainer setting that moves them left checkpoints in /etc; one that uploads sends them away.
+        for name in sorted(map(str, value)):
+            if name in _TRAINER_PLACES or name.endswith(("_dir", "_path")):
+                raise ValueError(f"{name}: lmcot decides where training reads and writes (OUT/<stage>/, "
+                                 "OUT/logs/<stage>/, resuming from its own checkpoints); remove this setting")
+            if name == "push_to_hub" or name.startswith("hub_") or "_hub_" in name:
+                raise ValueError(f"{name}: lmcot never uploads from training; push the finished OUT/small_lm "
+                                 "yourself (e.g. huggingface-cli upload); remove this setting")
+        return value
 
 
 class KDConfig(_TrainingSection):
