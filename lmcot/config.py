@@ -252,7 +252,7 @@ class DataConfig(_Section):
 
 
 class EvalConfig(_Section):
-    methods: list[Literal["standard", "cot", "guided"]] = ["standard", "cot", "guided"]
+    methods: list[Literal["standard", "cot", "guided"]] = Field(["standard", "cot", "guided"], min_length=1)
     num_samples: Int = Field(1, ge=1, description="rationales per question; >1 is self-consistency voting")
     sample_temperature: Float = Field(0.7, ge=0.0)
     select: str = Field("vote", description="with num_samples > 1: 'vote' (an answer per rationale, majority "
@@ -497,6 +497,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{source}: no such config file")
         try:
             loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            line = p.read_bytes()[: exc.start].count(b"\n") + 1
+            raise ConfigError(f"{source}: line {line}: not UTF-8 text; save the file as UTF-8") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""

@@ -53,7 +53,6 @@ class LMCoTCompiler:
                             ) -> tuple[Any, dict[str, Any]]:
         """``compile``, and the dev report it also writes to ``OUT/metrics.json``."""
         from lmcot import distributed
-        from lmcot.lms import build_lm, configure_cache
 
         cfg = self.config
         run = _Run(cfg, program, trainset)
@@ -70,13 +69,18 @@ class LMCoTCompiler:
         from lmcot.preflight import check_out_dir
 
         check_out_dir(self.out)  # before the first paid call
-        if cfg.kd.trainer_args or cfg.rl.trainer_args:
-            from lmcot.model_loading import is_encoder_decoder
-            from lmcot.optimizers.training import check_all_trainer_args
+        preflight_training(cfg, run.student, self.out)
+        from lmcot.run_lock import output_lock
 
-            # Before the first paid call: a typo in a trainer setting must not wait for training.
-            check_all_trainer_args(cfg, is_encoder_decoder(run.student.model, trust_remote_code=run.student.trust_remote_code,
-                                                           revision=run.student.revision))
+        with output_lock(self.out, "LMCoTCompiler.compile"):  # a second run on this folder fails at once
+            return self._compile(run, program, trainset, valset)
+
+    def _compile(self, run: _Run, program, trainset: list[dspy.Example], valset: list[dspy.Example] | None,
+                 ) -> tuple[Any, dict[str, Any]]:
+        from lmcot import distributed
+        from lmcot.lms import build_lm, configure_cache
+
+        cfg = self.config
         configure_cache(cfg.cache_dir)  # teacher, answer and judge calls are cached on disk
         main = distributed.is_main()  # several processes: only the main one calls LMs and writes files
         if main:
@@ -352,6 +356,32 @@ def _link_or_copy(src: str, dst: str) -> None:
         os.link(src, dst)
     except OSError:  # another file system, or links not supported
         shutil.copy2(src, dst)
+
+
+def preflight_training(config: LMCoTConfig, student, out: str | Path) -> None:
+    """What training will need, checked before the first paid call: the student's generation lengths
+    against its context (``small_lm.max_tokens``, ``rl.max_new_tokens``), the trainer configs of the
+    stages as they will be built (``kd/rl.trainer_args`` merged), and, for RL, the scorer's models
+    (``rationale_metrics.reference_lm`` / ``embedding_model``). ``student``: the small LM's settings."""
+    from lmcot.optimizers.training import check_all_trainer_args
+    from lmcot.preflight import check_generation_bounds, check_model
+
+    model_config = check_model(student.model, "small_lm.model", revision=student.revision,
+                               trust_remote_code=student.trust_remote_code)
+    bounds = {"rl.max_new_tokens": config.rl.max_new_tokens} if "rl" in config.stages else {}
+    check_generation_bounds(student, "small_lm", bounds, config=model_config)
+    check_all_trainer_args(config, bool(getattr(model_config, "is_encoder_decoder", False)), out=out, student=student)
+    if "rl" in config.stages:
+        from lmcot.metrics.rationale import check_scorer_models
+
+        check_scorer_models(config.rationale_metrics)
+    if config.stages:
+        from lmcot.preflight import check_free_space, model_bytes
+
+        # One stage's resume checkpoint (weights + Adam's two moments, 3x) while every stage's model (1x
+        # each) is kept: finished stages remove their checkpoints. A floor: two checkpoints are kept.
+        need = (3 + len(config.stages)) * model_bytes(student.model, student.revision)
+        check_free_space(out, config.cache_dir, need)
 
 
 def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:

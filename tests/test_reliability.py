@@ -251,7 +251,7 @@ def test_cli_reports_a_silent_server_in_one_line(silent_server, tmp_path):
     result = invoke(["evaluate", "--methods", "standard", "--limit", "1", "--out", tmp_path / "out",
                      "--set", f"data.dev={HOTPOT}", "--set", "large_lm.model=openai/oracle",
                      "--set", f"large_lm.api_base={silent_server}", "--set", "large_lm.timeout=1",
-                     "--set", f"cache_dir={tmp_path / 'cache'}"])
+                     "--set", f"cache_dir={tmp_path / 'cache'}", "--set", "data.max_context_tokens=null"])
     assert_one_line_error(result, f"large_lm.api_base={silent_server}", "large_lm.timeout")
     assert time.monotonic() - start < 30 and not (tmp_path / "out").exists()
 
