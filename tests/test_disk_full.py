@@ -48,6 +48,7 @@ def test_a_write_past_the_limit_names_the_file_and_leaves_the_old_one(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left behind
 
 
+@pytest.mark.slow  # the CLI in a child process (issue 19.7's rule), though it takes seconds
 def test_evaluate_under_a_file_size_limit_is_one_line_naming_the_cache(tmp_path, hotpot_examples):
     """DSPy's reply cache (SQLite) cannot be created: a traceback with "disk I/O error" before."""
     with OracleServer(OracleResponder([e.toDict() for e in hotpot_examples])) as srv:
