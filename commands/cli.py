@@ -79,14 +79,22 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 @contextmanager
 def _guard(verbose: bool, interrupted: str):
-    """Run a command body: user errors as one line, Ctrl-C with ``interrupted``, bugs with traceback."""
+    """Run a command body: user errors as one line, Ctrl-C with ``interrupted``, bugs with traceback.
+    Yields a dict the body fills with its writable places (``--out``, ``cache_dir``), named when a
+    write fails for lack of space (lmcot.disk)."""
+    places: dict[str, object] = {}
     try:
-        yield
+        yield places
     except typer.Exit:
         raise
     except KeyboardInterrupt:
         _interrupted(interrupted)
     except Exception as exc:
+        from lmcot.disk import disk_full_error
+
+        full = disk_full_error(exc, places)
+        if full is not None:
+            _fail_with(full, verbose)
         if isinstance(exc, _user_errors()):
             _fail_with(exc, verbose)
         _bug(exc)
@@ -133,7 +141,7 @@ def _load(config: Optional[Path], overrides: Optional[List[str]], program: Optio
     if program is not None and config is None:
         from lmcot.programs.program_io import program_config
 
-        base = program_config(program).model_dump(mode="json")
+        base = program_config(program).model_dump()  # python mode: a SecretURL stays itself, not its redacted text
         return config_from_dict(apply_overrides(base, list(overrides or [])), source=str(program))
     return load_config(config, list(overrides or []))
 
@@ -157,11 +165,51 @@ def _note_remote_code(cfg) -> None:
                  "will run on this machine with your permissions")
 
 
-def _preflight(cfg, out: Optional[Path] = None, roles: tuple[str, ...] = ("small_lm", "large_lm")) -> None:
-    """Paths (output, cache, local models) before any paid call; see lmcot.preflight."""
-    from lmcot.preflight import check_config_paths
+def _preflight(cfg, out: Optional[Path] = None, roles: tuple[str, ...] = ("small_lm", "large_lm"), *,
+               training: bool = False, scoring: bool = False) -> None:
+    """What can be checked without the network, before any endpoint is reached or call is paid
+    (lmcot.preflight): paths (output, cache, local models); the in-process models of ``roles``,
+    resolved to their config (hub ids: offline, in the local cache) with max_tokens within their
+    context; with ``training``, the trainer configs of ``cfg.stages`` and free disk space; with
+    ``scoring``, the scorer's reference LM and embedding model."""
+    from lmcot.preflight import check_config_models, check_config_paths
 
     check_config_paths(cfg, out=out, roles=roles)
+    check_config_models(cfg, roles)
+    if training and cfg.stages:
+        from lmcot.optimizers.preflight import preflight_training
+
+        preflight_training(cfg, cfg.small_lm, out)
+    if scoring:
+        from lmcot.metrics.rationale import check_scorer_models
+
+        check_scorer_models(cfg.rationale_metrics)
+
+
+def _methods(methods: Optional[str]) -> Optional[list[str]]:
+    """``--methods standard,cot``: the list, each a known method (None: the config's eval.methods)."""
+    if methods is None:
+        return None
+    from lmcot.config import ConfigError
+    from lmcot.programs.evaluation import METHODS, check_methods
+
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    if not chosen:
+        raise ConfigError(f"--methods {methods!r}: no method named; give a comma-separated subset of "
+                          f"{','.join(METHODS)}")
+    try:
+        return check_methods(chosen)
+    except ConfigError as exc:
+        raise ConfigError(f"--methods {methods!r}: {exc}") from None
+
+
+@contextmanager
+def _locked(out: Path, command: str):
+    """The output folder's lock (lmcot.run_lock) for the whole command, report rendering included."""
+    from lmcot.run_lock import output_lock
+
+    with output_lock(out, command):
+        yield
 
 
 def _check_endpoints(cfg, *, teacher: bool = False, judge: bool = False) -> None:
@@ -195,17 +243,22 @@ def evaluate(
     """Measure LM-guided CoT against standard and CoT prompting of the large LM on the dev set."""
     _setup_logging(verbose)
     with _guard(verbose, "nothing written; the LM calls that finished are cached, so a rerun does not pay for them "
-                "again"):
+                "again") as places:
         cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []), program)
+        method_list = _methods(methods)  # the command's arguments, like the config, before the network
         _print_config(cfg)
         _note_remote_code(cfg)
         from lmcot.commands.evaluate import metrics_table, run_evaluate
 
-        method_list = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
         out_dir = out or Path(cfg.eval.out)
-        _preflight(cfg, out_dir, roles=("large_lm",) if program is not None else ("small_lm", "large_lm"))
+        places.update({"--out": out_dir, "cache_dir": cfg.cache_dir})
+        chosen = method_list if method_list is not None else cfg.eval.methods
+        # The small LM writes guided rationales, and its tokenizer counts every method's context.
+        small = program is None and ("guided" in chosen or cfg.data.max_context_tokens is not None)
+        _preflight(cfg, out_dir, roles=("small_lm", "large_lm") if small else ("large_lm",))
         _check_endpoints(cfg)
-        metrics = run_evaluate(cfg, methods=method_list, out_dir=out_dir, limit=limit, program_dir=program)
+        with _locked(out_dir, "lmcot evaluate"):
+            metrics = run_evaluate(cfg, methods=method_list, out_dir=out_dir, limit=limit, program_dir=program)
     table_console().print(metrics_table(metrics))
     _say("", "", f"wrote {out_dir}/metrics.json, {out_dir}/predictions.jsonl, {out_dir}/config.json")
 
@@ -222,21 +275,24 @@ def compile_(
     """Bootstrap teacher rationales, distil them into the small LM, then RL; save a compiled program."""
     _setup_logging(verbose)
     with _guard(verbose, f"finished stages, teacher traces ({out}/kd/traces.jsonl), training checkpoints and cached "
-                "LM calls are kept; rerun the same command to resume"):
+                "LM calls are kept; rerun the same command to resume") as places:
+        places["--out"] = out
         extra = list(overrides or [])
         if stages:
             extra.append(f"stages=[{stages}]")
         if skip_bad:
             extra.append("data.skip_bad=true")
         cfg = _load(config, extra)
+        places["cache_dir"] = cfg.cache_dir
         _print_config(cfg)
         _note_remote_code(cfg)
         from lmcot.optimizers.compiler import compile_from_config
         from lmcot.optimizers.dev_report import report_table
 
-        _preflight(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"))
+        _preflight(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"), training=True)
         _check_endpoints(cfg, teacher="kd" in cfg.stages, judge="rl" in cfg.stages)
-        report = compile_from_config(cfg, out)
+        with _locked(out, "lmcot compile"):
+            report = compile_from_config(cfg, out)
     if any(k in report for k in ("untrained", "compiled")):
         table_console().print(report_table(report))
     _say("", "", f"compiled program: {out}  (evaluate it with: lmcot evaluate --program {out})")
@@ -254,8 +310,9 @@ def score(
     """Score rationales on the eight quality aspects and print a per-aspect table."""
     _setup_logging(verbose)
     with _guard(verbose, "nothing written; the judge calls that finished are cached, so a rerun does not pay for "
-                "them again"):
+                "them again") as places:
         cfg = _load(config, overrides)
+        places.update({"--out": out or rationales.parent, "cache_dir": cfg.cache_dir})
         _print_config(cfg)
         _note_remote_code(cfg)
         from lmcot.lms import check_endpoint
@@ -267,7 +324,7 @@ def score(
         if out_path.is_dir():
             raise PathError(f"{out_path}: --out must be a file (per-row scores JSONL), but it is a folder")
         judged = "judge" in cfg.rationale_metrics.backends.values()
-        _preflight(cfg, out_path.parent, roles=("rationale_metrics.judge",) if judged else ())
+        _preflight(cfg, out_path.parent, roles=("rationale_metrics.judge",) if judged else (), scoring=True)
         if judged:
             check_endpoint(cfg.judge(), "rationale_metrics.judge" if cfg.rationale_metrics.judge else "large_lm")
         rows, means = run_score(cfg, rationales, out_path, progress=True)
@@ -294,17 +351,23 @@ def experiment(
     rationale-quality analysis; then the report. Reruns skip finished steps and pay for no call twice."""
     _setup_logging(verbose)
     with _guard(verbose, f"finished steps ({out}/steps/), trained students and cached LM calls are kept; rerun the "
-                "same command to resume"):
+                "same command to resume") as places:
+        places["--out"] = out
         cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []))
+        places["cache_dir"] = cfg.cache_dir
         _print_config(cfg)
         _note_remote_code(cfg)
+        from lmcot.experiment.grid import students_needed
         from lmcot.experiment.report import render
         from lmcot.experiment.run import run_experiment
+        from lmcot.experiment.students import training_config
 
-        _preflight(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"))
+        _preflight(training_config(cfg, students_needed(cfg.experiment)), out,
+                   roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"), training=True, scoring=True)
         _check_endpoints(cfg, teacher=True, judge=True)
-        run_experiment(cfg, out, say=lambda m: _say("experiment", "bold cyan", m))
-        paths = render(out)
+        with _locked(out, "lmcot experiment"):
+            run_experiment(cfg, out, say=lambda m: _say("experiment", "bold cyan", m))
+            paths = render(out)
     _print_methods_table(out)
     _say("", "", f"wrote {out}/results.json, {paths['md']}, {paths['html']}, {paths['plots']}/")
 
@@ -331,7 +394,8 @@ def report(
     verbose: bool = VerboseOpt,
 ) -> None:
     """Re-render report.md, report.html and the plots from OUT/results.json (no LM call)."""
-    with _guard(verbose, "the report may be half written; run the same command again"):
+    with _guard(verbose, "the report may be half written; run the same command again") as places:
+        places["OUT"] = out
         from lmcot.experiment.report import render
 
         paths = render(out)

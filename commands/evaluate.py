@@ -30,7 +30,7 @@ def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_d
     from lmcot.programs.program_io import load_program
     from lmcot.splits import context_token_counter, load_split
 
-    methods = check_methods(methods or config.eval.methods)
+    methods = check_methods(methods if methods is not None else config.eval.methods)
     out = Path(out_dir or config.eval.out)
     from lmcot.preflight import check_cache_dir, check_out_dir
 
@@ -50,12 +50,15 @@ def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_d
     elif limit is not None:
         examples = examples[:limit]
 
-    all_rows, metrics = evaluate_methods(config, methods, examples, small_lm, large_lm, guided=guided,
-                                         progress=progress)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in all_rows))
-    write_json(out / "metrics.json", metrics)
-    write_json(out / "config.json", {**config.to_public_dict(), "program": str(program_dir) if program_dir else None})
+    from lmcot.run_lock import output_lock
+
+    with output_lock(out, "run_evaluate"):  # a second run on this folder fails at once, before any call
+        all_rows, metrics = evaluate_methods(config, methods, examples, small_lm, large_lm, guided=guided,
+                                             progress=progress)
+        atomic_write_text(out / "predictions.jsonl",
+                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in all_rows))
+        write_json(out / "metrics.json", metrics)
+        write_json(out / "config.json", {**config.to_public_dict(), "program": str(program_dir) if program_dir else None})
     return metrics
 
 

@@ -131,7 +131,8 @@ def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None 
         from lmcot.lms import build_lm, configure_cache
 
         configure_cache(config.cache_dir)
-        judge_lm = build_lm(config.judge())
+        role = "rationale_metrics.judge" if config.rationale_metrics.judge else "large_lm"
+        judge_lm = build_lm(config.judge(), role=role)
     needs_lm = any(metrics.backends[a] == "cheap" for a in ("fluency", "naturalness"))
     reference = reference_lm_for(config) if needs_lm else None
     scorer = RationaleScorer(metrics, judge_lm=judge_lm, reference_lm=reference)

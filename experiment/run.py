@@ -149,7 +149,6 @@ def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = Tr
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the experiment; returns the results dict written to ``OUT/results.json``."""
     from lmcot.splits import context_token_counter, load_split
-    from lmcot.experiment.students import train_students
     from lmcot.lms import build_lm, configure_cache
 
     out = Path(out_dir)
@@ -174,6 +173,24 @@ def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = Tr
         raise DataError(f"{cfg.data.dev}: the dev set is empty")
     trained = [n for n in names if n != "untrained"]
     trainset = load_split(cfg, "train", count_tokens=count) if trained else []
+    if trained:
+        from lmcot.experiment.students import training_config
+        from lmcot.optimizers.preflight import preflight_training
+
+        # Every stage's trainer settings before the first paid call (the RL students' after KD's bootstrap).
+        preflight_training(training_config(cfg, names), cfg.small_lm, out)
+    from lmcot.run_lock import output_lock
+
+    with output_lock(out, "run_experiment"):  # a second run on this folder fails at once
+        return _run_grid(run, cfg, out, grid, names, trainset, say, progress)
+
+
+def _run_grid(run: _Run, cfg: LMCoTConfig, out: Path, grid: list[MethodSpec], names: list[str], trainset,
+              say: Callable[[str], None], progress: bool) -> dict[str, Any]:
+    """The experiment's steps, under the output folder's lock (see :func:`run_experiment`)."""
+    from lmcot.experiment.students import train_students
+
+    exp = cfg.experiment
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg.to_public_dict())
 

@@ -37,6 +37,12 @@ def variant_config(cfg: LMCoTConfig, variant: str) -> LMCoTConfig:
     return out
 
 
+def training_config(cfg: LMCoTConfig, names: list[str]) -> LMCoTConfig:
+    """``cfg`` with the compiler stages that training ``names`` runs (for the pre-flight checks)."""
+    stages = (["kd"] if any(n != "untrained" for n in names) else []) + (["rl"] if set(names) & set(RL_STUDENTS) else [])
+    return cfg.model_copy(update={"stages": stages})
+
+
 def _link_kd(folder: Path, kd_stage: Path) -> None:
     link = folder / "kd"
     if link.is_symlink() or link.exists():

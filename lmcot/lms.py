@@ -55,14 +55,21 @@ def import_litellm() -> None:
         import litellm  # noqa: F401
 
 
-def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:
+def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None) -> dspy.LM:
     """A ``dspy.LM`` for ``cfg``. An in-process model is named ``hf/<label>@<hash of the weights>``
     (``name`` sets the label, default the folder name), so a retrained checkpoint never reuses its
-    parent's cached outputs, whatever it is called."""
+    parent's cached outputs, whatever it is called. An HTTP model is a :class:`lmcot.http_lm.HttpLM`
+    (a total time bound per call, no retries of an unreachable host); ``role`` is its config key in
+    messages (default ``large_lm`` / ``small_lm`` by the config's type)."""
+    from lmcot.config import LargeLMConfig
     from lmcot.redact import register_secret, url_secrets
 
-    for secret in url_secrets(cfg.api_base):
-        register_secret(secret)  # blanked by lmcot.redact.redact wherever it would be shown
+    role = role or ("large_lm" if isinstance(cfg, LargeLMConfig) else "small_lm" if isinstance(cfg, SmallLMConfig)
+                    else "lm")
+    cfg = _validated(cfg, role)
+    api_base = cfg.api_base.get_secret_value() if cfg.api_base is not None else None  # for the client only
+    for secret in url_secrets(api_base):
+        register_secret(secret)  # what libraries log or raise is blanked by lmcot.redact.redact
     common: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "cache": cfg.cache}
     if cfg.top_p is not None:
         common["top_p"] = cfg.top_p
@@ -70,6 +77,9 @@ def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:
         common["seed"] = cfg.seed
     if cfg.backend == "transformers":
         from lmcot.hf_engine import TransformersEngine
+        from lmcot.preflight import check_generation_bounds
+
+        check_generation_bounds(cfg, role)  # max_tokens within the context its config.json gives, before any call
 
         engine = TransformersEngine(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
                                     max_input_tokens=cfg.max_input_tokens, trust_remote_code=cfg.trust_remote_code,
@@ -78,20 +88,42 @@ def build_lm(cfg: LMConfig, name: str | None = None) -> dspy.LM:
         label = f"{name}@{engine.fingerprint}{engine.settings_tag}" if name else engine.name_hint
         return dspy.LM(f"hf/{label}", engine=engine, num_retries=0, **common)
     kwargs = dict(cfg.extra)
-    if cfg.api_base:
-        kwargs["api_base"] = cfg.api_base
+    if api_base:
+        kwargs["api_base"] = api_base
     if cfg.timeout is not None:
         kwargs["timeout"] = cfg.timeout
     key = cfg.api_key()
     register_secret(key)
     if key is not None:
         kwargs["api_key"] = key
-    elif cfg.api_base:
+    elif api_base:
         # OpenAI-compatible servers (vLLM, a local test server) often need no key, but the OpenAI
         # client refuses to start without one.
         kwargs["api_key"] = "no-key"
     import_litellm()
-    return dspy.LM(cfg.model, engine="litellm", num_retries=cfg.num_retries, **common, **kwargs)
+    from lmcot.http_lm import HttpLM, warn_unknown_extra
+
+    warn_unknown_extra(cfg.model, cfg.extra, role)
+    return HttpLM(cfg.model, role=role, shown=str(cfg.api_base) if cfg.api_base is not None else "",
+                  total_timeout=cfg.total_timeout, retries=cfg.num_retries, **common, **kwargs)
+
+
+def _validated(cfg: LMConfig, role: str) -> LMConfig:
+    """``cfg`` with its ``api_base`` checked and typed: ``model_copy(update={"api_base": url})`` skips
+    pydantic's validation and would hand a plain, unchecked string to the client."""
+    from lmcot.redact import SecretURL
+
+    if cfg.api_base is None or isinstance(cfg.api_base, SecretURL):
+        return cfg
+    from pydantic import ValidationError
+
+    from lmcot.config import ConfigError
+
+    try:
+        return type(cfg).model_validate(cfg.model_dump())
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"{role}.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
 # The start-up probe waits at most this long for the server's first byte (or cfg.timeout if shorter):
@@ -111,16 +143,15 @@ def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0, reply_timeout:
     proxy carries the request."""
     if cfg.backend != "litellm" or not cfg.api_base:
         return
+    cfg = _validated(cfg, key)
     import socket
     import urllib.parse
     import urllib.request
 
     from lmcot.config import ConfigError
 
-    from lmcot.redact import redact_url
-
-    shown = redact_url(cfg.api_base)
-    url = urllib.parse.urlsplit(cfg.api_base)
+    shown = str(cfg.api_base)  # a SecretURL prints redacted
+    url = urllib.parse.urlsplit(cfg.api_base.get_secret_value())
     try:
         host, port = url.hostname, url.port or {"http": 80, "https": 443}.get(url.scheme)
     except ValueError:  # a port that is not a number

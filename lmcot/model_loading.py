@@ -35,15 +35,37 @@ def pick_dtype(dtype: str, device: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
-def is_encoder_decoder(model: str, *, trust_remote_code: bool = False, revision: str | None = None) -> bool:
-    """Whether ``model`` (a folder or hub id) is an encoder-decoder model, read from its config only
-    (no weights loaded). The one architecture check: engine, RL and scoring all ask here."""
+def read_model_config(model: str, *, trust_remote_code: bool = False, revision: str | None = None):
+    """``model``'s config (a folder, hub id, ``pkg://`` file or GGUF), read without loading weights."""
     from transformers import AutoConfig
 
     from lmcot.checkpoint import resolve_model
 
-    config = AutoConfig.from_pretrained(resolve_model(model), trust_remote_code=trust_remote_code, revision=revision)
+    path = resolve_model(model)
+    with _load_errors(path):
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+
+
+def is_encoder_decoder(model: str, *, trust_remote_code: bool = False, revision: str | None = None) -> bool:
+    """Whether ``model`` (a folder or hub id) is an encoder-decoder model, read from its config only
+    (no weights loaded). The one architecture check: engine, RL and scoring all ask here."""
+    config = read_model_config(model, trust_remote_code=trust_remote_code, revision=revision)
     return bool(getattr(config, "is_encoder_decoder", False))
+
+
+# Where configs keep the number of positions a model can attend to (Llama/Qwen, GPT-2, others).
+_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+
+
+def context_length(config) -> tuple[int, str] | None:
+    """(positions, the config key that says so) for a model with a fixed context; None for models
+    without one (T5's relative positions)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in _CONTEXT_KEYS:
+        value = getattr(text, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value, key
+    return None
 
 
 def load_model_and_tokenizer(model: str, *, device: str = "auto", dtype: str = "auto",

@@ -1,12 +1,18 @@
 """Secrets out of everything lmcot prints or writes.
 
 Keys belong in environment variables (``api_key_env``), but a URL can carry one too
-(``https://user:KEY@host/v1``, ``?api-key=KEY``), and so can an error message that quotes it.
-:func:`redact_url` hides URL credentials and key-like query values; :func:`redact` does that to every
-URL in a text and also blanks every secret value registered with :func:`register_secret` (the
-keys read from the environment, the credentials found in ``api_base``). They are hand-written
-because neither DSPy nor litellm offer a redactor for user-facing text (litellm masks only its own
-logs).
+(``https://user:KEY@host/v1``, ``?code=KEY``), and so can an error message that quotes it.
+
+* :class:`SecretURL` is the type of every ``api_base`` in the config: its ``str``, ``repr`` and JSON
+  form are the redacted URL, and only :meth:`~SecretURL.get_secret_value` (called where the HTTP
+  client is built) gives the real one. Printing, saving and error messages need no redaction step.
+* :func:`redact_url` hides the userinfo and *every* query value (a query can carry a key under any
+  name: ``?code=``, ``?sig=``, ``?api-version=`` alike); :func:`redact` does that to every URL in a
+  text and also blanks every value registered with :func:`register_secret` (the keys read from the
+  environment, the query values of ``api_base``), for text that libraries log or raise.
+
+Hand-written because neither DSPy nor litellm offer a redactor for user-facing text (litellm masks
+only its own logs); the type is pydantic's ``Secret``, which only needs to be told how to display.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import re
 import threading
 import urllib.parse
+
+from pydantic import Secret
 
 MASK = "***"
 # Whole words of a name (after splitting camelCase and separators) that mark a credential.
@@ -53,8 +61,8 @@ def register_secret(value: str | None) -> None:
 
 
 def url_secrets(url: str | None) -> list[str]:
-    """The credentials a URL carries: the userinfo password (or bare user token) and the values of
-    key-like query parameters."""
+    """The credentials a URL may carry: its userinfo (password, or a bare user token) and every
+    query value (their names say nothing reliable: ``?code=KEY`` is as secret as ``?api-key=KEY``)."""
     if not url:
         return []
     try:
@@ -67,14 +75,15 @@ def url_secrets(url: str | None) -> list[str]:
         found.append(parts.password)
     elif parts.username:
         found.append(urllib.parse.unquote(parts.username))
-    for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
-        if value and is_secret_name(name):
+    for _, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if value:
             found.append(value)
     return found
 
 
 def redact_url(url: str) -> str:
-    """``https://user:KEY@host/v1?api-key=K&x=1`` -> ``https://***@host/v1?api-key=***&x=1``."""
+    """``https://user:KEY@host/v1?code=K&x=1`` -> ``https://***@host/v1?code=***&x=***``: the
+    userinfo and every query value are hidden, the names of the query parameters are kept."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
@@ -85,11 +94,29 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-        if any(is_secret_name(k) for k, _ in pairs):
-            query = "&".join(f"{urllib.parse.quote(k, safe='-_.')}=" + (MASK if is_secret_name(k) else
-                                                                         urllib.parse.quote(v, safe='-_.'))
-                             for k, v in pairs)
+        query = "&".join(f"{urllib.parse.quote(k, safe='-_.')}={MASK if v else ''}" for k, v in pairs)
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def carries_mask(url: str) -> bool:
+    """Whether ``url`` is a redacted copy (its userinfo or a query value is the mask), e.g. an
+    ``api_base`` read back from a saved config.json: it no longer says where or how to connect."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        return False
+    userinfo = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else None
+    return userinfo == MASK or any(v == MASK for _, v in pairs)
+
+
+class SecretURL(Secret[str]):
+    """A URL that may carry credentials (``api_base``). ``str()``, ``repr()`` and
+    ``model_dump(mode="json")`` give :func:`redact_url`'s form, so it can be printed, saved and put
+    in messages as it is; :meth:`get_secret_value` gives the real URL, for the HTTP client only."""
+
+    def _display(self) -> str:
+        return redact_url(self.get_secret_value())
 
 
 def redact(text: str) -> str:

@@ -54,7 +54,6 @@ class LMCoTCompiler:
                             ) -> tuple[Any, dict[str, Any]]:
         """``compile``, and the dev report it also writes to ``OUT/metrics.json``."""
         from lmcot import distributed
-        from lmcot.lms import build_lm, configure_cache
 
         cfg = self.config
         run = _Run(cfg, program, trainset)
@@ -71,13 +70,20 @@ class LMCoTCompiler:
         from lmcot.preflight import check_out_dir
 
         check_out_dir(self.out)  # before the first paid call
-        if cfg.kd.trainer_args or cfg.rl.trainer_args:
-            from lmcot.model_loading import is_encoder_decoder
-            from lmcot.optimizers.training import check_all_trainer_args
+        from lmcot.optimizers.preflight import preflight_training
 
-            # Before the first paid call: a typo in a trainer setting must not wait for training.
-            check_all_trainer_args(cfg, is_encoder_decoder(run.student.model, trust_remote_code=run.student.trust_remote_code,
-                                                           revision=run.student.revision))
+        preflight_training(cfg, run.student, self.out)
+        from lmcot.run_lock import output_lock
+
+        with output_lock(self.out, "LMCoTCompiler.compile"):  # a second run on this folder fails at once
+            return self._compile(run, program, trainset, valset)
+
+    def _compile(self, run: _Run, program, trainset: list[dspy.Example], valset: list[dspy.Example] | None,
+                 ) -> tuple[Any, dict[str, Any]]:
+        from lmcot import distributed
+        from lmcot.lms import build_lm, configure_cache
+
+        cfg = self.config
         configure_cache(cfg.cache_dir)  # teacher, answer and judge calls are cached on disk
         main = distributed.is_main()  # several processes: only the main one calls LMs and writes files
         if main:
@@ -133,7 +139,7 @@ class LMCoTCompiler:
         from lmcot.optimizers.distill import distill
 
         cfg, kd_dir = self.config, self.out / "kd"
-        teacher = build_lm(cfg.kd.teacher) if cfg.kd.teacher else run.program.large_lm
+        teacher = build_lm(cfg.kd.teacher, role="kd.teacher") if cfg.kd.teacher else run.program.large_lm
         # What the teacher traces depend on (not api_base: a local server's port changes between runs).
         traces_key = key_of({"teacher": teacher.model, "teacher_kwargs": sampling_settings(teacher), "kd_temperature":
                            cfg.kd.temperature})
@@ -322,7 +328,7 @@ class _Run:
             cfg = self.config.rationale_metrics
             judge_lm = None
             if any(b == "judge" for b in cfg.backends.values()):
-                judge_lm = build_lm(cfg.judge) if cfg.judge else self.program.large_lm
+                judge_lm = build_lm(cfg.judge, role="rationale_metrics.judge") if cfg.judge else self.program.large_lm
             self._judge_lm = judge_lm
             # Perplexity-based aspects need a fixed reader of English: the student before any training
             # (scoring with the policy itself would reward it for agreeing with itself), when it is a
@@ -354,6 +360,7 @@ def _link_or_copy(src: str, dst: str) -> None:
         os.link(src, dst)
     except OSError:  # another file system, or links not supported
         shutil.copy2(src, dst)
+
 
 
 def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:

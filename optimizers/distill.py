@@ -39,7 +39,7 @@ from lmcot.data import DataError
 from lmcot.jsonl import write_json
 from lmcot.memory import free_memory
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
-from lmcot.optimizers.training import last_checkpoint, lora_config, trainer_config
+from lmcot.optimizers.training import keep_tensorboard_logs, last_checkpoint, lora_config, trainer_config
 from lmcot.programs.adapter import rationale_messages
 from lmcot.prompting import render_prompt, tokenize_prompts
 
@@ -157,32 +157,44 @@ def _common_args(kd: KDConfig, ckpt_dir: Path, small_cfg: SmallLMConfig) -> dict
     return args
 
 
-def _train_causal(model, tokenizer, rows: list[dict], kd: KDConfig, args: dict[str, Any], callbacks: list):
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+def kd_trainer_config(kd: KDConfig, small_cfg: SmallLMConfig, ckpt_dir: Path, is_seq2seq: bool):
+    """The trainer config KD runs with (``SFTConfig`` for causal students, ``Seq2SeqTrainingArguments``
+    for encoder-decoder ones), ``kd.trainer_args`` merged over lmcot's settings. Built again by the
+    compiler's pre-flight, before any paid call."""
+    args = _common_args(kd, ckpt_dir, small_cfg)
+    if is_seq2seq:
+        from transformers import Seq2SeqTrainingArguments
+
+        return trainer_config(Seq2SeqTrainingArguments, args, kd.trainer_args, "kd.trainer_args")
+    from trl import SFTConfig
 
     # activation_checkpointing=True is TRL's SFT default under transformers 5's name (TRL sets the
     # deprecated gradient_checkpointing, which warns on every run).
-    config = trainer_config(SFTConfig, {**args, "max_length": kd.max_length, "completion_only_loss": True,
-                                        "packing": False, "dataset_num_proc": None, "shuffle_dataset": False,
-                                        "activation_checkpointing": True},
-                            kd.trainer_args, "kd.trainer_args")
+    return trainer_config(SFTConfig, {**args, "max_length": kd.max_length, "completion_only_loss": True,
+                                      "packing": False, "dataset_num_proc": None, "shuffle_dataset": False,
+                                      "activation_checkpointing": True},
+                          kd.trainer_args, "kd.trainer_args")
+
+
+def _train_causal(model, tokenizer, rows: list[dict], kd: KDConfig, config, callbacks: list):
+    from datasets import Dataset
+    from trl import SFTTrainer
+
     trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, callbacks=callbacks,
                          peft_config=lora_config(kd, encoder_decoder=False) if kd.lora else None)
     return trainer
 
 
-def _train_seq2seq(model, tokenizer, rows: list[dict], kd: KDConfig, args: dict[str, Any], callbacks: list):
+def _train_seq2seq(model, tokenizer, rows: list[dict], kd: KDConfig, config, callbacks: list):
     from datasets import Dataset
-    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
+    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer
 
     if kd.lora:
         from peft import get_peft_model
 
         model = get_peft_model(model, lora_config(kd, encoder_decoder=True))
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100, padding=True)
-    config = trainer_config(Seq2SeqTrainingArguments, args, kd.trainer_args, "kd.trainer_args")
     return Seq2SeqTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows),
                           data_collator=collator, processing_class=tokenizer, callbacks=callbacks)
 
@@ -248,12 +260,14 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
     model.train()
     rows = [build_example(tokenizer, is_seq2seq, r, kd.max_length, small_cfg.max_input_tokens) for r in kept]
     _warn_about_lengths(tokenizer, is_seq2seq, kept, rows, small_cfg)
-    args = _common_args(kd, ckpt_dir, small_cfg)
+    config = kd_trainer_config(kd, small_cfg, ckpt_dir, is_seq2seq)
     build = _train_seq2seq if is_seq2seq else _train_causal
     with _quiet_datasets():
-        trainer = build(model, tokenizer, rows, kd, args, [rich_progress("KD", "loss", progress)])
-    # The rich bar shows the loss; the full logs go to train_log.json (and report_to).
+        trainer = build(model, tokenizer, rows, kd, config, [rich_progress("KD", "loss", progress)])
+    # The rich bar shows the loss; the full logs go to train_log.json (and report_to, TensorBoard's
+    # to OUT/logs/kd where they outlive the checkpoints).
     quiet_trainer(trainer)
+    keep_tensorboard_logs(trainer, out_dir)
     resume = last_checkpoint(ckpt_dir)
     if resume:
         log.info("KD: resuming from %s", resume)

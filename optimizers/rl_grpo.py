@@ -52,7 +52,9 @@ def _training_dtype(small_cfg: SmallLMConfig) -> str:
     return "float32" if small_cfg.dtype == "auto" else small_cfg.dtype
 
 
-def _trainer_args(algorithm: str, rl: RLConfig, small_cfg: SmallLMConfig, out_dir: Path, device: str):
+def rl_trainer_config(algorithm: str, rl: RLConfig, small_cfg: SmallLMConfig, out_dir: Path, device: str):
+    """The ``GRPOConfig`` / ``RLOOConfig`` RL runs with, ``rl.trainer_args`` merged over lmcot's
+    settings. Built again by the compiler's pre-flight, before any paid call."""
     import torch
 
     from lmcot.optimizers.training import rollout_generation_args
@@ -108,7 +110,7 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
     from lmcot import distributed
     from lmcot.model_loading import load_model_and_tokenizer, pick_device
     from lmcot.jsonl import write_json
-    from lmcot.optimizers.training import last_checkpoint, lora_config
+    from lmcot.optimizers.training import keep_tensorboard_logs, last_checkpoint, lora_config
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -131,12 +133,13 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
 
     dataset = Dataset.from_list(build_prompt_rows(trainset, tokenizer, is_encoder_decoder=False))
     funcs, weights = rewards.trl_reward_functions()
-    args = _trainer_args(algorithm, rl, small_cfg, out_dir, device)
+    args = rl_trainer_config(algorithm, rl, small_cfg, out_dir, device)
     args.reward_weights = weights
     trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=tokenizer, peft_config=lora_config(rl, encoder_decoder=False) if rl.lora else None,
                           callbacks=[rich_progress("RL", "reward", value=rewards.progress_value)])
     quiet_trainer(trainer)  # the rich bar shows the reward; every component goes to train_log.json and report_to
+    keep_tensorboard_logs(trainer, out_dir)  # OUT/logs/rl, not inside the checkpoints removed at the end
     last = last_checkpoint(args.output_dir)
     if last:
         log.info("resuming RL from %s", last)

@@ -21,7 +21,7 @@ trainer is gone), so this file holds a small loop. Each step:
 
 The loop runs on ``accelerate.Accelerator`` (as TRL's trainers do): it places the model, does the
 backward pass and gradient clipping, logs to the trackers named in ``rl.report_to`` (``none`` or an
-empty list: none; ``tensorboard`` writes ``out_dir/runs/rl``) and saves / restores the training state.
+empty list: none; ``tensorboard`` writes ``OUT/logs/rl``) and saves / restores the training state.
 Logs per ``logging_steps`` (means over the window): ``rewards/<name>/mean``, ``reward``, ``kl``
 (mean per-token k3), ``loss`` and for PPO ``clip_frac``, the keys TRL's GRPO uses (``train/<key>`` in
 the trackers, as TRL writes them).
@@ -196,12 +196,16 @@ def _update(accelerator, model, ref, optimizer, params, enc, decoder_in, targets
 
 
 def _accelerator(rl: RLConfig, device: str, out_dir: Path):
-    """An ``Accelerator`` on ``device`` logging to ``rl.report_to`` under ``out_dir/runs``."""
+    """An ``Accelerator`` on ``device`` logging to ``rl.report_to`` (TensorBoard: ``OUT/logs/rl``, beside
+    the KD stage's ``OUT/logs/kd``)."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
+    from lmcot.optimizers.training import tensorboard_dir
+
     trackers = [t for t in rl.report_to if t != "none"]
-    project = ProjectConfiguration(project_dir=str(out_dir), logging_dir=str(out_dir / "runs"))
+    # The tracker's run name (init_trackers) is the last part: OUT/logs + "rl".
+    project = ProjectConfiguration(project_dir=str(out_dir), logging_dir=str(tensorboard_dir(out_dir).parent))
     try:
         return Accelerator(cpu=device == "cpu", log_with=trackers or None, project_config=project)
     except ValueError as e:  # an unknown tracker name
@@ -251,7 +255,7 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
         accelerator.load_state(str(resume))  # weights, optimizer and RNG states
         log.info("resuming seq2seq RL from %s (step %d)", resume, step)
 
-    accelerator.init_trackers("rl")
+    accelerator.init_trackers(out_dir.name)
     policy = accelerator.unwrap_model(model)  # generate() lives on the model, not on a wrapper
     eos_id = tokenizer.eos_token_id
     window: list[dict[str, float]] = []

@@ -1,5 +1,6 @@
 """What the three trainers (KD, TRL GRPO/RLOO, the seq2seq RL loop) share: one LoRA config builder,
-one "last checkpoint" finder, the RL algorithm for a student, the RL prompt rows."""
+one "last checkpoint" finder, the RL algorithm for a student, the RL prompt rows, the check of
+the trainer settings, and where TensorBoard logs go."""
 
 from __future__ import annotations
 
@@ -51,38 +52,83 @@ def rollout_generation_args(small_cfg: Any) -> dict[str, Any]:
 def trainer_config(config_cls, args: dict[str, Any], extra: dict[str, Any], key: str):
     """``config_cls(**args)`` with the user's ``extra`` settings (``kd.trainer_args`` /
     ``rl.trainer_args``) merged over lmcot's own, so any TRL / transformers setting passes through
-    without a config field of its own. A key the class does not take is a ConfigError naming it."""
+    without a config field of its own. A key the class does not take, a value of the wrong type or
+    outside the documented choices, or a combination the class refuses is a ConfigError naming the key."""
     check_trainer_args(config_cls, extra, key)
-    return config_cls(**{**args, **extra})
+    try:
+        return config_cls(**{**args, **extra})
+    except (ValueError, TypeError) as exc:
+        raise _refused(config_cls, args, extra, key, exc) from None
+
+
+def _refused(config_cls, args: dict[str, Any], extra: dict[str, Any], key: str, exc: Exception):
+    """The ConfigError for a config the class refused, naming the setting that makes it refuse."""
+    from lmcot.config import ConfigError
+
+    def refuses(settings: dict[str, Any]) -> bool:
+        try:
+            config_cls(**settings)
+        except (ValueError, TypeError):
+            return True
+        return False
+
+    reason = " ".join(str(exc).split())[:300]
+    culprits = [k for k in extra if refuses({**args, k: extra[k]})] if not refuses(args) else []
+    names = culprits or list(extra)
+    if not names:  # lmcot's own settings: an environment the trainer does not support
+        return ConfigError(f"{key}: {config_cls.__name__} cannot be built here ({reason})")
+    shown = ", ".join(f"{key}.{k}={_short(extra[k])}" for k in names)
+    return ConfigError(f"{shown}: refused by {config_cls.__name__} ({reason})")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _choices(field) -> tuple[str, ...]:
+    """The values a TRL / transformers ``str`` setting lists as "Supported values are 'a', 'b' ..."
+    in its help (TRL's ``loss_type``): it is typed ``str`` and an unknown value fails only in the
+    middle of training. Pinned by tests/test_trl_reaches.py."""
+    import re
+
+    match = re.search(r"Supported values are (.+?)\.(?:\s|$)", str(field.metadata.get("help", "")))
+    found = re.findall(r"'([A-Za-z0-9_\-]+)'", match.group(1)) if match else []
+    return tuple(found) if len(found) >= 2 else ()
 
 
 def check_trainer_args(config_cls, extra: dict[str, Any], key: str) -> None:
     import dataclasses
+    import typing
 
-    known = {f.name for f in dataclasses.fields(config_cls) if f.init}
-    unknown = sorted(set(extra) - known)
+    from pydantic import TypeAdapter, ValidationError
+
+    from lmcot.config import ConfigError
+
+    fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
+    unknown = sorted(set(extra) - set(fields))
     if unknown:
         raise ConfigError(f"{key}.{unknown[0]}: not a setting of {config_cls.__name__}")
-
-
-def check_all_trainer_args(config, encoder_decoder: bool) -> None:
-    """Before any paid call: every ``kd.trainer_args`` / ``rl.trainer_args`` key names a setting of
-    the trainer config it will be merged into."""
-    if config.kd.trainer_args and "kd" in config.stages:
-        if encoder_decoder:
-            from transformers import Seq2SeqTrainingArguments as kd_cls
-        else:
-            from trl import SFTConfig as kd_cls
-        check_trainer_args(kd_cls, config.kd.trainer_args, "kd.trainer_args")
-    if config.rl.trainer_args and "rl" in config.stages:
-        algorithm = choose_algorithm(config.rl.algorithm, encoder_decoder)
-        if algorithm not in ("grpo", "rloo"):
-            raise ConfigError(f"rl.trainer_args: {algorithm} is lmcot's own loop, not a TRL trainer; "
-                              "trainer_args apply to rl.algorithm grpo and rloo")
-        from trl import GRPOConfig, RLOOConfig
-
-        check_trainer_args(GRPOConfig if algorithm == "grpo" else RLOOConfig, config.rl.trainer_args,
-                           "rl.trainer_args")
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except Exception:  # noqa: BLE001 - an annotation that cannot be resolved here: no type checks
+        hints = {}
+    for name, value in extra.items():
+        if name in hints:
+            try:
+                adapter = TypeAdapter(hints[name])
+            except Exception:  # noqa: BLE001 - a type pydantic cannot check; the class's own checks remain
+                adapter = None
+            if adapter is not None:
+                try:
+                    adapter.validate_python(value)
+                except ValidationError as err:
+                    raise ConfigError(f"{key}.{name}={_short(value)}: {err.errors()[0]['msg']} (the type of "
+                                      f"{config_cls.__name__}.{name})") from None
+        choices = _choices(fields[name])
+        if choices and isinstance(value, str) and value not in choices:
+            raise ConfigError(f"{key}.{name}={_short(value)}: not one of {', '.join(choices)} "
+                              f"({config_cls.__name__}.{name})")
 
 
 CAUSAL_ALGORITHMS = ("grpo", "rloo")
@@ -111,3 +157,21 @@ def build_prompt_rows(trainset: list[dict[str, Any]], tokenizer: Any, is_encoder
 
     return [{"prompt": render_prompt(tokenizer, rationale_messages(r["question"], r["context"]), is_encoder_decoder),
              "question": r["question"], "context": r["context"], "answer": r["answer"]} for r in trainset]
+
+def tensorboard_dir(stage_dir: str | Path) -> Path:
+    """``OUT/logs/<stage>`` for a stage folder ``OUT/<stage>``: beside the stage, not in its checkpoints
+    (removed when the stage finishes), so ``tensorboard --logdir OUT`` shows every stage's curves."""
+    stage_dir = Path(stage_dir)
+    return stage_dir.parent / "logs" / stage_dir.name
+
+
+def keep_tensorboard_logs(trainer, stage_dir: str | Path) -> None:
+    """Point a trainer's TensorBoard callback (``report_to: tensorboard``) at :func:`tensorboard_dir`.
+    transformers 5 has no ``logging_dir`` setting: the callback writes to ``$TENSORBOARD_LOGGING_DIR``
+    or ``output_dir/runs``, which are the checkpoints; its ``logging_dir`` attribute is what it reads
+    when training starts (pinned by tests/test_training_preflight.py)."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            callback.logging_dir = str(tensorboard_dir(stage_dir))

@@ -25,6 +25,8 @@ METHODS = ("standard", "cot", "guided")
 
 def check_methods(methods: Sequence[str]) -> list[str]:
     methods = list(methods)
+    if not methods:  # an empty selection is a mistake, never "all of them"
+        raise ConfigError(f"no method to evaluate; methods are {', '.join(METHODS)}")
     for m in methods:
         if m not in METHODS:
             raise ConfigError(f"unknown method {m!r}; methods are {', '.join(METHODS)}")

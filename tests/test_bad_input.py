@@ -174,7 +174,8 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkey
     import lmcot.commands.evaluate
     from lmcot.errors import RunError
 
-    common = ["evaluate", "--methods", "standard", "--out", tmp_path / "o", "--set", f"data.dev={HOTPOT}"]
+    common = ["evaluate", "--methods", "standard", "--out", tmp_path / "o", "--set", f"data.dev={HOTPOT}",
+              "--set", "data.max_context_tokens=null"]
 
     def user_error(*a, **k):
         raise RunError("standard: every example failed; first error: X")
@@ -190,3 +191,66 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkey
     assert result.exit_code == 1
     assert "Traceback" in result.output and "KeyError" in result.output
     assert "internal error:" in result.output and "a bug in lmcot" in result.output
+
+
+# ------------------------------------------------------------------ issue 16.12, 16.13, 20.15: plain bad input
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line_naming_it(tmp_path):
+    bad = tmp_path / "latin.yaml"
+    bad.write_bytes("large_lm:\n  model: openai/caf\xe9\n".encode("latin-1"))
+    assert_one_line_error(invoke(["evaluate", "--config", bad, "--out", tmp_path / "o"]), str(bad), "line 2",
+                          "UTF-8")
+
+
+def test_an_empty_model_name_is_refused_at_config_time():
+    with pytest.raises(ConfigError, match=r"^config: large_lm\.model: .*empty"):
+        from lmcot.config import load_config
+
+        load_config(None, ["large_lm.model="])
+
+
+@pytest.mark.parametrize("setting", ["small_lm.max_tokens=true", "large_lm.num_retries=false", "kd.batch_size=2.0",
+                                     "large_lm.temperature=true"])
+def test_booleans_and_floats_are_not_whole_numbers(setting):
+    from lmcot.config import load_config
+
+    with pytest.raises(ConfigError, match=rf"^config: {setting.split('=')[0].replace('.', '[.]')}: "):
+        load_config(None, [setting])
+
+
+def _guided(tmp_path, model: str) -> list:
+    return ["evaluate", "--methods", "guided", "--out", tmp_path / "o", "--set", f"data.dev={HOTPOT}",
+            "--set", f"small_lm.model={model}", "--set", "large_lm.api_base=http://127.0.0.1:9/v1"]
+
+
+def test_bad_small_lm_settings_name_the_key_and_value_before_any_call(tmp_path):
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(b"GGUF\x03\x00\x00\x00 not really a model")
+    cases = {"foo/bar": ["small_lm.model=foo/bar", "HF_HUB_OFFLINE"],
+             str(garbage): [str(garbage), "small_lm.model", "not a GGUF model"],
+             "pkg://nope_pkg/x.gguf": ["small_lm.model", "pkg://nope_pkg/x.gguf", "'nope_pkg' is not installed"]}
+    for model, needles in cases.items():
+        assert_one_line_error(invoke(_guided(tmp_path, model)), *needles)
+        assert not (tmp_path / "o").exists()
+
+
+def test_empty_methods_is_an_error_not_every_method(tmp_path):
+    for methods in (",", " , ", ""):
+        result = invoke(["evaluate", "--methods", methods, "--out", tmp_path / "o", "--set", f"data.dev={HOTPOT}"])
+        assert_one_line_error(result, "--methods", "no method named")
+    from lmcot.commands.evaluate import run_evaluate
+
+    with pytest.raises(ConfigError, match="no method to evaluate"):
+        run_evaluate(config_from_dict({}), methods=[], out_dir=tmp_path / "o")
+
+
+def test_the_command_line_is_checked_before_the_network(tmp_path):
+    """Issue 20.15: with the server down, an unknown method is reported, not "cannot connect"."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    result = invoke(["evaluate", "--methods", "standard,foo", "--out", tmp_path / "o", "--set", f"data.dev={HOTPOT}",
+                     "--set", f"large_lm.api_base={closed}", "--set", "data.max_context_tokens=null"])
+    line = assert_one_line_error(result, "--methods", "unknown method 'foo'")
+    assert "cannot connect" not in line

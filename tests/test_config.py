@@ -84,7 +84,7 @@ def test_set_overrides_have_yaml_types(tmp_path):
     assert cfg.data.dev_limit == 10
     assert cfg.eval.methods == ["cot", "guided"]
     assert cfg.small_lm.model == "tiny-random/llama"
-    assert cfg.large_lm.api_base == "http://127.0.0.1:8000/v1"
+    assert cfg.large_lm.api_base.get_secret_value() == "http://127.0.0.1:8000/v1"  # a SecretURL
     # the rest of the file is untouched
     assert cfg.data.dataset == "2wiki"
 

@@ -76,13 +76,13 @@ def test_the_setting_reaches_generate_and_names_the_lm(tiny_causal_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
 def test_the_setting_reaches_trls_rollouts(algorithm, tmp_path):
-    from lmcot.optimizers.rl_grpo import _trainer_args
+    from lmcot.optimizers.rl_grpo import rl_trainer_config
 
     cfg = config_from_dict({})
-    plain = _trainer_args(algorithm, cfg.rl, cfg.small_lm, Path(tmp_path), "cpu")
+    plain = rl_trainer_config(algorithm, cfg.rl, cfg.small_lm, Path(tmp_path), "cpu")
     assert plain.repetition_penalty == 1.0 and plain.generation_kwargs is None  # TRL's own defaults
     small = cfg.small_lm.model_copy(update={"repetition_penalty": 1.2, "no_repeat_ngram_size": 3})
-    damped = _trainer_args(algorithm, cfg.rl, small, Path(tmp_path), "cpu")
+    damped = rl_trainer_config(algorithm, cfg.rl, small, Path(tmp_path), "cpu")
     assert damped.repetition_penalty == 1.2 and damped.generation_kwargs == {"no_repeat_ngram_size": 3}
 
 

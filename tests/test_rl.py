@@ -179,7 +179,7 @@ def test_seq2seq_logs_to_tensorboard_through_accelerate(tiny_seq2seq_path, tmp_p
 
     rl = rl_config(max_steps=2, report_to=["tensorboard"])
     train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl), rl, CPU, tmp_path / "rl")
-    events = EventAccumulator(str(tmp_path / "rl" / "runs" / "rl"))
+    events = EventAccumulator(str(tmp_path / "logs" / "rl"))  # OUT/logs/rl, beside KD's OUT/logs/kd (issue 16.6)
     events.Reload()
     logged = events.Scalars("train/reward")
     assert [e.step for e in logged] == [1, 2]
@@ -193,7 +193,7 @@ def test_seq2seq_without_trackers_writes_no_runs(tiny_seq2seq_path, tmp_path):
 
     rl = rl_config(max_steps=1, report_to=["none"])
     train_seq2seq(str(tiny_seq2seq_path), trainset(), _letters_rewards(rl), rl, CPU, tmp_path / "rl")
-    assert not (tmp_path / "rl" / "runs").exists() and (tmp_path / "rl" / "model" / "model.safetensors").is_file()
+    assert not (tmp_path / "logs").exists() and (tmp_path / "rl" / "model" / "model.safetensors").is_file()
 
 
 def test_run_rl_dispatch(tiny_causal_path, tiny_seq2seq_path, tmp_path, monkeypatch):

@@ -22,10 +22,10 @@ def test_kd_trainer_args_reach_sft_config_and_override_lmcot_defaults(tmp_path):
 
 
 def test_rl_trainer_args_reach_grpo_config(tmp_path):
-    from lmcot.optimizers.rl_grpo import _trainer_args
+    from lmcot.optimizers.rl_grpo import rl_trainer_config
 
     cfg = config_from_dict({"rl": {"trainer_args": {"loss_type": "dapo", "num_iterations": 2}}})
-    args = _trainer_args("grpo", cfg.rl, cfg.small_lm, Path(tmp_path), "cpu")
+    args = rl_trainer_config("grpo", cfg.rl, cfg.small_lm, Path(tmp_path), "cpu")
     assert args.loss_type == "dapo" and args.num_iterations == 2 and args.beta == cfg.rl.kl
 
 
@@ -38,7 +38,7 @@ def test_rl_trainer_args_reach_grpo_config(tmp_path):
     ({"stages": ["rl"], "rl": {"trainer_args": {"beta": 0.1}}}, True, "rl.trainer_args: seq2seq_rloo is lmcot's own loop"),
 ])
 def test_unknown_trainer_setting_is_a_one_line_config_error(data, encoder_decoder, message):
-    from lmcot.optimizers.training import check_all_trainer_args
+    from lmcot.optimizers.preflight import check_all_trainer_args
 
     with pytest.raises(ConfigError) as err:
         check_all_trainer_args(config_from_dict(data), encoder_decoder)

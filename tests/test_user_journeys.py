@@ -66,7 +66,7 @@ def test_evaluate_with_unreachable_api_base_fails_at_once(closed_url, tmp_path):
     result = invoke(["evaluate", "--set", f"data.dev={HOTPOT}", "--set", "large_lm.model=openai/oracle",
                      "--set", f"large_lm.api_base={closed_url}", "--set", "large_lm.num_retries=0",
                      "--methods", "standard", "--limit", "1", "--out", str(tmp_path / "out"),
-                     "--set", f"cache_dir={tmp_path / 'cache'}"])
+                     "--set", f"cache_dir={tmp_path / 'cache'}", "--set", "data.max_context_tokens=null"])
     assert result.exit_code == 2
     [line] = error_lines(result)
     assert f"large_lm.api_base={closed_url}: cannot connect" in line
@@ -74,8 +74,9 @@ def test_evaluate_with_unreachable_api_base_fails_at_once(closed_url, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_compile_checks_a_separate_teacher(oracle_server, closed_url, tmp_path):
+def test_compile_checks_a_separate_teacher(oracle_server, closed_url, tmp_path, tiny_causal_path):
     result = invoke(["compile", "--out", str(tmp_path / "out"), "--set", f"large_lm.api_base={oracle_server.url}",
+                     "--set", f"small_lm.model={tiny_causal_path}",
                      "--set", "kd.teacher.model=openai/oracle", "--set", f"kd.teacher.api_base={closed_url}",
                      "--set", "kd.teacher.num_retries=0", "--set", "kd.num_samples=1",
                      "--set", f"data.train={HOTPOT}", "--set", "data.train_limit=1",
@@ -157,14 +158,15 @@ def test_kd_says_the_recorded_rationales_failed_the_filter_when_others_did_not_p
 # ---------------------------------------------------------------------------------------------- Ctrl-C
 
 
-def test_ctrl_c_in_compile_says_how_to_resume(oracle_server, tmp_path, monkeypatch):
+def test_ctrl_c_in_compile_says_how_to_resume(oracle_server, tmp_path, monkeypatch, tiny_causal_path):
     import lmcot.optimizers.compiler as compiler
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(compiler, "compile_from_config", interrupted)
-    result = invoke(["compile", "--out", str(tmp_path / "out"), "--set", f"large_lm.api_base={oracle_server.url}"])
+    result = invoke(["compile", "--out", str(tmp_path / "out"), "--set", f"large_lm.api_base={oracle_server.url}",
+                     "--set", f"small_lm.model={tiny_causal_path}"])
     assert result.exit_code == 130
     assert "interrupted:" in result.output and "rerun the same command to resume" in result.output
 
@@ -176,7 +178,8 @@ def test_ctrl_c_in_evaluate_says_nothing_was_written(oracle_server, tmp_path, mo
         raise KeyboardInterrupt
 
     monkeypatch.setattr(lmcot.commands.evaluate, "run_evaluate", interrupted)
-    result = invoke(["evaluate", "--set", f"large_lm.api_base={oracle_server.url}", "--out", str(tmp_path / "o")])
+    result = invoke(["evaluate", "--set", f"large_lm.api_base={oracle_server.url}", "--out", str(tmp_path / "o"),
+                     "--methods", "standard", "--set", "data.max_context_tokens=null"])
     assert result.exit_code == 130
     assert "interrupted:" in result.output and "cached" in result.output
 

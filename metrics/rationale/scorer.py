@@ -99,13 +99,33 @@ def reference_lm_for(config: LMCoTConfig, quiet: bool = False) -> str | None:
     return None
 
 
+def check_scorer_models(cfg: RationaleMetricsConfig) -> None:
+    """Before the first paid call: the reference LM and the embedding model named in
+    ``rationale_metrics`` resolve (a folder that exists, a hub id that is available; offline: in the
+    local cache) and the reference LM is causal, each failure one line naming the key and the value."""
+    from lmcot.config import ConfigError
+    from lmcot.preflight import check_model
+
+    from .models import resolve_embedding_model
+
+    reference = _named(cfg.reference_lm)
+    if reference:
+        model_config = check_model(reference, "rationale_metrics.reference_lm")
+        if getattr(model_config, "is_encoder_decoder", False):
+            raise ConfigError(f"rationale_metrics.reference_lm={reference}: an encoder-decoder model; perplexity "
+                              "needs a causal LM (or 'lexical' for the lexical proxy)")
+    if cfg.embedding_model:
+        check_model(resolve_embedding_model(cfg.embedding_model), "rationale_metrics.embedding_model")
+
+
 def scorer_from_config(config: LMCoTConfig) -> RationaleScorer:
     """The scorer ``config.rationale_metrics`` describes: its judge (``rationale_metrics.judge``, else
     the large LM) when an aspect is on the judge backend, and the reference LM of ``reference_lm_for``."""
     from lmcot.lms import build_lm
 
     rm = config.rationale_metrics
-    judge = build_lm(config.judge()) if "judge" in rm.backends.values() else None
+    judge = (build_lm(config.judge(), role="rationale_metrics.judge" if rm.judge else "large_lm")
+             if "judge" in rm.backends.values() else None)
     return RationaleScorer(rm, judge_lm=judge, reference_lm=reference_lm_for(config, quiet=True))
 
 

@@ -1,0 +1,85 @@
+"""Issue 16.10 and issue 19.6: a URL's credentials are a type, redacted once at the config boundary.
+
+``api_base`` is a ``SecretURL``: printing, saving and messages show it with every query value and any
+userinfo hidden, and only the HTTP client gets the real URL. ``user:password@`` is refused (httpx
+would send it as Basic auth instead of the key); a redacted copy read back from a saved file is
+ignored rather than sent. (The end-to-end "no secret in any file" check is in test_reliability.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from lmcot.config import ConfigError, LargeLMConfig, config_from_dict, load_config
+from lmcot.redact import SecretURL
+
+KEY = "Zq8SecretValue42"
+
+
+def test_api_base_is_redacted_by_its_type_everywhere_it_is_shown():
+    cfg = load_config(None, [f"large_lm.api_base=https://fn.example.com/api/v1?code={KEY}&region=eu"])
+    api_base = cfg.large_lm.api_base
+    assert isinstance(api_base, SecretURL)
+    assert api_base.get_secret_value() == f"https://fn.example.com/api/v1?code={KEY}&region=eu"
+    shown = "https://fn.example.com/api/v1?code=***&region=***"
+    assert str(api_base) == shown and KEY not in repr(api_base) and KEY not in repr(cfg)
+    assert cfg.to_public_dict()["large_lm"]["api_base"] == shown
+    assert KEY not in cfg.model_dump_json() and KEY not in json.dumps(cfg.to_public_dict())
+    assert KEY not in f"{cfg.large_lm}"
+
+
+def test_the_client_gets_the_real_url(monkeypatch):
+    from lmcot.lms import build_lm
+
+    lm = build_lm(LargeLMConfig(model="openai/x", api_base=f"http://127.0.0.1:9/v1?code={KEY}"))
+    assert lm.kwargs["api_base"] == f"http://127.0.0.1:9/v1?code={KEY}"
+
+
+def test_userinfo_in_api_base_is_refused_without_echoing_it():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [f"large_lm.api_base=https://user:{KEY}@host/v1"])
+    message = str(err.value)
+    assert message.startswith("config: large_lm.api_base: ") and "api_key_env" in message and "Basic auth" in message
+    assert KEY not in message
+
+
+@pytest.mark.parametrize("saved", ["http://***@127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1?code=***"])
+def test_a_redacted_api_base_read_back_from_a_saved_file_is_ignored_not_sent(saved, caplog):
+    """config.json / program.json hold the redacted form; reloading them must work, and "***" must
+    never be taken for a credential or a URL to connect to."""
+    with caplog.at_level(logging.WARNING):
+        cfg = config_from_dict({"large_lm": {"model": "openai/x", "api_base": saved}}, source="config.json")
+    assert cfg.large_lm.api_base is None
+    assert "saved with its credentials hidden" in caplog.text
+
+
+def test_a_plain_api_base_survives_saving_and_reloading():
+    cfg = load_config(None, ["large_lm.api_base=http://127.0.0.1:8000/v1"])
+    again = config_from_dict(json.loads(json.dumps(cfg.to_public_dict())))
+    assert again.large_lm.api_base.get_secret_value() == "http://127.0.0.1:8000/v1"
+    assert config_from_dict(cfg.model_dump()).large_lm.api_base == cfg.large_lm.api_base  # python mode keeps the value
+
+
+@pytest.mark.parametrize("setting", ["large_lm.extra.base_url=http://elsewhere/v1",
+                                     "large_lm.extra.api_base=http://elsewhere/v1",
+                                     f"large_lm.extra.extra_query.code={KEY}"])
+def test_endpoint_and_query_settings_in_extra_are_refused(setting):
+    """``extra.base_url`` would bypass api_base's checks and redaction; a query block may carry a key."""
+    with pytest.raises(ConfigError, match=r"^config: large_lm\.extra: ") as err:
+        load_config(None, [setting])
+    assert KEY not in str(err.value)
+
+
+def test_an_api_base_set_around_validation_is_checked_where_the_client_is_built():
+    """``model_copy(update=...)`` skips pydantic's validation; build_lm validates before using it."""
+    from lmcot.lms import build_lm
+
+    base = LargeLMConfig(model="openai/x")
+    with pytest.raises(ConfigError, match=r"^large_lm\.api_base: .*Basic auth") as err:
+        build_lm(base.model_copy(update={"api_base": f"http://user:{KEY}@127.0.0.1:9/v1"}))
+    assert KEY not in str(err.value)
+    lm = build_lm(base.model_copy(update={"api_base": "http://127.0.0.1:9/v1"}))
+    assert lm.kwargs["api_base"] == "http://127.0.0.1:9/v1"
