@@ -295,7 +295,7 @@ def test_no_secret_in_any_file_or_output(tmp_path, hotpot_examples, monkeypatch,
     found = subprocess.run(["grep", "-rla", "-e", PASSWORD, "-e", QUERY_KEY, "-e", ENV_KEY, str(tmp_path)],
                            capture_output=True, text=True).stdout
     assert found == "", f"secrets written to: {found}"
-    assert any((tmp_path / "cache0" / "dspy").rglob("*.db")), "the cache was written (and searched)"
+    assert any((tmp_path / "cache0" / "replies").rglob("*.sqlite3")), "the cache was written (and searched)"
 
 
 def test_redaction_rules():
