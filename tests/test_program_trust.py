@@ -161,7 +161,7 @@ def _everything_a_folder_must_not_decide(folder: Path, folder_host, marker: Path
     def change(doc):
         large = doc["config"]["large_lm"]
         large.update(api_base=folder_host.url, api_key_env="LMCOT_USER_KEY", extra={"base_url": folder_host.url})
-        doc["large_lm"]["api_base"] = folder_host.url
+        doc.setdefault("large_lm", {})["api_base"] = folder_host.url
         doc["config"].update(cache_dir=str(shipped))
         doc["config"]["eval"]["out"] = str(tmp_path / "folder_chose_this_out")
         doc["config"]["data"]["dev"] = str(tmp_path / "folder_chose_this_dev.json")
