@@ -239,15 +239,18 @@ def test_a_garbled_reply_from_an_older_cache_is_evicted_when_the_fallback_succee
         assert len(_rows(tmp_path)) == 1, "the garbled entry read back was evicted"
 
 
-def test_the_python_api_gets_lmcots_cache_unless_the_user_chose_one(tmp_path):
-    import os
+def test_the_python_api_gets_lmcots_cache_unless_the_user_chose_one(tmp_path, monkeypatch):
+    from lmcot.config import LargeLMConfig
+    from lmcot.lms import build_lm
+    from lmcot.memo import memo_dir
 
-    build = ("from lmcot.config import LargeLMConfig\nfrom lmcot.lms import build_lm\n"
-             "build_lm(LargeLMConfig(model='openai/x', api_base='http://127.0.0.1:9/v1'))\n")
-    show = "print(type(dspy.cache).__name__, getattr(dspy.cache, 'disk_cache_dir', None))\n"
-    env = {**os.environ, "HOME": str(tmp_path)}
-    chosen = f"dspy.configure_cache(enable_disk_cache=False, disk_cache_dir={str(tmp_path / 'mine')!r})\n"
-    outs = [subprocess.run([sys.executable, "-c", "import dspy\n" + first + build + show], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=300) for first in ("", chosen)]
-    assert outs[0].stdout.split() == ["ReplyCache", str(tmp_path / ".cache" / "lmcot" / "replies")], outs[0].stderr
-    assert outs[1].stdout.split()[0] == "Cache", outs[1].stderr  # the user's own choice is left alone
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr("lmcot.memo._memo_dir", memo_dir())  # configure_cache moves it; put it back after
+    monkeypatch.delattr(dspy, "cache")  # as in a fresh process: nobody chose a cache yet
+    build_lm(LargeLMConfig(model="openai/x", api_base="http://127.0.0.1:9/v1"))
+    assert isinstance(dspy.cache, ReplyCache)
+    assert dspy.cache.disk_cache_dir == str(tmp_path / ".cache" / "lmcot" / "replies")
+    mine = pickle_cache(tmp_path / "mine")
+    dspy.cache = mine
+    build_lm(LargeLMConfig(model="openai/x", api_base="http://127.0.0.1:9/v1"))
+    assert dspy.cache is mine, "the user's own choice is left alone"
