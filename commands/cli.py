@@ -136,14 +136,22 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _load(config: Optional[Path], overrides: Optional[List[str]], program: Optional[Path] = None):
-    from lmcot.config import apply_overrides, config_from_dict, load_config
+    from lmcot.config import load_config
 
-    if program is not None and config is None:
-        from lmcot.programs.program_io import program_config
+    if program is None:
+        return load_config(config, list(overrides or []))
+    from lmcot.programs.program_io import large_lm_note, program_config, read_program
 
-        base = program_config(program).model_dump()  # python mode: a SecretURL stays itself, not its redacted text
-        return config_from_dict(apply_overrides(base, list(overrides or [])), source=str(program))
-    return load_config(config, list(overrides or []))
+    # The folder is checked first, before anything else is read, built or sent (lmcot.program_trust).
+    # Without --config, the user's settings are lmcot's defaults and --set; the folder adds only what
+    # defines the program (and its large LM's name, unless --set large_lm.model names another).
+    folder = read_program(program)
+    cfg = program_config(folder, load_config(config, list(overrides or [])) if config is not None else None,
+                         list(overrides or []))
+    note = large_lm_note(folder, cfg)
+    if note:
+        _say("note:", "bold cyan", note)
+    return cfg
 
 
 def _print_config(cfg) -> None:

@@ -10,6 +10,9 @@ loudly (naming the reach) when a DSPy release changes what it relies on:
   failing the whole example; ``Adapter.parse`` is never called for an empty text, so it cannot help.
 * ``state_without_lms``: the ``"lm"`` entry of each predictor in ``Module.dump_state()``, cleared
   so a saved program does not carry its LMs (they are rebuilt from the config on load).
+* ``dspy_cache_is_set``: whether ``dspy.cache`` exists yet. DSPy builds its default cache lazily, on
+  the first read of the module attribute (a module ``__getattr__``); until then nothing is in the
+  module's namespace, so lmcot can tell "nobody chose a cache" from a cache the user configured.
 
 (DSPy's LM history entries, read for cost and cache hits, are the same kind of reach; they live in
 ``lmcot.usage`` beside the counter that reads them, pinned by ``tests/test_usage.py``.)
@@ -43,3 +46,10 @@ def state_without_lms(program) -> dict[str, Any]:
         if isinstance(value, dict) and "lm" in value:
             value["lm"] = None
     return state
+
+
+def dspy_cache_is_set() -> bool:
+    """Whether ``dspy.cache`` was assigned, configured or built (read) yet in this process."""
+    import dspy
+
+    return "cache" in vars(dspy)

@@ -25,7 +25,6 @@ Both failures raise :class:`lmcot.errors.EndpointError`, one line naming the con
 
 from __future__ import annotations
 
-import contextvars
 import errno
 import logging
 import math
@@ -37,6 +36,7 @@ from typing import Any, Callable
 import dspy
 
 from lmcot.errors import EndpointError
+from lmcot.reply_cache import on_behalf_of_caller
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +132,13 @@ class HttpLM(dspy.LM):
         if remaining <= 0:
             raise _Expired
         box: dict[str, Any] = {}
-        context = contextvars.copy_context()  # DSPy's settings, usage tracking and lmcot's reply-cache scope
+        # In the caller's context (DSPy's settings, usage tracking, lmcot's reply-cache scope), the
+        # cache entry counted as the caller's, whose adapter parses the reply.
+        call = on_behalf_of_caller(call)
 
         def run() -> None:
             try:
-                box["value"] = context.run(call)
+                box["value"] = call()
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 box["error"] = exc
 

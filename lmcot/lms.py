@@ -23,20 +23,40 @@ log = logging.getLogger(__name__)
 _DEFAULT_CACHE = "~/.cache/lmcot"
 
 
-def configure_cache(cache_dir: str | Path = _DEFAULT_CACHE) -> Path:
-    """Point DSPy's disk cache of LM calls at ``cache_dir/dspy``: a rerun makes no repeated call, and
-    a crash loses only the calls in flight (each response is written when it arrives)."""
+def configure_cache(cache_dir: str | Path = _DEFAULT_CACHE, *, memory: bool = True) -> Path:
+    """Install lmcot's reply cache as ``dspy.cache``: LM replies as JSON rows in
+    ``cache_dir/replies/replies.sqlite3`` (``lmcot.reply_cache.ReplyCache``; ``memory``: also DSPy's
+    in-process LRU). A rerun makes no repeated call, a crash loses only the calls in flight (each reply
+    is written when it arrives), and no reply that failed to parse is kept. Returns the folder.
+
+    The one place lmcot installs its cache. A ``cache_dir/dspy`` folder left by an earlier lmcot (DSPy's
+    pickle cache) is never read: unpickling a file can run code, and a cache folder may come from
+    anywhere."""
     from lmcot.memo import set_memo_dir
+    from lmcot.reply_cache import ReplyCache
 
-    from lmcot.reply_cache import install
-
-    install()  # unparsable replies and URL credentials never reach the cache (lmcot.reply_cache)
-    path = Path(os.path.expanduser(str(cache_dir))) / "dspy"
-    path.mkdir(parents=True, exist_ok=True)
-    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(path))
+    root = Path(os.path.expanduser(str(cache_dir)))
+    _note_pickle_cache(root / "dspy")
+    path = root / "replies"
+    dspy.cache = ReplyCache(path, enable_memory_cache=memory)
     # Fingerprints and truncations remembered next to the calls, so a cached rerun loads no model.
-    set_memo_dir(path.parent / "memo")
+    set_memo_dir(root / "memo")
     return path
+
+
+_NOTED_PICKLE_CACHES: set[Path] = set()
+
+
+def _note_pickle_cache(folder: Path) -> None:
+    """One log line per process for an old pickle cache beside the new one (ignored, never opened)."""
+    if folder in _NOTED_PICKLE_CACHES or not folder.is_dir():
+        return
+    if not any((folder / shard / "cache.db").is_file() for shard in ("", *(f"{i:03d}" for i in range(16)))):
+        return  # diskcache's files: cache.db, or one per shard of DSPy's FanoutCache
+    _NOTED_PICKLE_CACHES.add(folder)
+    log.warning("%s: a reply cache written by an earlier lmcot (DSPy's pickle format) is ignored and never read "
+                "(unpickling can run code); replies are cached as JSON in %s from now on; delete %s to free its space",
+                folder, folder.parent / "replies", folder)
 
 
 _LITELLM_IMPORT = threading.Lock()
@@ -61,8 +81,15 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None)
     parent's cached outputs, whatever it is called. An HTTP model is a :class:`lmcot.http_lm.HttpLM`
     (a total time bound per call, no retries of an unreachable host); ``role`` is its config key in
     messages (default ``large_lm`` / ``small_lm`` by the config's type)."""
+    from lmcot._dspy_reaches import dspy_cache_is_set
     from lmcot.config import LargeLMConfig
     from lmcot.redact import register_secret, url_secrets
+
+    if not dspy_cache_is_set():
+        # Nobody chose a cache (the Python API without lmcot.configure_cache): lmcot's, at its default
+        # place, rather than DSPy's pickle cache, so unparsable replies are never kept there either.
+        log.info("LM replies are cached in %s (lmcot.configure_cache(DIR) chooses another folder)",
+                 configure_cache())
 
     role = role or ("large_lm" if isinstance(cfg, LargeLMConfig) else "small_lm" if isinstance(cfg, SmallLMConfig)
                     else "lm")

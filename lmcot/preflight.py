@@ -42,7 +42,7 @@ def check_out_dir(path: str | Path, key: str = "--out") -> None:
 
 def check_cache_dir(cache_dir: str) -> None:
     path = Path(os.path.expanduser(cache_dir))
-    blocker = _blocking_file(path / "dspy")
+    blocker = _blocking_file(path / "replies")
     if blocker is not None:
         raise PathError(f"{blocker}: cache_dir={cache_dir} must be a folder, but {blocker} is a file")
 

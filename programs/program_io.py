@@ -1,50 +1,53 @@
 """A compiled program is a folder:
 
-    OUT/program.json     DSPy state of the program + the resolved config (no secrets)
+    OUT/program.json     what defines the program: DSPy state, sampling, the small LM's fingerprint and
+                         decoding settings, the large LM it ran with (a record), and the compile's config
     OUT/small_lm/        the trained small LM (Hugging Face checkpoint, safetensors)
 
-``save_program`` writes ``program.json``; ``load_program`` (= ``LMGuidedCoT.from_folder(OUT)``) rebuilds both
-LMs from the saved config, API keys from the environment, and loads the DSPy state.
+``save_program`` writes ``program.json``; ``load_program`` (= ``LMGuidedCoT.from_folder(OUT)``) checks the
+folder and rebuilds the program: the small LM from ``OUT/small_lm`` (its weights must hash to the
+fingerprint saved beside them), everything about *how to run* (endpoints, keys, cache, data, outputs)
+from the caller's config, API keys from the environment.
 
-A program folder is data, not code: loading one never runs Python shipped with it. Every
-``trust_remote_code`` in the saved config is reset to false (only the person loading it can turn it
-on again, with ``--set small_lm.trust_remote_code=true``), and the small LM's weights must hash to
-the fingerprint saved beside them (a folder whose weights were swapped fails to load).
+A program folder is untrusted input, like a downloaded checkpoint: what it may supply is listed, and
+enforced, in ``lmcot.program_trust`` (the trust boundary). Loading one never runs Python shipped with
+it, never sends anything to an endpoint it names, and never reads or writes outside it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from lmcot.config import LMCoTConfig, config_from_dict
-from lmcot.errors import ModelLoadError, UserError
+from lmcot.config import LMCoTConfig, apply_overrides, config_from_dict
+from lmcot.errors import ModelLoadError
 from lmcot.jsonl import write_json
+from lmcot.program_trust import (FORMAT, LARGE_LM_SAMPLING, PROGRAM_FILE, SMALL_LM_DIR, SMALL_LM_SETTINGS,
+                                 ProgramError, ProgramFolder, ProgramNotFound, read_program_folder, shown)
 
 log = logging.getLogger(__name__)
 
-PROGRAM_FILE = "program.json"
-FORMAT = "lmcot-program/1"
-# The LMs whose saved trust_remote_code is ignored on load (the config's LMConfig sections).
-LM_SECTIONS = ("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge")
-
-
-class ProgramError(UserError, ValueError):
-    """A program folder that cannot be loaded; the message names the path."""
-
-
-class ProgramNotFound(UserError, FileNotFoundError):
-    """No ``program.json`` where a program folder was named."""
+__all__ = ["FORMAT", "PROGRAM_FILE", "ProgramError", "ProgramNotFound", "check_weights", "large_lm_note",
+           "load_program", "program_config", "read_program", "save_program", "weights_digest"]
 
 
 def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_label: str | None = None) -> Path:
-    """Write ``out_dir/program.json``. ``config.small_lm.model`` may be relative to ``out_dir``
-    (``small_lm``), so the folder can be moved or copied as a whole."""
+    """Write ``out_dir/program.json`` beside the small LM's weights in ``out_dir/small_lm`` (the folder
+    moves and is shared as a whole). The large LM and the small LM's decoding settings are recorded as
+    the program ran with them, not as ``config`` says (a program compiled in Python may use other LMs)."""
     from lmcot._dspy_reaches import state_without_lms
 
     out = Path(out_dir)
+    small_dir = out / SMALL_LM_DIR
+    # sha256 of each weights file: a folder whose weights are later swapped fails to load. Files, not the
+    # engine's sampled-tensor fingerprint, so a GPU loading bfloat16 still matches.
+    digest = weights_digest(small_dir) if small_dir.is_dir() else {}
+    if not digest:
+        raise ProgramError(f"{small_dir}: no *.safetensors weights; a program folder carries its small LM (save it "
+                           "there first, e.g. model.save_pretrained(...))")
+    public = config.to_public_dict()
+    public["small_lm"]["model"] = SMALL_LM_DIR  # relative to the folder: where load_program finds it
     doc = {
         "format": FORMAT,
         "program": type(program).__name__,
@@ -52,18 +55,48 @@ def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_
         "sample_temperature": getattr(program, "sample_temperature", 0.7),
         "select": getattr(program, "select", "vote"),
         "small_lm_label": small_lm_label,
-        # sha256 of each weights file: a folder whose weights are later swapped fails to load. Files,
-        # not the engine's sampled-tensor fingerprint, so a GPU loading bfloat16 still matches.
-        "small_lm_sha256": weights_digest(out / "small_lm") if (out / "small_lm").is_dir() else None,
+        "small_lm_sha256": digest,
         "small_lm_name": getattr(getattr(program, "small_lm", None), "model", None),
+        "small_lm": _small_lm_record(getattr(program, "small_lm", None), config),
         "large_lm_name": getattr(getattr(program, "large_lm", None), "model", None),
-        "config": config.to_public_dict(),
-        # The LMs are rebuilt from the config on load; keeping their state here would only duplicate it
-        # (and DSPy refuses to load custom engines from state without allow_unsafe_lm_state).
+        "large_lm": _large_lm_record(getattr(program, "large_lm", None), config),
+        # A record of the compile (redacted); never read when loading (lmcot.program_trust).
+        "config": public,
+        # The LMs are rebuilt from the caller's config on load; keeping their state here would only
+        # duplicate it (and DSPy refuses to load custom engines from state without allow_unsafe_lm_state).
         "state": state_without_lms(program),
     }
     write_json(out / PROGRAM_FILE, doc)
     return out / PROGRAM_FILE
+
+
+def _small_lm_record(lm, config: LMCoTConfig) -> dict[str, Any]:
+    from lmcot.lms import hf_engine_of, small_lm_config
+
+    settings = small_lm_config(lm) if lm is not None and hf_engine_of(lm) is not None else config.small_lm
+    return {k: getattr(settings, k) for k in SMALL_LM_SETTINGS if getattr(settings, k) is not None}
+
+
+def _large_lm_record(lm, config: LMCoTConfig) -> dict[str, Any]:
+    """The large LM the program answers with: model string, sampling settings and (redacted, as a
+    record only) the endpoint. ``config.large_lm`` when the program has none attached."""
+    from lmcot.lms import hf_engine_of
+    from lmcot.redact import redact
+
+    if lm is None:
+        cfg = config.large_lm
+        record = {"model": cfg.model, "backend": cfg.backend,
+                  **{k: getattr(cfg, k) for k in LARGE_LM_SAMPLING if getattr(cfg, k) is not None}}
+        return {**record, **({"api_base": redact(cfg.api_base)} if cfg.api_base else {})}
+    kwargs = dict(getattr(lm, "kwargs", None) or {})
+    if kwargs.get("max_tokens") is None and kwargs.get("max_completion_tokens") is not None:
+        kwargs["max_tokens"] = kwargs["max_completion_tokens"]  # DSPy's name for reasoning models
+    engine = hf_engine_of(lm)
+    record = {"model": str(engine.model_id) if engine is not None else lm.model,
+              "backend": "transformers" if engine is not None else "litellm",
+              **{k: kwargs[k] for k in LARGE_LM_SAMPLING if kwargs.get(k) is not None}}
+    endpoint = kwargs.get("api_base") or kwargs.get("base_url")
+    return {**record, **({"api_base": redact(str(endpoint))} if endpoint else {})}
 
 
 def weights_digest(folder: Path) -> dict[str, str]:
@@ -80,92 +113,99 @@ def weights_digest(folder: Path) -> dict[str, str]:
     return digest
 
 
-def check_weights(folder: Path, saved: dict[str, str] | None) -> None:
+def check_weights(folder: Path, saved: dict[str, str]) -> None:
     """Fail when the weights in ``folder`` are not the ones saved with the program."""
-    if not saved:
-        return  # a program saved before lmcot recorded digests
     now = weights_digest(folder)
     if now != saved:
         changed = sorted(set(now) ^ set(saved) | {k for k in now.keys() & saved.keys() if now[k] != saved[k]})
         raise ModelLoadError(f"{folder}: the weights changed since this program was saved ({', '.join(changed)} "
-                             f"differ from the sha256 in {PROGRAM_FILE}); restore them or compile the program again")
+                             f"differ from the sha256 in {PROGRAM_FILE}); restore them or compile it again")
 
 
-def read_program_file(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    p = Path(path)
-    file = p / PROGRAM_FILE if p.is_dir() else p
-    if not file.is_file():
-        raise ProgramNotFound(f"{file}: no compiled program here (expected {PROGRAM_FILE})")
-    try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = f" (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
-        raise ProgramError(f"{file}: not valid JSON{where}; the file is damaged or truncated") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise ProgramError(f"{file}: not an lmcot program file (format {got!r})")
-    for field in ("config", "state"):
-        if not isinstance(doc.get(field), dict):
-            raise ProgramError(f"{file}: field '{field}' is missing or not an object; the file is damaged")
-    return file.parent, doc
+def _predictors() -> dict[str, int]:
+    """The predictors of ``LMGuidedCoT`` and how many fields each signature has."""
+    from lmcot.programs import LMGuidedCoT
+
+    return {name: len(p.signature.fields) for name, p in LMGuidedCoT().named_predictors()}
 
 
-def _lm_sections(cfg: LMCoTConfig):
-    for dotted in LM_SECTIONS:
-        node = cfg
-        for part in dotted.split("."):
-            node = getattr(node, part, None)
-        if node is not None:
-            yield dotted, node
+def read_program(path: str | Path) -> ProgramFolder:
+    """The checked contents of a program folder (``lmcot.program_trust``); nothing is loaded yet."""
+    folder = read_program_folder(path, _predictors())
+    if folder.program != "LMGuidedCoT":
+        raise ProgramError(f"{folder.file}: saved program is {shown(folder.program, 80)}, not LMGuidedCoT")
+    return folder
 
 
-def program_config(path: str | Path) -> LMCoTConfig:
-    """The saved config with ``small_lm.model`` resolved against the program folder and every
-    ``trust_remote_code`` reset to false (a folder never turns on running its own code)."""
-    folder, doc = read_program_file(path)
-    cfg = config_from_dict(doc["config"], source=str(folder / PROGRAM_FILE))
-    for dotted, lm in _lm_sections(cfg):
-        if lm.trust_remote_code:
-            log.warning("%s asks for %s.trust_remote_code=true; ignored: a program folder never runs code by itself "
-                        "(pass --set %s.trust_remote_code=true if you trust %s)", folder / PROGRAM_FILE, dotted, dotted,
-                        lm.model)
-            lm.trust_remote_code = False
-    if cfg.small_lm.backend == "transformers":
-        candidate = folder / cfg.small_lm.model
-        if candidate.exists():
-            cfg.small_lm.model = str(candidate)
-        elif not Path(cfg.small_lm.model).is_absolute():
-            raise ProgramError(f"{candidate}: missing; this program folder has no trained small LM "
-                               f"({cfg.small_lm.model}/ beside {PROGRAM_FILE})")
+def _names(overrides: list[str] | None, *keys: str) -> bool:
+    """Whether any ``--set`` override sets one of ``keys`` (dotted)."""
+    return any(item.split("=", 1)[0].strip() in keys for item in overrides or [])
+
+
+def program_config(path: str | Path | ProgramFolder, config: LMCoTConfig | None = None,
+                   overrides: list[str] | None = None) -> LMCoTConfig:
+    """The settings a program folder runs with; the small LM is always the folder's ``small_lm/``.
+
+    ``config`` given (the user's own, ``--set`` applied): that config. Without one: lmcot's defaults,
+    then what the folder defines (its small LM's decoding settings; ``eval.num_samples``,
+    ``sample_temperature`` and ``select``; the large LM's model string and sampling settings unless
+    ``overrides`` name ``large_lm.model``), then ``overrides``. Endpoints, keys, ``extra``, the cache,
+    data and output paths are never the folder's (``lmcot.program_trust``)."""
+    folder = path if isinstance(path, ProgramFolder) else read_program(path)
+    if config is None:
+        base = LMCoTConfig().model_dump(mode="json")
+        base["small_lm"].update(folder.small_lm)
+        base["eval"].update(num_samples=folder.num_samples, sample_temperature=folder.sample_temperature,
+                            select=folder.select)
+        suggestion = folder.suggested_large_lm()
+        if suggestion and not _names(overrides, "large_lm.model", "large_lm"):
+            base["large_lm"].update(suggestion)
+        cfg = config_from_dict(apply_overrides(base, list(overrides or [])), source="config")
+    else:
+        cfg = config.model_copy(deep=True)
+    cfg.small_lm.backend = "transformers"
+    cfg.small_lm.model, cfg.small_lm.revision = str(folder.small_lm_dir), None
     return cfg
 
 
+def large_lm_note(path: str | Path | ProgramFolder, cfg: LMCoTConfig) -> str | None:
+    """One line: the large LM the program was compiled with (redacted) and the one ``cfg`` uses."""
+    folder = path if isinstance(path, ProgramFolder) else read_program(path)
+    record = folder.large_lm
+    if not record.get("model"):
+        return None
+    from lmcot.redact import redact
+
+    def where(backend: str, api_base: str | None) -> str:
+        if backend == "transformers":
+            return " (in-process)"
+        return f" at {shown(api_base)}" if api_base else " at the provider's default endpoint"
+
+    was = f"large_lm.model={shown(record['model'])}{where(record.get('backend', 'litellm'), record.get('api_base'))}"
+    large = cfg.large_lm
+    now = f"large_lm.model={large.model}{where(large.backend, redact(large.api_base) if large.api_base else None)}"
+    note = f"program was compiled with {was}; using {now}"
+    if record.get("api_base") and not large.api_base and large.backend == "litellm":
+        note += (" (a program folder never sets an endpoint, key or extra setting: give large_lm.api_base in your "
+                 "config or with --set)")
+    return note
+
+
 def load_program(path: str | Path, config: LMCoTConfig | None = None):
-    """Restore a compiled ``LMGuidedCoT``. ``config`` (e.g. the saved one with ``--set`` overrides, or
-    the user's YAML) replaces the saved one for the large LM and ``eval`` (num_samples,
-    sample_temperature, select); the small LM is always this folder's checkpoint."""
+    """Restore a compiled ``LMGuidedCoT`` from a checked folder (see :func:`program_config` for where
+    each setting comes from; ``config`` is the caller's own). The weights are hashed and compared with
+    the saved fingerprint before anything is loaded."""
     from lmcot.programs.evaluation import guided_program
     from lmcot.lms import build_lm
 
-    folder, doc = read_program_file(path)
-    if doc.get("program") != "LMGuidedCoT":
-        raise ProgramError(f"{folder}: saved program is {doc.get('program')}, not LMGuidedCoT")
-    saved = program_config(folder)
-    if config is None:
-        cfg, sampling = saved, {"num_samples": doc.get("num_samples", 1),
-                                "sample_temperature": doc.get("sample_temperature", 0.7),
-                                "select": doc.get("select", "vote")}
-    else:
-        # The caller's config decides how to run (large LM, sampling), never *which* small LM: that
-        # is the trained checkpoint in this folder, whatever small_lm.model the caller's YAML names.
-        cfg = config.model_copy(deep=True)
-        cfg.small_lm.model, cfg.small_lm.revision = saved.small_lm.model, saved.small_lm.revision
-        sampling = {}  # from cfg.eval
-    if cfg.small_lm.backend == "transformers" and Path(saved.small_lm.model).is_dir():
-        check_weights(Path(saved.small_lm.model), doc.get("small_lm_sha256"))
-    small_lm, large_lm = build_lm(cfg.small_lm, name=doc.get("small_lm_label")), build_lm(cfg.large_lm)
-    program = guided_program(small_lm, large_lm, cfg, **sampling)
-    program.load_state(doc["state"])
+    folder = read_program(path)
+    cfg = program_config(folder, config)
+    check_weights(folder.small_lm_dir, folder.small_lm_sha256)
+    if config is None and folder.large_lm.get("api_base"):
+        log.warning("%s", large_lm_note(folder, cfg))
+    small_lm, large_lm = build_lm(cfg.small_lm, name=folder.small_lm_label), build_lm(cfg.large_lm)
+    program = guided_program(small_lm, large_lm, cfg)
+    program.load_state(folder.state)
     # DSPy's Predict.load_state sets each predictor's LM from the state, i.e. to None here (the LMs
     # are not saved): attach the LMs rebuilt from the config again.
     program.rationalize.lm, program.answer.lm = small_lm, large_lm

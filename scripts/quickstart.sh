@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quickstart, offline: set up .venv, start a local stand-in large LM, and run
 #   lmcot compile  --config configs/quickstart.yaml --out runs/quickstart          (KD, then RL)
-#   lmcot evaluate --program runs/quickstart --methods standard,cot                (the two baselines)
+#   lmcot evaluate --program runs/quickstart --config configs/quickstart.yaml --methods standard,cot   (the two baselines)
 # then print one table of the five methods and a few rationales before/after training.
 #
 # What is real: the student, SmolLM2-135M-Instruct (a pretrained instruct model, shipped as a GGUF
@@ -18,6 +18,7 @@ source "$(dirname "$0")/standin.sh"   # .venv, offline env, the stand-in server 
 OUT=${OUT:-runs/quickstart}
 
 .venv/bin/lmcot compile --config configs/quickstart.yaml --out "$OUT" --set large_lm.api_base="$url" "$@"
-.venv/bin/lmcot evaluate --program "$OUT" --out "$OUT/eval" --methods standard,cot --set large_lm.api_base="$url"
+.venv/bin/lmcot evaluate --program "$OUT" --config configs/quickstart.yaml --out "$OUT/eval" --methods standard,cot \
+  --set large_lm.api_base="$url"
 .venv/bin/python scripts/quickstart_report.py "$OUT"
 echo "quickstart finished in $(( ($(date +%s) - start) / 60 ))m$(( ($(date +%s) - start) % 60 ))s"

@@ -88,17 +88,26 @@ def tiny_seq2seq_path(tiny_models_dir) -> Path:
 
 
 def _session_cache() -> None:
+    """lmcot's reply cache (as ``lmcot.configure_cache`` installs it) in the session's temporary folder;
+    set before any test runs, so nothing falls back to a cache in the home folder."""
     import dspy
 
-    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=os.environ["DSPY_CACHEDIR"])
+    from lmcot.reply_cache import ReplyCache
+
+    dspy.cache = ReplyCache(os.environ["DSPY_CACHEDIR"])
+
+
+_session_cache()
 
 
 @pytest.fixture()
 def fresh_cache(tmp_path):
-    """Point DSPy's disk cache at a fresh folder (and memory cache off) for tests that count calls."""
+    """lmcot's reply cache in a fresh folder (and memory cache off) for tests that count calls."""
     import dspy
 
-    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=False, disk_cache_dir=str(tmp_path / "dspy"))
+    from lmcot.reply_cache import ReplyCache
+
+    dspy.cache = ReplyCache(tmp_path / "dspy", enable_memory_cache=False)
     yield tmp_path / "dspy"
     _session_cache()
 

@@ -82,7 +82,8 @@ def test_bad_program_folders_fail_in_one_line_before_any_call(tmp_path, tiny_cau
     for name, (folder, needle) in _bad_program_folders(tmp_path, tiny_causal_path).items():
         before = oracle_server.request_count
         result = invoke(["evaluate", "--program", folder, "--methods", "guided", "--out", tmp_path / "o" / name,
-                         "--set", f"large_lm.api_base={oracle_server.url}", "--set", f"data.dev={HOTPOT}"])
+                         "--set", f"large_lm.api_base={oracle_server.url}", "--set", f"data.dev={HOTPOT}",
+                         "--set", f"cache_dir={tmp_path / 'cache'}"])
         assert_one_line_error(result, needle)
         assert oracle_server.request_count == before and not (tmp_path / "o").exists(), name
 

@@ -70,7 +70,7 @@ def test_evaluate_program_folder(compiled_kd, oracle_server):
     tmp, out, _ = compiled_kd
     result = run_cli(["evaluate", "--program", str(out), "--out", str(tmp / "eval"), "--methods", "guided",
                        "--set", f"large_lm.api_base={oracle_server.url}", "--set", f"data.dev={HOTPOT}",
-                       "--limit", "6"])
+                       "--set", f"cache_dir={tmp / 'cache'}", "--limit", "6"])
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp / "eval/metrics.json").read_text())
     assert metrics["guided"]["n"] == 6
@@ -99,7 +99,7 @@ def test_save_load_evaluate_gives_the_same_predictions(compiled_kd, oracle_serve
     assert oracle_server.request_count == requests_before, "a finished kd stage makes no teacher call"
     assert base.small_lm is not compiled.small_lm, "compile must not mutate its input"
     assert base.small_lm.model != compiled.small_lm.model
-    loaded = load_program(out)
+    loaded = load_program(out, cfg)  # the caller's config: the endpoint is never the folder's
     assert LMGuidedCoT.from_folder(out).small_lm.model == compiled.small_lm.model == loaded.small_lm.model
     with dspy.context(lm=None):
         for ex in valset[:4]:

@@ -54,3 +54,12 @@ def test_dump_state_has_one_lm_entry_per_predictor():
     program.step.lm = dspy.LM("openai/x")
     assert program.dump_state()["step"]["lm"] is not None, "DSPy's state no longer keeps a predictor's LM under 'lm'"
     assert state_without_lms(program)["step"]["lm"] is None
+
+
+def test_dspy_builds_its_cache_lazily_so_an_unset_cache_can_be_told_apart(monkeypatch):
+    from lmcot._dspy_reaches import dspy_cache_is_set
+
+    monkeypatch.delattr(dspy, "cache")  # as in a fresh process (conftest set one)
+    assert not dspy_cache_is_set()
+    assert dspy.cache is not None, "DSPy no longer builds its default cache on first read: rework dspy_cache_is_set"
+    assert dspy_cache_is_set()

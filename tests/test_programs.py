@@ -313,11 +313,17 @@ def test_save_program_keeps_no_secret_and_loads_back(program_config):
     assert loaded.select == "quality:factuality" and loaded.scorer is not None  # how it picks among samples
     assert loaded.deepcopy().select == "quality:factuality"
     assert loaded.small_lm is not None and loaded.small_lm.model == program.small_lm.model
+    # Without a config, the large LM is the one the program ran with, by name only: the endpoint and
+    # the key variable are the caller's to give (a folder is untrusted input), never the folder's.
     assert loaded.large_lm is not None and loaded.large_lm.model == "openai/oracle"
-    assert loaded.large_lm.kwargs.get("api_key") == SECRET  # from the environment again
-    assert loaded.large_lm.kwargs.get("api_base") == "http://127.0.0.1:9/v1"
+    assert loaded.large_lm.kwargs.get("api_base") is None and loaded.large_lm.kwargs.get("api_key") != SECRET
     assert [d["rationale"] for d in loaded.rationalize.demos] == ["R1"]
     assert load_program(out / PROGRAM_FILE).small_lm.model == program.small_lm.model
+    # With the caller's config: its endpoint, its key from the environment, the folder's small LM.
+    mine = LMGuidedCoT.from_folder(out, cfg)
+    assert mine.large_lm.kwargs.get("api_key") == SECRET
+    assert mine.large_lm.kwargs.get("api_base") == "http://127.0.0.1:9/v1"
+    assert mine.small_lm.model == program.small_lm.model
 
 
 def test_program_folder_can_be_moved(program_config, tmp_path):
@@ -337,7 +343,7 @@ def test_loading_needs_the_key_variable(program_config, monkeypatch):
     save_program(LMGuidedCoT(build_lm(cfg.small_lm), build_lm(cfg.large_lm)), out, cfg)
     monkeypatch.delenv("LMCOT_TEST_KEY")
     with pytest.raises(ConfigError, match="LMCOT_TEST_KEY"):
-        LMGuidedCoT.from_folder(out)
+        LMGuidedCoT.from_folder(out, cfg)  # the caller's config names the key variable
 
 
 def test_loading_something_that_is_not_a_program(tmp_path):

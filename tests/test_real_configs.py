@@ -60,9 +60,10 @@ def test_real_reader_config_compiles_and_evaluates_end_to_end(tmp_path, oracle_s
     result = run_cli(["compile", "--config", str(ROOT / "configs/real_reader.yaml"), "--out", str(out), *shrink])
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "small_lm" / "model.safetensors").is_file() and (out / "kd" / "DONE.json").is_file()
-    result = run_cli(["evaluate", "--program", str(out), "--out", str(tmp_path / "eval"), "--methods",
-                      "guided", "--limit", "1", "--set", f"data.dev={dev}",
-                      "--set", f"cache_dir={tmp_path / 'cache'}"])
+    # The user's config again: a program folder never names the in-process reader (a path) to load.
+    result = run_cli(["evaluate", "--program", str(out), "--config", str(ROOT / "configs/real_reader.yaml"),
+                      "--out", str(tmp_path / "eval"), "--methods", "guided", "--limit", "1", "--set", f"data.dev={dev}",
+                      "--set", f"cache_dir={tmp_path / 'cache'}", "--set", "small_lm.max_tokens=24"])
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["guided"]["n"] == 1
