@@ -27,7 +27,7 @@ def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_d
     """Evaluate ``methods`` on the dev set; returns the metrics dict that is written to metrics.json."""
     from lmcot.programs.evaluation import check_methods, evaluate_methods
     from lmcot.lms import build_lm, configure_cache
-    from lmcot.programs.program_io import load_program
+    from lmcot.programs import LMGuidedCoT
     from lmcot.splits import context_token_counter, load_split
 
     methods = check_methods(methods if methods is not None else config.eval.methods)
@@ -40,7 +40,7 @@ def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_d
 
     guided = None
     if program_dir is not None and "guided" in methods:
-        guided = load_program(program_dir, config)
+        guided = LMGuidedCoT.from_folder(program_dir, config)
         small_lm, large_lm = guided.small_lm, guided.large_lm
     else:
         small_lm = build_lm(config.small_lm) if "guided" in methods else None

@@ -24,7 +24,6 @@ _LAZY = {
     "load_split": "lmcot.splits",
     "evaluate_methods": "lmcot.programs.evaluation",
     "evaluate_program": "lmcot.programs.evaluation",
-    "load_program": "lmcot.programs.program_io",
 }
 
 

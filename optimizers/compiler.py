@@ -365,7 +365,7 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """What ``lmcot compile`` runs: load data, build both LMs, compile, return the metrics report."""
-    from lmcot.programs.evaluation import guided_program
+    from lmcot.programs import LMGuidedCoT
     from lmcot.lms import build_lm, configure_cache
     from lmcot.splits import context_token_counter, load_split
 
@@ -374,5 +374,5 @@ def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: b
     count = context_token_counter(config, small_lm)
     trainset = load_split(config, "train", count_tokens=count)
     valset = load_split(config, "dev", count_tokens=count) if config.data.dev else None
-    program = guided_program(small_lm, large_lm, config)
+    program = LMGuidedCoT.from_config(small_lm, large_lm, config)
     return LMCoTCompiler(config, out_dir, progress=progress).compile_with_report(program, trainset, valset)[1]

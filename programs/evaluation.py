@@ -34,49 +34,15 @@ def check_methods(methods: Sequence[str]) -> list[str]:
 
 
 def build_program(method: str, small_lm: dspy.LM | None, large_lm: dspy.LM, config: LMCoTConfig):
-    from lmcot.programs import CoTPrompting, StandardPrompting
+    from lmcot.programs import CoTPrompting, LMGuidedCoT, StandardPrompting
 
     if method == "standard":
         return StandardPrompting(large_lm)
     if method == "cot":
         return CoTPrompting(large_lm)
     if method == "guided":
-        return guided_program(small_lm, large_lm, config)
+        return LMGuidedCoT.from_config(small_lm, large_lm, config)
     raise ConfigError(f"unknown method {method!r}; methods are {', '.join(METHODS)}")
-
-
-def guided_program(small_lm: dspy.LM | None, large_lm: dspy.LM, config: LMCoTConfig, *, num_samples: int | None = None,
-                   sample_temperature: float | None = None, select: str | None = None):
-    """``LMGuidedCoT`` as ``config.eval`` says (k samples, temperature, how to pick among them); the
-    keyword arguments override it. ``select="quality..."`` scores rationales with
-    ``config.rationale_metrics`` (its judge and backends), its scorer built on first use."""
-    from lmcot.programs import LMGuidedCoT
-
-    select = config.eval.select if select is None else select
-    return LMGuidedCoT(small_lm, large_lm,
-                       num_samples=config.eval.num_samples if num_samples is None else num_samples,
-                       sample_temperature=config.eval.sample_temperature if sample_temperature is None
-                       else sample_temperature,
-                       select=select, scorer=_LazyScorer(config) if select != "vote" else None)
-
-
-class _LazyScorer:
-    """A ``RationaleScorer`` from the config, built at its first ``score`` call: loading the reference
-    LM and the judge waits until a rationale is actually selected (a cached rerun never does)."""
-
-    def __init__(self, config: LMCoTConfig) -> None:
-        self.config, self._scorer, self._lock = config, None, threading.Lock()
-
-    def __deepcopy__(self, memo):  # ``program.deepcopy()``: a lock cannot be copied, and a copy builds its own
-        return _LazyScorer(self.config)
-
-    def score(self, *args, **kwargs):
-        with self._lock:
-            if self._scorer is None:
-                from lmcot.metrics.rationale import scorer_from_config
-
-                self._scorer = scorer_from_config(self.config)
-        return self._scorer.score(*args, **kwargs)
 
 
 def rationale_workers(program: dspy.Module, concurrency: int) -> int:

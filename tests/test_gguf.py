@@ -107,9 +107,9 @@ def test_gguf_student_learns_from_kd_saves_and_reloads(reader_server, tmp_path):
     assert after["evidence_stated"] >= before["evidence_stated"] + 0.25, (before, after)
     assert after["em"] >= before["em"] + 0.25, (before, after)
 
-    from lmcot.programs.program_io import load_program
+    from lmcot.programs import LMGuidedCoT
 
-    assert load_program(out) is not None  # the saved folder reloads as a program
+    assert LMGuidedCoT.from_folder(out) is not None  # the saved folder reloads as a program
     # ... and runs from the command line on held-out questions (a fresh cache: the student really generates).
     ev = subprocess.run([sys.executable, "-m", "lmcot", "evaluate", "--program", str(out), "--out",
                          str(tmp_path / "eval"), "--methods", "guided", "--set", f"large_lm.api_base={reader_server.url}",

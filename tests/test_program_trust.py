@@ -140,14 +140,14 @@ def test_hostile_folder_is_refused_before_anything_runs_or_is_sent(case, good, t
 
 
 def test_the_python_api_refuses_the_same_folders(good):
-    from lmcot.programs.program_io import load_program
+    from lmcot.programs import LMGuidedCoT
     from lmcot.program_trust import ProgramError
 
     for case in ("null fingerprint", "state setting the LM call's config", "small_lm/ a symlink out of the folder"):
         folder = _copy(good, case.replace(" ", "_").replace("/", ""))
         REFUSED[case][0](folder)
         with pytest.raises(ProgramError):
-            load_program(folder)
+            LMGuidedCoT.from_folder(folder)
 
 
 def _everything_a_folder_must_not_decide(folder: Path, folder_host, marker: Path, tmp_path: Path) -> None:
@@ -199,7 +199,8 @@ def test_endpoints_keys_extra_cache_and_paths_never_come_from_the_folder(good, t
 
 def test_without_a_config_the_user_settings_are_lmcots_defaults(good, tmp_path, folder_host):
     from lmcot.config import LMCoTConfig
-    from lmcot.programs.program_io import load_program, program_config
+    from lmcot.programs import LMGuidedCoT
+    from lmcot.programs.program_io import program_config
 
     _everything_a_folder_must_not_decide(good, folder_host, tmp_path / "payload-ran", tmp_path)
     cfg, defaults = program_config(good), LMCoTConfig()
@@ -211,7 +212,7 @@ def test_without_a_config_the_user_settings_are_lmcots_defaults(good, tmp_path, 
     # --set large_lm.model names another LM: the folder's sampling settings go with its name, not to it.
     other = program_config(good, overrides=["large_lm.model=openai/mine"])
     assert other.large_lm.model == "openai/mine" and other.large_lm.max_tokens == defaults.large_lm.max_tokens
-    program = load_program(good)
+    program = LMGuidedCoT.from_folder(good)
     assert "api_base" not in program.large_lm.kwargs and "base_url" not in program.large_lm.kwargs
     assert not any(k in program.answer.config for k in ("api_base", "base_url"))
 
@@ -221,7 +222,7 @@ def test_the_saved_large_lm_is_the_one_the_program_ran_with(tmp_path, tiny_causa
     endpoint), not the config's; loading without a config runs that model by name and says so."""
     from lmcot.config import LargeLMConfig, SmallLMConfig, config_from_dict
     from lmcot.lms import build_lm
-    from lmcot.programs.program_io import PROGRAM_FILE, large_lm_note, load_program, program_config, save_program
+    from lmcot.programs.program_io import PROGRAM_FILE, large_lm_note, program_config, save_program
     from lmcot.programs import LMGuidedCoT
 
     monkeypatch.setenv("LMCOT_TEST_KEY", USER_KEY)
@@ -244,9 +245,9 @@ def test_the_saved_large_lm_is_the_one_the_program_ran_with(tmp_path, tiny_causa
     note = large_lm_note(out, cfg)
     assert note.startswith("program was compiled with large_lm.model=openai/actual at http://host-a:8000/v1?code=***")
     assert "using large_lm.model=openai/actual at the provider's default endpoint" in note
-    loaded = load_program(out)
+    loaded = LMGuidedCoT.from_folder(out)
     assert loaded.large_lm.model == "openai/actual" and loaded.large_lm.kwargs["max_tokens"] == 99
-    mine = load_program(out, config_from_dict({"large_lm": {"model": "openai/mine", "api_base": "http://host-c/v1"}}))
+    mine = LMGuidedCoT.from_folder(out, config_from_dict({"large_lm": {"model": "openai/mine", "api_base": "http://host-c/v1"}}))
     assert mine.large_lm.model == "openai/mine" and mine.large_lm.kwargs["api_base"] == "http://host-c/v1"
 
 
@@ -261,10 +262,10 @@ def test_an_in_process_reader_is_shown_never_loaded_from_the_folder(good, tmp_pa
 
 
 def test_a_folder_written_before_the_records_still_loads_without_its_endpoint(good):
-    from lmcot.programs.program_io import load_program
+    from lmcot.programs import LMGuidedCoT
 
     edit_program(good, lambda doc: (doc.pop("large_lm"), doc.pop("small_lm")))
-    program = load_program(good)
+    program = LMGuidedCoT.from_folder(good)
     assert program.large_lm.model == "openai/oracle" and "api_base" not in program.large_lm.kwargs
 
 
@@ -276,3 +277,10 @@ def test_save_refuses_a_folder_without_the_small_lms_weights(tmp_path):
     with pytest.raises(ProgramError, match="small_lm: no \\*.safetensors weights"):
         save_program(LMGuidedCoT(), tmp_path, LMCoTConfig())
     assert not os.listdir(tmp_path)
+
+
+def test_the_predictor_allow_list_is_the_programs():
+    from lmcot.programs import LMGuidedCoT
+    from lmcot.programs.program_io import PREDICTORS
+
+    assert PREDICTORS == {name: len(p.signature.fields) for name, p in LMGuidedCoT().named_predictors()}

@@ -15,7 +15,7 @@ from support.scripted import chat_reply, scripted_lm
 from lmcot.config import ConfigError, LMCoTConfig
 from lmcot.lms import build_lm
 from lmcot.metrics import normalize_answer
-from lmcot.programs.program_io import PROGRAM_FILE, load_program, save_program
+from lmcot.programs.program_io import PROGRAM_FILE, save_program
 from lmcot.programs import (
     Answer,
     AnswerDirectly,
@@ -318,7 +318,7 @@ def test_save_program_keeps_no_secret_and_loads_back(program_config):
     assert loaded.large_lm is not None and loaded.large_lm.model == "openai/oracle"
     assert loaded.large_lm.kwargs.get("api_base") is None and loaded.large_lm.kwargs.get("api_key") != SECRET
     assert [d["rationale"] for d in loaded.rationalize.demos] == ["R1"]
-    assert load_program(out / PROGRAM_FILE).small_lm.model == program.small_lm.model
+    assert LMGuidedCoT.from_folder(out / PROGRAM_FILE).small_lm.model == program.small_lm.model
     # With the caller's config: its endpoint, its key from the environment, the folder's small LM.
     mine = LMGuidedCoT.from_folder(out, cfg)
     assert mine.large_lm.kwargs.get("api_key") == SECRET

@@ -36,14 +36,15 @@ pytestmark = pytest.mark.usefixtures("restore_dspy_cache")
 
 
 def test_program_folder_never_enables_remote_code(tmp_path, tiny_causal_path):
-    from lmcot.programs.program_io import load_program, program_config
+    from lmcot.programs import LMGuidedCoT
+    from lmcot.programs.program_io import program_config
 
     marker = tmp_path / "marker"
     folder = program_folder(tmp_path, tiny_causal_path, trust=True, marker=marker)
     cfg = program_config(folder)
     assert not cfg.small_lm.trust_remote_code and not cfg.large_lm.trust_remote_code
     assert cfg.kd.teacher is None  # nothing beyond what defines the program comes from the folder
-    program = load_program(folder)
+    program = LMGuidedCoT.from_folder(folder)
     assert program.small_lm is not None
     assert not marker.exists(), "loading a program folder ran the folder's own Python"
 
@@ -69,7 +70,7 @@ def test_swapped_weights_fail_to_load(tmp_path, tiny_causal_path):
     from safetensors.torch import load_file, save_file
 
     from lmcot.errors import ModelLoadError, UserError
-    from lmcot.programs.program_io import load_program
+    from lmcot.programs import LMGuidedCoT
 
     folder = program_folder(tmp_path, tiny_causal_path, trust=False)
     assert json.loads((folder / "program.json").read_text())["small_lm_sha256"]
@@ -77,7 +78,7 @@ def test_swapped_weights_fail_to_load(tmp_path, tiny_causal_path):
     tensors = load_file(weights)
     save_file({k: v + 0.5 for k, v in tensors.items()}, weights, metadata={"format": "pt"})
     with pytest.raises(ModelLoadError, match=r"small_lm: the weights changed since this program was saved") as err:
-        load_program(folder)
+        LMGuidedCoT.from_folder(folder)
     assert isinstance(err.value, UserError) and "\n" not in str(err.value)
 
 

@@ -6,8 +6,8 @@ reference-free formulas (``cheap.py`` documents every formula in one table).
 
 from lmcot.aspects import ASPECT_DEFINITIONS
 
-from .scorer import (LEXICAL, RationaleScorer, backend_name, check_scorer_models, context_sentences_of, reference_lm_for,
+from .scorer import (LEXICAL, LazyScorer, RationaleScorer, backend_name, check_scorer_models, context_sentences_of, reference_lm_for,
                      scorer_from_config, summarize)
 
 __all__ = ["ASPECT_DEFINITIONS", "LEXICAL", "RationaleScorer", "backend_name", "check_scorer_models", "context_sentences_of",
-           "reference_lm_for", "scorer_from_config", "summarize"]
+           "reference_lm_for", "scorer_from_config", "summarize", "LazyScorer"]

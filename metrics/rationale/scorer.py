@@ -23,7 +23,7 @@ from lmcot.config import ASPECTS, LMCoTConfig, RationaleMetricsConfig
 from .cheap import CHEAP_SCORERS
 from .text import context_sentences_from_paragraphs, context_sentences_from_text, split_sentences
 
-__all__ = ["LEXICAL", "RationaleScorer", "backend_name", "context_sentences_of", "reference_lm_for", "scorer_from_config",
+__all__ = ["LEXICAL", "LazyScorer", "RationaleScorer", "backend_name", "context_sentences_of", "reference_lm_for", "scorer_from_config",
            "summarize"]
 
 log = logging.getLogger(__name__)
@@ -278,3 +278,20 @@ class RationaleScorer:
         from rich.progress import track
 
         yield from track(items, description=label, transient=True)
+
+
+class LazyScorer:
+    """A ``RationaleScorer`` from the config, built at its first ``score`` call: loading the reference
+    LM and the judge waits until a rationale is actually selected (a cached rerun never does)."""
+
+    def __init__(self, config: LMCoTConfig) -> None:
+        self.config, self._scorer, self._lock = config, None, threading.Lock()
+
+    def __deepcopy__(self, memo):  # ``program.deepcopy()``: a lock cannot be copied, and a copy builds its own
+        return LazyScorer(self.config)
+
+    def score(self, *args, **kwargs):
+        with self._lock:
+            if self._scorer is None:
+                self._scorer = scorer_from_config(self.config)
+        return self._scorer.score(*args, **kwargs)
