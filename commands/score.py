@@ -111,9 +111,9 @@ def dev_contexts(config: LMCoTConfig, rationales_path: Path) -> dict[str, dict[s
             return None
         if not source.data.dev:
             return None
-    from lmcot.splits import context_token_counter, load_split
+    from lmcot.splits import load_split
 
-    examples = load_split(source, "dev", count_tokens=context_token_counter(source))
+    examples = load_split(source, "dev")
     return {str(ex.id): {"context": ex.context, "paragraphs": ex.paragraphs} for ex in examples}
 
 
