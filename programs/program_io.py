@@ -6,6 +6,10 @@
 ``save_program`` writes ``program.json``; ``load_program`` (= ``LMGuidedCoT.from_folder(OUT)``) rebuilds both
 LMs from the saved config, API keys from the environment, and loads the DSPy state.
 
+A user metric is code too: ``program.json`` records only its name (``metric_name``), never the
+``metric`` setting, so evaluating a loaded program with it needs the metric given again
+(``--set metric=...`` or the user's own config).
+
 A program folder is data, not code: loading one never runs Python shipped with it. Every
 ``trust_remote_code`` in the saved config is reset to false (only the person loading it can turn it
 on again, with ``--set small_lm.trust_remote_code=true``), and the small LM's weights must hash to
@@ -39,9 +43,11 @@ class ProgramNotFound(UserError, FileNotFoundError):
     """No ``program.json`` where a program folder was named."""
 
 
-def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_label: str | None = None) -> Path:
+def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_label: str | None = None,
+                 metric_name: str | None = None) -> Path:
     """Write ``out_dir/program.json``. ``config.small_lm.model`` may be relative to ``out_dir``
-    (``small_lm``), so the folder can be moved or copied as a whole."""
+    (``small_lm``), so the folder can be moved or copied as a whole. The user metric is saved by name
+    only (``metric_name``, default ``config.metric``)."""
     from lmcot._dspy_reaches import state_without_lms
 
     out = Path(out_dir)
@@ -57,7 +63,8 @@ def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_
         "small_lm_sha256": weights_digest(out / "small_lm") if (out / "small_lm").is_dir() else None,
         "small_lm_name": getattr(getattr(program, "small_lm", None), "model", None),
         "large_lm_name": getattr(getattr(program, "large_lm", None), "model", None),
-        "config": config.to_public_dict(),
+        "metric_name": metric_name or config.metric,
+        "config": config.model_copy(update={"metric": None}).to_public_dict(),
         # The LMs are rebuilt from the config on load; keeping their state here would only duplicate it
         # (and DSPy refuses to load custom engines from state without allow_unsafe_lm_state).
         "state": state_without_lms(program),
@@ -124,6 +131,13 @@ def program_config(path: str | Path) -> LMCoTConfig:
     ``trust_remote_code`` reset to false (a folder never turns on running its own code)."""
     folder, doc = read_program_file(path)
     cfg = config_from_dict(doc["config"], source=str(folder / PROGRAM_FILE))
+    if cfg.metric is not None:  # written by hand or by an older version: a folder never names code to run
+        log.warning("%s names metric=%s; ignored: a metric runs only when you give it (--set metric=...)",
+                    folder / PROGRAM_FILE, cfg.metric)
+        cfg.metric = None
+    if doc.get("metric_name"):
+        log.info("%s was compiled with metric %s; pass --set metric=%s to report it again", folder / PROGRAM_FILE,
+                 doc["metric_name"], doc["metric_name"])
     for dotted, lm in _lm_sections(cfg):
         if lm.trust_remote_code:
             log.warning("%s asks for %s.trust_remote_code=true; ignored: a program folder never runs code by itself "
