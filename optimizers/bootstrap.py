@@ -307,9 +307,9 @@ def _checkable(kept: list[dict[str, Any]], by_id: dict[str, Any]) -> int | None:
     """Kept rationales that state at least one sentence of the context the student is given (the
     token-overlap rule of ``lmcot.metrics.rationale.evidence``): what KD teaches can be read there.
     None for a task without contexts (nothing to check against)."""
-    from lmcot.metrics.rationale.evidence import states_a_context_sentence
+    from lmcot.metrics.rationale.evidence import has_passage, states_a_context_sentence
 
-    if not any(str(ex.get("context") or "").strip() or ex.get("paragraphs") for ex in by_id.values()):
+    if not any(has_passage(ex) for ex in by_id.values()):
         return None
     return sum(states_a_context_sentence(row.get("rationale") or "", by_id[row["id"]]) for row in kept)
 

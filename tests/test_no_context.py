@@ -180,3 +180,15 @@ def test_experiment_on_a_context_free_task_labels_its_metric_and_adds_the_datase
     aspects = {row[0]: row[1:] for row in tables["aspects"]["rows"]}
     assert set(aspects["factuality"]) == {"n/a"} and set(aspects["consistency"]) == {"n/a"}
     assert "n/a" not in aspects["readability"]
+
+
+def test_no_program_or_optimizer_module_assumes_hotpotqas_shape():
+    """supporting facts, titles and paragraphs are read by the data loader and the evidence metric only."""
+    import re
+
+    shape = re.compile(r"supporting_facts|paragraphs|\btitles?\b(?!=)")  # not rich's Table(title=...)
+    found = [f"{path.relative_to(ROOT)}:{i}: {line.strip()}"
+             for folder in ("programs", "optimizers") for path in sorted((ROOT / folder).rglob("*.py"))
+             for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if shape.search(line) and not re.search(r"def _title|_title\(", line)]
+    assert not found, "\n".join(found)

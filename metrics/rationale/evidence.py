@@ -74,7 +74,7 @@ def states_evidence(rationale: str, gold_sentences: Iterable[str], answer: str) 
 
 
 __all__ = ["SENTENCE_OVERLAP", "MIN_CONTENT_TOKENS", "states_evidence", "states_sentence", "states_answer",
-           "content_tokens", "tokens", "gold_sentences", "has_gold_evidence", "evidence_share",
+           "content_tokens", "tokens", "gold_sentences", "has_gold_evidence", "has_passage", "evidence_share",
            "states_a_context_sentence"]
 
 
@@ -110,6 +110,11 @@ def evidence_share(rows: list[dict], examples: list) -> dict[str, float]:
                                  str(_get(by_id[str(r.get("id"))], "answer")))
                  for r in rows if str(r.get("id")) in by_id)
     return {"evidence_stated": stated / len(rows) if rows else 0.0}
+
+
+def has_passage(example) -> bool:
+    """Whether an example shows a context passage (text, or HotpotQA paragraphs)."""
+    return bool(str(_get(example, "context") or "").strip() or _get(example, "paragraphs"))
 
 
 def states_a_context_sentence(rationale: str, example) -> bool:
