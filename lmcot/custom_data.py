@@ -235,7 +235,8 @@ def _to_example(record: Any, mapping: _Mapping, data: Any, regex: re.Pattern | N
         context, paragraphs, cut = _context(record.get(context_column) if context_column else None,
                                             max_tokens, count, memo)
     except _RecordError as e:
-        raise _RecordError(f"{e} (data.fields.context: a string, a list of strings or [[title, [sentences]]])") from None
+        raise _RecordError(f"{e} (data.fields.context: a string, a list of strings or [[title, [sentences]]])"
+                           ) from None
     fields: dict[str, Any] = {"id": example_id, "question": question, "context": context, "answer": answer}
     if rationale:
         fields["rationale"] = rationale

@@ -23,14 +23,13 @@ small, large = build_lm(config.small_lm), build_lm(config.large_lm)
 valset = load_split(config, "dev")
 # (2) No data section at all: any list of dspy.Example with a question and an answer. An id, a context
 # and a rationale of the task's own are optional (kd.source: dataset distils these rationales).
-trainset = [
-    dspy.Example(question="Tom has 3 apples and buys 4 more. How many apples does he have now?", answer="7",
-                 rationale="Tom starts with 3 apples and buys 4 more, so he has 3 + 4 = 7 apples.").with_inputs("question"),
-    dspy.Example(question="A box holds 6 eggs. How many eggs are in 5 boxes?", answer="30",
-                 rationale="Each box holds 6 eggs, so 5 boxes hold 5 * 6 = 30 eggs.").with_inputs("question"),
-    dspy.Example(question="Ann had $20 and spent $8 on a book. How many dollars does she have left?", answer="12",
-                 rationale="Ann spent 8 of her 20 dollars, so she has 20 - 8 = 12 dollars left.").with_inputs("question"),
-]
+trainset = [dspy.Example(question=q, answer=a, rationale=r).with_inputs("question") for q, a, r in [
+    ("Tom has 3 apples and buys 4 more. How many apples does he have now?", "7",
+     "Tom starts with 3 apples and buys 4 more, so he has 3 + 4 = 7 apples."),
+    ("A box holds 6 eggs. How many eggs are in 5 boxes?", "30", "Each box holds 6 eggs, so 5 boxes hold 5 * 6 = 30 eggs."),
+    ("Ann had $20 and spent $8 on a book. How many dollars does she have left?", "12",
+     "Ann spent 8 of her 20 dollars, so she has 20 - 8 = 12 dollars left."),
+]]
 
 
 def within_one_percent(example, prediction, trace=None):
