@@ -26,7 +26,8 @@ valset = load_split(config, "dev")
 trainset = [dspy.Example(question=q, answer=a, rationale=r).with_inputs("question") for q, a, r in [
     ("Tom has 3 apples and buys 4 more. How many apples does he have now?", "7",
      "Tom starts with 3 apples and buys 4 more, so he has 3 + 4 = 7 apples."),
-    ("A box holds 6 eggs. How many eggs are in 5 boxes?", "30", "Each box holds 6 eggs, so 5 boxes hold 5 * 6 = 30 eggs."),
+    ("A box holds 6 eggs. How many eggs are in 5 boxes?", "30",
+     "Each box holds 6 eggs, so 5 boxes hold 5 * 6 = 30 eggs."),
     ("Ann had $20 and spent $8 on a book. How many dollars does she have left?", "12",
      "Ann spent 8 of her 20 dollars, so she has 20 - 8 = 12 dollars left."),
 ]]
