@@ -212,3 +212,18 @@ def test_cli_bad_data_is_one_line_before_any_call(oracle_server, tiny_causal_pat
     assert_one_line_error(invoke(args), str(path), *needles)
     assert len(oracle_server.requests) == before
     assert not (tmp_path / "out").exists()
+
+
+def test_load_split_cuts_contexts_with_the_small_lms_tokenizer_by_default(tiny_causal_path):
+    """One way to load a split (issue 20): the library default is the CLI's count, not the word approximation."""
+    from lmcot.data import approx_token_count
+    from lmcot.splits import context_token_counter
+    from support.paths import HOTPOT
+
+    cfg = load_config(None, [f"small_lm.model={tiny_causal_path}", f"data.dev={HOTPOT}", "data.dev_limit=6",
+                             "data.max_context_tokens=120"])
+    default = [ex.context for ex in load_split(cfg, "dev")]
+    as_the_cli = [ex.context for ex in load_split(cfg, "dev", count_tokens=context_token_counter(cfg))]
+    approximate = [ex.context for ex in load_split(cfg, "dev", count_tokens=approx_token_count)]
+    assert default == as_the_cli
+    assert default != approximate  # the two counts cut differently: the default must be the tokenizer's
