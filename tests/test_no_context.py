@@ -192,3 +192,17 @@ def test_no_program_or_optimizer_module_assumes_hotpotqas_shape():
              for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
              if shape.search(line) and not re.search(r"def _title|_title\(", line)]
     assert not found, "\n".join(found)
+
+
+def test_lmcot_score_reports_passage_aspects_as_na_for_a_context_free_task(tmp_path):
+    from support.reliability import invoke
+
+    path = tmp_path / "rationales.jsonl"
+    path.write_text(json.dumps({"question": "Tom has 3 apples and buys 4 more. How many?", "context": "",
+                                "rationale": "Tom has 3 + 4 = 7 apples. So the answer is 7."}) + "\n")
+    result = invoke(["score", "--rationales", path, "--set", "rationale_metrics.reference_lm=lexical"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
+    assert "n/a" in lines["factuality"] and "n/a" in lines["consistency"] and "n/a" not in lines["readability"]
+    [row] = [json.loads(x) for x in (tmp_path / "rationales.scores.jsonl").read_text().splitlines()]
+    assert row["factuality"] is None and isinstance(row["readability"], float)
