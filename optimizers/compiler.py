@@ -66,9 +66,7 @@ class LMCoTCompiler:
 
         cfg = self.config
         task = TaskMetric.from_config(cfg, metric)  # imports the metric: a bad path fails here, before any call
-        trainset = prepare_examples(list(trainset or []), task.answer_type, task.labels, what="trainset")
-        valset = prepare_examples(list(valset), task.answer_type, task.labels, what="valset") if valset else valset
-        run = _Run(cfg, program, trainset, task)
+        run = _Run(cfg, program, [], task)  # the student's settings first; the examples' ids once prepared
         if distributed.world_size() > 1 and "rl" in cfg.stages:
             from lmcot.model_loading import is_encoder_decoder
 
@@ -77,6 +75,10 @@ class LMCoTCompiler:
                                   revision=run.student.revision):
                 raise ConfigError(f"stages={cfg.stages}: an encoder-decoder student's RL loop runs as one process; "
                                  "run rl as one process (--stages rl resumes from a multi-process KD)")
+        # Any dspy.Example list: ids derived where missing, an empty context, golds the answer type can score.
+        trainset = prepare_examples(list(trainset or []), task.answer_type, task.labels, what="trainset")
+        valset = prepare_examples(list(valset), task.answer_type, task.labels, what="valset") if valset else valset
+        run.origin["train"] = sorted(str(ex.id) for ex in trainset)
         if not trainset:
             raise ConfigError("compile needs a non-empty trainset (data.train)")
         _check_task(cfg, task, trainset)

@@ -136,8 +136,9 @@ def test_compile_and_evaluate_a_context_free_task_from_the_command_line(server, 
     for point in ("untrained", "compiled"):
         assert report[point]["n"] == 3 and "metric" in report[point] and "evidence_stated" not in report[point]
         assert "answer_stated" in report[point]
+    assert report["compiled"]["metric_name"] == f"{metric}:within_one"
     assert "rationale states evidence" not in result.stdout + result.stderr
-    assert f"metric {metric}:within_one" in result.stdout + result.stderr
+    assert "metric " in result.stdout  # the dev table's metric row (its long name wraps in the terminal)
     # the saved program names the metric, never runs it on its own
     doc = json.loads((out / "program.json").read_text())
     assert doc["metric_name"] == f"{metric}:within_one" and doc["config"]["metric"] is None
