@@ -387,7 +387,8 @@ def _print_methods_table(out: Path) -> None:
     from rich.table import Table
 
     t = json.loads((out / "tables.json").read_text(encoding="utf-8"))["methods"]
-    keep = ["method", "n", "EM", "F1", "large-LM calls", "cost ($)", "small-LM s", "tok / correct", "$ / correct"]
+    # The answer columns are the task's (EM/F1 for spans, one accuracy for numbers and labels, the user metric).
+    keep = [c for c in t["columns"] if "95% CI" not in c and c not in ("prompt tok", "completion tok")]
     table = Table(title=t["title"])
     for col in keep:
         table.add_column(col, justify="left" if col == "method" else "right")

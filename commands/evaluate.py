@@ -28,7 +28,7 @@ def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_d
     from lmcot.programs.evaluation import check_methods, evaluate_methods
     from lmcot.lms import build_lm, configure_cache
     from lmcot.programs import LMGuidedCoT
-    from lmcot.splits import context_token_counter, load_split
+    from lmcot.splits import load_split
 
     methods = check_methods(methods if methods is not None else config.eval.methods)
     out = Path(out_dir or config.eval.out)
@@ -46,7 +46,7 @@ def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_d
         small_lm = build_lm(config.small_lm) if "guided" in methods else None
         large_lm = build_lm(config.large_lm)
     if examples is None:
-        examples = load_split(config, "dev", limit=limit, count_tokens=context_token_counter(config, small_lm))
+        examples = load_split(config, "dev", limit=limit, small_lm=small_lm)
     elif limit is not None:
         examples = examples[:limit]
 
@@ -66,13 +66,21 @@ def metrics_table(metrics: dict[str, Any], title: str = "dev results"):
     """A rich table of EM / F1 / n / tokens / cost per method."""
     from rich.table import Table
 
+    first = next(iter(metrics.values()), {})
+    extra = [c for c, key in (("metric", "metric"), ("off-label", "off_label")) if key in first]
+    kind = first.get("answer_type", "span")
+    if kind != "span":  # say what EM means for this task; F1 equals EM for numbers and labels
+        title = f"{title} (answers: {kind}; F1 = EM)"
+    if "metric_name" in first:
+        title = f"{title}; metric = {first['metric_name']}"
     table = Table(title=title)
-    for col in ("method", "EM", "F1", "n", "errors", "calls", "tokens", "cost ($)"):
+    for col in ("method", "EM", "F1", *extra, "n", "errors", "calls", "tokens", "cost ($)"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for method, m in metrics.items():
         usage = m.get("usage", {})
         cost = usage.get("cost")
-        table.add_row(method, f"{m['em']:.3f}", f"{m['f1']:.3f}", str(m["n"]), str(m.get("errors", 0)),
+        more = [f"{m['metric']:.3f}" if c == "metric" else str(m.get("off_label", 0)) for c in extra]
+        table.add_row(method, f"{m['em']:.3f}", f"{m['f1']:.3f}", *more, str(m["n"]), str(m.get("errors", 0)),
                       f"{usage.get('calls', 0)}" + (f" ({usage['cached_calls']} cached)" if usage.get("cached_calls") else ""),
                       str(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)),
                       "n/a" if cost is None else f"{cost:.4f}")

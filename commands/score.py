@@ -111,10 +111,12 @@ def dev_contexts(config: LMCoTConfig, rationales_path: Path) -> dict[str, dict[s
             return None
         if not source.data.dev:
             return None
-    from lmcot.splits import context_token_counter, load_split
+    from lmcot.splits import load_split
 
-    examples = load_split(source, "dev", count_tokens=context_token_counter(source))
-    return {str(ex.id): {"context": ex.context, "paragraphs": ex.paragraphs} for ex in examples}
+    examples = load_split(source, "dev")
+    # paragraphs only where the task has them (HotpotQA); a context-free task's context is ""
+    return {str(ex.id): {"context": ex.get("context") or "",
+                         **({"paragraphs": ex.paragraphs} if ex.get("paragraphs") else {})} for ex in examples}
 
 
 def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None = None,
@@ -171,5 +173,5 @@ def render_score_table(means: Mapping[str, float], backends: Mapping[str, str] |
         cells = [aspect, ASPECT_DEFINITIONS[aspect]]
         if backends is not None:
             cells.append(backends.get(aspect, ""))
-        table.add_row(*cells, f"{means[aspect]:.3f}")
+        table.add_row(*cells, "n/a" if means[aspect] is None else f"{means[aspect]:.3f}")  # n/a: no passage
     return table

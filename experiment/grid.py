@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 STUDENT_LABELS = {"untrained": "untrained", "kd": "KD", "kd_rl": "KD+RL",
-                  "rl_quality": "KD+RL (quality rewards only)", "rl_answer": "KD+RL (answer F1 only)"}
+                  "rl_quality": "KD+RL (quality rewards only)", "rl_answer": "KD+RL (answer F1 only)",
+                  "kd_dataset": "KD from dataset rationales"}
 # Ablation variant -> student name ("both" is the main KD+RL student).
 VARIANT_STUDENT = {"both": "kd_rl", "quality": "rl_quality", "answer": "rl_answer"}
 
@@ -29,19 +30,21 @@ class MethodSpec:
         return asdict(self)
 
 
-def students_needed(exp) -> list[str]:
-    """Small LMs to build, in training order (KD before every RL variant)."""
-    need = list(exp.students)
+def students_needed(exp, dataset_rationales: bool = False) -> list[str]:
+    """Small LMs to build, in training order (KD before every RL variant). ``dataset_rationales``: the
+    training data has rationales of its own and KD learns from the teacher's, so a student distilled from
+    the dataset's rationales is added beside it."""
+    need = list(exp.students) + (["kd_dataset"] if dataset_rationales else [])
     need += [VARIANT_STUDENT[v] for v in exp.rl_ablation]
     if exp.quality_analysis:
         need.append(exp.quality_student)
     if any(s in need for s in ("kd_rl", "rl_quality", "rl_answer")):
         need.append("kd")
-    order = ["untrained", "kd", "kd_rl", "rl_quality", "rl_answer"]
+    order = ["untrained", "kd", "kd_dataset", "kd_rl", "rl_quality", "rl_answer"]
     return [s for s in order if s in need]
 
 
-def method_grid(exp) -> list[MethodSpec]:
+def method_grid(exp, dataset_rationales: bool = False) -> list[MethodSpec]:
     k = exp.num_samples
     rows: list[MethodSpec] = []
     for b in exp.baselines:
@@ -56,6 +59,9 @@ def method_grid(exp) -> list[MethodSpec]:
         if exp.self_consistency:
             rows.append(MethodSpec(f"guided_{s}_sc", f"LM-guided CoT, {STUDENT_LABELS[s]} + SC (k={k})", "guided",
                                    "guided", s, k=k))
+    if dataset_rationales:
+        rows.append(MethodSpec("guided_kd_dataset", f"LM-guided CoT, {STUDENT_LABELS['kd_dataset']}", "guided",
+                               "guided", "kd_dataset"))
     for v in exp.rl_ablation:
         student = VARIANT_STUDENT[v]
         if student == "kd_rl" and "kd_rl" in exp.students:

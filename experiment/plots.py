@@ -60,7 +60,9 @@ def aspects(asp: dict[str, dict[str, float]], path: Path) -> Path:
     width = 0.8 / max(1, len(students))
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, st in enumerate(students):
-        ax.bar(x - 0.4 + width * (i + 0.5), [asp[st][a] for a in ASPECTS], width, label=STUDENT_LABELS[st])
+        # n/a aspects (None: no passage to judge against) draw no bar
+        ax.bar(x - 0.4 + width * (i + 0.5), [float("nan") if asp[st][a] is None else asp[st][a] for a in ASPECTS],
+               width, label=STUDENT_LABELS[st])
     ax.set_xticks(x, ASPECTS, rotation=30, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("mean score (0-1)")

@@ -17,8 +17,9 @@ from typing import Any
 from lmcot.aspects import ASPECTS
 
 
-def _mean(s: dict[str, float]) -> float:
-    return sum(s[a] for a in ASPECTS) / len(ASPECTS)
+def _mean(s: dict[str, float | None]) -> float:
+    known = [s[a] for a in ASPECTS if s.get(a) is not None]  # n/a aspects (no passage) are left out
+    return sum(known) / len(known) if known else 0.0
 
 
 def _argmax(values: list[float]) -> int:
@@ -26,8 +27,20 @@ def _argmax(values: list[float]) -> int:
 
 
 def selections(results: dict[str, Any]) -> dict[str, Any]:
-    """``{"rows": {selector: [em per question]}, "f1": {...}, "thresholds": [...]}``."""
-    from lmcot.metrics.answer import answer_em, answer_f1
+    """``{"rows": {selector: [em per question]}, "f1": {...}, "thresholds": [...]}``. Answers are scored
+    under the task's answer type (``results["task"]``); an aspect that is n/a for the task (no passage)
+    selects nothing and has no row."""
+    from lmcot.metrics.task_metric import TaskMetric
+
+    task_info = results.get("task") or {}
+    task = TaskMetric(task_info.get("answer_type", "span"), tuple(task_info.get("labels") or ()) or None)
+
+    def answer_em(pred: str, gold: str) -> float:
+        return task.em_f1(pred, gold)[0]
+
+    def answer_f1(pred: str, gold: str) -> float:
+        return task.em_f1(pred, gold)[1]
+
     q = results["quality"]
     method = results["methods"][q["method"]]
     scores = {r["id"]: r["scores"] for r in q["rows"]}
@@ -35,6 +48,7 @@ def selections(results: dict[str, Any]) -> dict[str, Any]:
     em: dict[str, list[float]] = {}
     f1: dict[str, list[float]] = {}
     best_mean: list[tuple[float, float]] = []  # (mean score of the best rationale, em of its answer)
+    rated = [a for a in ASPECTS if any(x.get(a) is not None for r in q["rows"] for x in r["scores"])]
 
     def add(name: str, pred: str, gold: str) -> None:
         em.setdefault(name, []).append(answer_em(pred, gold))
@@ -43,15 +57,15 @@ def selections(results: dict[str, Any]) -> dict[str, Any]:
     for row in method["rows"]:
         answers, gold, s = row.get("answers") or [], row["gold"], scores.get(row["id"]) or []
         if not answers or len(s) != len(answers):
-            for name in ("quality (mean)", *[f"quality ({a})" for a in ASPECTS], "random", "majority vote", "oracle"):
+            for name in ("quality (mean)", *[f"quality ({a})" for a in rated], "random", "majority vote", "oracle"):
                 add(name, "", gold)
             best_mean.append((0.0, 0.0))
             continue
         means = [_mean(x) for x in s]
         best = _argmax(means)
         add("quality (mean)", answers[best], gold)
-        for a in ASPECTS:
-            add(f"quality ({a})", answers[_argmax([x[a] for x in s])], gold)
+        for a in rated:
+            add(f"quality ({a})", answers[_argmax([x[a] if x.get(a) is not None else 0.0 for x in s])], gold)
         add("random", answers[random.Random(f"{seed}:{row['id']}").randrange(len(answers))], gold)
         add("majority vote", row["answer"], gold)  # the self-consistency row's own vote
         right = [i for i, a in enumerate(answers) if answer_em(a, gold)]

@@ -72,11 +72,11 @@ class _Run:
             return StandardPrompting(self.large)
         if spec.kind == "cot":
             return CoTPrompting(self.large)
-        if spec.kind == "cot_sc":
-            return CoTSelfConsistency(self.large, spec.k, exp.sample_temperature)
+        if spec.kind == "cot_sc":  # votes compare answers as the task does ("$18" == "18" for numbers)
+            return CoTSelfConsistency(self.large, spec.k, exp.sample_temperature, answer_key=self.task.vote_key)
         return LMGuidedCoT(self.student(spec.student), self.large, num_samples=spec.k,
                            sample_temperature=exp.sample_temperature, select=spec.select,
-                           scorer=self.scorer() if spec.select != "vote" else None)
+                           scorer=self.scorer() if spec.select != "vote" else None, answer_key=self.task.vote_key)
 
     def run_method(self, spec: MethodSpec) -> dict[str, Any]:
         from lmcot.programs.evaluation import predict_all
@@ -89,7 +89,7 @@ class _Run:
         start = time.perf_counter()
         with SmallLMClock(hf_engine_of(small) if small is not None else None) as clock:
             rows = predict_all(program, self.dev, concurrency=self.cfg.eval.concurrency, label=spec.name,
-                               progress=self.progress)
+                               progress=self.progress, task=self.task)
         failed = [r["error"] for r in rows if r.get("error")]
         if rows and len(failed) == len(rows):
             from lmcot.errors import RunError
@@ -105,6 +105,8 @@ class _Run:
         exp = self.cfg.experiment
         parts: dict[str, Any] = {"spec": spec.to_dict(), "large_lm": _lm_identity(self.cfg.large_lm),
                                  "dev": [ex.id for ex in self.dev], "temperature": exp.sample_temperature}
+        if self.task.answer_type != "span" or self.task.metric is not None:  # how the rows are scored
+            parts["task"] = [self.task.answer_type, self.task.labels, self.task.metric_name]
         if spec.student:
             parts["small_lm"] = self.student(spec.student).model  # hf/<label>@<weights hash>
             parts["small_lm_cfg"] = _lm_identity(self.cfg.small_lm)
@@ -114,9 +116,10 @@ class _Run:
 
     # -- rationale scores -----------------------------------------------------------------
     def score_rows(self, items: list[dict[str, Any]]) -> list[dict[str, float]]:
+        from lmcot.metrics.rationale import rationale_row
+
         by_id = {ex.id: ex for ex in self.dev}
-        rows = [{"question": by_id[i["id"]].question, "context": by_id[i["id"]].context,
-                 "paragraphs": by_id[i["id"]].paragraphs, "rationale": i["rationale"] or ""} for i in items]
+        rows = [rationale_row(by_id[i["id"]], i["rationale"]) for i in items]
         return self.scorer().score(rows, progress=self.progress)
 
     def aspects_step(self, method: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -148,8 +151,10 @@ class _Run:
 def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = True,
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the experiment; returns the results dict written to ``OUT/results.json``."""
-    from lmcot.splits import context_token_counter, load_split
+    from lmcot.splits import load_split
     from lmcot.lms import build_lm, configure_cache
+
+    from lmcot.metrics.task_metric import TaskMetric
 
     out = Path(out_dir)
     exp = cfg.experiment
@@ -158,21 +163,28 @@ def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = Tr
     from lmcot.config import ConfigError
     from lmcot.data import DataError
 
+    task = TaskMetric.from_config(cfg)  # imports the user metric, if any: a bad path fails now
+
     if not grid:
         raise ConfigError("config: experiment: the grid is empty (no baselines, students or analysis)")
     if names and cfg.small_lm.backend != "transformers":
         raise ConfigError("config: small_lm.backend must be 'transformers' to train and run the students")
     configure_cache(cfg.cache_dir)
     run = _Run(cfg, out, say, progress)
+    run.task = task
     run.base_small = build_lm(cfg.small_lm) if names else None
     run.large = build_lm(cfg.large_lm)
-    count = context_token_counter(cfg, run.base_small)
     # Both data sets are read and checked before the first paid call.
-    run.dev = load_split(cfg, "dev", limit=exp.dev_limit, count_tokens=count)
+    run.dev = load_split(cfg, "dev", limit=exp.dev_limit, small_lm=run.base_small)
     if not run.dev:
         raise DataError(f"{cfg.data.dev}: the dev set is empty")
     trained = [n for n in names if n != "untrained"]
-    trainset = load_split(cfg, "train", count_tokens=count) if trained else []
+    trainset = load_split(cfg, "train", small_lm=run.base_small) if trained else []
+    if task.metric is not None:
+        task.metric.check_on(run.dev[0])
+    # The data has rationales of its own and KD learns from the teacher's: add the student distilled from them.
+    if cfg.kd.source != "dataset" and any(str(ex.get("rationale") or "").strip() for ex in trainset):
+        grid, names = method_grid(exp, dataset_rationales=True), students_needed(exp, dataset_rationales=True)
     if trained:
         from lmcot.experiment.students import training_config
         from lmcot.optimizers.preflight import preflight_training
@@ -190,7 +202,7 @@ def _run_grid(run: _Run, cfg: LMCoTConfig, out: Path, grid: list[MethodSpec], na
     """The experiment's steps, under the output folder's lock (see :func:`run_experiment`)."""
     from lmcot.experiment.students import train_students
 
-    exp = cfg.experiment
+    exp, task = cfg.experiment, run.task
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg.to_public_dict())
 
@@ -201,6 +213,10 @@ def _run_grid(run: _Run, cfg: LMCoTConfig, out: Path, grid: list[MethodSpec], na
         "dev": {"dataset": cfg.data.dataset, "source": cfg.data.dev, "n": len(run.dev),
                 "ids": [ex.id for ex in run.dev]},
         "large_lm": cfg.large_lm.model, "small_lm": cfg.small_lm.model,
+        # How answers were scored, and whether the task has passages (no evidence columns without them).
+        "task": {"answer_type": task.answer_type, "labels": list(task.labels) if task.labels else None,
+                 "metric_name": task.metric_name, "describe": task.describe(),
+                 "has_context": any(str(ex.get("context") or "").strip() for ex in run.dev)},
         "methods": {}, "aspects": {}, "quality": None,
     }
     for i, spec in enumerate(grid, start=1):

@@ -2,6 +2,7 @@
 ``lmcot experiment`` and ``lmcot compile`` resume, skip and cache in the same way:
 
     OUT/students/kd/            compile --stages kd        (KD checkpoint: OUT/students/kd/kd/model)
+    OUT/students/kd_dataset/    compile --stages kd, kd.source: dataset (the task's own rationales)
     OUT/students/kd_rl/         compile --stages rl, rl.weights as configured      } each starts from
     OUT/students/rl_quality/    ... with answer_f1 = 0 (rationale-quality rewards)  } the same KD
     OUT/students/rl_answer/     ... with every aspect weight 0 (answer F1 only)     } checkpoint
@@ -70,6 +71,13 @@ def train_students(cfg: LMCoTConfig, out: Path, names: list[str], trainset, base
         kd_cfg.stages = ["kd"]
         LMCoTCompiler(kd_cfg, root / "kd", progress=progress).compile(LMGuidedCoT(base_small, large_lm), trainset)
         paths["kd"] = str(root / "kd" / "small_lm")
+    if "kd_dataset" in names:
+        say("student kd_dataset: distillation of the dataset's own rationales (compiler stage kd, kd.source: dataset)")
+        own_cfg = cfg.model_copy(deep=True)
+        own_cfg.stages, own_cfg.kd.source = ["kd"], "dataset"
+        LMCoTCompiler(own_cfg, root / "kd_dataset", progress=progress).compile(LMGuidedCoT(base_small, large_lm),
+                                                                                trainset)
+        paths["kd_dataset"] = str(root / "kd_dataset" / "small_lm")
     for name, variant in RL_STUDENTS.items():
         if name not in names:
             continue

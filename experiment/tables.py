@@ -12,7 +12,7 @@ from typing import Any
 from lmcot.experiment.quality import ASPECTS, selections
 from lmcot.experiment.stats import bootstrap_ci, mcnemar_exact, paired_bootstrap
 
-STUDENT_ORDER = ("untrained", "kd", "kd_rl", "rl_quality", "rl_answer")
+STUDENT_ORDER = ("untrained", "kd", "kd_dataset", "kd_rl", "rl_quality", "rl_answer")
 # (a, b): "is a better than b?" Only pairs whose two rows ran are shown.
 COMPARISONS = (("guided_kd_rl", "cot"), ("guided_kd", "cot"), ("guided_kd_rl_sc", "cot_sc"),
                ("guided_kd_rl", "guided_kd"), ("guided_kd_rl_quality", "guided_kd_rl_sc"))
@@ -35,6 +35,23 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
+def _mean_known(xs: list[float | None]) -> float | None:
+    """Mean of the scores that are not n/a (None); None when all are."""
+    known = [x for x in xs if x is not None]
+    return sum(known) / len(known) if known else None
+
+
+def answer_columns(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """(row key, column label) of the answer scores, named by the task: EM and F1 for spans, one accuracy
+    for numbers and labels (their F1 equals EM), and the user metric by its name."""
+    task = results.get("task") or {}
+    kind = task.get("answer_type", "span")
+    cols = [("em", "EM"), ("f1", "F1")] if kind == "span" else [("em", f"accuracy ({kind} match)")]
+    if task.get("metric_name"):
+        cols.append(("metric", f"metric: {task['metric_name']}"))
+    return cols
+
+
 def method_summary(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per method: n, em, f1, their bootstrap intervals, correct answers and cost figures."""
     cfg = results.get("rendering", {})
@@ -49,6 +66,8 @@ def method_summary(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out[name] = {
             "label": m["label"], "group": m["group"], "n": len(em), "em": _mean(em), "f1": _mean(f1),
             "em_ci": bootstrap_ci(em, samples, seed), "f1_ci": bootstrap_ci(f1, samples, seed),
+            "metric": _mean([float(r.get("metric") or 0.0) for r in m["rows"]]) if any("metric" in r for r in m["rows"])
+            else None,
             "correct": correct, "errors": sum(1 for r in m["rows"] if r.get("error")),
             "calls": u["calls"], "cached_calls": u["cached_calls"], "prompt_tokens": u["prompt_tokens"],
             "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
@@ -65,7 +84,7 @@ def aspect_summary(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     for student in STUDENT_ORDER:
         if student in results.get("aspects", {}):
             scores = results["aspects"][student]["scores"]
-            out[student] = {a: _mean([s[a] for s in scores]) for a in ASPECTS}
+            out[student] = {a: _mean_known([s[a] for s in scores]) for a in ASPECTS}
     return out
 
 
@@ -93,7 +112,7 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
 
 
 STUDENT_LABELS = {"untrained": "untrained", "kd": "KD", "kd_rl": "KD+RL", "rl_quality": "RL: quality only",
-                  "rl_answer": "RL: answer F1 only"}
+                  "rl_answer": "RL: answer F1 only", "kd_dataset": "KD: dataset rationales"}
 
 
 def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> list[Table]:
@@ -101,8 +120,12 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
     ms = s["methods"]
     tables: list[Table] = []
     dataset = results["dev"]["dataset"]
-    main = Table("methods", f"Methods on {dataset} dev (n={results['dev']['n']}), large LM {results['large_lm']}",
-                 ["method", "n", "EM", "EM 95% CI", "F1", "F1 95% CI", "large-LM calls", "prompt tok",
+    answers = answer_columns(results)
+    score_columns = [c for key, label in answers for c in ((label, f"{label} 95% CI") if key != "metric" else (label,))]
+    describe = (results.get("task") or {}).get("describe")
+    main = Table("methods", f"Methods on {dataset} dev (n={results['dev']['n']}), large LM {results['large_lm']}"
+                 + (f"; answers scored as {describe}" if describe else ""),
+                 ["method", "n", *score_columns, "large-LM calls", "prompt tok",
                   "completion tok", "cost ($)", "small-LM s", "tok / correct", "$ / correct"],
                  note="EM/F1 are means over dev questions; 95% CIs: percentile bootstrap over questions. "
                       "Cost is what each method needs on its own (calls answered from the cache counted with "
@@ -112,8 +135,9 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
     for name, m in ms.items():
         if m["group"] == "ablation":
             continue
-        main.rows.append([m["label"], str(m["n"]), _f(m["em"]), f"[{_f(m['em_ci'][0])}, {_f(m['em_ci'][1])}]",
-                          _f(m["f1"]), f"[{_f(m['f1_ci'][0])}, {_f(m['f1_ci'][1])}]", str(m["calls"]),
+        scores = [c for key, _ in answers for c in ((_f(m[key]), f"[{_f(m[key + '_ci'][0])}, {_f(m[key + '_ci'][1])}]")
+                                                     if key != "metric" else (_f(m["metric"]),))]
+        main.rows.append([m["label"], str(m["n"]), *scores, str(m["calls"]),
                           str(m["prompt_tokens"]), str(m["completion_tokens"]), _f(m["cost_usd"], 4),
                           _f(m["small_lm_seconds"], 1), _f(m["tokens_per_correct"], 0),
                           _f(m["usd_per_correct"], 5)])
@@ -126,7 +150,7 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
                   note="Aspect backends from rationale_metrics (cheap formulas unless set to judge).")
         for a in ASPECTS:
             t.rows.append([a, *[_f(s["aspects"][x][a]) for x in students]])
-        t.rows.append(["mean", *[_f(_mean(list(s["aspects"][x].values()))) for x in students]])
+        t.rows.append(["mean", *[_f(_mean_known(list(s["aspects"][x].values()))) for x in students]])
         tables.append(t)
 
     ablation = [(v, f"guided_{st}") for v, st in (("both", "kd_rl"), ("quality", "rl_quality"),
@@ -137,7 +161,7 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
                   ["rewards", "n", "EM", "F1", "mean aspect quality"])
         for v, name in ablation:
             st = name.removeprefix("guided_")
-            quality = _mean(list(s["aspects"][st].values())) if st in s["aspects"] else None
+            quality = _mean_known(list(s["aspects"][st].values())) if st in s["aspects"] else None
             t.rows.append([{"both": "quality + answer F1", "quality": "quality only", "answer": "answer F1 only"}[v],
                            str(ms[name]["n"]), _f(ms[name]["em"]), _f(ms[name]["f1"]), _f(quality)])
         tables.append(t)

@@ -19,11 +19,13 @@ class Aspect:
     definition: str
     judge_question: str
     cheap_scorer: str
+    # Judged against the context passage: n/a (not 0) for a task without one, and left out of its RL reward.
+    against_passage: bool = False
 
 
 TABLE: tuple[Aspect, ...] = (
     Aspect("factuality", "The rationale's claims are supported by the context.",
-           "Are all claims in the rationale supported by the context?", "factuality"),
+           "Are all claims in the rationale supported by the context?", "factuality", against_passage=True),
     Aspect("relevance", "The rationale is about what the question asks.",
            "Is the rationale relevant to the question, using only information that helps answer it?", "relevance"),
     Aspect("logicality", "Each step follows from the question or the steps before it.",
@@ -31,7 +33,7 @@ TABLE: tuple[Aspect, ...] = (
            "logicality"),
     Aspect("consistency", "The rationale contradicts neither itself nor the context.",
            "Is the rationale free of contradictions, both among its own statements and with the context?",
-           "consistency"),
+           "consistency", against_passage=True),
     Aspect("coherence", "The steps connect to one another into one line of reasoning.",
            "Is the rationale coherent, with its sentences connected and in a sensible order?", "coherence"),
     Aspect("fluency", "The rationale is grammatical, well-formed text.",
@@ -45,6 +47,7 @@ TABLE: tuple[Aspect, ...] = (
 ASPECTS: tuple[str, ...] = tuple(a.name for a in TABLE)
 ASPECT_DEFINITIONS: dict[str, str] = {a.name: a.definition for a in TABLE}
 JUDGE_QUESTIONS: dict[str, str] = {a.name: a.judge_question for a in TABLE}
+PASSAGE_ASPECTS: tuple[str, ...] = tuple(a.name for a in TABLE if a.against_passage)
 
 
 def parse_select(select: str) -> str | None:

@@ -234,17 +234,90 @@ class LargeLMConfig(LMConfig):
     max_tokens: Int = Field(512, gt=0)
 
 
+FIELDS = ("id", "question", "context", "answer", "rationale")  # lmcot's names for a record's columns
+
+
 class DataConfig(_Section):
-    dataset: Literal["hotpotqa", "2wiki"] = "hotpotqa"
+    dataset: Literal["hotpotqa", "2wiki", "custom"] = Field("hotpotqa", description=(
+        "hotpotqa / 2wiki: the benchmarks in their published layouts; custom: any question-answer task, read "
+        "with data.fields (JSONL, JSON list, CSV, Parquet file, or a hub dataset with data.hub_id)"))
     train: str | None = None
     dev: str | None = None
     train_limit: Int | None = Field(None, gt=0)
     dev_limit: Int | None = Field(None, gt=0)
-    hub_id: str | None = Field(None, description="override the dataset's hub repository")
+    hub_id: str | None = Field(None, description="override the dataset's hub repository (custom: the hub dataset "
+                                                 "whose splits data.train / data.dev name)")
+    hub_config: str | None = Field(None, description="custom: the hub dataset's configuration (e.g. 'main')")
     max_context_tokens: Int | None = Field(
         1024, gt=0, description="context budget, counted with the small LM's tokenizer; null keeps all"
     )
     skip_bad: bool = False
+    # custom tasks
+    fields: dict[str, str] = Field(default_factory=dict, description=(
+        "custom: lmcot's name -> the column that holds it, for id, question, context, answer, rationale "
+        "(default: the same name; only question and answer must exist)"))
+    answer_regex: str | None = Field(None, description=(
+        "custom: a regular expression whose first group is the answer inside the answer column (GSM8K: "
+        "'####\\s*(.+)$'); when fields.rationale names the same column, the rationale is the text before the match"))
+    # What counts as the same answer. span: the official HotpotQA/2Wiki EM/F1 (partial credit for overlap);
+    # number: numeric equality, so "$18.00" scores like "18" (no partial credit: F1 = EM); label: a closed set
+    # of classes, where partial credit would be meaningless and an answer outside the set is counted.
+    answer_type: Literal["span", "number", "label"] = Field("span", description=(
+        "span: official EM/F1; number: the number in the answer vs the gold (relative tolerance 1e-6, F1 = EM); "
+        "label: case-insensitive match without punctuation (F1 = EM)"))
+    labels: list[str] | None = Field(None, description=(
+        "answer_type label: the allowed labels; a prediction outside them is wrong and counted as off_label"))
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _yaml_yes_no_are_labels(cls, value: Any) -> Any:
+        # YAML 1.1 reads `labels: [yes, no]` as booleans: take them back as the labels yes / no.
+        if isinstance(value, list):
+            return [("yes" if v else "no") if isinstance(v, bool) else str(v) if isinstance(v, (int, float)) else v
+                    for v in value]
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; lmcot's fields are {', '.join(FIELDS)}")
+        empty = sorted(k for k, v in value.items() if not str(v).strip())
+        if empty:
+            raise ValueError(f"field(s) {empty} map to an empty column name")
+        return value
+
+    @field_validator("answer_regex")
+    @classmethod
+    def _regex_with_a_group(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            pattern = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression ({exc})") from None
+        if pattern.groups < 1:
+            raise ValueError("needs a group, e.g. '####\\s*(.+)$': its first group is the answer")
+        return value
+
+    @model_validator(mode="after")
+    def _custom_keys_need_custom(self) -> "DataConfig":
+        custom = {"fields": self.fields, "answer_regex": self.answer_regex, "hub_config": self.hub_config}
+        used = sorted(k for k, v in custom.items() if v)
+        if used and self.dataset != "custom":
+            raise ValueError(f"data.{used[0]} applies to data.dataset: custom (the built-in {self.dataset} loader "
+                             "reads its published layout)")
+        rationale, answer = self.fields.get("rationale"), self.fields.get("answer", "answer")
+        if rationale is not None and rationale == answer and not self.answer_regex:
+            raise ValueError(f"fields.rationale and fields.answer both name column {answer!r}: set data.answer_regex "
+                             "to say where the answer is inside it")
+        if self.labels is not None:
+            if self.answer_type != "label":
+                raise ValueError("data.labels applies to answer_type: label")
+            if not self.labels:
+                raise ValueError("data.labels is empty")
+        return self
 
 
 class EvalConfig(_Section):
@@ -296,7 +369,14 @@ class KDConfig(_TrainingSection):
     teacher: LMConfig | None = Field(None, description="defaults to large_lm")
     num_samples: Int = Field(4, ge=1, description="teacher rationales per training question")
     temperature: Float = Field(0.7, ge=0.0)
-    keep_metric: Literal["em", "f1"] = "em"
+    keep_metric: Literal["em", "f1", "metric"] = Field("em", description=(
+        "what a teacher rationale's answer must score >= min_score on: em, f1 (under data.answer_type) or metric "
+        "(the user metric)"))
+    # Where KD's rationales come from. teacher: the large LM's (paid calls, any task); dataset: the task's own
+    # human rationales (free, and what Distilling step-by-step / Fine-tune-CoT use for math and NLI; needs
+    # data.fields.rationale); both: the two together (more, and more varied, training examples).
+    source: Literal["teacher", "dataset", "both"] = Field("teacher", description=(
+        "teacher: the large LM's kept rationales; dataset: the task's own rationales (no teacher call); both"))
     min_score: Float = Field(1.0, ge=0.0, le=1.0)
     keep: Literal["best", "all"] = "best"
     concurrency: Int = Field(8, ge=1)
@@ -416,7 +496,22 @@ class LMCoTConfig(_Section):
     rationale_metrics: RationaleMetricsConfig = Field(default_factory=RationaleMetricsConfig)
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
     stages: list[Literal["kd", "rl"]] = ["kd"]
+    # Code, so it comes only from the user's own config or command line (a saved program keeps its name only).
+    metric: str | None = Field(None, description=(
+        "a user metric 'package.module:function' or 'path/to/file.py:function' with DSPy's signature "
+        "metric(example, prediction, trace=None) -> float | bool: reported beside em/f1, KD's keep filter with "
+        "kd.keep_metric: metric, and RL's answer reward in place of F1"))
     cache_dir: str = Field("~/.cache/lmcot", description="disk cache of LM calls (DSPy's cache, under cache_dir/dspy)")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_names_a_function(cls, value: str | None) -> str | None:
+        # Only the shape here; importing it (code) waits until a command runs it (lmcot.metrics.user_metric).
+        if value is not None:
+            where, _, name = value.rpartition(":")
+            if not where.strip() or not name.strip().isidentifier():
+                raise ValueError(f"{value!r}: expected 'package.module:function' or 'path/to/file.py:function'")
+        return value
 
     def teacher(self) -> LMConfig:
         return self.kd.teacher or self.large_lm
@@ -445,6 +540,8 @@ def _parse_override(item: str, position: int = 1) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if value is None and raw.strip().startswith("#"):
+        value = raw.strip()  # YAML reads "#..." as a comment; here it is a value (a regex such as "####\\s*(.+)$")
     return path, value
 
 

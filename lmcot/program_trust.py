@@ -84,6 +84,8 @@ class ProgramFolder:
     select: str
     large_lm: dict[str, Any]
     state: dict[str, Any] = field(repr=False)
+    # The name of the user metric it was compiled with: shown, never imported (a metric is code).
+    metric_name: str | None = None
 
     @property
     def file(self) -> Path:
@@ -312,7 +314,8 @@ def read_program_folder(path: str | Path, predictors: dict[str, int]) -> Program
     return ProgramFolder(folder=folder, program=program, small_lm_dir=small_dir, small_lm_sha256=sha,
                          small_lm_label=label, small_lm=small, num_samples=sampling["num_samples"],
                          sample_temperature=float(sampling["sample_temperature"]), select=sampling["select"],
-                         large_lm=large, state=_check_state(doc["state"], predictors, file))
+                         large_lm=large, state=_check_state(doc["state"], predictors, file),
+                         metric_name=shown(doc["metric_name"], 200) if isinstance(doc.get("metric_name"), str) else None)
 
 
 def shown(text: Any, limit: int = 200) -> str:

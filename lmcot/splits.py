@@ -1,10 +1,12 @@
-"""The train / dev split a config names, truncated with the small LM's tokenizer.
+"""The train / dev split a config names, truncated with the small LM's tokenizer: the one way to load a split.
 
-    count = context_token_counter(config, small_lm)
-    trainset = load_split(config, "train", count_tokens=count)
+    trainset = load_split(config, "train")      # what `lmcot compile` trains on, cut the same way
+    valset = load_split(config, "dev")
 
-Library code (the compiler, ``lmcot evaluate``, ``lmcot score``) loads its examples here, so every
-caller truncates contexts the same way.
+Library code (the compiler, ``lmcot evaluate``, ``lmcot score``, ``lmcot experiment``) loads its examples
+here, so every caller truncates contexts the same way: by default with the small LM's tokenizer
+(:func:`context_token_counter`, loaded only when a context needs cutting), as the command line does.
+``data.dataset: custom`` reads the user's own layout (``lmcot.custom_data``).
 """
 
 from __future__ import annotations
@@ -70,19 +72,35 @@ def truncation_memo(count_tokens: Callable[[str], int] | None, max_context_token
     return JsonMemo(memo_dir() / "truncation" / f"{key}.json")
 
 
+_SMALL_LM_TOKENIZER = object()  # load_split's default: count with the small LM's tokenizer, as the CLI does
+
+
 def load_split(config: LMCoTConfig, split: str, limit: int | None = None,
-               count_tokens: Callable[[str], int] | None = None) -> list[dspy.Example]:
-    """The ``train`` or ``dev`` examples named in ``config.data``."""
+               count_tokens: Callable[[str], int] | None | object = _SMALL_LM_TOKENIZER,
+               small_lm: dspy.LM | None = None) -> list[dspy.Example]:
+    """The ``train`` or ``dev`` examples named in ``config.data``, contexts cut to
+    ``data.max_context_tokens`` counted with ``count_tokens``: by default the small LM's tokenizer
+    (``small_lm``'s when given, else ``config.small_lm``'s; the approximate word counter for a small LM
+    behind an HTTP server), exactly as ``lmcot compile`` / ``evaluate`` count."""
     from lmcot.data import DataError, load_examples
 
     source = getattr(config.data, split)
     if not source:
-        raise DataError(f"config: data.{split} is not set (a hub split such as 'validation' or a local JSON/JSONL file)")
+        raise DataError(f"config: data.{split} is not set (a hub split such as 'validation' or a local data file)")
+    if count_tokens is _SMALL_LM_TOKENIZER:
+        count_tokens = context_token_counter(config, small_lm)
     limit = limit if limit is not None else getattr(config.data, f"{split}_limit")
     memo = truncation_memo(count_tokens, config.data.max_context_tokens)
-    result = load_examples(config.data.dataset, source, limit=limit, skip_bad=config.data.skip_bad,
-                           max_context_tokens=config.data.max_context_tokens, count_tokens=count_tokens,
-                           hub_id=config.data.hub_id, truncation_memo=memo)
+    if config.data.dataset == "custom":
+        from lmcot.custom_data import load_custom
+
+        result = load_custom(config.data, source, limit=limit, skip_bad=config.data.skip_bad,
+                             max_context_tokens=config.data.max_context_tokens, count_tokens=count_tokens,
+                             truncation_memo=memo)
+    else:
+        result = load_examples(config.data.dataset, source, limit=limit, skip_bad=config.data.skip_bad,
+                               max_context_tokens=config.data.max_context_tokens, count_tokens=count_tokens,
+                               hub_id=config.data.hub_id, truncation_memo=memo)
     if memo is not None:
         memo.save()
     if result.skipped:

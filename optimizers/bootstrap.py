@@ -60,19 +60,25 @@ class _Transient(Exception):
 
 def select_kept(traces: list[dict[str, Any]], kd: KDConfig) -> list[dict[str, Any]]:
     """The samples to distil. A sample passes when it parsed, has a rationale and its
-    ``kd.keep_metric`` (``em`` or ``f1`` against the gold answer) is >= ``kd.min_score``.
-    ``kd.keep == "best"``: one per question, the highest f1, then em, then the lowest sample index;
+    ``kd.keep_metric`` (``em`` or ``f1`` against the gold answer under the task's answer type, or
+    ``metric``, the user metric) is >= ``kd.min_score``.
+    ``kd.keep == "best"``: one per question, the highest metric (with ``keep_metric: metric``), f1, then
+    em, then the lowest sample index;
     ``"all"``: every passing sample. Sorted by (id, sample): independent of arrival order."""
     passing = [t for t in traces
                if t.get("ok") and str(t.get("rationale") or "").strip()
                and float(t.get(kd.keep_metric) or 0.0) >= kd.min_score]
     if kd.keep == "all":
         return sorted(passing, key=lambda t: (str(t["id"]), int(t["sample"])))
+    def rank(t: dict[str, Any]) -> tuple:
+        # With a user metric, its score decides first; then f1, em and the lowest sample index.
+        first = (-float(t.get("metric") or 0.0),) if kd.keep_metric == "metric" else ()
+        return (*first, -float(t.get("f1") or 0.0), -float(t.get("em") or 0.0), int(t["sample"]))
+
     best: dict[str, dict[str, Any]] = {}
     for t in passing:
-        key = (-float(t.get("f1") or 0.0), -float(t.get("em") or 0.0), int(t["sample"]))
         cur = best.get(str(t["id"]))
-        if cur is None or key < (-float(cur.get("f1") or 0.0), -float(cur.get("em") or 0.0), int(cur["sample"])):
+        if cur is None or rank(t) < rank(cur):
             best[str(t["id"])] = t
     return [best[k] for k in sorted(best)]
 
@@ -102,7 +108,7 @@ def _answer_adapter_for(lm):
     return answer_adapter_for(lm)
 
 
-def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig) -> dict[str, Any]:
+def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig, *, task: Any = None) -> dict[str, Any]:
     """One teacher sample for one question -> a trace row (``ok: false`` with ``error`` when the
     answer cannot be parsed or the prompt is too long for the teacher). Transport errors are retried
     in one layer, DSPy's (``kd.teacher.num_retries``, with litellm's backoff); one that survives them
@@ -112,7 +118,7 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig)
     from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError, is_retryable_lm_error
     from dspy.utils.usage_tracker import track_usage
 
-    from lmcot.programs.signatures import AnswerDirectly
+    from lmcot.programs.signatures import AnswerDirectly, context_inputs
     from lmcot.reply_cache import attempts_for, parsed_reply
     from lmcot.usage import hit_max_tokens
 
@@ -128,8 +134,9 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig)
             # in-process teacher gets the plain prompt it can follow (PlainAnswerAdapter).
             adapter = _answer_adapter_for(teacher_lm) or dspy.ChatAdapter()
             with dspy.context(lm=teacher_lm, adapter=adapter):
-                pred = parsed_reply(lambda: predictor(question=example.question, context=example.context,
-                                                      config=_sample_config(kd, sample)),
+                inputs = context_inputs(predictor.predict.signature, example.question, example.get("context"),
+                                        config=_sample_config(kd, sample))
+                pred = parsed_reply(lambda: predictor(**inputs),
                                     what=f"teacher reply for {row['id']} sample {sample}",
                                     attempts=attempts_for(teacher_lm, kd.temperature))
         except (AdapterParseError, ContextWindowExceededError) as exc:
@@ -142,8 +149,8 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig)
     tokens, cost, calls = _usage_of(predictor.history, tracker.get_total_tokens())
     if pred is not None:
         rationale, answer = str(pred.reasoning or "").strip(), str(pred.answer or "").strip()
-        row.update(rationale=rationale, answer=answer, gold=gold, em=answer_em(answer, gold),
-                   f1=answer_f1(answer, gold), ok=True, error=None)
+        row.update(rationale=rationale, answer=answer, gold=gold, **_scores(task, answer, example, rationale),
+                   ok=True, error=None)
     else:
         from lmcot.redact import redact
 
@@ -161,6 +168,14 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig)
         row.update(rationale="", answer="", gold=gold, em=0.0, f1=0.0, ok=False, error=message)
     row.update(tokens=tokens, cost=cost, calls=calls)
     return row
+
+
+def _scores(task: Any, answer: str, example: Any, rationale: str) -> dict[str, Any]:
+    """em / f1 (and ``metric``) of a teacher answer, under the task's answer type."""
+    if task is None:
+        return {"em": answer_em(answer, str(example.answer)), "f1": answer_f1(answer, str(example.answer))}
+    scores = task.score(answer, example, dspy.Prediction(answer=answer, rationale=rationale))
+    return {k: v for k, v in scores.items() if k in ("em", "f1", "metric")}
 
 
 def _redo(row: dict[str, Any]) -> bool:
@@ -185,10 +200,11 @@ def _progress(enabled: bool, total: int):
 
 
 def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDConfig, out_dir: Path, *,
-                     progress: bool = True) -> BootstrapResult:
+                     progress: bool = True, task: Any = None) -> BootstrapResult:
     """Sample teacher rationales for every question of ``trainset`` (resumable; see the module
     docstring), keep the ones whose answer passes ``kd.keep_metric >= kd.min_score``, and write
-    ``out_dir/traces.jsonl`` + ``out_dir/summary.json``."""
+    ``out_dir/traces.jsonl`` + ``out_dir/summary.json``. ``task`` (a ``TaskMetric``) scores the answers;
+    recorded traces are scored again on every run, so a changed answer type or metric applies to them."""
     start = time.monotonic()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -215,11 +231,11 @@ def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDCo
     new_rows: list[dict[str, Any]] = []
     transient: list[str] = []
     with _progress(progress, len(todo)) as bar:
-        task = bar.add_task("", total=len(todo))
+        bar_task = bar.add_task("", total=len(todo))
 
         def run(job: tuple[Any, int]) -> dict[str, Any] | _Transient:
             try:
-                row = teacher_sample(job[0], job[1], teacher_lm, kd)
+                row = teacher_sample(job[0], job[1], teacher_lm, kd, task=task)
             except _Transient as exc:
                 return exc
             append_jsonl(path, [row])  # on disk before anything else can go wrong
@@ -233,7 +249,7 @@ def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDCo
             else:
                 new_rows.append(result)
                 traces[(result["id"], result["sample"])] = result
-            bar.update(task, advance=1, description=f"failed {sum(not r['ok'] for r in new_rows)}"
+            bar.update(bar_task, advance=1, description=f"failed {sum(not r['ok'] for r in new_rows)}"
                        f" transient {len(transient)}")
 
         # On an error or Ctrl-C the queued calls are dropped; the running ones finish and are saved.
@@ -241,15 +257,19 @@ def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDCo
 
     ids = {str(ex.id) for ex in questions}
     current = [t for (qid, i), t in traces.items() if qid in ids and i < kd.num_samples]
-    kept_rows = select_kept(current, kd)
     by_id = {str(ex.id): ex for ex in questions}
+    if task is not None:  # the file keeps what the teacher said; what it scores is the task's call, made now
+        for t in current:
+            if t.get("ok"):
+                t.update(_scores(task, str(t.get("answer") or ""), by_id[t["id"]], str(t.get("rationale") or "")))
+    kept_rows = select_kept(current, kd)
     order = {str(ex.id): n for n, ex in enumerate(questions)}
-    kept = [{**t, "context": by_id[t["id"]].context}
+    kept = [{**t, "context": by_id[t["id"]].get("context") or ""}
             for t in sorted(kept_rows, key=lambda t: (order[t["id"]], t["sample"]))]
     summary = _summary(questions, current, new_rows, kept, kd, resumed=resumed, transient=transient,
                        duplicates=duplicates, seconds=time.monotonic() - start)
     summary["kept_checkable"] = _checkable(kept, by_id)
-    if kept and summary["kept_checkable"] < len(kept):
+    if kept and summary["kept_checkable"] is not None and summary["kept_checkable"] < len(kept):
         log.warning("KD: %d of %d kept teacher rationales state no sentence of the (truncated) context the student "
                     "sees: the student would learn to state facts it cannot read. Raise data.max_context_tokens, "
                     "or give the teacher the same context.", len(kept) - summary["kept_checkable"], len(kept))
@@ -266,17 +286,15 @@ def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDCo
     return BootstrapResult(kept=kept, summary=summary, traces_path=path, traces=current, transient=transient)
 
 
-def _checkable(kept: list[dict[str, Any]], by_id: dict[str, Any]) -> int:
+def _checkable(kept: list[dict[str, Any]], by_id: dict[str, Any]) -> int | None:
     """Kept rationales that state at least one sentence of the context the student is given (the
-    token-overlap rule of ``lmcot.metrics.rationale.evidence``): what KD teaches can be read there."""
-    from lmcot.metrics.rationale.evidence import states_sentence, tokens
+    token-overlap rule of ``lmcot.metrics.rationale.evidence``): what KD teaches can be read there.
+    None for a task without contexts (nothing to check against)."""
+    from lmcot.metrics.rationale.evidence import has_passage, states_a_context_sentence
 
-    n = 0
-    for row in kept:
-        have = set(tokens(row.get("rationale") or ""))
-        paragraphs = by_id[row["id"]].get("paragraphs") or []
-        n += any(states_sentence(have, sent) for _, sents in paragraphs for sent in sents)
-    return n
+    if not any(has_passage(ex) for ex in by_id.values()):
+        return None
+    return sum(states_a_context_sentence(row.get("rationale") or "", by_id[row["id"]]) for row in kept)
 
 
 def _summary(questions: list[Any], current: list[dict[str, Any]], new_rows: list[dict[str, Any]],

@@ -2,11 +2,16 @@
 
     compiler = LMCoTCompiler(config, out_dir="runs/hotpot")
     compiled = compiler.compile(LMGuidedCoT(small_lm, large_lm), trainset, valset)
+    compiled = compiler.compile(program, trainset=[dspy.Example(question=..., answer=...).with_inputs("question")],
+                                valset=..., metric=my_metric)     # any task; no data section needed
 
 or from the shell: ``lmcot compile --config configs/quickstart.yaml --out runs/quickstart``.
 
-Like a DSPy optimizer, ``compile`` returns a *new* program and leaves its input untouched. Only the
-small LM is trained; the large LM's answer step is frozen and never becomes training data. Each
+Like a DSPy optimizer, ``compile`` returns a *new* program and leaves its input untouched, and takes any
+list of ``dspy.Example`` (question and answer; id, context and rationale optional) and an optional DSPy
+metric ``metric(example, prediction, trace=None)``. Answers are scored by the task's ``TaskMetric``
+(``data.answer_type``, ``data.labels`` and the metric), in every evaluation, KD's keep filter and RL's
+answer reward. Only the small LM is trained; the large LM's answer step is frozen and never becomes training data. Each
 stage writes its outputs under ``OUT/<stage>/`` and a ``DONE.json`` last, so a rerun skips finished
 stages and resumes an interrupted one (traces file, DSPy disk cache, trainer checkpoints).
 
@@ -29,7 +34,7 @@ from lmcot.config import ASPECTS, ConfigError, LMCoTConfig
 from lmcot.errors import RunError
 from lmcot.jsonl import write_json
 from lmcot.keyed import key_of
-from lmcot.optimizers.dev_report import cut_at_max_tokens, evidence_share
+from lmcot.optimizers.dev_report import answer_stated_share, cut_at_max_tokens
 from lmcot.optimizers.progress import note
 from lmcot.optimizers.stage_markers import (DONE, invalidate_checkpoints_if_changed, invalidate_traces_if_changed,
                                             rollout_sampling, sampling_settings, stage_done,
@@ -46,17 +51,22 @@ class LMCoTCompiler:
         self.progress = progress
 
     # -- the stages ------------------------------------------------------------------------
-    def compile(self, program, trainset: list[dspy.Example], valset: list[dspy.Example] | None = None):
-        """A new program whose small LM is trained (see the module docstring)."""
-        return self.compile_with_report(program, trainset, valset)[0]
+    def compile(self, program, trainset: list[dspy.Example], valset: list[dspy.Example] | None = None, *,
+                metric=None):
+        """A new program whose small LM is trained (see the module docstring). ``metric``: a DSPy metric
+        function (or ``"module:function"``), in place of the config's ``metric``."""
+        return self.compile_with_report(program, trainset, valset, metric=metric)[0]
 
     def compile_with_report(self, program, trainset: list[dspy.Example], valset: list[dspy.Example] | None = None,
-                            ) -> tuple[Any, dict[str, Any]]:
+                            *, metric=None) -> tuple[Any, dict[str, Any]]:
         """``compile``, and the dev report it also writes to ``OUT/metrics.json``."""
         from lmcot import distributed
+        from lmcot.custom_data import prepare_examples
+        from lmcot.metrics.task_metric import TaskMetric
 
         cfg = self.config
-        run = _Run(cfg, program, trainset)
+        task = TaskMetric.from_config(cfg, metric)  # imports the metric: a bad path fails here, before any call
+        run = _Run(cfg, program, [], task)  # the student's settings first; the examples' ids once prepared
         if distributed.world_size() > 1 and "rl" in cfg.stages:
             from lmcot.model_loading import is_encoder_decoder
 
@@ -65,8 +75,13 @@ class LMCoTCompiler:
                                   revision=run.student.revision):
                 raise ConfigError(f"stages={cfg.stages}: an encoder-decoder student's RL loop runs as one process; "
                                  "run rl as one process (--stages rl resumes from a multi-process KD)")
+        # Any dspy.Example list: ids derived where missing, an empty context, golds the answer type can score.
+        trainset = prepare_examples(list(trainset or []), task.answer_type, task.labels, what="trainset")
+        valset = prepare_examples(list(valset), task.answer_type, task.labels, what="valset") if valset else valset
+        run.origin["train"] = sorted(str(ex.id) for ex in trainset)
         if not trainset:
             raise ConfigError("compile needs a non-empty trainset (data.train)")
+        _check_task(cfg, task, trainset)
         from lmcot.preflight import check_out_dir
 
         check_out_dir(self.out)  # before the first paid call
@@ -125,7 +140,7 @@ class LMCoTCompiler:
 
         # relative to the program folder: the folder moves as a whole
         saved_cfg = cfg.model_copy(update={"small_lm": run.student.model_copy(update={"model": "small_lm"})}, deep=True)
-        save_program(compiled, self.out, saved_cfg, small_lm_label=label)
+        save_program(compiled, self.out, saved_cfg, small_lm_label=label, metric_name=run.task.metric_name)
         if valset:
             report["compiled"] = self._evaluate(run, compiled, valset, "compiled", aspects="rl" in cfg.stages)
             if "rl" in cfg.stages:
@@ -138,13 +153,19 @@ class LMCoTCompiler:
         from lmcot.lms import build_lm
         from lmcot.optimizers.distill import distill
 
+        from lmcot.optimizers.dataset_rationales import dataset_rationales, digest
+
         cfg, kd_dir = self.config, self.out / "kd"
+        source = cfg.kd.source
         teacher = build_lm(cfg.kd.teacher, role="kd.teacher") if cfg.kd.teacher else run.program.large_lm
         # What the teacher traces depend on (not api_base: a local server's port changes between runs).
         traces_key = key_of({"teacher": teacher.model, "teacher_kwargs": sampling_settings(teacher), "kd_temperature":
                            cfg.kd.temperature})
-        key = key_of({"traces": traces_key, "kd": cfg.kd.model_dump(mode="json"), "small_lm": trained_settings(run.student),
-                    **run.origin})
+        own = dataset_rationales(trainset) if source in ("dataset", "both") else []
+        key = key_of({"traces": traces_key if source != "dataset" else None, "kd": cfg.kd.model_dump(mode="json"),
+                      "small_lm": trained_settings(run.student), **run.origin,
+                      **({"dataset_rationales": digest(own)} if own else {}),
+                      **({"metric": run.task.metric_name} if cfg.kd.keep_metric == "metric" else {})})
         done = stage_done(kd_dir, key, remove_stale=distributed.is_main())
         distributed.wait_for_everyone()  # every process has read the marker before it can change
         if done:
@@ -153,9 +174,21 @@ class LMCoTCompiler:
         # The teacher bootstrap runs on the main process only; the others get its kept rationales.
         outcome = None
         if distributed.is_main():
-            invalidate_traces_if_changed(kd_dir, traces_key)
-            console.rule("[bold]stage kd[/]: teacher rationales")
-            outcome = self._bootstrap(trainset, teacher, kd_dir)
+            if source == "dataset":  # the task's own rationales: no teacher call at all
+                console.rule(f"[bold]stage kd[/]: {len(own)} rationales from the dataset (kd.source: dataset)")
+                self._kd_summary = {"source": "dataset", "questions": len(trainset), "kept_examples": len(own),
+                                    "dataset_rationales": len(own), "teacher_calls": 0}
+                outcome = (own, None)
+            else:
+                invalidate_traces_if_changed(kd_dir, traces_key)
+                console.rule("[bold]stage kd[/]: teacher rationales")
+                kept_teacher, failure = self._bootstrap(trainset, teacher, kd_dir, run.task)
+                if own and not failure:
+                    note("kd:", "green", f"{len(kept_teacher)} teacher rationales + {len(own)} from the dataset "
+                         "(kd.source: both)")
+                    self._kd_summary = {**self._kd_summary, "source": "both", "dataset_rationales": len(own),
+                                        "kept_examples": len(kept_teacher) + len(own)}
+                outcome = (kept_teacher + own if not failure else [], failure)
         kept, failure = distributed.broadcast(outcome)
         if failure:
             raise RunError(failure)
@@ -179,12 +212,12 @@ class LMCoTCompiler:
         distributed.wait_for_everyone()
         return str(model_dir)
 
-    def _bootstrap(self, trainset: list[dspy.Example], teacher, kd_dir: Path) -> tuple[list, str | None]:
+    def _bootstrap(self, trainset: list[dspy.Example], teacher, kd_dir: Path, task=None) -> tuple[list, str | None]:
         """Teacher rationales: (kept rows, None) or ([], why KD cannot go on)."""
         from lmcot.optimizers.bootstrap import bootstrap_traces
 
         cfg = self.config
-        result = bootstrap_traces(trainset, teacher, cfg.kd, kd_dir, progress=self.progress)
+        result = bootstrap_traces(trainset, teacher, cfg.kd, kd_dir, progress=self.progress, task=task)
         self._kd_summary = result.summary
         recorded = sum(1 for t in result.traces if t.get("ok"))
         if not result.kept and result.transient and not recorded:
@@ -234,11 +267,16 @@ class LMCoTCompiler:
             invalidate_checkpoints_if_changed(rl_dir, resume_key)
         distributed.wait_for_everyone()
         processes = distributed.describe()
-        console.rule(f"[bold]stage rl[/]: policy optimisation on rationale quality + answer F1 ({processes})")
+        # The task decides the answer reward (its answer type, or the user metric) and, without contexts,
+        # which aspects can be rewarded at all.
+        with_context = any(str(ex.get("context") or "").strip() for ex in trainset)
+        answer_reward = f"metric {run.task.metric_name}" if run.task.metric is not None else "answer F1"
+        console.rule(f"[bold]stage rl[/]: policy optimisation on rationale quality + {answer_reward} ({processes})")
         # The untrained student's weights serve RL nothing (the large LM and the scorer's models do).
         _release(run.program.small_lm)
         # Each process scores its own rollouts: TRL splits the prompts, so no reward call is made twice.
-        rewards = RewardSet(cfg.rl, run.program.large_lm, run.scorer(), concurrency=cfg.rl.reward_concurrency)
+        rewards = RewardSet(cfg.rl, run.program.large_lm, run.scorer(), concurrency=cfg.rl.reward_concurrency,
+                            task=run.task, examples=trainset, with_context=with_context)
         _log_memory("before RL training")
         model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir)
         from lmcot.memory import free_memory
@@ -269,14 +307,18 @@ class LMCoTCompiler:
         from lmcot.hf_engine import hf_engine_of
 
         rows, summary = evaluate_program(program, valset, concurrency=self.config.eval.concurrency, label=label,
-                                         progress=self.progress, what=f"{label} dev evaluation")
+                                         progress=self.progress, what=f"{label} dev evaluation", task=run.task)
         if summary["errors"]:
             first = next(r["error"] for r in rows if r["error"])
             note(f"{label}:", "yellow", f"{summary['errors']} of {len(rows)} dev examples failed (scored 0); "
                   f"first error: {first}")
+        from lmcot.metrics.rationale.evidence import evidence_share
+
         cut = cut_at_max_tokens(rows, hf_engine_of(program.small_lm), self.config.small_lm.max_tokens)
         result: dict[str, Any] = {**{k: summary[k] for k in ("em", "f1", "n", "errors")},
-                                  **evidence_share(rows, valset), "rationales_cut": cut}
+                                  **{k: summary[k] for k in ("metric", "metric_name", "off_label") if k in summary},
+                                  **evidence_share(rows, valset), "answer_stated": answer_stated_share(rows),
+                                  "rationales_cut": cut}
         if cut:
             note(f"{label}:", "yellow", f"{cut} of {len(rows)} rationales stopped at small_lm.max_tokens="
                   f"{self.config.small_lm.max_tokens} (not at EOS)")
@@ -288,9 +330,10 @@ class LMCoTCompiler:
         if aspects:
             from lmcot.metrics.rationale import summarize
 
+            from lmcot.metrics.rationale import rationale_row
+
             by_id = {ex.id: ex for ex in valset}
-            items = [{"question": r["question"], "context": by_id[r["id"]].context,
-                      "paragraphs": by_id[r["id"]].paragraphs, "rationale": r.get("rationale") or ""} for r in rows]
+            items = [rationale_row(by_id[r["id"]], r.get("rationale")) for r in rows]
             result["aspects"] = summarize(run.scorer().score(items, list(ASPECTS)))
         return result
 
@@ -298,7 +341,7 @@ class LMCoTCompiler:
 class _Run:
     """The state of one ``compile()`` call, so a second call on the same compiler starts afresh."""
 
-    def __init__(self, config: LMCoTConfig, program, trainset: list[dspy.Example]):
+    def __init__(self, config: LMCoTConfig, program, trainset: list[dspy.Example], task=None):
         from lmcot.hf_engine import hf_engine_of
         from lmcot.lms import small_lm_config
 
@@ -306,7 +349,7 @@ class _Run:
         if engine is None:
             raise ConfigError("small_lm must be an in-process transformers model (small_lm.backend: transformers) "
                               "to be trained")
-        self.config, self.program = config, program
+        self.config, self.program, self.task = config, program, task
         # The student's weights *and* settings come from the program's small LM (one source).
         self.student = small_lm_config(program.small_lm)
         self.origin = {"student": engine.fingerprint, "train": sorted(str(ex.id) for ex in trainset)}
@@ -367,12 +410,29 @@ def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: b
     """What ``lmcot compile`` runs: load data, build both LMs, compile, return the metrics report."""
     from lmcot.programs import LMGuidedCoT
     from lmcot.lms import build_lm, configure_cache
-    from lmcot.splits import context_token_counter, load_split
+    from lmcot.splits import load_split
 
     configure_cache(config.cache_dir)
     small_lm, large_lm = build_lm(config.small_lm), build_lm(config.large_lm)
-    count = context_token_counter(config, small_lm)
-    trainset = load_split(config, "train", count_tokens=count)
-    valset = load_split(config, "dev", count_tokens=count) if config.data.dev else None
+    trainset = load_split(config, "train", small_lm=small_lm)
+    valset = load_split(config, "dev", small_lm=small_lm) if config.data.dev else None
     program = LMGuidedCoT.from_config(small_lm, large_lm, config)
     return LMCoTCompiler(config, out_dir, progress=progress).compile_with_report(program, trainset, valset)[1]
+
+
+def _check_task(cfg: LMCoTConfig, task, trainset: list[dspy.Example]) -> None:
+    """What the task needs before the first paid call: a metric where one is asked for, and it works on a
+    first example; the dataset's rationales where KD is to learn from them."""
+    if cfg.kd.keep_metric == "metric" and "kd" in cfg.stages and task.metric is None:
+        raise ConfigError("kd.keep_metric: 'metric' needs a metric (metric: 'module:function' in the config, "
+                          "--set metric=..., or compile(..., metric=fn))")
+    if task.metric is not None:
+        task.metric.check_on(trainset[0])
+    if "kd" in cfg.stages and cfg.kd.source in ("dataset", "both"):
+        have = sum(1 for ex in trainset if str(ex.get("rationale") or "").strip())
+        if not have:
+            raise ConfigError(f"kd.source: {cfg.kd.source}: no training example has a rationale (map the column "
+                              "with data.fields.rationale, or give dspy.Example(..., rationale=...))")
+        if have < len(trainset):
+            log.warning("kd.source: %s: %d of %d training examples have no rationale of their own",
+                        cfg.kd.source, len(trainset) - have, len(trainset))

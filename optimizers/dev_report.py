@@ -1,12 +1,10 @@
-"""The compiler's dev report: how the small LM did before and after each stage (EM/F1, the share of
-rationales stating the evidence, how many were cut at ``small_lm.max_tokens``) and the table
-``lmcot compile`` prints from it."""
+"""The compiler's dev report: how the small LM did before and after each stage (EM/F1 and the user metric,
+the share of rationales stating the evidence where the task has gold evidence, the share stating an
+answer, how many were cut at ``small_lm.max_tokens``) and the table ``lmcot compile`` prints from it."""
 
 from __future__ import annotations
 
 from typing import Any
-
-import dspy
 
 from lmcot.config import ASPECTS
 
@@ -23,21 +21,12 @@ def cut_at_max_tokens(rows: list[dict[str, Any]], engine, max_tokens: int) -> in
                    >= max_tokens - 1)
 
 
-def evidence_share(rows: list[dict[str, Any]], valset: list[dspy.Example]) -> dict[str, Any]:
-    """Share of dev rationales that state a gold supporting sentence or the answer
-    (``lmcot.metrics.rationale.evidence``), and how many were cut at small_lm.max_tokens."""
-    from lmcot.metrics.rationale.evidence import states_evidence
+def answer_stated_share(rows: list[dict[str, Any]]) -> float:
+    """Share of dev rationales that state an answer ("So the answer is X": ``lmcot.metrics.stated_answer``),
+    whatever the task: the conclusion a reader that follows rationales would take."""
+    from lmcot.metrics.stated_answer import stated_answer
 
-    by_id = {str(ex.id): ex for ex in valset}
-    stated = 0
-    for r in rows:
-        ex = by_id.get(str(r.get("id")))
-        if ex is None:
-            continue
-        sents = dict((t, s) for t, s in ex.paragraphs)
-        gold = [sents[t][i] for t, i in ex.supporting_facts if t in sents and isinstance(i, int) and i < len(sents[t])]
-        stated += states_evidence(r.get("rationale") or "", gold, ex.answer)
-    return {"evidence_stated": stated / len(rows) if rows else 0.0}
+    return sum(stated_answer(r.get("rationale") or "") is not None for r in rows) / len(rows) if rows else 0.0
 
 
 def report_table(report: dict[str, Any]):
@@ -53,14 +42,26 @@ def report_table(report: dict[str, Any]):
         table.add_column(label, justify="right")
     table.add_row("answer EM", *(f"{report[k]['em']:.3f}" for k, _ in points))
     table.add_row("answer F1", *(f"{report[k]['f1']:.3f}" for k, _ in points))
+    if any("metric" in report[k] for k, _ in points):
+        name = next(report[k].get("metric_name") for k, _ in points if "metric" in report[k])
+        table.add_row(f"metric {name}", *(f"{report[k]['metric']:.3f}" if "metric" in report[k] else "-"
+                                         for k, _ in points))
+    if any("off_label" in report[k] for k, _ in points):
+        table.add_row("answers outside data.labels", *(str(report[k].get("off_label", 0)) for k, _ in points))
     table.add_row("n", *(str(report[k]["n"]) for k, _ in points))
-    if any("evidence_stated" in report[k] for k, _ in points):
+    if any("evidence_stated" in report[k] for k, _ in points):  # only a task with gold evidence has it
         table.add_row("rationale states evidence", *(f"{report[k].get('evidence_stated', 0):.3f}" for k, _ in points))
+    if any("answer_stated" in report[k] for k, _ in points):
+        table.add_row("rationale states an answer", *(f"{report[k].get('answer_stated', 0):.3f}" for k, _ in points))
+    if any("rationales_cut" in report[k] for k, _ in points):
         table.add_row("rationales cut at max_tokens", *(str(report[k].get("rationales_cut", 0)) for k, _ in points))
     if any(report[k].get("errors") for k, _ in points):
         table.add_row("failed examples", *(str(report[k].get("errors", 0)) for k, _ in points))
     if any("aspects" in report[k] for k, _ in points):
+        def shown(k: str, aspect: str) -> str:
+            value = report[k].get("aspects", {}).get(aspect, "-")
+            return "n/a" if value is None else value if isinstance(value, str) else f"{value:.3f}"
+
         for aspect in ASPECTS:
-            table.add_row(aspect, *(f"{report[k]['aspects'][aspect]:.3f}" if "aspects" in report[k] else "-"
-                                    for k, _ in points))
+            table.add_row(aspect, *(shown(k, aspect) for k, _ in points))
     return table

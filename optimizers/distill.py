@@ -111,8 +111,8 @@ def _warn_about_lengths(tokenizer: Any, is_encoder_decoder: bool, kept: list[Any
         log.warning("KD: %d of %d training prompts were cut to fit kd.max_length; inference sees them whole. "
                     "Raise kd.max_length (or lower data.max_context_tokens).", cut, len(rows))
     if too_long:
-        log.warning("KD: %d of %d teacher rationales are longer than small_lm.max_tokens=%d, so inference will cut "
-                    "what the student learns to write. Raise small_lm.max_tokens.", too_long, len(rows),
+        log.warning("KD: %d of %d training rationales (teacher or dataset) are longer than small_lm.max_tokens=%d, "
+                    "so inference will cut what the student learns to write. Raise small_lm.max_tokens.", too_long, len(rows),
                     small_cfg.max_tokens)
 
 

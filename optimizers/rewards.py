@@ -9,7 +9,11 @@
   (``lmcot.metrics.rationale.RationaleScorer``), all aspects of a batch in one call.
 * ``answer_f1``: the frozen large LM answers ``Answer(question, context, rationale)`` with
   ``dspy.Predict`` (DSPy's configured adapter, ChatAdapter by default: the same call LM-guided CoT
-  makes at inference), scored with token F1 against the gold answer. Calls run concurrently.
+  makes at inference), scored against the gold answer by the task (``TaskMetric``): token F1 for spans,
+  EM for numbers and labels, and the user metric in place of F1 when one is set (the reward keeps its
+  config name, ``rl.weights.answer_f1``). Calls run concurrently.
+* A task without contexts (``with_context=False``): the aspects judged against a passage (factuality,
+  consistency) cannot be scored, so they are left out of the reward, with a one-line note.
 * ``extra``: custom named rewards ``(rows) -> list[float]``; their weights go in ``weights``
   (default 1.0).
 
@@ -82,8 +86,12 @@ class RewardSet:
     """The weighted rewards an RL run optimises (see the module docstring)."""
 
     def __init__(self, rl: RLConfig, answer_lm: Any = None, scorer: Any = None, concurrency: int = 8,
-                 extra: dict[str, RewardFn] | None = None, weights: dict[str, float] | None = None):
+                 extra: dict[str, RewardFn] | None = None, weights: dict[str, float] | None = None,
+                 task: Any = None, examples: list | None = None, with_context: bool = True):
         self.rl = rl
+        self.task = task  # a TaskMetric: how the answer reward scores (None: span F1)
+        # The full training examples, by question: the user metric sees the example, not just the gold.
+        self._examples = {str(ex.get("question")): ex for ex in examples or []}
         self.aggregation = rl.aggregation
         self.answer_lm = answer_lm
         self.scorer = scorer
@@ -104,6 +112,14 @@ class RewardSet:
                 raise ValueError(f"weights: unknown reward {name!r}; known: {sorted(all_weights)}")
             all_weights[name] = float(w)
         self.all_weights = all_weights
+        if not with_context:
+            from lmcot.aspects import PASSAGE_ASPECTS
+
+            dropped = [a for a in PASSAGE_ASPECTS if all_weights.get(a)]
+            if dropped:
+                log.warning("rl: the task has no context passages: %s (judged against a passage) are n/a and left "
+                            "out of the reward", ", ".join(dropped))
+            all_weights.update({a: 0.0 for a in PASSAGE_ASPECTS})
         # Zero-weight rewards are dropped here, once: nothing downstream computes them.
         self.weights = {n: w for n, w in all_weights.items() if w != 0.0}
         if not self.weights:
@@ -169,7 +185,7 @@ class RewardSet:
             if len(scores) != len(rows):
                 raise ValueError(f"scorer returned {len(scores)} score rows for {len(rows)} rationales")
             for a in self.aspects:
-                out[a] = [float(s[a]) for s in scores]
+                out[a] = _fill_na([s[a] for s in scores])
         if answer_scores is not None:
             out["answer_f1"] = answer_scores
         for name, fn in self.extra.items():
@@ -181,11 +197,13 @@ class RewardSet:
         return {n: out[n] for n in self.names}
 
     def answer_f1(self, rows: list[dict[str, Any]]) -> list[float]:
-        """Token F1 of the large LM's answer given each row's rationale (concurrent calls)."""
+        """The answer reward of each row's rationale: the large LM answers from it (concurrent calls) and
+        the task scores the answer (F1 under the answer type, or the user metric)."""
         from dspy.utils.exceptions import AdapterParseError
 
         from lmcot.metrics.answer import answer_f1
         from lmcot.parallel import distinct, map_concurrently
+        from lmcot.programs.signatures import context_inputs
 
         if self._predictor is None:
             raise ValueError("answer_f1 has weight 0 in this RewardSet, so it has no answer LM")
@@ -195,8 +213,9 @@ class RewardSet:
         def one(row: dict[str, Any]) -> str | None:
             try:
                 # Asked again if it does not parse, and never cached (lmcot.reply_cache).
-                pred = parsed_reply(lambda: self._predictor(question=row["question"], context=row["context"],
-                                                            rationale=row["rationale"]), what="large LM answer")
+                inputs = context_inputs(self._predictor.signature, row["question"], row.get("context"),
+                                        rationale=row["rationale"])
+                pred = parsed_reply(lambda: self._predictor(**inputs), what="large LM answer")
             except AdapterParseError:
                 # An unparseable reply is a wrong answer, not a reason to stop training.
                 log.warning("large-LM reply could not be parsed; answer_f1 = 0 for this rollout")
@@ -206,8 +225,18 @@ class RewardSet:
         # Rollouts that wrote the same rationale for a question (common in a GRPO group) are asked once.
         unique, where = distinct(rows, key=lambda r: (r["question"], r["context"], r["rationale"]))
         answers = map_concurrently(one, unique, max_workers=self.concurrency, limit=self.call_limit)
-        return [0.0 if answers[j] is None else float(answer_f1(answers[j], row["answer"]))
-                for row, j in zip(rows, where)]
+        if self.task is None:
+            return [0.0 if answers[j] is None else float(answer_f1(answers[j], row["answer"]))
+                    for row, j in zip(rows, where)]
+        return [0.0 if answers[j] is None else self._task_reward(row, answers[j]) for row, j in zip(rows, where)]
+
+    def _task_reward(self, row: dict[str, Any], answer: str) -> float:
+        import dspy
+
+        example = self._examples.get(str(row["question"])) or dspy.Example(
+            question=row["question"], context=row.get("context") or "", answer=row["answer"])
+        scores = self.task.score(answer, example, dspy.Prediction(answer=answer, rationale=row["rationale"]))
+        return float(scores["metric"] if "metric" in scores else scores["f1"])
 
     # -- aggregating ----------------------------------------------------------------------
     def summands(self, components: dict[str, list[float]]) -> dict[str, list[float]]:
@@ -312,3 +341,11 @@ class RewardSet:
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
+
+
+def _fill_na(values: list[float | None]) -> list[float]:
+    """An aspect that is n/a for some rows (no passage in a task that mixes both) takes the batch mean of
+    the others: neutral for the advantage, instead of a 0 that would punish the missing passage."""
+    known = [float(v) for v in values if v is not None]
+    mean = _mean(known)
+    return [mean if v is None else float(v) for v in values]

@@ -25,9 +25,10 @@ from lmcot.optimizers.training import SEQ2SEQ_ALGORITHMS, choose_algorithm
 def _as_row(example: Any) -> dict[str, Any]:
     get = example.get if isinstance(example, dict) else (lambda k: getattr(example, k, None))
     row = {k: get(k) for k in ("question", "context", "answer")}
+    row["context"] = row["context"] or ""  # a task without contexts: the context-free prompt
     missing = [k for k, v in row.items() if v is None]
     if missing:
-        raise ValueError(f"RL training example lacks {missing}: each needs question, context and answer")
+        raise ValueError(f"RL training example lacks {missing}: each needs question and answer")
     return {k: str(v) for k, v in row.items()}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import dspy
 
 from lmcot._dspy_reaches import BlankEmptyCompletions
-from lmcot.programs.signatures import Rationalize
+from lmcot.programs.signatures import Rationalize, context_inputs
 
 
 def _title(name: str) -> str:
@@ -54,6 +54,9 @@ class RationaleAdapter(BlankEmptyCompletions):
         return "\n\n".join(blocks)
 
 
-def rationale_messages(question: str, context: str, signature: type[dspy.Signature] = Rationalize) -> list[dict[str, Any]]:
-    """The chat messages the small LM sees for one question (inference, KD and RL alike)."""
-    return RationaleAdapter().format(signature, demos=[], inputs={"question": question, "context": context})
+def rationale_messages(question: str, context: str | None, signature: type[dspy.Signature] = Rationalize
+                       ) -> list[dict[str, Any]]:
+    """The chat messages the small LM sees for one question (inference, KD and RL alike); a question
+    without a context gets the context-free prompt, as ``LMGuidedCoT`` sends it."""
+    inputs = context_inputs(signature, question, context)
+    return RationaleAdapter().format(inputs.pop("signature", signature), demos=[], inputs=inputs)

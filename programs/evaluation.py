@@ -1,7 +1,11 @@
 """The evaluation loop: run a program on examples and measure it (library code, no files written).
 
-    rows, summary = evaluate_program(program, devset, concurrency=8, label="guided", lms=[small, large])
+    rows, summary = evaluate_program(program, devset, metric=my_metric)     # any dspy.Example list
+    rows, summary = evaluate_program(program, devset, concurrency=8, label="guided", lms=[small, large], task=task)
     rows, metrics = evaluate_methods(config, ["standard", "cot", "guided"], devset, small_lm, large_lm)
+
+Answers are scored by the task's ``TaskMetric`` (``data.answer_type``, ``data.labels``, the user metric):
+``em``, ``f1`` and, when they apply, ``metric`` and ``off_label`` per row and in the summary.
 
 ``lmcot evaluate`` (``commands/evaluate.py``) writes what ``evaluate_methods`` returns; the compiler
 measures the small LM before and after training with ``evaluate_program``.
@@ -54,8 +58,8 @@ def rationale_workers(program: dspy.Module, concurrency: int) -> int:
     return max(concurrency, 2 * engine.batch_size) if engine is not None else concurrency
 
 
-def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurrency: int, label: str,
-                progress: bool = True) -> list[dict[str, Any]]:
+def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurrency: int = 8, label: str = "program",
+                progress: bool = True, task: Any = None) -> list[dict[str, Any]]:
     """Run ``program`` on every example (``concurrency`` threads, rich progress bar). A failed example
     is recorded with its error and scores 0, as ``dspy.Evaluate`` does, rather than stopping the run.
 
@@ -64,22 +68,26 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
     soon as its rationales are written. Interleaving one small-LM and one large-LM call per thread
     would keep the small LM's batches small and the large-LM calls waiting behind them; phased, the
     small LM sees every request at once and the large LM works while it generates. The calls (and
-    so the results and cache entries) are the same as ``forward``'s."""
+    so the results and cache entries) are the same as ``forward``'s. Each row is scored by ``task`` (a
+    ``TaskMetric``; default: span EM/F1)."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
-    from lmcot.metrics import answer_em, answer_f1
+    from lmcot.metrics.task_metric import TaskMetric
     from lmcot.plain_progress import progress_bar
     from lmcot.parallel import ContextPool, map_concurrently
 
     phased = hasattr(program, "rationales_for") and hasattr(program, "answer_from")
+    task = task or TaskMetric()
 
     def run_one(item: tuple[dspy.Example, Any]) -> dict[str, Any]:
         ex, rationales = item
         row: dict[str, Any] = {"id": ex.id, "method": label, "question": ex.question, "gold": ex.answer}
+        pred = None
         try:
             if isinstance(rationales, Exception):
                 raise rationales
-            pred = program.answer_from(ex.question, ex.context, rationales) if phased else program(**ex.inputs())
+            pred = program.answer_from(ex.question, ex.get("context"), rationales) if phased \
+                else program(**ex.inputs())
             row["answer"] = pred.answer
             for key in ("rationale", "rationales", "answers", "scores", "selected"):
                 if key in pred.keys():
@@ -91,17 +99,20 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
             row.update(answer="", error=redact(f"{type(exc).__name__}: {exc}"))
             if getattr(exc, "rationales", None):  # AnswerCallError: the rationale was written
                 row.update(rationale=exc.rationales[0], rationales=exc.rationales)
-        row["em"], row["f1"] = answer_em(row["answer"], ex.answer), answer_f1(row["answer"], ex.answer)
+        if row["error"] is None:
+            row.update(task.score(row["answer"], ex, pred))
+        else:  # a failed example scores 0 (the user's metric is not asked about an answer that does not exist)
+            row.update(em=0.0, f1=0.0, **({"metric": 0.0} if task.metric is not None else {}))
         return row
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with progress_bar(*columns, label=label, disable=not progress, transient=False) as bar:
         if not phased:
-            task = bar.add_task(label, total=len(examples))
+            done_bar = bar.add_task(label, total=len(examples))
             return map_concurrently(run_one, [(ex, None) for ex in examples], max(1, concurrency),
-                                    on_result=lambda _: bar.advance(task))
+                                    on_result=lambda _: bar.advance(done_bar))
         phase = bar.add_task(f"{label}: rationales", total=len(examples))
-        task = bar.add_task(label, total=len(examples))
+        done_bar = bar.add_task(label, total=len(examples))
         futures: list[Future | None] = [None] * len(examples)
         # Leaving the block on Ctrl-C drops the answers not yet started rather than run (and pay for) them.
         with ContextPool(max_workers=max(1, concurrency)) as answers:
@@ -109,41 +120,72 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
             def rationales_ready(i: int, rationales: Any) -> None:
                 bar.advance(phase)
                 futures[i] = answers.submit(run_one, (examples[i], rationales))
-                futures[i].add_done_callback(lambda _: bar.advance(task))
+                futures[i].add_done_callback(lambda _: bar.advance(done_bar))
 
             program.rationales_for(examples, max_workers=rationale_workers(program, max(1, concurrency)),
                                    on_done=rationales_ready)
             return [f.result() for f in futures]
 
 
-def evaluate_program(program: dspy.Module, examples: list[dspy.Example], *, concurrency: int, label: str,
-                     progress: bool = True, lms: Sequence[dspy.LM | None] = (),
-                     what: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def evaluate_program(program: dspy.Module, examples: list[dspy.Example], *, concurrency: int = 8,
+                     label: str = "program", progress: bool = True, lms: Sequence[dspy.LM | None] = (),
+                     what: str | None = None, metric: Any = None, task: Any = None,
+                     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per-example rows and their summary ``{"em", "f1", "n", "errors", "seconds", "usage"}`` (usage of
-    the ``lms`` during this run). Raises when every example failed (an unreachable LM, a bad key): the
-    numbers would only measure the outage. ``what`` names the run in that error (default ``label``)."""
-    from lmcot.metrics import aggregate
+    the ``lms`` during this run), plus ``metric`` (mean of the user metric) and ``off_label`` (labels
+    outside ``data.labels``) when they apply. ``examples``: any ``dspy.Example`` list with question and
+    answer (ids and an empty context are filled in). Scoring: ``task`` (a ``TaskMetric``), else span
+    EM/F1 with ``metric`` (a DSPy metric function or ``"module:function"``) beside them.
+    Raises when every example failed (an unreachable LM, a bad key): the numbers would only measure the
+    outage. ``what`` names the run in that error (default ``label``)."""
+    from lmcot.custom_data import prepare_examples
+    from lmcot.metrics.task_metric import TaskMetric
+    from lmcot.metrics.user_metric import as_user_metric
 
+    task = task or TaskMetric(metric=as_user_metric(metric))
+    examples = prepare_examples(list(examples), task.answer_type, task.labels, what="devset")
+    if task.metric is not None and examples:
+        task.metric.check_on(examples[0])  # before the first LM call
     meter = UsageMeter(list(lms))
     start = time.perf_counter()
-    rows = predict_all(program, examples, concurrency=concurrency, label=label, progress=progress)
+    rows = predict_all(program, examples, concurrency=concurrency, label=label, progress=progress, task=task)
     failed = [r["error"] for r in rows if r["error"]]
     if rows and len(failed) == len(rows):
         raise RunError(f"{what or label}: every example failed; first error: {failed[0]}")
-    return rows, {**aggregate(rows), "errors": len(failed), "seconds": round(time.perf_counter() - start, 2),
-                  "usage": meter.report()}
+    return rows, {**summarize_rows(rows, task), "errors": len(failed),
+                  "seconds": round(time.perf_counter() - start, 2), "usage": meter.report()}
+
+
+def summarize_rows(rows: list[dict[str, Any]], task: Any = None) -> dict[str, Any]:
+    """Mean em / f1 (and ``metric``) over scored rows, ``n``, ``off_label`` (count) for label tasks, and
+    ``answer_type`` / ``metric_name`` so a reader of metrics.json knows what the numbers are."""
+    from lmcot.metrics import aggregate
+
+    out: dict[str, Any] = aggregate(rows)
+    if task is not None:
+        out["answer_type"] = task.answer_type
+        if task.metric is not None:
+            out["metric"] = sum(float(r.get("metric") or 0.0) for r in rows) / len(rows) if rows else 0.0
+            out["metric_name"] = task.metric.name
+        if task.labels is not None:
+            out["off_label"] = sum(1 for r in rows if r.get("off_label"))
+    return out
 
 
 def evaluate_methods(config: LMCoTConfig, methods: Sequence[str], examples: list[dspy.Example],
                      small_lm: dspy.LM | None, large_lm: dspy.LM, *, guided: dspy.Module | None = None,
-                     progress: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                     progress: bool = True, task: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Each method on ``examples``: all rows, and ``{method: summary}``. ``guided`` replaces the
-    LM-guided program built from ``small_lm`` (e.g. a compiled one)."""
+    LM-guided program built from ``small_lm`` (e.g. a compiled one). ``task``: the ``TaskMetric``
+    (default: from the config)."""
+    from lmcot.metrics.task_metric import TaskMetric
+
+    task = task or TaskMetric.from_config(config)
     all_rows: list[dict[str, Any]] = []
     metrics: dict[str, Any] = {}
     for method in check_methods(methods):
         program = guided if (method == "guided" and guided is not None) else build_program(method, small_lm, large_lm, config)
         rows, metrics[method] = evaluate_program(program, examples, concurrency=config.eval.concurrency, label=method,
-                                                 progress=progress, lms=[small_lm, large_lm])
+                                                 progress=progress, lms=[small_lm, large_lm], task=task)
         all_rows.extend(rows)
     return all_rows, metrics

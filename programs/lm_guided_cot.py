@@ -22,7 +22,7 @@ from lmcot.aspects import parse_select
 from lmcot.programs.adapter import RationaleAdapter
 from lmcot.programs.answer_adapter import answer_adapter_for
 from lmcot.parallel import distinct, map_concurrently
-from lmcot.programs.signatures import Answer, Rationalize
+from lmcot.programs.signatures import Answer, Rationalize, context_inputs
 from lmcot.programs.voting import majority_vote
 from lmcot.reply_cache import attempts_for, parsed_reply
 
@@ -52,7 +52,8 @@ class LMGuidedCoT(dspy.Module):
     """
 
     def __init__(self, small_lm: dspy.LM | None = None, large_lm: dspy.LM | None = None, num_samples: int = 1,
-                 sample_temperature: float = 0.7, select: str = "vote", scorer=None):
+                 sample_temperature: float = 0.7, select: str = "vote", scorer=None,
+                 answer_key: Callable[[str], str] | None = None):
         super().__init__()
         if num_samples < 1:
             raise ValueError("num_samples must be >= 1")
@@ -68,6 +69,8 @@ class LMGuidedCoT(dspy.Module):
         self.num_samples = num_samples
         self.sample_temperature = sample_temperature
         self.rationale_adapter = RationaleAdapter()
+        # How self-consistency compares answers: the task's form (TaskMetric.vote_key), default spans.
+        self.answer_key = answer_key
 
     @property
     def small_lm(self) -> dspy.LM | None:
@@ -92,12 +95,13 @@ class LMGuidedCoT(dspy.Module):
             configs.append(config)
         return configs
 
-    def write_rationale(self, question: str, context: str, config: dict) -> str:
-        """One small-LM call (``config`` from ``_sample_configs``)."""
+    def write_rationale(self, question: str, context: str | None, config: dict) -> str:
+        """One small-LM call (``config`` from ``_sample_configs``); no context field when there is none."""
         with dspy.context(adapter=self.rationale_adapter):
-            return self.rationalize(question=question, context=context, config=config).rationale
+            return self.rationalize(**context_inputs(self.rationalize.signature, question, context,
+                                                     config=config)).rationale
 
-    def write_rationales(self, question: str, context: str, k: int | None = None) -> list[str]:
+    def write_rationales(self, question: str, context: str | None, k: int | None = None) -> list[str]:
         """k rationales from the small LM (greedy when k == 1)."""
         k = k or self.num_samples
         return map_concurrently(lambda config: self.write_rationale(question, context, config),
@@ -115,7 +119,7 @@ class LMGuidedCoT(dspy.Module):
         can start while the small LM still writes the others')."""
         configs = self._sample_configs(self.num_samples)
         calls = [(i, j) for i in range(len(examples)) for j in range(len(configs))]
-        calls.sort(key=lambda c: -(len(examples[c[0]].context) + len(examples[c[0]].question)))
+        calls.sort(key=lambda c: -(len(examples[c[0]].get("context") or "") + len(examples[c[0]].question)))
         results: list[list] = [[None] * len(configs) for _ in examples]
         missing = [len(configs)] * len(examples)
         lock = threading.Lock()
@@ -127,7 +131,7 @@ class LMGuidedCoT(dspy.Module):
             i, j = call
             ex = examples[i]
             try:
-                results[i][j] = self.write_rationale(ex.question, ex.context, configs[j])
+                results[i][j] = self.write_rationale(ex.question, ex.get("context"), configs[j])
             except Exception as exc:  # noqa: BLE001 - recorded for its example, the others go on
                 results[i][j] = exc
             with lock:
@@ -139,7 +143,7 @@ class LMGuidedCoT(dspy.Module):
         map_concurrently(one, calls, max_workers=max_workers)
         return [outcome(i) for i in range(len(examples))]
 
-    def answer_from(self, question: str, context: str, rationales: list[str]) -> dspy.Prediction:
+    def answer_from(self, question: str, context: str | None, rationales: list[str]) -> dspy.Prediction:
         """Phase 2: one large-LM answer per rationale, majority vote (a selection step over the
         rationales can sit between :meth:`rationales_for` and this). With ``select="quality[:aspect]"``
         the best-scored rationale is answered instead, in one call."""
@@ -152,33 +156,36 @@ class LMGuidedCoT(dspy.Module):
         except Exception as exc:
             # The small LM's work is not lost with the large LM's failure: predictions.jsonl keeps it.
             raise AnswerCallError(f"answer call failed: {type(exc).__name__}: {exc}", rationales) from exc
-        win = majority_vote(answers)
+        win = majority_vote(answers, key=self.answer_key)
         return dspy.Prediction(rationale=rationales[win], answer=answers[win], rationales=rationales, answers=answers)
 
-    def forward(self, question: str, context: str) -> dspy.Prediction:
+    def forward(self, question: str, context: str | None = None) -> dspy.Prediction:
         return self.answer_from(question, context, self.write_rationales(question, context))
 
-    def _ask(self, question: str, context: str, rationale: str) -> str:
+    def _ask(self, question: str, context: str | None, rationale: str) -> str:
         """The large LM's answer given one rationale (through the in-process reader's plain adapter
         when it has one)."""
         adapter = answer_adapter_for(self.large_lm)
 
+        inputs = context_inputs(self.answer.signature, question, context, rationale=rationale)
+
         def call():
             if adapter is None:
-                return self.answer(question=question, context=context, rationale=rationale)
+                return self.answer(**inputs)
             with dspy.context(adapter=adapter):
-                return self.answer(question=question, context=context, rationale=rationale)
+                return self.answer(**inputs)
 
         # An answer that does not parse is retried and never cached (lmcot.reply_cache).
         return parsed_reply(call, what="large LM answer", attempts=attempts_for(self.large_lm)).answer
 
-    def _answer_best(self, question: str, context: str, rationales: list[str]) -> dspy.Prediction:
+    def _answer_best(self, question: str, context: str | None, rationales: list[str]) -> dspy.Prediction:
         if self.scorer is None:
             from lmcot.config import RationaleMetricsConfig
             from lmcot.metrics.rationale import RationaleScorer
 
             self.scorer = RationaleScorer(RationaleMetricsConfig())  # all cheap: no model, no judge
-        scores = self.scorer.score([{"question": question, "context": context, "rationale": r} for r in rationales])
+        scores = self.scorer.score([{"question": question, "context": context or "", "rationale": r}
+                                    for r in rationales])
         best = best_rationale(scores, self.select_aspect)
         try:
             answer = self._ask(question, context, rationales[best])
@@ -194,13 +201,15 @@ class LMGuidedCoT(dspy.Module):
         keyword arguments override it. ``select="quality..."`` scores rationales with
         ``config.rationale_metrics`` (its judge and backends), the scorer built on first use."""
         from lmcot.metrics.rationale import LazyScorer
+        from lmcot.metrics.task_metric import vote_key_for
 
         select = config.eval.select if select is None else select
         return cls(small_lm, large_lm,
                    num_samples=config.eval.num_samples if num_samples is None else num_samples,
                    sample_temperature=(config.eval.sample_temperature if sample_temperature is None
                                        else sample_temperature),
-                   select=select, scorer=LazyScorer(config) if select != "vote" else None)
+                   select=select, scorer=LazyScorer(config) if select != "vote" else None,
+                   answer_key=vote_key_for(config.data.answer_type))
 
     @classmethod
     def from_folder(cls, path, config=None) -> LMGuidedCoT:
@@ -227,10 +236,15 @@ class LMGuidedCoT(dspy.Module):
         return program
 
 
-def best_rationale(scores: list[dict[str, float]], by: str = "mean") -> int:
-    """Index of the best-scored rationale: by the mean of its aspects or by one aspect; the first wins ties."""
-    def value(s: dict[str, float]) -> float:
-        return sum(s.values()) / len(s) if by == "mean" else s[by]
+def best_rationale(scores: list[dict[str, float | None]], by: str = "mean") -> int:
+    """Index of the best-scored rationale: by the mean of its aspects or by one aspect; the first wins ties.
+    An aspect that is n/a (None: judged against a passage the task does not have) is left out of the mean;
+    selecting by it alone keeps the first rationale."""
+    def value(s: dict[str, float | None]) -> float:
+        if by != "mean":
+            return s[by] if s[by] is not None else 0.0
+        known = [v for v in s.values() if v is not None]
+        return sum(known) / len(known) if known else 0.0
 
     values = [value(s) for s in scores]
     return values.index(max(values))

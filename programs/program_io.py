@@ -12,6 +12,10 @@ from the caller's config, API keys from the environment.
 A program folder is untrusted input, like a downloaded checkpoint: what it may supply is listed, and
 enforced, in ``lmcot.program_trust`` (the trust boundary). Loading one never runs Python shipped with
 it, never sends anything to an endpoint it names, and never reads or writes outside it.
+
+A user metric is code too: ``program.json`` records only its name (``metric_name``), never the
+``metric`` setting, so evaluating a loaded program with it needs the metric given again
+(``--set metric=...`` or the user's own config).
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ __all__ = ["FORMAT", "PROGRAM_FILE", "ProgramError", "ProgramNotFound", "check_w
            "PREDICTORS", "program_config", "read_program", "save_program", "weights_digest"]
 
 
-def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_label: str | None = None) -> Path:
+def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_label: str | None = None,
+                 metric_name: str | None = None) -> Path:
     """Write ``out_dir/program.json`` beside the small LM's weights in ``out_dir/small_lm`` (the folder
     moves and is shared as a whole). The large LM and the small LM's decoding settings are recorded as
-    the program ran with them, not as ``config`` says (a program compiled in Python may use other LMs)."""
+    the program ran with them, not as ``config`` says (a program compiled in Python may use other LMs).
+    The user metric is saved by name only (``metric_name``, default ``config.metric``)."""
     from lmcot._dspy_reaches import state_without_lms
 
     out = Path(out_dir)
@@ -46,7 +52,7 @@ def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_
     if not digest:
         raise ProgramError(f"{small_dir}: no *.safetensors weights; a program folder carries its small LM (save it "
                            "there first, e.g. model.save_pretrained(...))")
-    public = config.to_public_dict()
+    public = config.model_copy(update={"metric": None}).to_public_dict()  # a metric is code: its name only
     public["small_lm"]["model"] = SMALL_LM_DIR  # relative to the folder: where LMGuidedCoT.from_folder finds it
     doc = {
         "format": FORMAT,
@@ -60,6 +66,7 @@ def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_
         "small_lm": _small_lm_record(getattr(program, "small_lm", None), config),
         "large_lm_name": getattr(getattr(program, "large_lm", None), "model", None),
         "large_lm": _large_lm_record(getattr(program, "large_lm", None), config),
+        "metric_name": metric_name or config.metric,
         # A record of the compile (redacted); never read when loading (lmcot.program_trust).
         "config": public,
         # The LMs are rebuilt from the caller's config on load; keeping their state here would only
@@ -161,6 +168,9 @@ def program_config(path: str | Path | ProgramFolder, config: LMCoTConfig | None 
         cfg = config_from_dict(apply_overrides(base, list(overrides or [])), source="config")
     else:
         cfg = config.model_copy(deep=True)
+    if folder.metric_name and cfg.metric is None:
+        log.info("%s was compiled with metric %s; pass --set metric=%s to report it again", folder.file,
+                 folder.metric_name, folder.metric_name)
     cfg.small_lm.backend = "transformers"
     cfg.small_lm.model, cfg.small_lm.revision = str(folder.small_lm_dir), None
     return cfg

@@ -1,5 +1,7 @@
 """What each step of LM-guided CoT does (the *how* lives in the modules and the LMs they run on)."""
 
+import functools
+
 import dspy
 
 
@@ -29,3 +31,46 @@ class AnswerDirectly(dspy.Signature):
     question: str = dspy.InputField()
     context: str = dspy.InputField()
     answer: str = dspy.OutputField(desc="a short span, as in extractive QA")
+
+
+# Context-free forms (a task without a context passage): the same fields less ``context``, and
+# instructions that do not send the model looking for one. Every prompt of such a task (rationale,
+# answer, baselines, teacher) leaves the field out instead of showing an empty "Context:" block.
+_NO_CONTEXT_INSTRUCTIONS = {
+    Rationalize.instructions: "Write a short step-by-step rationale that works out the answer to the question.",
+    Answer.instructions: "Answer the question, using the rationale as a guide. Give a short answer (an entity, a "
+                         "date, a number, a label, or yes/no), not a sentence.",
+    AnswerDirectly.instructions: "Answer the question. Give a short answer (an entity, a date, a number, a label, "
+                                 "or yes/no), not a sentence.",
+}
+
+
+def has_context(context: object) -> bool:
+    """Whether an example has a context to show (``None`` and blank text: no)."""
+    return context is not None and bool(str(context).strip())
+
+
+@functools.lru_cache(maxsize=None)
+def without_context(signature: type[dspy.Signature]) -> type[dspy.Signature]:
+    """``signature`` without its ``context`` input (and with context-free instructions when it is one of
+    lmcot's); a signature with no ``context`` field comes back as it is."""
+    if "context" not in signature.input_fields:
+        return signature
+    instructions = _NO_CONTEXT_INSTRUCTIONS.get(signature.instructions, signature.instructions)
+    out = signature.delete("context").with_instructions(instructions)
+    if signature.instructions in _NO_CONTEXT_INSTRUCTIONS and "answer" in out.output_fields:
+        out = out.with_updated_fields("answer", desc="a short answer")  # not "a span": there is no passage
+    return out
+
+
+def for_context(signature: type[dspy.Signature], context: object) -> type[dspy.Signature]:
+    """The signature to call for one example: ``signature`` with a context, its context-free form without."""
+    return signature if has_context(context) else without_context(signature)
+
+
+def context_inputs(signature: type[dspy.Signature], question: str, context: object, **more) -> dict:
+    """Keyword arguments of one predictor call: question and context, or, for an example without a
+    context, the question and the context-free ``signature=`` (DSPy's per-call signature)."""
+    if has_context(context):
+        return {"question": question, "context": context, **more}
+    return {"question": question, "signature": without_context(signature), **more}

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Callable
 
 from lmcot.metrics.answer import normalize_answer
 
 
-def majority_vote(answers: list[str]) -> int:
-    """Index of the winning answer. Answers are compared after the official HotpotQA normalisation
-    ("The Beatles." == "beatles"); answers that normalise to nothing vote only if all do; among
-    answers with the most votes the one that appeared first wins, so the result is deterministic."""
+def majority_vote(answers: list[str], key: Callable[[str], str] | None = None) -> int:
+    """Index of the winning answer. Answers are compared under ``key``, the task's answer form
+    (``TaskMetric.vote_key``: "$18.00" == "18" for numbers), by default the official HotpotQA
+    normalisation ("The Beatles." == "beatles"); answers that normalise to nothing vote only if all do;
+    among answers with the most votes the one that appeared first wins, so the result is deterministic."""
     if not answers:
         raise ValueError("majority_vote needs at least one answer")
-    keys = [normalize_answer(a or "") for a in answers]
+    keys = [(key or normalize_answer)(a or "") for a in answers]
     candidates = [i for i, k in enumerate(keys) if k] or list(range(len(keys)))
     counts = Counter(keys[i] for i in candidates)
     best = max(counts.values())

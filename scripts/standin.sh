@@ -13,8 +13,11 @@ cores=$(nproc 2>/dev/null || echo 1)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( cores < 2 ? cores : 2 ))}
 
 log=$(mktemp)
-PYTHONPATH=tests .venv/bin/python -m support.oracle_server --data configs/quickstart/hotpotqa_train.json \
-  --data configs/quickstart/hotpotqa_dev.json --rationale-sensitive --standard-accuracy 0.35 \
+# What the stand-in knows and plays: the HotpotQA quickstart's unless the caller sets STANDIN_DATA
+# (scripts/gsm8k-quickstart.sh: --config configs/gsm8k-quickstart.yaml, read by lmcot's own loader).
+STANDIN_DATA=${STANDIN_DATA:---data configs/quickstart/hotpotqa_train.json --data configs/quickstart/hotpotqa_dev.json}
+# shellcheck disable=SC2086  # STANDIN_DATA is a list of arguments
+PYTHONPATH=tests .venv/bin/python -m support.oracle_server $STANDIN_DATA --rationale-sensitive --standard-accuracy 0.35 \
   --cot-accuracy 0.45 --wrong-rate 0.2 --port 0 >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT

@@ -132,13 +132,12 @@ def test_kd_student_learns_teacher_rationales(kind, steps, kept, causal_student,
 def test_training_prompt_ids_equal_inference_input_ids(kind, kept, causal_student, bos_causal_student,
                                                        seq2seq_student):
     """The ids the student is trained on as its prompt are exactly the ids the inference path
-    (Predict(Rationalize) + RationaleAdapter -> TransformersEngine -> model.generate) feeds it."""
-    import dspy
-
+    (LMGuidedCoT.write_rationale: Predict(Rationalize) + RationaleAdapter -> TransformersEngine ->
+    model.generate) feeds it, an empty (cut) context included: both leave the field out."""
     from lmcot.hf_engine import hf_engine_of
     from lmcot.lms import build_lm
     from lmcot.optimizers.distill import build_example
-    from lmcot.programs import RationaleAdapter, Rationalize
+    from lmcot.programs import LMGuidedCoT
 
     student = {"causal": causal_student, "causal-bos": bos_causal_student, "seq2seq": seq2seq_student}[kind]
     lm = build_lm(SmallLMConfig(model=str(student), device="cpu", dtype="float32", max_tokens=2, cache=False))
@@ -152,10 +151,10 @@ def test_training_prompt_ids_equal_inference_input_ids(kind, kept, causal_studen
         return generate(**kwargs)
 
     engine.model.generate = spy
-    predict = dspy.Predict(Rationalize)
+    program = LMGuidedCoT(lm, None)
+    assert any(not row["context"] for row in kept[:3]) and any(row["context"] for row in kept[:3])
     for row in kept[:3]:
-        with dspy.context(lm=lm, adapter=RationaleAdapter()):
-            predict(question=row["question"], context=row["context"])
+        program.write_rationale(row["question"], row["context"], {})
     assert len(seen) == 3
     for row, inference_ids in zip(kept[:3], seen):
         example = build_example(engine.tokenizer, engine.is_encoder_decoder, row, max_length=512)

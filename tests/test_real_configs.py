@@ -9,7 +9,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "real_reader.yaml", "experiment-quickstart.yaml"])
+@pytest.mark.parametrize("name", ["quickstart.yaml", "real_reader.yaml", "experiment-quickstart.yaml",
+                                  "gsm8k-quickstart.yaml"])
 def test_real_model_configs_validate_and_resolve(name):
     from lmcot.checkpoint import resolve_package_file
     from lmcot.config import load_config
@@ -72,3 +73,21 @@ def test_real_reader_config_compiles_and_evaluates_end_to_end(tmp_path, oracle_s
     # The in-process reader answered in plain text (no DSPy [[ ## ]] markers, no echoed dictionary)
     # or failed with its parse error; a reply is never scored as something it is not.
     assert (row["answer"] and "[[" not in row["answer"] and "{" not in row["answer"]) or row["error"]
+
+
+def test_gsm8k_quickstart_reads_the_published_lines_through_answer_regex():
+    """configs/gsm8k/ holds GSM8K's own lines, unconverted: the config's answer_regex reads every one."""
+    import json
+
+    from lmcot.config import load_config
+    from lmcot.splits import load_split
+
+    cfg = load_config(ROOT / "configs" / "gsm8k-quickstart.yaml",
+                      ["small_lm.backend=litellm", "small_lm.model=openai/x"])
+    for split, n in (("train", 32), ("dev", 30)):
+        path = ROOT / getattr(cfg.data, split)
+        raw = [json.loads(line) for line in path.read_text().splitlines()]
+        examples = load_split(cfg, split)
+        assert len(raw) == len(examples) == n and all(set(r) == {"question", "answer"} for r in raw)
+        assert [ex.answer for ex in examples] == [r["answer"].rsplit("#### ", 1)[1].strip() for r in raw]
+        assert all(ex.rationale and not ex.context for ex in examples)

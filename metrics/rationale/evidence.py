@@ -74,4 +74,56 @@ def states_evidence(rationale: str, gold_sentences: Iterable[str], answer: str) 
 
 
 __all__ = ["SENTENCE_OVERLAP", "MIN_CONTENT_TOKENS", "states_evidence", "states_sentence", "states_answer",
-           "content_tokens", "tokens"]
+           "content_tokens", "tokens", "gold_sentences", "has_gold_evidence", "has_passage", "evidence_share",
+           "states_a_context_sentence"]
+
+
+# ---------------------------------------------------------------------------- examples with gold evidence
+# The one place besides the data loader that reads HotpotQA's shape (``paragraphs``, ``supporting_facts``):
+# programs and optimizers ask these functions and work the same on tasks that have no such fields.
+
+
+def _get(example, key: str):
+    return example.get(key) if hasattr(example, "get") else getattr(example, key, None)
+
+
+def gold_sentences(example) -> list[str]:
+    """The gold supporting sentences an example's (possibly cut) context still holds; [] for a task
+    without supporting facts."""
+    sents = {title: s for title, s in (_get(example, "paragraphs") or [])}
+    return [sents[t][i] for t, i in (_get(example, "supporting_facts") or [])
+            if t in sents and isinstance(i, int) and i < len(sents[t])]
+
+
+def has_gold_evidence(examples: Iterable) -> bool:
+    """Whether any example names supporting facts (HotpotQA, 2Wiki), so that evidence can be measured."""
+    return any(_get(ex, "supporting_facts") for ex in examples)
+
+
+def evidence_share(rows: list[dict], examples: list) -> dict[str, float]:
+    """``{"evidence_stated": share}``: dev rationales (``rows``: id, rationale) that state a gold supporting
+    sentence or the answer; ``{}`` for a task without gold evidence (nothing to report)."""
+    if not has_gold_evidence(examples):
+        return {}
+    by_id = {str(_get(ex, "id")): ex for ex in examples}
+    stated = sum(states_evidence(r.get("rationale") or "", gold_sentences(by_id[str(r.get("id"))]),
+                                 str(_get(by_id[str(r.get("id"))], "answer")))
+                 for r in rows if str(r.get("id")) in by_id)
+    return {"evidence_stated": stated / len(rows) if rows else 0.0}
+
+
+def has_passage(example) -> bool:
+    """Whether an example shows a context passage (text, or HotpotQA paragraphs)."""
+    return bool(str(_get(example, "context") or "").strip() or _get(example, "paragraphs"))
+
+
+def states_a_context_sentence(rationale: str, example) -> bool:
+    """Whether ``rationale`` states at least one sentence of the example's context (its paragraphs when it
+    has them, else the sentences of its context text): what it says can be read in the prompt."""
+    from lmcot.metrics.rationale.text import context_sentences_from_text
+
+    have = set(tokens(rationale or ""))
+    paragraphs = _get(example, "paragraphs")
+    sentences = ([s for _, sents in paragraphs for s in sents] if paragraphs
+                 else context_sentences_from_text(str(_get(example, "context") or "")))
+    return any(states_sentence(have, s) for s in sentences)

@@ -44,6 +44,10 @@ _SYSTEM = (
     "You are a strict grader of rationales written for multi-hop questions. You are shown a "
     "question, its context and a rationale, and you answer one yes/no question about the rationale."
 )
+_SYSTEM_NO_CONTEXT = (
+    "You are a strict grader of rationales written for questions. You are shown a question and a rationale, "
+    "and you answer one yes/no question about the rationale."
+)
 # Token variants whose first token counts as "yes" / "no" for the in-process judge.
 _YES_VARIANTS = ("Yes", "yes", " Yes", " yes", "YES", " YES")
 _NO_VARIANTS = ("No", "no", " No", " no", "NO", " NO")
@@ -62,17 +66,20 @@ _HAS_LOGPROBS: set[tuple[str, str]] = set()
 def judge_messages(question: str, context: str, rationale: str, aspect: str) -> list[dict]:
     """Chat messages asking the judge about ``aspect`` of ``rationale``.
 
-    The user turn shows ``Question:``, ``Context:`` and a ``Rationale:`` line, then the aspect
-    question, and ends with exactly ``Answer with Yes or No.`` (the local test server keys on it)."""
+    The user turn shows ``Question:``, ``Context:`` (left out entirely for a task without one) and a
+    ``Rationale:`` line, then the aspect question, and ends with exactly ``Answer with Yes or No.`` (the
+    local test server keys on it)."""
     if aspect not in ASPECT_QUESTIONS:
         raise ValueError(f"unknown aspect {aspect!r}; aspects are {list(ASPECT_QUESTIONS)}")
+    context_block = f"Context:\n{context.strip()}\n\n" if (context or "").strip() else ""
     user = (
         f"Question: {question.strip()}\n\n"
-        f"Context:\n{context.strip()}\n\n"
+        f"{context_block}"
         f"Rationale: {rationale.strip()}\n\n"
         f"{ASPECT_QUESTIONS[aspect]} {ANSWER_INSTRUCTION}"
     )
-    return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": _SYSTEM if context_block else _SYSTEM_NO_CONTEXT},
+            {"role": "user", "content": user}]
 
 
 def _field(row: Any, key: str) -> str:

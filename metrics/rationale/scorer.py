@@ -7,7 +7,9 @@
 Per aspect, ``cfg.backends[aspect]`` picks ``"cheap"`` (``cheap.py``: lexical formulas, plus the
 reference LM for fluency/naturalness and ``cfg.embedding_model`` for relevance/coherence when
 given) or ``"judge"`` (``judge.py``: an LLM judge). Models load on first use, once. An empty
-rationale scores 0 on every aspect and is never sent to the judge.
+rationale scores 0 on every aspect and is never sent to the judge. For a row with no context (a task
+without passages) the aspects judged against a passage (``PASSAGE_ASPECTS``: factuality, consistency)
+are n/a: ``None``, never computed or sent to the judge, and left out of means.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lmcot.aspects import PASSAGE_ASPECTS
 from lmcot.config import ASPECTS, LMCoTConfig, RationaleMetricsConfig
 
 from .cheap import CHEAP_SCORERS
 from .text import context_sentences_from_paragraphs, context_sentences_from_text, split_sentences
 
-__all__ = ["LEXICAL", "LazyScorer", "RationaleScorer", "backend_name", "context_sentences_of", "reference_lm_for", "scorer_from_config",
-           "summarize"]
+__all__ = ["LEXICAL", "LazyScorer", "PASSAGE_ASPECTS", "RationaleScorer", "backend_name", "context_sentences_of",
+           "rationale_row", "reference_lm_for", "scorer_from_config", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,16 @@ def context_sentences_of(row: Mapping[str, Any]) -> list[str]:
     return context_sentences_from_text(str(row.get("context") or ""))
 
 
+def rationale_row(example: Any, rationale: str | None) -> dict[str, Any]:
+    """The row the scorer reads for one rationale of ``example``: question, context (``""`` when the
+    task has none) and, for HotpotQA-shaped examples, the paragraphs (titled context sentences)."""
+    get = example.get if hasattr(example, "get") else (lambda k, d=None: getattr(example, k, d))
+    row = {"question": get("question"), "context": get("context") or "", "rationale": rationale or ""}
+    if get("paragraphs"):
+        row["paragraphs"] = get("paragraphs")
+    return row
+
+
 def _context_text(row: Mapping[str, Any]) -> str:
     if row.get("context"):
         return str(row["context"])
@@ -65,13 +78,17 @@ def backend_name(cfg: RationaleMetricsConfig, aspect: str, reference_lm: str | N
     return "lexical"
 
 
-def summarize(scores: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Mean of each aspect over the rows that have it, in ``ASPECTS`` order."""
-    out = {}
+def summarize(scores: Sequence[Mapping[str, float | None]]) -> dict[str, float | None]:
+    """Mean of each aspect over the rows that have it, in ``ASPECTS`` order; an aspect that is n/a on
+    every row (``None``: no passage to judge it against) is ``None``, not 0."""
+    out: dict[str, float | None] = {}
     for aspect in ASPECTS:
-        values = [float(s[aspect]) for s in scores if aspect in s]
+        present = [s[aspect] for s in scores if aspect in s]
+        values = [float(v) for v in present if v is not None]
         if values:
             out[aspect] = sum(values) / len(values)
+        elif present:
+            out[aspect] = None
     return out
 
 
@@ -215,7 +232,11 @@ class RationaleScorer:
             return [dict(scored[j]) for j in where]
         cheap = [a for a in aspects if self.cfg.backends[a] == "cheap"]
         judged = [a for a in aspects if self.cfg.backends[a] == "judge"]
-        out: list[dict[str, float]] = [{} for _ in prepared]
+        out: list[dict[str, float | None]] = [{} for _ in prepared]
+        # No passage, nothing to judge factuality or consistency against: n/a, not 0.
+        no_passage = [not ctx and not _context_text(row).strip() for (_, ctx, _), row in zip(prepared, rows)]
+        for i in (i for i, none in enumerate(no_passage) if none):
+            out[i].update({a: None for a in aspects if a in PASSAGE_ASPECTS})
 
         rationales = [r for _, _, r in prepared if r.strip()]
         lm = self.lm if any(a in _LM_ASPECTS for a in cheap) else None
@@ -231,6 +252,8 @@ class RationaleScorer:
             for i in self._track(range(len(prepared)), progress, "rationale scores (cheap)"):
                 q, ctx, r = prepared[i]
                 for a in cheap:
+                    if a in out[i]:  # n/a
+                        continue
                     kwargs = {"lm": lm} if a in _LM_ASPECTS else {"embedder": embedder} if a in _EMBED_ASPECTS else {}
                     out[i][a] = float(CHEAP_SCORERS[a](q, ctx, r, **kwargs))
         if judged:
@@ -253,22 +276,27 @@ class RationaleScorer:
         rationale = row["rationale"]
         return str(row["question"]), context_sentences_of(row), "" if rationale is None else str(rationale)
 
-    def _score_judged(self, rows, prepared, judged: list[str], out: list[dict[str, float]],
+    def _score_judged(self, rows, prepared, judged: list[str], out: list[dict[str, float | None]],
                       call_limit: Any = None) -> None:
-        todo = [i for i, (_, _, r) in enumerate(prepared) if r.strip()]
         for i, (_, _, r) in enumerate(prepared):
             if not r.strip():
-                out[i].update({a: 0.0 for a in judged})
-        if not todo:
-            return
-        judge_rows = [{**rows[i], "question": prepared[i][0], "context": _context_text(rows[i]),
-                       "rationale": prepared[i][2]} for i in todo]
+                out[i].update({a: 0.0 for a in judged if a not in out[i]})
+        # Rows with a passage are asked every judged aspect; rows without, only those that need none.
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, (_, _, r) in enumerate(prepared):
+            if r.strip():
+                groups.setdefault(tuple(a for a in judged if a not in out[i]), []).append(i)
         limit = {} if call_limit is None else {"call_limit": call_limit}
-        results = self.judge.score(judge_rows, judged, **limit)
-        if len(results) != len(todo):
-            raise RuntimeError(f"judge returned {len(results)} score rows for {len(todo)} rationales")
-        for i, res in zip(todo, results):
-            out[i].update({a: float(res[a]) for a in judged})
+        for asked, todo in groups.items():
+            if not asked:
+                continue
+            judge_rows = [{**rows[i], "question": prepared[i][0], "context": _context_text(rows[i]),
+                           "rationale": prepared[i][2]} for i in todo]
+            results = self.judge.score(judge_rows, list(asked), **limit)
+            if len(results) != len(todo):
+                raise RuntimeError(f"judge returned {len(results)} score rows for {len(todo)} rationales")
+            for i, res in zip(todo, results):
+                out[i].update({a: float(res[a]) for a in asked})
 
     @staticmethod
     def _track(items, progress: bool, label: str):

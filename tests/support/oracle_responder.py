@@ -21,7 +21,8 @@ offline quickstart uses this; it is still a script, not a language model):
 * guided (an Answer request carrying a ``rationale`` field): the gold answer only when the rationale
   states the evidence (a gold supporting sentence or the answer, by the token-overlap rule of
   ``lmcot.metrics.rationale.evidence``), else a plausible wrong span (a distractor paragraph's title;
-  the opposite of a yes/no answer);
+  the opposite of a yes/no answer). On a task without gold evidence (no supporting facts: GSM8K, a
+  label task) it answers the rationale's stated conclusion (``_reader_without_evidence``);
 * standard (answer only) and greedy CoT (reasoning + answer at temperature 0): right on a fixed share
   of questions (``standard_accuracy``, ``cot_accuracy``; one hash of the question decides, so the
   CoT-right questions include the standard-right ones), a wrong span elsewhere;
@@ -103,6 +104,7 @@ class OracleExample:
     answer: str
     paragraphs: tuple[tuple[str, tuple[str, ...]], ...]
     supporting_facts: tuple[tuple[str, int], ...]
+    rationale: str = ""  # the task's own rationale (GSM8K's solution), when it has one
 
     @classmethod
     def from_any(cls, obj: Any) -> OracleExample:
@@ -119,6 +121,7 @@ class OracleExample:
             supporting_facts=tuple(
                 (str(t), int(i)) for t, i in _pairs(_field(obj, "supporting_facts"), "title", "sent_id")
             ),
+            rationale=str(_field(obj, "rationale") or ""),
         )
 
     @property
@@ -244,6 +247,8 @@ class OracleResponder:
         if "answer" not in names:
             return None
         rationale_in = [m.group(1) for m in _RATIONALE_FIELD.finditer(last_user)]
+        if not ex.supporting_facts:  # a task without gold evidence (GSM8K): its own code path
+            return self._reader_without_evidence(ex, messages, body, names, rationale_in, n)
         if rationale_in and not (set(names) & _REASON_FIELDS):  # guided: answer from the given rationale
             ok = states_evidence(rationale_in[-1], ex.gold_sentences, ex.answer)
             return [("", ex.answer if ok else self.wrong_span(ex))] * n
@@ -267,13 +272,47 @@ class OracleResponder:
             return [(" ".join(ex.gold_sentences) + f" So the answer is {ex.answer}.", ex.answer)] * n
         return [(self._distractor_rationale(ex, rng), self.wrong_span(ex))] * n
 
+    def _reader_without_evidence(self, ex: OracleExample, messages: list[Mapping[str, Any]],
+                                 body: Mapping[str, Any], names: list[str], rationale_in: list[str],
+                                 n: int) -> list[tuple[str, str]]:
+        """The reader for a task with no gold evidence sentences (no passage: GSM8K, a label task).
+
+        * guided: it follows the rationale's stated conclusion ("So the answer is X",
+          ``lmcot.metrics.stated_answer``) and answers X, so the answer is right exactly when the stated
+          answer equals the gold under the task's answer type ("$18.00" counts for 18); a rationale that
+          states no answer gets "I don't know" (there is no evidence to read the answer from);
+        * standard / greedy CoT: right on the fixed shares of questions, as for HotpotQA;
+        * teacher (sampled CoT): the task's own rationale (when it has one) + "So the answer is <gold>",
+          or, with probability ``wrong_rate``, a rationale concluding "I don't know".
+        """
+        from lmcot.metrics.stated_answer import stated_answer
+
+        if rationale_in and not (set(names) & _REASON_FIELDS):
+            stated = stated_answer(rationale_in[-1])
+            return [("", stated if stated else FALLBACK)] * n
+        if set(names) & _REASON_FIELDS and (n > 1 or float(body.get("temperature") or 0.0) > 0):
+            out = []
+            for i in range(n):
+                rng = self._rng(ex, i, body)
+                if self.wrong_rate > 0 and rng.random() < self.wrong_rate:
+                    out.append((f"{ex.rationale} So the answer is {FALLBACK}.".strip(), FALLBACK))
+                else:
+                    out.append((f"{ex.rationale} So the answer is {ex.answer}.".strip(), ex.answer))
+            return out
+        share = self.cot_accuracy if set(names) & _REASON_FIELDS else self.standard_accuracy
+        if self._unit(ex) < share:
+            return [(f"{ex.rationale} So the answer is {ex.answer}.".strip(), ex.answer)] * n
+        return [(f"So the answer is {FALLBACK}.", FALLBACK)] * n
+
     def describe(self) -> str:
         """One line saying what this stand-in is (printed at server start-up)."""
         if not self.rationale_sensitive:
             return ("SCRIPTED stand-in large LM (not a language model): answers from the gold data "
                     f"(wrong on {self.wrong_rate:.0%} of sampled teacher rationales)")
         return ("SCRIPTED stand-in large LM (not a language model): as a reader it answers right only when "
-                "the rationale states a gold supporting sentence or the answer; standard prompting right on "
+                "the rationale states a gold supporting sentence or the answer (on a task without gold evidence: "
+                "it answers the rationale's stated conclusion, so right only when that equals the gold); "
+                "standard prompting right on "
                 f"{self.standard_accuracy:.0%} of questions, CoT on {self.cot_accuracy:.0%}; as a teacher it "
                 f"quotes the visible gold sentences, wrong on {self.wrong_rate:.0%} of samples")
 

@@ -410,10 +410,23 @@ class OracleServer:
         }
 
 
+def config_examples(path: str) -> list:
+    """The train and dev examples of an lmcot config, whole (no context cut: the script knows the gold)."""
+    from lmcot.config import load_config
+    from lmcot.splits import load_split
+
+    cfg = load_config(path, ["data.max_context_tokens=null"])
+    return [ex.toDict() for split in ("train", "dev") if getattr(cfg.data, split)
+            for ex in load_split(cfg, split, count_tokens=None)]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve `OracleResponder` over a HotpotQA / 2Wiki JSON file until SIGINT or SIGTERM."""
     ap = argparse.ArgumentParser(description="Scripted stand-in large LM (OpenAI-compatible) on 127.0.0.1.")
-    ap.add_argument("--data", action="append", required=True, help="HotpotQA/2Wiki JSON or JSONL file (repeatable)")
+    ap.add_argument("--data", action="append", default=[], help="HotpotQA/2Wiki JSON or JSONL file (repeatable)")
+    ap.add_argument("--config", action="append", default=[],
+                    help="an lmcot config: its data.train and data.dev, read by lmcot's own loader (any task: "
+                         "data.dataset custom, data.fields, data.answer_regex; repeatable)")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--wrong-rate", type=float, default=0.0, help="probability of a distractor answer")
@@ -425,7 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cot-accuracy", type=float, default=1.0,
                     help="with --rationale-sensitive: share of questions CoT prompting gets right")
     args = ap.parse_args(argv)
+    if not args.data and not args.config:
+        ap.error("give --data FILE or --config FILE.yaml")
     examples = [ex for path in args.data for ex in load_examples(path)]
+    examples += [ex for path in args.config for ex in config_examples(path)]
     responder = OracleResponder(examples, wrong_rate=args.wrong_rate, seed=args.seed,
                                 rationale_sensitive=args.rationale_sensitive,
                                 standard_accuracy=args.standard_accuracy, cot_accuracy=args.cot_accuracy)
