@@ -35,9 +35,6 @@ class _Run:
         self.steps = Steps(out, say)
         self._students: dict[str, Any] = {}
         self._scorer = None
-        from lmcot.experiment.cost import UsageLedger
-
-        self.ledger = UsageLedger(out / "usage-ledger.jsonl")
 
     # -- models ---------------------------------------------------------------------------
     def student(self, name: str):
@@ -78,23 +75,34 @@ class _Run:
                            scorer=self.scorer() if spec.select != "vote" else None)
 
     def run_method(self, spec: MethodSpec) -> dict[str, Any]:
+        """One method row on the dev set, and what it costs on its own (``lmcot.usage``'s rule: calls
+        answered from the cache count the tokens and small-LM seconds recorded when they were made,
+        so the top-quality row counts the k samples it reads although self-consistency drew them)."""
         from lmcot.programs.evaluation import predict_all
-        from lmcot.experiment.cost import LargeLMMeter, SmallLMClock
-        from lmcot.hf_engine import hf_engine_of
+        from lmcot.usage import UsageMeter
 
         program = self.program(spec)
         small = self.student(spec.student) if spec.student else None
-        meter = LargeLMMeter(self.large, self.ledger)
+        scorer = self.scorer() if spec.select != "vote" else None
+        # The large LM's calls, and the judge's when rationales are scored to pick one (paid per row too).
+        large_meter = UsageMeter([self.large, getattr(scorer, "judge_lm", None)])
+        small_meter = UsageMeter([small])
+        scoring_start = scorer.seconds if scorer is not None else 0.0
         start = time.perf_counter()
-        with SmallLMClock(hf_engine_of(small) if small is not None else None) as clock:
-            rows = predict_all(program, self.dev, concurrency=self.cfg.eval.concurrency, label=spec.name,
-                               progress=self.progress)
+        rows = predict_all(program, self.dev, concurrency=self.cfg.eval.concurrency, label=spec.name,
+                           progress=self.progress)
         failed = [r["error"] for r in rows if r.get("error")]
         if rows and len(failed) == len(rows):
             from lmcot.errors import RunError
 
             raise RunError(f"{spec.name}: every dev example failed; first error: {failed[0]}")
-        usage = {**meter.report(), "small_lm_seconds": round(clock.seconds, 3),
+        large, generated = large_meter.report(), small_meter.report()
+        usage = {"model": self.large.model, **{k: large[k] for k in ("calls", "cached_calls", "estimated_calls",
+                                                                     "prompt_tokens", "completion_tokens",
+                                                                     "cached_tokens")},
+                 "cost_usd": large["cost"], "paid_cost_usd": large["paid_cost"],
+                 "small_lm_seconds": generated["small_lm_seconds"], "small_lm_untimed_calls": generated["untimed_calls"],
+                 "scoring_seconds": round(scorer.seconds - scoring_start, 3) if scorer is not None else 0.0,
                  "seconds": round(time.perf_counter() - start, 3), "small_lm": small.model if small else None}
         for r in rows:
             r.pop("method", None)

@@ -52,7 +52,8 @@ def method_summary(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "correct": correct, "errors": sum(1 for r in m["rows"] if r.get("error")),
             "calls": u["calls"], "cached_calls": u["cached_calls"], "prompt_tokens": u["prompt_tokens"],
             "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
-            "small_lm_seconds": u["small_lm_seconds"],
+            # Generation of the rationales the method reads, plus scoring them when it picks one by quality.
+            "small_lm_seconds": u["small_lm_seconds"] + u.get("scoring_seconds", 0.0),
             "tokens_per_correct": tokens / correct if correct else None,
             "usd_per_correct": (u["cost_usd"] / correct) if (u["cost_usd"] is not None and correct) else None,
         }
@@ -107,8 +108,9 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
                  note="EM/F1 are means over dev questions; 95% CIs: percentile bootstrap over questions. "
                       "Cost is what each method needs on its own (calls answered from the cache counted with "
                       "the usage recorded when they were paid); $ from litellm's price table, n/a where it has no "
-                      "price. small-LM s: generation time in this run (near 0 when an earlier row already sampled "
-                      "the same rationales).")
+                      "price. small-LM s: generate time of the rationales the method reads (those another row "
+                      "already sampled counted with the time recorded when they were generated), plus, for the "
+                      "top-quality row, the time to score them.")
     for name, m in ms.items():
         if m["group"] == "ablation":
             continue

@@ -125,6 +125,9 @@ class RationaleScorer:
         self._judge = None
         # RL reward code calls ``score`` from several threads: load each model once, not once per thread.
         self._load_lock = threading.Lock()
+        # Wall seconds spent in ``score`` (models and formulas; judge calls included): what picking a
+        # rationale by quality costs beyond generating it (the experiment's top-quality row reads it).
+        self.seconds = 0.0
 
     # Models load on first use, so a scorer that never needs one never pays for it.
     @property
@@ -179,6 +182,17 @@ class RationaleScorer:
         ``question`` and ``rationale`` and either ``context`` or ``paragraphs``. ``call_limit``
         (``lmcot.parallel.CallLimit``): the judge's calls share it with other calls in flight
         (an RL step's answers) instead of running on ``rationale_metrics.concurrency`` threads."""
+        import time
+
+        start = time.perf_counter()
+        try:
+            return self._score(rows, aspects, progress, call_limit)
+        finally:
+            with self._load_lock:
+                self.seconds += time.perf_counter() - start
+
+    def _score(self, rows: Sequence[Mapping[str, Any]], aspects: Sequence[str], progress: bool,
+               call_limit: Any) -> list[dict[str, float]]:
         aspects = list(aspects)
         unknown = [a for a in aspects if a not in ASPECTS]
         if unknown:
@@ -191,7 +205,7 @@ class RationaleScorer:
         keys = [(q, _context_text(row), r) for (q, _, r), row in zip(prepared, rows)]
         unique, where = distinct(range(len(rows)), key=lambda i: keys[i])
         if len(unique) < len(rows):
-            scored = self.score([rows[i] for i in unique], aspects, progress=progress, call_limit=call_limit)
+            scored = self._score([rows[i] for i in unique], aspects, progress, call_limit)
             return [dict(scored[j]) for j in where]
         cheap = [a for a in aspects if self.cfg.backends[a] == "cheap"]
         judged = [a for a in aspects if self.cfg.backends[a] == "judge"]
