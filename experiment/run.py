@@ -156,7 +156,7 @@ def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = Tr
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the experiment; returns the results dict written to ``OUT/results.json``."""
     from lmcot.splits import context_token_counter, load_split
-    from lmcot.experiment.students import train_students
+    from lmcot.experiment.students import train_students, training_records
     from lmcot.lms import build_lm, configure_cache
 
     out = Path(out_dir)
@@ -192,6 +192,8 @@ def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = Tr
                 "ids": [ex.id for ex in run.dev]},
         "large_lm": cfg.large_lm.model, "small_lm": cfg.small_lm.model,
         "methods": {}, "aspects": {}, "quality": None,
+        # The one-off cost of training each student, and its training curves (the report's last tables).
+        "training": training_records(out, names),
     }
     for i, spec in enumerate(grid, start=1):
         result = run.steps.run(f"method-{spec.name}", run.method_key(spec), lambda: run.run_method(spec),

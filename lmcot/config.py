@@ -330,6 +330,11 @@ class ExperimentConfig(_Section):
     dev_limit: int | None = Field(None, ge=1, description="first N dev questions (default data.dev_limit)")
     stand_in_note: str | None = Field(None, description="printed at the top of the report when the models are "
                                                          "stand-ins (scripted large LM, random-init student)")
+    # Training is paid once, answers per question: the report's cost per correct answer including
+    # training spreads the one-off cost over this many questions. Few questions make training dominate
+    # (a one-off study); many hide it (a deployed reader). Set it to the traffic you expect.
+    amortize_over: int = Field(10_000, ge=1, description="questions the trained student is expected to answer: the "
+                                                          "one-off training cost is spread over them in the report")
 
     @field_validator("thresholds")
     @classmethod

@@ -19,13 +19,14 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import dspy
 from rich.console import Console
 
-from lmcot.config import ASPECTS, ConfigError, LMCoTConfig
+from lmcot.config import ASPECTS, REWARDS, ConfigError, LMCoTConfig
 from lmcot.errors import RunError
 from lmcot.jsonl import write_json
 from lmcot.optimizers.dev_report import cut_at_max_tokens, evidence_share
@@ -160,12 +161,18 @@ class LMCoTCompiler:
         run.release_scorer_models()
         _log_memory("before KD training")
         console.rule(f"[bold]stage kd[/]: distil {len(kept)} rationales into the small LM ({processes})")
+        started = time.monotonic()
         model_dir = distill(kept, student, kd_dir, cfg.kd, run.student, progress=self.progress)
+        train_seconds = round(time.monotonic() - started, 3)
         _log_memory("after KD training")
         if distributed.is_main():
             console.print(f"kd: trained on {processes}", highlight=False)
+            # The one-off cost of the stage beside its result: the teacher's calls (in summary), the
+            # training's wall time and the tokens it trained on (the experiment's report reads them).
             write_json(kd_dir / DONE, {"model": "model", "key": key, "kept": len(kept), "processes": processes,
-                                       "summary": self._kd_summary})
+                                       "summary": self._kd_summary, "train_seconds": train_seconds,
+                                       "tokens_trained": _tokens_trained(kd_dir)})
+            _draw_curves(self.out, "kd")
             # The stage is finished: its resume checkpoints (weights + optimizer state, ~3x the model)
             # serve nothing any more. A changed setting retrains from the start weights.
             shutil.rmtree(kd_dir / "checkpoints", ignore_errors=True)
@@ -227,20 +234,41 @@ class LMCoTCompiler:
             invalidate_checkpoints_if_changed(rl_dir, resume_key)
         distributed.wait_for_everyone()
         processes = distributed.describe()
-        console.rule(f"[bold]stage rl[/]: policy optimisation on rationale quality + answer F1 ({processes})")
+        from lmcot.optimizers.rewards import reward_set_name, reward_weights_text
+
+        weights = {name: float(getattr(cfg.rl.weights, name)) for name in REWARDS}
+        # The reward set actually used: the ablation's quality-only and answer-only runs say so.
+        console.rule(f"[bold]stage rl[/]: {reward_set_name(weights)} ({processes})")
+        console.print(f"rl: reward weights {reward_weights_text(weights)} ({cfg.rl.aggregation})", highlight=False,
+                      soft_wrap=True)
         # The untrained student's weights serve RL nothing (the large LM and the scorer's models do).
         _release(run.program.small_lm)
         # Each process scores its own rollouts: TRL splits the prompts, so no reward call is made twice.
         rewards = RewardSet(cfg.rl, run.program.large_lm, run.scorer(), concurrency=cfg.rl.reward_concurrency)
+        from lmcot.usage import UsageMeter
+
+        # The reward calls (the large LM's answers, the judge's verdicts) are RL's paid part.
+        reward_meter = UsageMeter([run.program.large_lm, run._judge_lm])
         _log_memory("before RL training")
+        started = time.monotonic()
         model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir)
+        train_seconds = round(time.monotonic() - started, 3)
         from lmcot.memory import free_memory
 
         free_memory()  # the trainer's models and optimizer state are gone: return their pages to the OS
         _log_memory("after RL training")
         if distributed.is_main():
             console.print(f"rl: trained on {processes}", highlight=False)
-            write_json(rl_dir / DONE, {"model": "model", "key": key, "start": start, "processes": processes})
+            usage = reward_meter.report()
+            write_json(rl_dir / DONE, {
+                "model": "model", "key": key, "start": start, "processes": processes,
+                "rewards": reward_set_name(weights), "weights": weights, "train_seconds": train_seconds,
+                "tokens_trained": _tokens_trained(rl_dir),
+                # With several processes each scores its own rollouts; this is the main process's share.
+                "reward_usage": {k: usage[k] for k in ("calls", "cached_calls", "estimated_calls", "prompt_tokens",
+                                                       "completion_tokens", "cost", "paid_cost")},
+                "reward_usage_scope": "main process only" if distributed.world_size() > 1 else "all"})
+            _draw_curves(self.out, "rl")
             shutil.rmtree(rl_dir / "checkpoints", ignore_errors=True)  # finished: no resume state to keep
         distributed.wait_for_everyone()
         return str(model_dir)
@@ -339,6 +367,31 @@ def _release(*lms) -> None:
         engine = hf_engine_of(lm) if lm is not None else None
         if engine is not None:
             engine.release()
+
+
+def _train_log(stage_dir: Path) -> list[dict[str, Any]]:
+    path = stage_dir / "train_log.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+
+
+def _tokens_trained(stage_dir: Path) -> int | None:
+    from lmcot.curves import tokens_trained
+
+    return tokens_trained(_train_log(stage_dir))
+
+
+def _draw_curves(out: Path, stage: str) -> None:
+    """``OUT/plots/<stage>_curves.png`` from the stage's train_log.json: the loss, and for RL each
+    reward's mean per step."""
+    from lmcot.curves import curve_series, draw_curves
+
+    title = {"kd": "KD (distillation)", "rl": "RL (policy optimisation)"}[stage]
+    path = draw_curves(curve_series(_train_log(out / stage)), out / "plots" / f"{stage}_curves.png", title)
+    if path is not None:
+        note(f"{stage}:", "green", f"training curves: {path}")
 
 
 def _log_memory(where: str) -> None:

@@ -17,6 +17,15 @@ from support.paths import HOTPOT, ROOT
 
 
 
+def _assert_png(path: Path) -> None:
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and min(img.shape[:2]) > 100, path
+    assert float(np.std(img[..., :3])) > 0.02, f"{path} looks blank"
+
+
 def _overrides(server, tmp_path: Path, student: Path, stages: str = "kd", train_limit: int = 12) -> list[str]:
     return [
         "--set", f"small_lm.model={student}", "--set", "small_lm.max_tokens=24",
@@ -59,6 +68,12 @@ def test_compile_kd_writes_the_program_folder(compiled_kd):
     assert final.stat().st_ino == kd.stat().st_ino
     assert "evidence_stated" in metrics["compiled"] and "rationales_cut" in metrics["compiled"]
     assert (out / "dev" / "untrained.jsonl").is_file()
+    # The stage's one-off cost beside its marker, and its training curve drawn.
+    done = json.loads((out / "kd" / "DONE.json").read_text())
+    assert done["train_seconds"] > 0 and done["tokens_trained"] > 0
+    assert done["summary"]["teacher_calls"] == 12 * 2  # kd.num_samples per question, none cached on a fresh cache
+    _assert_png(out / "plots" / "kd_curves.png")
+    assert f"kd: training curves: {out / 'plots' / 'kd_curves.png'}" in result.stderr
 
 
 def test_compiled_small_lm_has_a_new_name(compiled_kd, tiny_causal_path):
@@ -189,6 +204,14 @@ def test_compile_kd_then_rl(student_fixture, request, oracle_server, tmp_path):
     assert weights_fingerprint(rl_model) != weights_fingerprint(kd_model), "RL must change the KD weights"
     assert program["small_lm_name"].endswith(weights_fingerprint(rl_model))
     assert "dev set: the small LM before and after compiling" in result.stdout
+    # The header names the reward set used; the stage records its reward calls, time and curves.
+    assert "stage rl: rationale quality + answer F1 (1 process)" in result.stderr
+    done = json.loads((out / "rl" / "DONE.json").read_text())
+    assert done["rewards"] == "rationale quality + answer F1" and done["train_seconds"] > 0
+    assert done["reward_usage"]["calls"] >= 2 * 4  # an answer per rollout, rl.batch_size per step
+    assert done["reward_usage"]["prompt_tokens"] > 0
+    for stage in ("kd", "rl"):
+        _assert_png(out / "plots" / f"{stage}_curves.png")
 
 
 def test_evaluate_program_with_another_config_still_uses_the_trained_small_lm(compiled_kd, oracle_server):
