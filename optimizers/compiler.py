@@ -107,8 +107,16 @@ class LMCoTCompiler:
         if Path(checkpoint).resolve() != final.resolve():
             tmp = self.out / ".small_lm.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            # Hard links: OUT/small_lm and the stage's model folder share one copy of the weights on disk.
-            shutil.copytree(checkpoint, tmp, copy_function=_link_or_copy)
+            trained, wanted = _checkpoint_dtype(checkpoint, run.student), save_dtype(cfg.small_lm.save_dtype, run.student)
+            if wanted == trained:
+                # Hard links: OUT/small_lm and the stage's model folder share one copy of the weights on disk.
+                shutil.copytree(checkpoint, tmp, copy_function=_link_or_copy)
+            else:
+                from lmcot.model_loading import save_checkpoint_as
+
+                save_checkpoint_as(checkpoint, tmp, wanted)
+                note("program:", "green", f"small_lm/ saved in {wanted} (trained in {trained}; small_lm.save_dtype="
+                     f"{cfg.small_lm.save_dtype})")
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
         label = f"{self.out.name}-{cfg.stages[-1] if cfg.stages else 'base'}"
@@ -118,7 +126,8 @@ class LMCoTCompiler:
         from lmcot.programs.program_io import save_program
 
         # relative to the program folder: the folder moves as a whole
-        saved_cfg = cfg.model_copy(update={"small_lm": run.student.model_copy(update={"model": "small_lm"})}, deep=True)
+        saved_cfg = cfg.model_copy(update={"small_lm": run.student.model_copy(
+            update={"model": "small_lm", "save_dtype": cfg.small_lm.save_dtype})}, deep=True)
         save_program(compiled, self.out, saved_cfg, small_lm_label=label)
         if valset:
             report["compiled"] = self._evaluate(run, compiled, valset, "compiled", aspects="rl" in cfg.stages)
@@ -399,6 +408,23 @@ def _log_memory(where: str) -> None:
     from lmcot.memory import rss_mb
 
     log.info("memory %s: %s MB resident", where, rss_mb())
+
+
+def _checkpoint_dtype(folder: str, student) -> str:
+    from lmcot.model_loading import checkpoint_dtype
+
+    return checkpoint_dtype(folder, trust_remote_code=student.trust_remote_code) or "float32"
+
+
+def save_dtype(setting: str, student) -> str:
+    """The dtype of a compiled program's weights: ``small_lm.save_dtype``, where ``auto`` is the
+    pretrained student's own (float32 when its config names none)."""
+    if setting != "auto":
+        return setting
+    from lmcot.model_loading import checkpoint_dtype
+
+    return checkpoint_dtype(student.model, trust_remote_code=student.trust_remote_code,
+                            revision=student.revision) or "float32"
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -227,3 +227,68 @@ def test_evaluate_program_with_another_config_still_uses_the_trained_small_lm(co
     saved = json.loads((out / "program.json").read_text())
     assert program.small_lm.model == saved["small_lm_name"]
     assert program.num_samples == 3 and program.select == "quality"  # how to run comes from the caller's config
+
+
+def test_compiled_program_saves_the_chosen_dtype_and_reloads_to_the_same_outputs(compiled_kd, oracle_server,
+                                                                                 tiny_causal_path, tmp_path):
+    """small_lm.save_dtype=bfloat16: OUT/small_lm holds the trained float32 weights rounded to bf16
+    (half the bytes), program.json's sha256 is that of those files, and a reload writes the same
+    greedy rationales and answers as the program compile() returned."""
+    import shutil
+
+    import dspy
+    import torch
+    from safetensors import safe_open
+
+    from lmcot.config import load_config
+    from lmcot.lms import build_lm
+    from lmcot.model_loading import load_model_and_tokenizer
+    from lmcot.optimizers import LMCoTCompiler
+    from lmcot.programs import LMGuidedCoT
+    from lmcot.programs.program_io import weights_digest
+    from lmcot.splits import load_split
+
+    tmp, out, _ = compiled_kd
+    folder = tmp_path / "out"
+    shutil.copytree(out, folder)  # the module's folder stays as it is for the other tests
+    args = _overrides(oracle_server, tmp, tiny_causal_path)
+    cfg = load_config(None, [args[i + 1] for i in range(0, len(args), 2)] + ["small_lm.save_dtype=bfloat16"])
+    trainset, valset = load_split(cfg, "train"), load_split(cfg, "dev")
+    before = oracle_server.request_count
+    compiled = LMCoTCompiler(cfg, folder, progress=False).compile(
+        LMGuidedCoT(build_lm(cfg.small_lm), build_lm(cfg.large_lm)), trainset)
+    assert oracle_server.request_count == before, "the finished kd stage is reused: save_dtype is not a training setting"
+
+    saved, trained = folder / "small_lm" / "model.safetensors", folder / "kd" / "model" / "model.safetensors"
+    with safe_open(str(saved), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+    assert saved.stat().st_size < 0.6 * trained.stat().st_size
+    program = json.loads((folder / "program.json").read_text())
+    assert program["small_lm_sha256"] == weights_digest(folder / "small_lm")
+    assert program["config"]["small_lm"]["save_dtype"] == "bfloat16"
+    # The saved weights are exactly the trained ones rounded to bf16.
+    full, _, _ = load_model_and_tokenizer(str(folder / "kd" / "model"), device="cpu", dtype="float32")
+    rounded, _, _ = load_model_and_tokenizer(str(folder / "small_lm"), device="cpu", dtype="float32")
+    cast = {k: v.to(torch.bfloat16).float() for k, v in full.state_dict().items()}
+    assert all(torch.equal(cast[k], v) for k, v in rounded.state_dict().items())
+    # A reload (program.json, digest check, engine) answers as the program in memory did.
+    loaded = LMGuidedCoT.from_folder(folder)
+    assert loaded.small_lm.model == compiled.small_lm.model
+    with dspy.context(lm=None):
+        for ex in valset[:4]:
+            a, b = compiled(**ex.inputs()), loaded(**ex.inputs())
+            assert (a.rationale, a.answer) == (b.rationale, b.answer)
+
+
+def test_save_dtype_auto_is_the_pretrained_checkpoints_own(tiny_causal_path, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lmcot.config import SmallLMConfig
+    from lmcot.optimizers.compiler import save_dtype
+
+    half = tmp_path / "bf16"
+    AutoModelForCausalLM.from_pretrained(tiny_causal_path).to(torch.bfloat16).save_pretrained(half)
+    assert save_dtype("auto", SmallLMConfig(model=str(half))) == "bfloat16"
+    assert save_dtype("auto", SmallLMConfig(model=str(tiny_causal_path))) == "float32"
+    assert save_dtype("float16", SmallLMConfig(model=str(half))) == "float16"
