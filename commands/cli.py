@@ -32,6 +32,34 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="LM-guided chain-of-thought: a small LM writes the rationale, a large LM answers.")
 console = Console(stderr=True)
 
+def version_text() -> str:
+    """``lmcot 0.1.0 (dspy 3.4.x, transformers 5.x, trl 1.16.x, torch 2.x, litellm 1.x, python 3.11.x)``:
+    what a bug report needs, read from the installed packages' metadata (nothing is imported)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    parts = ", ".join(f"{name} {of(name)}" for name in ("dspy", "transformers", "trl", "torch", "litellm"))
+    return f"lmcot {of('lmcot')} ({parts}, python {platform.python_version()})"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                       help="Print lmcot's version (and its main libraries') and exit.")) -> None:
+    """LM-guided chain-of-thought: a small LM writes the rationale, a large LM answers."""
+
+
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (see configs/).")
 SetOpt = typer.Option(None, "--set", help="Override a config key: key.path=value (repeatable).")
 SkipBadOpt = typer.Option(False, "--skip-bad", help="Skip malformed records and report how many.")
@@ -138,12 +166,37 @@ def _load(config: Optional[Path], overrides: Optional[List[str]], program: Optio
     return load_config(config, list(overrides or []))
 
 
-def _print_config(cfg) -> None:
+def _print_config(cfg, verbose: bool = False, saved: Optional[Path] = None) -> None:
+    """The settings that differ from the defaults (the whole config with ``--verbose``); ``saved``
+    names the file that will hold the whole config."""
+    import json
+
     import yaml
 
-    console.rule("resolved config")
-    console.print(yaml.safe_dump(cfg.to_public_dict(), sort_keys=False).rstrip(), highlight=False, markup=False)
-    console.rule()
+    from lmcot.config import config_changes
+
+    where = f"; all settings: {saved}" if saved is not None else ""
+    if verbose:
+        console.rule("resolved config")
+        console.print(yaml.safe_dump(cfg.to_public_dict(), sort_keys=False).rstrip(), highlight=False, markup=False)
+        console.rule()
+        return
+    changes = config_changes(cfg)
+    if not changes:
+        _say("config:", "bold", f"the defaults{where} (--verbose prints them)")
+        return
+    _say("config:", "bold", f"{len(changes)} setting(s) differ from the defaults{where} (--verbose prints all)")
+
+    def shown(value) -> str:
+        plain = isinstance(value, str) and value and not any(c.isspace() for c in value)
+        return value if plain else json.dumps(value, ensure_ascii=False)
+
+    sections: dict[str, list[str]] = {}  # one line per section: section: key=value key=value
+    for key, value in changes.items():
+        section, _, rest = key.partition(".")
+        sections.setdefault(section if rest else "", []).append(f"{rest or section}={shown(value)}")
+    for section, items in sections.items():
+        _say("", "", f"  {section + ': ' if section else ''}{' '.join(items)}")
 
 
 def _note_remote_code(cfg) -> None:
@@ -197,7 +250,7 @@ def evaluate(
     with _guard(verbose, "nothing written; the LM calls that finished are cached, so a rerun does not pay for them "
                 "again"):
         cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []), program)
-        _print_config(cfg)
+        _print_config(cfg, verbose, (out or Path(cfg.eval.out)) / "config.json")
         _note_remote_code(cfg)
         from lmcot.commands.evaluate import metrics_table, run_evaluate
 
@@ -229,7 +282,7 @@ def compile_(
         if skip_bad:
             extra.append("data.skip_bad=true")
         cfg = _load(config, extra)
-        _print_config(cfg)
+        _print_config(cfg, verbose, out / "config.json")
         _note_remote_code(cfg)
         from lmcot.optimizers.compiler import compile_from_config
         from lmcot.optimizers.dev_report import report_table
@@ -256,7 +309,7 @@ def score(
     with _guard(verbose, "nothing written; the judge calls that finished are cached, so a rerun does not pay for "
                 "them again"):
         cfg = _load(config, overrides)
-        _print_config(cfg)
+        _print_config(cfg, verbose)
         _note_remote_code(cfg)
         from lmcot.lms import check_endpoint
         from lmcot.metrics.rationale import summarize
@@ -296,7 +349,7 @@ def experiment(
     with _guard(verbose, f"finished steps ({out}/steps/), trained students and cached LM calls are kept; rerun the "
                 "same command to resume"):
         cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []))
-        _print_config(cfg)
+        _print_config(cfg, verbose, out / "config.json")
         _note_remote_code(cfg)
         from lmcot.experiment.report import render
         from lmcot.experiment.run import run_experiment

@@ -449,3 +449,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         data = loaded
     data = apply_overrides(data, overrides or [])
     return config_from_dict(data, source)
+
+
+def config_changes(cfg: LMCoTConfig) -> dict[str, Any]:
+    """``{"section.key": value}`` for every setting of ``cfg`` that differs from the defaults (public
+    form: secrets redacted), in the config's order: what a run changed, without the ~150 lines of
+    the whole config. A section that is unset by default (``kd.teacher``) lists each of its keys."""
+    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(value, dict) and value:
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                out.update(flat(v, f"{prefix}{k}."))
+            return out
+        return {prefix[:-1]: value}
+
+    now, default = flat(cfg.to_public_dict()), flat(LMCoTConfig().to_public_dict())
+    return {k: v for k, v in now.items() if k not in default or default[k] != v}

@@ -446,4 +446,11 @@ def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: b
     trainset = load_split(config, "train", count_tokens=count)
     valset = load_split(config, "dev", count_tokens=count) if config.data.dev else None
     program = guided_program(small_lm, large_lm, config)
+    from lmcot import distributed
+    from lmcot.preflight import check_out_dir
+
+    check_out_dir(Path(out_dir))
+    if distributed.is_main():
+        # The whole resolved config (no secrets) once the data are read, as evaluate and experiment write theirs.
+        write_json(Path(out_dir) / "config.json", config.to_public_dict())
     return LMCoTCompiler(config, out_dir, progress=progress).compile_with_report(program, trainset, valset)[1]

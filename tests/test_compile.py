@@ -52,8 +52,12 @@ def compiled_kd(oracle_server, tiny_causal_path, tmp_path_factory):
 
 def test_compile_kd_writes_the_program_folder(compiled_kd):
     _, out, result = compiled_kd
-    for rel in ("program.json", "small_lm/config.json", "kd/traces.jsonl", "kd/summary.json", "metrics.json"):
+    for rel in ("program.json", "small_lm/config.json", "kd/traces.jsonl", "kd/summary.json", "metrics.json",
+                "config.json"):
         assert (out / rel).exists(), rel
+    # The whole config is in OUT/config.json; the console showed only what differs from the defaults.
+    assert json.loads((out / "config.json").read_text())["kd"]["max_steps"] == 30
+    assert "kd: num_samples=2 max_steps=30" in result.stderr and "resolved config" not in result.stderr
     assert list((out / "small_lm").glob("*.safetensors")), "weights must be safetensors"
     assert not list((out / "small_lm").glob("*.bin"))
     summary = json.loads((out / "kd/summary.json").read_text())
