@@ -314,7 +314,7 @@ def score(
         from lmcot.lms import check_endpoint
         from lmcot.metrics.rationale import summarize
         from lmcot.preflight import PathError
-        from lmcot.commands.score import render_score_table, run_score, score_backends
+        from lmcot.commands.score import choose_scorer, render_score_table, run_score, score_backends
 
         out_path = out or rationales.with_suffix(".scores.jsonl")
         if out_path.is_dir():
@@ -323,8 +323,13 @@ def score(
         _preflight(cfg, out_path.parent, roles=("rationale_metrics.judge",) if judged else ())
         if judged:
             check_endpoint(cfg.judge(), "rationale_metrics.judge" if cfg.rationale_metrics.judge else "large_lm")
-        rows, means = run_score(cfg, rationales, out_path, progress=True)
-    backends = score_backends(cfg)
+        # Which model reads the rationales for fluency / naturalness, and why: never a silent fallback.
+        cfg, reference, why = choose_scorer(cfg, rationales, explicit=config is not None)
+        if any(cfg.rationale_metrics.backends[a] == "cheap" for a in ("fluency", "naturalness")):
+            _say("scorer:", "bold", f"fluency and naturalness by {f'perplexity under {reference}' if reference else 'the lexical proxy'}"
+                 f": {why}")
+        rows, means = run_score(cfg, rationales, out_path, progress=True, reference=(reference, why))
+    backends = score_backends(cfg, (reference, why))
     methods = list(dict.fromkeys(r["method"] for r in rows if "method" in r))
     if len(methods) > 1:  # a predictions.jsonl: CoT prompting's and the small LM's rationales apart
         for method in methods:

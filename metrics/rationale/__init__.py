@@ -6,8 +6,8 @@ reference-free formulas (``cheap.py`` documents every formula in one table).
 
 from lmcot.aspects import ASPECT_DEFINITIONS
 
-from .scorer import (LEXICAL, RationaleScorer, backend_name, context_sentences_of, reference_lm_for, scorer_from_config,
-                     summarize)
+from .scorer import (LEXICAL, RationaleScorer, backend_name, choose_reference_lm, context_sentences_of,
+                     reference_lm_for, scorer_from_config, summarize)
 
-__all__ = ["ASPECT_DEFINITIONS", "LEXICAL", "RationaleScorer", "backend_name", "context_sentences_of",
-           "reference_lm_for", "scorer_from_config", "summarize"]
+__all__ = ["ASPECT_DEFINITIONS", "LEXICAL", "RationaleScorer", "backend_name", "choose_reference_lm",
+           "context_sentences_of", "reference_lm_for", "scorer_from_config", "summarize"]
