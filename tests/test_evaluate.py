@@ -176,6 +176,7 @@ def test_rerun_makes_no_new_request(first_run, oracle_server, tmp_path, monkeypa
     # truncation are remembered from the first run (lmcot.memo).
     monkeypatch.setattr("lmcot.hf_engine.load_model_and_tokenizer", no_model)
     monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", no_model)
+    monkeypatch.setenv("COLUMNS", "200")  # the table on one line per method, whatever the worker's terminal says
     result = invoke(args[: args.index("--out")] + ["--out", str(tmp_path / "again")])
     assert result.exit_code == 0, result.output
     assert oracle_server.request_count == before
