@@ -32,6 +32,34 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="LM-guided chain-of-thought: a small LM writes the rationale, a large LM answers.")
 console = Console(stderr=True)
 
+def version_text() -> str:
+    """``lmcot 0.1.0 (dspy 3.4.x, transformers 5.x, trl 1.16.x, torch 2.x, litellm 1.x, python 3.11.x)``:
+    what a bug report needs, read from the installed packages' metadata (nothing is imported)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    parts = ", ".join(f"{name} {of(name)}" for name in ("dspy", "transformers", "trl", "torch", "litellm"))
+    return f"lmcot {of('lmcot')} ({parts}, python {platform.python_version()})"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                       help="Print lmcot's version (and its main libraries') and exit.")) -> None:
+    """LM-guided chain-of-thought: a small LM writes the rationale, a large LM answers."""
+
+
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (see configs/).")
 SetOpt = typer.Option(None, "--set", help="Override a config key: key.path=value (repeatable).")
 SkipBadOpt = typer.Option(False, "--skip-bad", help="Skip malformed records and report how many.")
@@ -154,12 +182,37 @@ def _load(config: Optional[Path], overrides: Optional[List[str]], program: Optio
     return cfg
 
 
-def _print_config(cfg) -> None:
+def _print_config(cfg, verbose: bool = False, saved: Optional[Path] = None) -> None:
+    """The settings that differ from the defaults (the whole config with ``--verbose``); ``saved``
+    names the file that will hold the whole config."""
+    import json
+
     import yaml
 
-    console.rule("resolved config")
-    console.print(yaml.safe_dump(cfg.to_public_dict(), sort_keys=False).rstrip(), highlight=False, markup=False)
-    console.rule()
+    from lmcot.config import config_changes
+
+    where = f"; all settings: {saved}" if saved is not None else ""
+    if verbose:
+        console.rule("resolved config")
+        console.print(yaml.safe_dump(cfg.to_public_dict(), sort_keys=False).rstrip(), highlight=False, markup=False)
+        console.rule()
+        return
+    changes = config_changes(cfg)
+    if not changes:
+        _say("config:", "bold", f"the defaults{where} (--verbose prints them)")
+        return
+    _say("config:", "bold", f"{len(changes)} setting(s) differ from the defaults{where} (--verbose prints all)")
+
+    def shown(value) -> str:
+        plain = isinstance(value, str) and value and not any(c.isspace() for c in value)
+        return value if plain else json.dumps(value, ensure_ascii=False)
+
+    sections: dict[str, list[str]] = {}  # one line per section: section: key=value key=value
+    for key, value in changes.items():
+        section, _, rest = key.partition(".")
+        sections.setdefault(section if rest else "", []).append(f"{rest or section}={shown(value)}")
+    for section, items in sections.items():
+        _say("", "", f"  {section + ': ' if section else ''}{' '.join(items)}")
 
 
 def _note_remote_code(cfg) -> None:
@@ -254,7 +307,7 @@ def evaluate(
                 "again") as places:
         cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []), program)
         method_list = _methods(methods)  # the command's arguments, like the config, before the network
-        _print_config(cfg)
+        _print_config(cfg, verbose, (out or Path(cfg.eval.out)) / "config.json")
         _note_remote_code(cfg)
         from lmcot.commands.evaluate import metrics_table, run_evaluate
 
@@ -292,7 +345,7 @@ def compile_(
             extra.append("data.skip_bad=true")
         cfg = _load(config, extra)
         places["cache_dir"] = cfg.cache_dir
-        _print_config(cfg)
+        _print_config(cfg, verbose, out / "config.json")
         _note_remote_code(cfg)
         from lmcot.optimizers.compiler import compile_from_config
         from lmcot.optimizers.dev_report import report_table
@@ -321,12 +374,12 @@ def score(
                 "them again") as places:
         cfg = _load(config, overrides)
         places.update({"--out": out or rationales.parent, "cache_dir": cfg.cache_dir})
-        _print_config(cfg)
+        _print_config(cfg, verbose)
         _note_remote_code(cfg)
         from lmcot.lms import check_endpoint
         from lmcot.metrics.rationale import summarize
         from lmcot.preflight import PathError
-        from lmcot.commands.score import render_score_table, run_score, score_backends
+        from lmcot.commands.score import choose_scorer, render_score_table, run_score, score_backends
 
         out_path = out or rationales.with_suffix(".scores.jsonl")
         if out_path.is_dir():
@@ -335,8 +388,13 @@ def score(
         _preflight(cfg, out_path.parent, roles=("rationale_metrics.judge",) if judged else (), scoring=True)
         if judged:
             check_endpoint(cfg.judge(), "rationale_metrics.judge" if cfg.rationale_metrics.judge else "large_lm")
-        rows, means = run_score(cfg, rationales, out_path, progress=True)
-    backends = score_backends(cfg)
+        # Which model reads the rationales for fluency / naturalness, and why: never a silent fallback.
+        cfg, reference, why = choose_scorer(cfg, rationales, explicit=config is not None)
+        if any(cfg.rationale_metrics.backends[a] == "cheap" for a in ("fluency", "naturalness")):
+            _say("scorer:", "bold", f"fluency and naturalness by {f'perplexity under {reference}' if reference else 'the lexical proxy'}"
+                 f": {why}")
+        rows, means = run_score(cfg, rationales, out_path, progress=True, reference=(reference, why))
+    backends = score_backends(cfg, (reference, why))
     methods = list(dict.fromkeys(r["method"] for r in rows if "method" in r))
     if len(methods) > 1:  # a predictions.jsonl: CoT prompting's and the small LM's rationales apart
         for method in methods:
@@ -363,7 +421,7 @@ def experiment(
         places["--out"] = out
         cfg = _load(config, (overrides or []) + (["data.skip_bad=true"] if skip_bad else []))
         places["cache_dir"] = cfg.cache_dir
-        _print_config(cfg)
+        _print_config(cfg, verbose, out / "config.json")
         _note_remote_code(cfg)
         from lmcot.experiment.grid import students_needed
         from lmcot.experiment.report import render

@@ -63,7 +63,9 @@ def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_d
 
 
 def metrics_table(metrics: dict[str, Any], title: str = "dev results"):
-    """A rich table of EM / F1 / n / tokens / cost per method."""
+    """A rich table per method: EM / F1 / n, then the large LM's calls, tokens and list-price dollars
+    and the small LM's generate seconds, each by lmcot.usage's rule (calls answered from the cache
+    count what they used when paid, and say how much of it was cached)."""
     from rich.table import Table
 
     first = next(iter(metrics.values()), {})
@@ -74,14 +76,29 @@ def metrics_table(metrics: dict[str, Any], title: str = "dev results"):
     if "metric_name" in first:
         title = f"{title}; metric = {first['metric_name']}"
     table = Table(title=title)
-    for col in ("method", "EM", "F1", *extra, "n", "errors", "calls", "tokens", "cost ($)"):
+    for col in ("method", "EM", "F1", *extra, "n", "errors", "large-LM calls", "tokens", "cost ($)", "small-LM s"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for method, m in metrics.items():
-        usage = m.get("usage", {})
-        cost = usage.get("cost")
+        large = _large_lm_usage(m.get("usage", {}))
+        cost = large["cost"]
         more = [f"{m['metric']:.3f}" if c == "metric" else str(m.get("off_label", 0)) for c in extra]
         table.add_row(method, f"{m['em']:.3f}", f"{m['f1']:.3f}", *more, str(m["n"]), str(m.get("errors", 0)),
-                      f"{usage.get('calls', 0)}" + (f" ({usage['cached_calls']} cached)" if usage.get("cached_calls") else ""),
-                      str(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)),
-                      "n/a" if cost is None else f"{cost:.4f}")
+                      f"{large['calls']}" + _cached(large["cached_calls"]),
+                      f"{large['tokens']}" + _cached(large["cached_tokens"]),
+                      "n/a" if cost is None else f"{cost:.4f}",
+                      f"{m.get('usage', {}).get('small_lm_seconds', 0.0):.1f}")
     return table
+
+
+def _cached(n: int) -> str:
+    return f" ({n} cached)" if n else ""
+
+
+def _large_lm_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """Calls, tokens and dollars of the models reached over the network (in-process ones cost seconds)."""
+    parts = [p for p in usage.get("by_model", {}).values() if not p.get("in_process")]
+    costs = [p.get("cost") for p in parts if p.get("calls")]
+    return {"calls": sum(p["calls"] for p in parts), "cached_calls": sum(p["cached_calls"] for p in parts),
+            "tokens": sum(p["prompt_tokens"] + p["completion_tokens"] for p in parts),
+            "cached_tokens": sum(p.get("cached_tokens", 0) for p in parts),
+            "cost": None if any(c is None for c in costs) else float(sum(costs))}

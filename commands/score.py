@@ -13,6 +13,8 @@ rows without a rationale (standard prompting, failed predictions) are skipped; s
 for fluency/naturalness is ``rationale_metrics.reference_lm`` (``lexical`` asks for the lexical
 proxy, e.g. for a student without pretrained weights), else the small LM when that is an in-process
 causal transformers model, else none (the lexical proxy; see ``lmcot.metrics.rationale.cheap``).
+Without ``--config`` the small LM is the one of the run that wrote the file (:func:`choose_scorer`):
+nothing is fetched from the hub for it, and the command says which scorer it used and why.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from lmcot.config import ASPECTS, LMCoTConfig, config_from_dict
 from lmcot.errors import UserError
 
 __all__ = [
-    "ScoreInputError", "dev_contexts", "read_rationale_rows", "render_score_table", "run_score", "score_backends",
+    "ScoreInputError", "choose_scorer", "dev_contexts", "read_rationale_rows", "render_score_table", "run_score",
+    "score_backends",
 ]
 
 log = logging.getLogger(__name__)
@@ -119,12 +122,64 @@ def dev_contexts(config: LMCoTConfig, rationales_path: Path) -> dict[str, dict[s
                          **({"paragraphs": ex.paragraphs} if ex.get("paragraphs") else {})} for ex in examples}
 
 
+def choose_scorer(config: LMCoTConfig, rationales_path: Path, *, explicit: bool) -> tuple[LMCoTConfig, str | None, str]:
+    """``(config to score with, reference LM or None for the lexical proxy, why)``.
+
+    With ``--config`` (``explicit``) or a ``--set small_lm...``, its small LM. Without, the small LM
+    of the run that wrote the file: the program named in the ``config.json`` lmcot evaluate wrote
+    beside it (``evaluate --program``), else that config.json's own small LM. With neither, no small
+    LM is named and the lexical proxy is used (nothing is fetched from the hub on a guess), unless
+    ``rationale_metrics.reference_lm`` names a model. Either way ``why`` says which and why."""
+    from lmcot.config import config_changes
+    from lmcot.metrics.rationale import choose_reference_lm
+
+    path = Path(rationales_path)
+    set_small = any(k.startswith("small_lm.") for k in config_changes(config))
+    source = "--config" if explicit else "--set small_lm..." if set_small else None
+    if source is None and not config.rationale_metrics.reference_lm:
+        found = _small_lm_beside(path)
+        if found is None:
+            return config, None, (f"no --config, and no config.json of lmcot evaluate beside {path.name} names the small "
+                                  "LM that wrote it (pass --config C.yaml, or --set rationale_metrics.reference_lm=MODEL, "
+                                  "for perplexity)")
+        small, source = found
+        config = config.model_copy(update={"small_lm": small}, deep=True)
+    reference, why = choose_reference_lm(config)
+    return config, reference, f"{why}, from {source}" if source else why
+
+
+def _small_lm_beside(path: Path):
+    """``(small_lm config, where it came from)`` of the run whose config.json sits beside ``path``."""
+    sibling = path.parent / "config.json"
+    if not sibling.is_file():
+        return None
+    try:
+        data = json.loads(sibling.read_text(encoding="utf-8"))
+        program = data.pop("program", None)
+        if program and (Path(program) / "program.json").is_file():
+            from lmcot.programs.program_io import program_config
+
+            small = program_config(program).small_lm  # resolves small_lm/ against the program folder
+            where = f"the program {program} that wrote {path.name} (named in {sibling})"
+        else:
+            small = config_from_dict(data, source=str(sibling)).small_lm
+            where = f"{sibling}, the config of the run that wrote {path.name}"
+    except (ValueError, AttributeError, UserError) as exc:
+        log.warning("%s is not an lmcot evaluate config (%s); no small LM from it", sibling, exc)
+        return None
+    small.trust_remote_code = False  # a file beside the data never turns on running a model's code
+    return small, where
+
+
 def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None = None,
-              progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, float]]:
+              progress: bool = False, reference: tuple[str | None, str] | None = None,
+              ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Score every row of ``rationales_path``; write ``{id, question, <8 aspects>}`` per row to
-    ``out_path`` (atomically, when given). Returns those rows and the per-aspect means."""
+    ``out_path`` (atomically, when given). Returns those rows and the per-aspect means.
+    ``reference``: ``(reference LM or None, why)`` as :func:`choose_scorer` chose it (default: from
+    ``config``, a fallback to the lexical proxy logged with its reason)."""
     from lmcot.jsonl import atomic_write_text
-    from lmcot.metrics.rationale import RationaleScorer, reference_lm_for, summarize
+    from lmcot.metrics.rationale import LEXICAL, RationaleScorer, reference_lm_for, summarize
 
     rows = read_rationale_rows(rationales_path, contexts=lambda: dev_contexts(config, rationales_path))
     metrics = config.rationale_metrics
@@ -136,8 +191,14 @@ def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None 
         role = "rationale_metrics.judge" if config.rationale_metrics.judge else "large_lm"
         judge_lm = build_lm(config.judge(), role=role)
     needs_lm = any(metrics.backends[a] == "cheap" for a in ("fluency", "naturalness"))
-    reference = reference_lm_for(config) if needs_lm else None
-    scorer = RationaleScorer(metrics, judge_lm=judge_lm, reference_lm=reference)
+    if not needs_lm:
+        reference_lm = None
+    elif reference is not None:
+        reference_lm = reference[0]
+    else:
+        reference_lm = reference_lm_for(config)
+    # "lexical" (not None): None would let the scorer fall back to rationale_metrics.reference_lm.
+    scorer = RationaleScorer(metrics, judge_lm=judge_lm, reference_lm=reference_lm or LEXICAL)
     scores = scorer.score(rows, ASPECTS, progress=progress)
     out_rows = [{"id": row.get("id"), "question": row["question"],
                  **({"method": row["method"]} if "method" in row else {}), **s} for row, s in zip(rows, scores)]
@@ -146,12 +207,12 @@ def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None 
     return out_rows, summarize(scores)
 
 
-def score_backends(config: LMCoTConfig) -> dict[str, str]:
+def score_backends(config: LMCoTConfig, reference: tuple[str | None, str] | None = None) -> dict[str, str]:
     """Per aspect, what ``run_score`` uses: ``judge``, ``reference LM``, ``embeddings`` or ``lexical``."""
-    from lmcot.metrics.rationale import backend_name, reference_lm_for
+    from lmcot.metrics.rationale import LEXICAL, backend_name, reference_lm_for
 
-    reference = reference_lm_for(config, quiet=True)
-    return {a: backend_name(config.rationale_metrics, a, reference) for a in ASPECTS}
+    model = reference_lm_for(config, quiet=True) if reference is None else reference[0]
+    return {a: backend_name(config.rationale_metrics, a, model or LEXICAL) for a in ASPECTS}
 
 
 def render_score_table(means: Mapping[str, float], backends: Mapping[str, str] | None = None,

@@ -4,8 +4,7 @@ dev set with one large LM, and ``lmcot report``: the report rendered from ``OUT/
     grid.py      which method rows and students a config asks for
     steps.py     resumable steps: one result file per step, keyed on its inputs
     students.py  the untrained / KD / KD+RL students, trained by the compiler's stages
-    cost.py      large-LM tokens and dollars, small-LM seconds per method
-    run.py       runs the grid, writes results.json
+    run.py       runs the grid, writes results.json (each row's cost metered by lmcot.usage)
     quality.py   rationale-quality analysis: pick by quality vs random vs vote; thresholds
     stats.py     bootstrap intervals, paired bootstrap, exact McNemar
     tables.py    every number of the report, computed from results.json alone

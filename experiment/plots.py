@@ -4,6 +4,8 @@
     aspects_rl.png      the eight aspects per student (before / after RL, ablation)
     quality_threshold.png  accuracy of questions whose best rationale clears a threshold (and how many)
     cost_accuracy.png   cost per correct answer against EM ($ where litellm has prices, else tokens)
+    training_kd.png     the KD loss per step (of the KD student, which every RL student starts from)
+    training_<student>.png  an RL student's loss and each reward's mean per step
 """
 
 from __future__ import annotations
@@ -110,6 +112,24 @@ def cost_accuracy(ms: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
+def training_curves(training: dict[str, Any], folder: Path) -> list[Path]:
+    """The KD loss once (every RL student starts from that KD run), then each RL student's curves."""
+    from lmcot.curves import draw_curves
+
+    paths: list[Path] = []
+    kd = next((r["kd"] for r in training.values() if r.get("kd")), None)
+    if kd and kd.get("curve"):
+        paths.append(draw_curves({k: [tuple(p) for p in v] for k, v in kd["curve"].items()},
+                                 folder / "training_kd.png", "KD: distillation loss"))
+    for student, record in training.items():
+        rl = record.get("rl")
+        if rl and rl.get("curve"):
+            title = f"RL, {STUDENT_LABELS[student]}: {rl.get('rewards') or 'rewards'}"
+            paths.append(draw_curves({k: [tuple(p) for p in v] for k, v in rl["curve"].items()},
+                                     folder / f"training_{student}.png", title))
+    return [p for p in paths if p is not None]
+
+
 def draw_all(s: dict[str, Any], folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = [em_f1(s["methods"], folder / "em_f1.png"), cost_accuracy(s["methods"], folder / "cost_accuracy.png")]
@@ -117,4 +137,5 @@ def draw_all(s: dict[str, Any], folder: Path) -> list[Path]:
         paths.append(aspects(s["aspects"], folder / "aspects_rl.png"))
     if s["quality"]:
         paths.append(quality_threshold(s["quality"]["thresholds"], folder / "quality_threshold.png"))
+    paths += training_curves(s.get("training") or {}, folder)
     return paths

@@ -19,6 +19,17 @@ CAPTIONS = {"em_f1.png": "EM / F1 per method (95% bootstrap CI)", "aspects_rl.pn
             "cost_accuracy.png": "Cost per correct answer vs accuracy"}
 
 
+def _caption(png: Path) -> str:
+    if png.name in CAPTIONS:
+        return CAPTIONS[png.name]
+    if png.name == "training_kd.png":
+        return "Training curve: KD loss per step"
+    from lmcot.experiment.tables import STUDENT_LABELS
+
+    student = png.stem.removeprefix("training_")
+    return f"Training curves: RL of the {STUDENT_LABELS.get(student, student)} student (loss, mean reward per step)"
+
+
 def _md_table(t: Table) -> str:
     lines = [f"### {t.title}", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in t.rows]
@@ -67,12 +78,12 @@ def render(out_dir: str | Path) -> dict[str, Path]:
 
     md = ["# LM-guided CoT experiment", "", *_intro(results), ""]
     md += [_md_table(t) for t in tables]
-    md += ["## Figures", ""] + [f"![{CAPTIONS[p.name]}](plots/{p.name})\n" for p in pngs]
+    md += ["## Figures", ""] + [f"![{_caption(p)}](plots/{p.name})\n" for p in pngs]
     atomic_write_text(out / "report.md", "\n".join(md))
 
     figs = "".join(
-        f"<figure><img alt='{html.escape(CAPTIONS[p.name])}' src='data:image/png;base64,"
-        f"{base64.b64encode(p.read_bytes()).decode()}'><figcaption>{html.escape(CAPTIONS[p.name])}</figcaption></figure>"
+        f"<figure><img alt='{html.escape(_caption(p))}' src='data:image/png;base64,"
+        f"{base64.b64encode(p.read_bytes()).decode()}'><figcaption>{html.escape(_caption(p))}</figcaption></figure>"
         for p in pngs)
     intro = "".join(f"<p>{html.escape(line).replace('**', '')}</p>" for line in _intro(results))
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}table{border-collapse:collapse;"

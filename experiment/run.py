@@ -36,9 +36,6 @@ class _Run:
         self.steps = Steps(out, say)
         self._students: dict[str, Any] = {}
         self._scorer = None
-        from lmcot.experiment.cost import UsageLedger
-
-        self.ledger = UsageLedger(out / "usage-ledger.jsonl")
 
     # -- models ---------------------------------------------------------------------------
     def student(self, name: str):
@@ -79,23 +76,34 @@ class _Run:
                            scorer=self.scorer() if spec.select != "vote" else None, answer_key=self.task.vote_key)
 
     def run_method(self, spec: MethodSpec) -> dict[str, Any]:
+        """One method row on the dev set, and what it costs on its own (``lmcot.usage``'s rule: calls
+        answered from the cache count the tokens and small-LM seconds recorded when they were made,
+        so the top-quality row counts the k samples it reads although self-consistency drew them)."""
         from lmcot.programs.evaluation import predict_all
-        from lmcot.experiment.cost import LargeLMMeter, SmallLMClock
-        from lmcot.hf_engine import hf_engine_of
+        from lmcot.usage import UsageMeter
 
         program = self.program(spec)
         small = self.student(spec.student) if spec.student else None
-        meter = LargeLMMeter(self.large, self.ledger)
+        scorer = self.scorer() if spec.select != "vote" else None
+        # The large LM's calls, and the judge's when rationales are scored to pick one (paid per row too).
+        large_meter = UsageMeter([self.large, getattr(scorer, "judge_lm", None)])
+        small_meter = UsageMeter([small])
+        scoring_start = scorer.seconds if scorer is not None else 0.0
         start = time.perf_counter()
-        with SmallLMClock(hf_engine_of(small) if small is not None else None) as clock:
-            rows = predict_all(program, self.dev, concurrency=self.cfg.eval.concurrency, label=spec.name,
-                               progress=self.progress, task=self.task)
+        rows = predict_all(program, self.dev, concurrency=self.cfg.eval.concurrency, label=spec.name,
+                           progress=self.progress, task=self.task)
         failed = [r["error"] for r in rows if r.get("error")]
         if rows and len(failed) == len(rows):
             from lmcot.errors import RunError
 
             raise RunError(f"{spec.name}: every dev example failed; first error: {failed[0]}")
-        usage = {**meter.report(), "small_lm_seconds": round(clock.seconds, 3),
+        large, generated = large_meter.report(), small_meter.report()
+        usage = {"model": self.large.model, **{k: large[k] for k in ("calls", "cached_calls", "estimated_calls",
+                                                                     "prompt_tokens", "completion_tokens",
+                                                                     "cached_tokens")},
+                 "cost_usd": large["cost"], "paid_cost_usd": large["paid_cost"],
+                 "small_lm_seconds": generated["small_lm_seconds"], "small_lm_untimed_calls": generated["untimed_calls"],
+                 "scoring_seconds": round(scorer.seconds - scoring_start, 3) if scorer is not None else 0.0,
                  "seconds": round(time.perf_counter() - start, 3), "small_lm": small.model if small else None}
         for r in rows:
             r.pop("method", None)
@@ -152,6 +160,7 @@ def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = Tr
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the experiment; returns the results dict written to ``OUT/results.json``."""
     from lmcot.splits import load_split
+
     from lmcot.lms import build_lm, configure_cache
 
     from lmcot.metrics.task_metric import TaskMetric
@@ -200,7 +209,7 @@ def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = Tr
 def _run_grid(run: _Run, cfg: LMCoTConfig, out: Path, grid: list[MethodSpec], names: list[str], trainset,
               say: Callable[[str], None], progress: bool) -> dict[str, Any]:
     """The experiment's steps, under the output folder's lock (see :func:`run_experiment`)."""
-    from lmcot.experiment.students import train_students
+    from lmcot.experiment.students import train_students, training_records
 
     exp, task = cfg.experiment, run.task
     out.mkdir(parents=True, exist_ok=True)
@@ -218,6 +227,8 @@ def _run_grid(run: _Run, cfg: LMCoTConfig, out: Path, grid: list[MethodSpec], na
                  "metric_name": task.metric_name, "describe": task.describe(),
                  "has_context": any(str(ex.get("context") or "").strip() for ex in run.dev)},
         "methods": {}, "aspects": {}, "quality": None,
+        # The one-off cost of training each student, and its training curves (the report's last tables).
+        "training": training_records(out, names),
     }
     for i, spec in enumerate(grid, start=1):
         result = run.steps.run(f"method-{spec.name}", run.method_key(spec), lambda: run.run_method(spec),

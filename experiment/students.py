@@ -13,10 +13,11 @@ checkpoint, exactly as ``lmcot compile --stages rl`` after ``--stages kd`` does.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from lmcot.aspects import ASPECTS
 from lmcot.config import LMCoTConfig
@@ -89,3 +90,47 @@ def train_students(cfg: LMCoTConfig, out: Path, names: list[str], trainset, base
         LMCoTCompiler(rl_cfg, folder, progress=progress).compile(LMGuidedCoT(base_small, large_lm), trainset)
         paths[name] = str(folder / "small_lm")
     return paths
+
+
+def training_record(folder: Path) -> dict[str, Any]:
+    """What training one student cost and how it went, from its compile folder: per stage, the wall
+    time and tokens trained, the teacher's calls (KD) or the reward calls (RL), and the curves of its
+    ``train_log.json``. An RL student's folder links the shared KD stage, so its record holds both."""
+    from lmcot.curves import curve_series, tokens_trained
+
+    record: dict[str, Any] = {}
+    for stage in ("kd", "rl"):
+        done_path = folder / stage / "DONE.json"
+        if not done_path.is_file():
+            continue
+        done = json.loads(done_path.read_text(encoding="utf-8"))
+        log_path = folder / stage / "train_log.json"
+        log = json.loads(log_path.read_text(encoding="utf-8")) if log_path.is_file() else []
+        trained = done.get("tokens_trained")
+        entry: dict[str, Any] = {
+            "train_seconds": done.get("train_seconds"),
+            "tokens_trained": trained if trained is not None else tokens_trained(log),
+            "steps": max((int(e.get("step") or 0) for e in log), default=0),
+            "curve": {k: [list(p) for p in v] for k, v in curve_series(log).items()},
+        }
+        if stage == "kd":
+            summary = done.get("summary") or {}
+            tokens = summary.get("tokens") or {}
+            entry["teacher"] = {"calls": summary.get("teacher_calls", summary.get("new_calls")),
+                                "prompt_tokens": tokens.get("prompt"), "completion_tokens": tokens.get("completion"),
+                                "cost_usd": summary.get("cost"), "seconds": summary.get("seconds"),
+                                "kept": summary.get("kept_examples")}
+        else:
+            usage = done.get("reward_usage") or {}
+            entry["rewards"] = done.get("rewards")
+            entry["reward_calls"] = {"calls": usage.get("calls"), "cached_calls": usage.get("cached_calls"),
+                                     "prompt_tokens": usage.get("prompt_tokens"),
+                                     "completion_tokens": usage.get("completion_tokens"),
+                                     "cost_usd": usage.get("cost"), "scope": done.get("reward_usage_scope")}
+        record[stage] = entry
+    return record
+
+
+def training_records(out: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """``{student: training_record}`` for every trained student (``untrained`` cost nothing)."""
+    return {name: training_record(out / "students" / name) for name in names if name != "untrained"}

@@ -31,6 +31,31 @@ def _f(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def _p(p: float) -> str:
+    """A p-value as papers write it: three decimals, and "< 0.001" below that (not "0.000")."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _disagreements(comparisons: list[dict[str, Any]], ms: dict[str, Any], alpha: float = 0.05) -> list[str]:
+    """A sentence for each comparison where the paired bootstrap and the exact McNemar test fall on
+    different sides of ``alpha``: a reader must not take the smaller p on its own."""
+    def p_is(p: float) -> str:
+        return _p(p) if p < 0.001 else f"= {_p(p)}"
+
+    out = []
+    for c in comparisons:
+        boot, exact = c["em"]["p"], c["mcnemar"]["p"]
+        if (boot < alpha) == (exact < alpha):
+            continue
+        discordant = c["mcnemar"]["only_a"] + c["mcnemar"]["only_b"]
+        out.append(f"{ms[c['a']]['label']} vs {ms[c['b']]['label']}: the paired bootstrap (p {p_is(boot)}) and the "
+                   f"exact McNemar test (p {p_is(exact)}) disagree at n={c['n']} ({discordant} questions on which "
+                   "only one of the two is right). With so few questions the bootstrap understates the uncertainty "
+                   "(it resamples only the questions it has, so a handful of one-sided differences rarely crosses "
+                   "zero); the exact test is the one to trust here.")
+    return out
+
+
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
@@ -71,7 +96,8 @@ def method_summary(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "correct": correct, "errors": sum(1 for r in m["rows"] if r.get("error")),
             "calls": u["calls"], "cached_calls": u["cached_calls"], "prompt_tokens": u["prompt_tokens"],
             "completion_tokens": u["completion_tokens"], "cost_usd": u["cost_usd"],
-            "small_lm_seconds": u["small_lm_seconds"],
+            # Generation of the rationales the method reads, plus scoring them when it picks one by quality.
+            "small_lm_seconds": u["small_lm_seconds"] + u.get("scoring_seconds", 0.0),
             "tokens_per_correct": tokens / correct if correct else None,
             "usd_per_correct": (u["cost_usd"] / correct) if (u["cost_usd"] is not None and correct) else None,
         }
@@ -108,7 +134,8 @@ def comparison_summary(results: dict[str, Any]) -> list[dict[str, Any]]:
 def summary(results: dict[str, Any]) -> dict[str, Any]:
     return {"methods": method_summary(results), "aspects": aspect_summary(results),
             "comparisons": comparison_summary(results),
-            "quality": selections(results) if results.get("quality") else None}
+            "quality": selections(results) if results.get("quality") else None,
+            "training": results.get("training") or {}}
 
 
 STUDENT_LABELS = {"untrained": "untrained", "kd": "KD", "kd_rl": "KD+RL", "rl_quality": "RL: quality only",
@@ -130,8 +157,9 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
                  note="EM/F1 are means over dev questions; 95% CIs: percentile bootstrap over questions. "
                       "Cost is what each method needs on its own (calls answered from the cache counted with "
                       "the usage recorded when they were paid); $ from litellm's price table, n/a where it has no "
-                      "price. small-LM s: generation time in this run (near 0 when an earlier row already sampled "
-                      "the same rationales).")
+                      "price. small-LM s: generate time of the rationales the method reads (those another row "
+                      "already sampled counted with the time recorded when they were generated), plus, for the "
+                      "top-quality row, the time to score them.")
     for name, m in ms.items():
         if m["group"] == "ablation":
             continue
@@ -142,6 +170,7 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
                           _f(m["small_lm_seconds"], 1), _f(m["tokens_per_correct"], 0),
                           _f(m["usd_per_correct"], 5)])
     tables.append(main)
+    tables += training_tables(results, ms)
 
     if s["aspects"]:
         students = list(s["aspects"])
@@ -187,11 +216,98 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
         t = Table("significance", "Significance on the same questions",
                   ["A vs B", "n", "EM A-B", "95% CI", "p (paired bootstrap)", "only A right", "only B right",
                    "p (exact McNemar)", "F1 A-B", "p (F1 bootstrap)"],
-                  note="p < 0.05 suggests the difference is not noise; with few questions nearly nothing is.")
+                  note=" ".join(["p < 0.05 suggests the difference is not noise; with few questions nearly nothing is.",
+                                 *_disagreements(s["comparisons"], ms)]))
         for c in s["comparisons"]:
             t.rows.append([f"{ms[c['a']]['label']} vs {ms[c['b']]['label']}", str(c["n"]), _f(c["em"]["diff"]),
-                           f"[{_f(c['em']['ci_low'])}, {_f(c['em']['ci_high'])}]", _f(c["em"]["p"]),
-                           str(c["mcnemar"]["only_a"]), str(c["mcnemar"]["only_b"]), _f(c["mcnemar"]["p"]),
-                           _f(c["f1"]["diff"]), _f(c["f1"]["p"])])
+                           f"[{_f(c['em']['ci_low'])}, {_f(c['em']['ci_high'])}]", _p(c["em"]["p"]),
+                           str(c["mcnemar"]["only_a"]), str(c["mcnemar"]["only_b"]), _p(c["mcnemar"]["p"]),
+                           _f(c["f1"]["diff"]), _p(c["f1"]["p"])])
         tables.append(t)
     return tables
+
+
+# ------------------------------------------------------------------ the one-off cost of training
+def training_cost(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per trained student, what training it cost once: ``usd`` (teacher + RL reward calls at list
+    price; None when a model has no price), ``tokens`` (those calls' large-LM tokens) and ``seconds``
+    (KD + RL wall time). An RL student's cost includes the KD stage it started from."""
+    out = {}
+    for student, record in (results.get("training") or {}).items():
+        kd, rl = record.get("kd") or {}, record.get("rl") or {}
+        calls = [c for c in ((kd.get("teacher") or {}) if kd else None, (rl.get("reward_calls") or {}) if rl else None)
+                 if c is not None]
+        usd = [c.get("cost_usd") for c in calls]
+        out[student] = {
+            "usd": None if any(x is None for x in usd) else float(sum(usd)),
+            "tokens": sum(int(c.get("prompt_tokens") or 0) + int(c.get("completion_tokens") or 0) for c in calls),
+            "seconds": sum(float(x.get("train_seconds") or 0.0) for x in (kd, rl) if x),
+        }
+    return out
+
+
+def _steps(n: Any) -> str:
+    return "1 step" if n == 1 else f"{n} steps"
+
+
+def _int(x: Any) -> str:
+    return "n/a" if x is None else str(int(x))
+
+
+def training_tables(results: dict[str, Any], ms: dict[str, dict[str, Any]]) -> list[Table]:
+    """The one-off cost of training (teacher calls, KD and RL time, tokens trained, reward calls) and
+    the cost per correct answer with that cost spread over ``experiment.amortize_over`` questions."""
+    records = results.get("training") or {}
+    if not records:
+        return []
+    stages = Table("training", "One-off cost of training the students",
+                   ["stage", "large-LM calls", "prompt tok", "completion tok", "cost ($)", "wall s", "tokens trained"],
+                   note="Paid once per student, not per question. Teacher: the large LM (or kd.teacher) writing the "
+                        "rationales KD learns from; RL: its reward calls (the large LM's answers, the judge's "
+                        "verdicts). Calls answered from the cache count what they used when paid. wall s: the "
+                        "stage's time as it ran (a resumed stage: its last run). tokens trained: tokens the trainer "
+                        "processed (TRL's num_tokens; n/a where a trainer does not log it).")
+    kd = next((r["kd"] for r in records.values() if r.get("kd")), None)
+    if kd:
+        t = kd.get("teacher") or {}
+        stages.rows.append([f"teacher rationales for KD ({_int(t.get('kept'))} kept)", _int(t.get("calls")),
+                            _int(t.get("prompt_tokens")), _int(t.get("completion_tokens")), _f(t.get("cost_usd"), 4),
+                            _f(t.get("seconds"), 1), "-"])
+        stages.rows.append([f"KD: distillation ({_steps(kd.get('steps'))})", "-", "-", "-", "-",
+                            _f(kd.get("train_seconds"), 1), _int(kd.get("tokens_trained"))])
+    for student in STUDENT_ORDER:
+        rl = (records.get(student) or {}).get("rl")
+        if not rl:
+            continue
+        c = rl.get("reward_calls") or {}
+        stages.rows.append([f"RL: {rl.get('rewards') or STUDENT_LABELS[student]} ({_steps(rl.get('steps'))})",
+                            _int(c.get("calls")), _int(c.get("prompt_tokens")), _int(c.get("completion_tokens")),
+                            _f(c.get("cost_usd"), 4), _f(rl.get("train_seconds"), 1), _int(rl.get("tokens_trained"))])
+
+    over = int((results.get("config") or {}).get("experiment", {}).get("amortize_over") or 10_000)
+    cost = training_cost(results)
+    per = Table("amortised", f"Cost per correct answer including training, amortised over {over:,} questions "
+                             "(experiment.amortize_over)",
+                ["method", "EM", "training ($)", "training tok", "training s", "$ / correct",
+                 "$ / correct incl. training", "tok / correct incl. training", "small-LM s / correct incl. training"],
+                note=f"Each trained row carries its student's one-off cost spread over {over:,} questions: "
+                     f"(row total + training x n / {over:,}) / correct answers on the n dev questions. Tokens are "
+                     "the large LM's (the row's calls plus the teacher's and RL's); seconds are the small LM's "
+                     "generate time plus KD and RL wall time. Rows without a trained student carry no training.")
+    for name, m in ms.items():
+        student = results["methods"][name].get("student")
+        train = cost.get(student) or {"usd": 0.0, "tokens": 0, "seconds": 0.0}
+        share = m["n"] / over
+        correct = m["correct"]
+        tokens = m["prompt_tokens"] + m["completion_tokens"]
+
+        def per_correct(total: float | None, once: float | None) -> float | None:
+            return None if total is None or once is None or not correct else (total + once * share) / correct
+
+        trained = student in cost
+        per.rows.append([m["label"], _f(m["em"]), _f(train["usd"], 4) if trained else "-",
+                         str(train["tokens"]) if trained else "-", _f(train["seconds"], 1) if trained else "-",
+                         _f(m["usd_per_correct"], 5), _f(per_correct(m["cost_usd"], train["usd"]), 5),
+                         _f(per_correct(tokens, train["tokens"]), 0),
+                         _f(per_correct(m["small_lm_seconds"], train["seconds"]), 2)])
+    return [stages, per]

@@ -226,6 +226,13 @@ class SmallLMConfig(LMConfig):
     backend: Literal["litellm", "transformers"] = "transformers"
     temperature: Float = Field(0.0, ge=0.0)
     max_tokens: Int = Field(128, gt=0)
+    # Training keeps float32 master weights (small Adam updates survive); the compiled program's
+    # small_lm/ is written in this dtype. auto: the pretrained checkpoint's own (bf16 for most hub
+    # models: half the disk, and what a GPU runs anyway; float32 for a GGUF file, converted so). A
+    # narrower dtype than training used rounds the trained weights: cheaper to ship, a few greedy tokens
+    # may differ from the float32 weights; float32 keeps them exactly.
+    save_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="dtype of the compiled program's small_lm/ weights; auto: the pretrained checkpoint's own")
 
 
 class LargeLMConfig(LMConfig):
@@ -477,6 +484,11 @@ class ExperimentConfig(_Section):
     dev_limit: Int | None = Field(None, ge=1, description="first N dev questions (default data.dev_limit)")
     stand_in_note: str | None = Field(None, description="printed at the top of the report when the models are "
                                                          "stand-ins (scripted large LM, random-init student)")
+    # Training is paid once, answers per question: the report's cost per correct answer including
+    # training spreads the one-off cost over this many questions. Few questions make training dominate
+    # (a one-off study); many hide it (a deployed reader). Set it to the traffic you expect.
+    amortize_over: int = Field(10_000, ge=1, description="questions the trained student is expected to answer: the "
+                                                          "one-off training cost is spread over them in the report")
 
     @field_validator("thresholds")
     @classmethod
@@ -604,3 +616,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         data = loaded
     data = apply_overrides(data, overrides or [])
     return config_from_dict(data, source)
+
+
+def config_changes(cfg: LMCoTConfig) -> dict[str, Any]:
+    """``{"section.key": value}`` for every setting of ``cfg`` that differs from the defaults (public
+    form: secrets redacted), in the config's order: what a run changed, without the ~150 lines of
+    the whole config. A section that is unset by default (``kd.teacher``) lists each of its keys."""
+    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(value, dict) and value:
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                out.update(flat(v, f"{prefix}{k}."))
+            return out
+        return {prefix[:-1]: value}
+
+    now, default = flat(cfg.to_public_dict()), flat(LMCoTConfig().to_public_dict())
+    return {k: v for k, v in now.items() if k not in default or default[k] != v}

@@ -26,6 +26,11 @@ from lmcot.prompting import render_prompt, tokenize_prompts
 
 log = logging.getLogger(__name__)
 
+# A reply's ``provider_data`` carries ``{ENGINE_DATA: {GENERATE_SECONDS: s}}``: its share of the generate
+# time (read by lmcot.usage.engine_seconds).
+ENGINE_DATA = "lmcot"
+GENERATE_SECONDS = "generate_seconds"
+
 
 def _local_files(model: str) -> str:
     """Where a model setting's files are, for memo keys (``pkg://`` resolved; a GGUF not converted)."""
@@ -42,6 +47,7 @@ class Job:
     params: tuple
     future: Future = field(default_factory=Future)
     queued_at: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0  # this request's share of its batch's generate time
 
 
 class TransformersEngine:
@@ -196,8 +202,11 @@ class TransformersEngine:
                 self._cond.notify_all()
             raise
         text, n_in, n_out, finish = self._submit(job, arriving=True)
+        # The generate time travels with the reply (and with it into DSPy's cache): lmcot.usage counts a
+        # method's small-LM seconds from its replies, cached ones included, with no hook on this object.
         return Response(id=None, model=self.model_id, message=Message.assistant([TextPart(text)]), finish_reason=finish,
-                        usage=Usage(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out))
+                        usage=Usage(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out),
+                        provider_data={ENGINE_DATA: {GENERATE_SECONDS: round(job.seconds, 6)}})
 
     def stream(self, request):
         from dspy.lm15 import response_to_events
@@ -267,8 +276,12 @@ class TransformersEngine:
                 self._queue.remove(j)
         try:
             # params is (temperature, top_p, top_k, max_tokens, seed, stop): generate's positional order.
+            start = time.perf_counter()
             outputs = self.generate([j.prompt for j in batch], *batch[0].params)
+            # One padded generate serves the batch: each request costs an equal share of it.
+            share = (time.perf_counter() - start) / len(batch)
             for j, out in zip(batch, outputs):
+                j.seconds = share
                 j.future.set_result(out)
         except BaseException as exc:  # every waiter gets the failure, not a hang
             for j in batch:

@@ -68,6 +68,34 @@ def context_length(config) -> tuple[int, str] | None:
     return None
 
 
+def checkpoint_dtype(model: str, *, trust_remote_code: bool = False, revision: str | None = None) -> str | None:
+    """The dtype a checkpoint's config.json says its weights are in (``"bfloat16"``, ``"float32"``,
+    ...), read from the config only; None when it names none."""
+    from transformers import AutoConfig
+
+    from lmcot.checkpoint import resolve_model
+
+    config = AutoConfig.from_pretrained(resolve_model(model), trust_remote_code=trust_remote_code, revision=revision)
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    return None if dtype is None else str(dtype).removeprefix("torch.")
+
+
+def save_checkpoint_as(source: str | Path, dest: str | Path, dtype: str) -> None:
+    """Write the checkpoint folder ``source`` to ``dest`` with its weights cast to ``dtype``
+    (safetensors); the tokenizer and every other file are copied as they are."""
+    import shutil
+
+    import torch
+
+    model, _, _ = load_model_and_tokenizer(str(source), device="cpu", dtype="float32")
+    model.to({"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype])
+    dest = Path(dest)
+    model.save_pretrained(dest, safe_serialization=True)
+    for file in Path(source).iterdir():
+        if file.is_file() and not (dest / file.name).exists() and not file.name.endswith((".safetensors", ".index.json")):
+            shutil.copy2(file, dest / file.name)
+
+
 def load_model_and_tokenizer(model: str, *, device: str = "auto", dtype: str = "auto",
                              trust_remote_code: bool = False, revision: str | None = None):
     """Load a causal or encoder-decoder checkpoint (safetensors only) and its tokenizer."""

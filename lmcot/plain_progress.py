@@ -3,8 +3,9 @@
 rich's live bar draws nothing until it stops when the console is not a terminal, so a long run under
 nohup showed no progress at all. :func:`progress_bar` returns rich's ``Progress`` on a terminal and a
 :class:`PlainProgress` (same small API: ``add_task``, ``advance``, ``update``, ``start``, ``stop``,
-context manager) elsewhere, which prints ``label: 12/40 (30%), 1m05s elapsed`` at most every
-``every_s`` seconds and at the end.
+context manager) elsewhere, which prints ``label: 12/40 (30%), 1m05s elapsed, 11.1/min, ETA 2m31s``
+(the rate and the time left as rich's bar shows them, from the progress made since the bar started)
+at most every ``every_s`` seconds and at the end.
 """
 
 from __future__ import annotations
@@ -18,31 +19,58 @@ _WRITE_LOCK = threading.Lock()
 
 
 def _fmt(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
+    h, rest = divmod(int(seconds), 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h{m:02d}m{s:02d}s"
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
+def _rate(per_second: float) -> str:
+    """Items per second, else per minute (down to 0.1/min), else per hour."""
+    unit, value = ("s", per_second) if per_second >= 1 else ("min", per_second * 60) if per_second * 60 >= 0.1 \
+        else ("h", per_second * 3600)
+    return f"{value:.2f}/{unit}" if value < 10 else f"{value:.0f}/{unit}"
+
+
+def _pace(done: float, start_done: float, total: float | None, elapsed: float) -> str:
+    """``, 0.65/min, ETA 13m50s``: the rate since the bar started (a resumed run counts only this
+    run's progress) and the time left at that rate. Empty until there is a rate to tell: at least one
+    item done and a second gone (a rate from less is noise)."""
+    made = done - start_done
+    if made <= 0 or elapsed < 1.0:
+        return ""
+    per_second = made / elapsed
+    text = f", {_rate(per_second)}"
+    if total and done < total:
+        text += f", ETA {_fmt((total - done) / per_second)}"
+    return text
+
+
 class PlainProgress:
-    def __init__(self, label: str = "", every_s: float = 30.0, stream=None) -> None:
+    def __init__(self, label: str = "", every_s: float = 30.0, stream=None, clock=time.monotonic) -> None:
         self.label, self.every_s = label, every_s
         self.stream = stream or sys.stderr
+        self.clock = clock  # a test passes its own
         self._tasks: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def add_task(self, description: str = "", total: float | None = None, completed: float = 0, **_: Any) -> int:
         tid = len(self._tasks)
         self._tasks[tid] = {"description": description, "total": total, "completed": completed,
-                            "start": time.monotonic(), "last": 0.0, "done": False}
+                            "start_completed": completed, "start": self.clock(), "last": 0.0, "done": False}
         return tid
 
     def _print(self, task: dict[str, Any]) -> None:
-        now = time.monotonic()
+        now = self.clock()
         total, done = task["total"], task["completed"]
         share = f" ({done / total:.0%})" if total else ""
         desc = task["description"]
         # The label once: descriptions often repeat it ("before RL: rationales" under "before RL").
         name = desc if desc.startswith(self.label) else " ".join(x for x in (self.label, desc) if x)
-        line = f"{name}: {int(done)}/{int(total) if total else '?'}{share}, {_fmt(now - task['start'])} elapsed\n"
+        elapsed = now - task["start"]
+        line = (f"{name}: {int(done)}/{int(total) if total else '?'}{share}, {_fmt(elapsed)} elapsed"
+                f"{_pace(done, task['start_completed'], total, elapsed)}\n")
         # One write per line under a lock: bars of concurrent phases (rationales, answers) report from
         # several threads, and print() writes text and newline separately, so lines would interleave.
         with _WRITE_LOCK:
@@ -61,7 +89,7 @@ class PlainProgress:
             if finished and not task["done"]:
                 task["done"] = True
                 self._print(task)
-            elif time.monotonic() - task["last"] >= self.every_s:
+            elif self.clock() - task["last"] >= self.every_s:
                 self._print(task)
 
     def advance(self, task_id: int, advance: float = 1) -> None:
@@ -69,7 +97,7 @@ class PlainProgress:
 
     def start(self) -> None:
         for task in self._tasks.values():
-            task["last"] = time.monotonic()
+            task["last"] = self.clock()
 
     def stop(self) -> None:
         pass

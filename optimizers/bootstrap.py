@@ -90,16 +90,16 @@ def _sample_config(kd: KDConfig, sample: int) -> dict[str, Any]:
     return config
 
 
-def _usage_of(history: list[dict[str, Any]], tracked: dict[str, dict[str, Any]]) -> tuple[dict[str, int], Any, int]:
-    """(tokens, cost, paid calls) of one sample. Tokens come from DSPy's usage tracker (which
-    also counts calls whose answer failed to parse); cost from the predictor's own history (its
-    entries are this sample's calls only, whatever other threads do); None when no price is known."""
-    from lmcot.usage import count_calls, paid_cost
+def _usage_of(history: list[dict[str, Any]], model: str) -> tuple[dict[str, int], Any, int, int]:
+    """(tokens, cost, paid calls, cached calls) of one sample, by lmcot.usage's one rule: a call
+    answered from the cache counts the tokens it used when paid; cost is litellm's list price of the
+    tokens (None when it has none). The predictor's own history holds this sample's calls only
+    (whatever other threads do), those whose answer failed to parse included."""
+    from lmcot.usage import current_ledger, meter_entries
 
-    prompt = sum(int(u.get("prompt_tokens") or 0) for u in tracked.values())
-    completion = sum(int(u.get("completion_tokens") or 0) for u in tracked.values())
-    calls = count_calls(history)
-    return {"prompt": prompt, "completion": completion}, paid_cost(history), calls["calls"] - calls["cached_calls"]
+    part = meter_entries(history, model, ledger=current_ledger())
+    tokens = {"prompt": part["prompt_tokens"], "completion": part["completion_tokens"]}
+    return tokens, part["cost"], part["calls"] - part["cached_calls"], part["cached_calls"]
 
 
 def _answer_adapter_for(lm):
@@ -116,7 +116,6 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
     (authentication, billing, an unknown model, bugs) propagate and stop the run: they would fail
     every sample, and recording them would poison the resume."""
     from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError, is_retryable_lm_error
-    from dspy.utils.usage_tracker import track_usage
 
     from lmcot.programs.signatures import AnswerDirectly, context_inputs
     from lmcot.reply_cache import attempts_for, parsed_reply
@@ -127,26 +126,25 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
     predictor = dspy.ChainOfThought(AnswerDirectly)  # fresh: its history is this call only
     error: Exception | None = None
     pred = None
-    with track_usage() as tracker:
-        try:
-            # The ChatAdapter (with its JSON fallback) is named so a globally configured
-            # adapter, e.g. the small LM's RationaleAdapter, cannot leak into teacher calls; an
-            # in-process teacher gets the plain prompt it can follow (PlainAnswerAdapter).
-            adapter = _answer_adapter_for(teacher_lm) or dspy.ChatAdapter()
-            with dspy.context(lm=teacher_lm, adapter=adapter):
-                inputs = context_inputs(predictor.predict.signature, example.question, example.get("context"),
-                                        config=_sample_config(kd, sample))
-                pred = parsed_reply(lambda: predictor(**inputs),
-                                    what=f"teacher reply for {row['id']} sample {sample}",
-                                    attempts=attempts_for(teacher_lm, kd.temperature))
-        except (AdapterParseError, ContextWindowExceededError) as exc:
-            # Properties of this question's answer or prompt: record them, do not ask again.
-            error = exc
-        except Exception as exc:
-            if not is_retryable_lm_error(exc):
-                raise
-            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
-    tokens, cost, calls = _usage_of(predictor.history, tracker.get_total_tokens())
+    try:
+        # The ChatAdapter (with its JSON fallback) is named so a globally configured
+        # adapter, e.g. the small LM's RationaleAdapter, cannot leak into teacher calls; an
+        # in-process teacher gets the plain prompt it can follow (PlainAnswerAdapter).
+        adapter = _answer_adapter_for(teacher_lm) or dspy.ChatAdapter()
+        with dspy.context(lm=teacher_lm, adapter=adapter):
+            inputs = context_inputs(predictor.predict.signature, example.question, example.get("context"),
+                                    config=_sample_config(kd, sample))
+            pred = parsed_reply(lambda: predictor(**inputs),
+                                what=f"teacher reply for {row['id']} sample {sample}",
+                                attempts=attempts_for(teacher_lm, kd.temperature))
+    except (AdapterParseError, ContextWindowExceededError) as exc:
+        # Properties of this question's answer or prompt: record them, do not ask again.
+        error = exc
+    except Exception as exc:
+        if not is_retryable_lm_error(exc):
+            raise
+        raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+    tokens, cost, calls, cached = _usage_of(predictor.history, teacher_lm.model)
     if pred is not None:
         rationale, answer = str(pred.reasoning or "").strip(), str(pred.answer or "").strip()
         row.update(rationale=rationale, answer=answer, gold=gold, **_scores(task, answer, example, rationale),
@@ -166,7 +164,7 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
         elif isinstance(error, AdapterParseError):
             message = f"unparsable reply of a greedy in-process teacher (asking again gives the same): {message}"
         row.update(rationale="", answer="", gold=gold, em=0.0, f1=0.0, ok=False, error=message)
-    row.update(tokens=tokens, cost=cost, calls=calls)
+    row.update(tokens=tokens, cost=cost, calls=calls, cached_calls=cached)
     return row
 
 
@@ -309,6 +307,8 @@ def _summary(questions: list[Any], current: list[dict[str, Any]], new_rows: list
         "recorded_samples": len(current),
         "new_samples": len(new_rows),
         "new_calls": sum(int(r.get("calls") or 0) for r in new_rows),
+        # Every teacher call the recorded samples needed, paid now, earlier, or answered from the cache.
+        "teacher_calls": sum(int(t.get("calls") or 0) + int(t.get("cached_calls") or 0) for t in current),
         "resumed_samples": resumed,
         "cache_hits": sum(1 for r in new_rows if int(r.get("calls") or 0) == 0),
         "failed_samples": sum(1 for t in current if not t.get("ok")),

@@ -24,13 +24,14 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import dspy
 from rich.console import Console
 
-from lmcot.config import ASPECTS, ConfigError, LMCoTConfig
+from lmcot.config import ASPECTS, REWARDS, ConfigError, LMCoTConfig
 from lmcot.errors import RunError
 from lmcot.jsonl import write_json
 from lmcot.keyed import key_of
@@ -128,8 +129,16 @@ class LMCoTCompiler:
         if Path(checkpoint).resolve() != final.resolve():
             tmp = self.out / ".small_lm.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            # Hard links: OUT/small_lm and the stage's model folder share one copy of the weights on disk.
-            shutil.copytree(checkpoint, tmp, copy_function=_link_or_copy)
+            trained, wanted = _checkpoint_dtype(checkpoint, run.student), save_dtype(cfg.small_lm.save_dtype, run.student)
+            if wanted == trained:
+                # Hard links: OUT/small_lm and the stage's model folder share one copy of the weights on disk.
+                shutil.copytree(checkpoint, tmp, copy_function=_link_or_copy)
+            else:
+                from lmcot.model_loading import save_checkpoint_as
+
+                save_checkpoint_as(checkpoint, tmp, wanted)
+                note("program:", "green", f"small_lm/ saved in {wanted} (trained in {trained}; small_lm.save_dtype="
+                     f"{cfg.small_lm.save_dtype})")
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
         label = f"{self.out.name}-{cfg.stages[-1] if cfg.stages else 'base'}"
@@ -139,7 +148,8 @@ class LMCoTCompiler:
         from lmcot.programs.program_io import save_program
 
         # relative to the program folder: the folder moves as a whole
-        saved_cfg = cfg.model_copy(update={"small_lm": run.student.model_copy(update={"model": "small_lm"})}, deep=True)
+        saved_cfg = cfg.model_copy(update={"small_lm": run.student.model_copy(
+            update={"model": "small_lm", "save_dtype": cfg.small_lm.save_dtype})}, deep=True)
         save_program(compiled, self.out, saved_cfg, small_lm_label=label, metric_name=run.task.metric_name)
         if valset:
             report["compiled"] = self._evaluate(run, compiled, valset, "compiled", aspects="rl" in cfg.stages)
@@ -200,12 +210,18 @@ class LMCoTCompiler:
         run.release_scorer_models()
         _log_memory("before KD training")
         console.rule(f"[bold]stage kd[/]: distil {len(kept)} rationales into the small LM ({processes})")
+        started = time.monotonic()
         model_dir = distill(kept, student, kd_dir, cfg.kd, run.student, progress=self.progress)
+        train_seconds = round(time.monotonic() - started, 3)
         _log_memory("after KD training")
         if distributed.is_main():
             console.print(f"kd: trained on {processes}", highlight=False)
+            # The one-off cost of the stage beside its result: the teacher's calls (in summary), the
+            # training's wall time and the tokens it trained on (the experiment's report reads them).
             write_json(kd_dir / DONE, {"model": "model", "key": key, "kept": len(kept), "processes": processes,
-                                       "summary": self._kd_summary})
+                                       "summary": self._kd_summary, "train_seconds": train_seconds,
+                                       "tokens_trained": _tokens_trained(kd_dir)})
+            _draw_curves(self.out, "kd")
             # The stage is finished: its resume checkpoints (weights + optimizer state, ~3x the model)
             # serve nothing any more. A changed setting retrains from the start weights.
             shutil.rmtree(kd_dir / "checkpoints", ignore_errors=True)
@@ -267,25 +283,48 @@ class LMCoTCompiler:
             invalidate_checkpoints_if_changed(rl_dir, resume_key)
         distributed.wait_for_everyone()
         processes = distributed.describe()
+        from lmcot.optimizers.rewards import reward_set_name, reward_weights_text
+
         # The task decides the answer reward (its answer type, or the user metric) and, without contexts,
         # which aspects can be rewarded at all.
         with_context = any(str(ex.get("context") or "").strip() for ex in trainset)
-        answer_reward = f"metric {run.task.metric_name}" if run.task.metric is not None else "answer F1"
-        console.rule(f"[bold]stage rl[/]: policy optimisation on rationale quality + {answer_reward} ({processes})")
+        weights = {name: float(getattr(cfg.rl.weights, name)) for name in REWARDS}
+        # The reward set actually used: the ablation's quality-only and answer-only runs say so.
+        reward_set = reward_set_name(weights)
+        if run.task.metric is not None:
+            reward_set = reward_set.replace("answer F1", f"metric {run.task.metric_name}")
+        console.rule(f"[bold]stage rl[/]: {reward_set} ({processes})")
+        console.print(f"rl: reward weights {reward_weights_text(weights)} ({cfg.rl.aggregation})", highlight=False,
+                      soft_wrap=True)
         # The untrained student's weights serve RL nothing (the large LM and the scorer's models do).
         _release(run.program.small_lm)
         # Each process scores its own rollouts: TRL splits the prompts, so no reward call is made twice.
         rewards = RewardSet(cfg.rl, run.program.large_lm, run.scorer(), concurrency=cfg.rl.reward_concurrency,
                             task=run.task, examples=trainset, with_context=with_context)
+        from lmcot.usage import UsageMeter
+
+        # The reward calls (the large LM's answers, the judge's verdicts) are RL's paid part.
+        reward_meter = UsageMeter([run.program.large_lm, run._judge_lm])
         _log_memory("before RL training")
+        started = time.monotonic()
         model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir)
+        train_seconds = round(time.monotonic() - started, 3)
         from lmcot.memory import free_memory
 
         free_memory()  # the trainer's models and optimizer state are gone: return their pages to the OS
         _log_memory("after RL training")
         if distributed.is_main():
             console.print(f"rl: trained on {processes}", highlight=False)
-            write_json(rl_dir / DONE, {"model": "model", "key": key, "start": start, "processes": processes})
+            usage = reward_meter.report()
+            write_json(rl_dir / DONE, {
+                "model": "model", "key": key, "start": start, "processes": processes,
+                "rewards": reward_set_name(weights), "weights": weights, "train_seconds": train_seconds,
+                "tokens_trained": _tokens_trained(rl_dir),
+                # With several processes each scores its own rollouts; this is the main process's share.
+                "reward_usage": {k: usage[k] for k in ("calls", "cached_calls", "estimated_calls", "prompt_tokens",
+                                                       "completion_tokens", "cost", "paid_cost")},
+                "reward_usage_scope": "main process only" if distributed.world_size() > 1 else "all"})
+            _draw_curves(self.out, "rl")
             shutil.rmtree(rl_dir / "checkpoints", ignore_errors=True)  # finished: no resume state to keep
         distributed.wait_for_everyone()
         return str(model_dir)
@@ -391,11 +430,53 @@ def _release(*lms) -> None:
             engine.release()
 
 
+def _train_log(stage_dir: Path) -> list[dict[str, Any]]:
+    path = stage_dir / "train_log.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+
+
+def _tokens_trained(stage_dir: Path) -> int | None:
+    from lmcot.curves import tokens_trained
+
+    return tokens_trained(_train_log(stage_dir))
+
+
+def _draw_curves(out: Path, stage: str) -> None:
+    """``OUT/plots/<stage>_curves.png`` from the stage's train_log.json: the loss, and for RL each
+    reward's mean per step."""
+    from lmcot.curves import curve_series, draw_curves
+
+    heading = {"kd": "KD (distillation)", "rl": "RL (policy optimisation)"}[stage]
+    path = draw_curves(curve_series(_train_log(out / stage)), out / "plots" / f"{stage}_curves.png", heading)
+    if path is not None:
+        note(f"{stage}:", "green", f"training curves: {path}")
+
+
 def _log_memory(where: str) -> None:
     """The process's resident memory at a stage boundary (``--verbose`` shows it)."""
     from lmcot.memory import rss_mb
 
     log.info("memory %s: %s MB resident", where, rss_mb())
+
+
+def _checkpoint_dtype(folder: str, student) -> str:
+    from lmcot.model_loading import checkpoint_dtype
+
+    return checkpoint_dtype(folder, trust_remote_code=student.trust_remote_code) or "float32"
+
+
+def save_dtype(setting: str, student) -> str:
+    """The dtype of a compiled program's weights: ``small_lm.save_dtype``, where ``auto`` is the
+    pretrained student's own (float32 when its config names none)."""
+    if setting != "auto":
+        return setting
+    from lmcot.model_loading import checkpoint_dtype
+
+    return checkpoint_dtype(student.model, trust_remote_code=student.trust_remote_code,
+                            revision=student.revision) or "float32"
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -417,6 +498,13 @@ def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: b
     trainset = load_split(config, "train", small_lm=small_lm)
     valset = load_split(config, "dev", small_lm=small_lm) if config.data.dev else None
     program = LMGuidedCoT.from_config(small_lm, large_lm, config)
+    from lmcot import distributed
+    from lmcot.preflight import check_out_dir
+
+    check_out_dir(Path(out_dir))
+    if distributed.is_main():
+        # The whole resolved config (no secrets) once the data are read, as evaluate and experiment write theirs.
+        write_json(Path(out_dir) / "config.json", config.to_public_dict())
     return LMCoTCompiler(config, out_dir, progress=progress).compile_with_report(program, trainset, valset)[1]
 
 

@@ -75,6 +75,26 @@ def zscore(values: list[float]) -> list[float]:
     return [(v - mean) / std for v in values]
 
 
+def reward_set_name(weights: dict[str, float]) -> str:
+    """What an RL run optimises, in words: ``rationale quality + answer F1``, ``rationale quality
+    only``, ``answer F1 only`` (the paper's reward sets and the experiment's ablation), or, for any
+    other choice, ``weighted rewards``; :func:`reward_weights_text` lists the weights."""
+    active = {n: w for n, w in weights.items() if w != 0}
+    equal = len(set(active.values())) <= 1
+    if equal and set(active) == {*ASPECTS, "answer_f1"}:
+        return "rationale quality + answer F1"
+    if equal and set(active) == set(ASPECTS):
+        return "rationale quality only"
+    if set(active) == {"answer_f1"}:
+        return "answer F1 only"
+    return "weighted rewards"
+
+
+def reward_weights_text(weights: dict[str, float]) -> str:
+    """``factuality 1, ..., answer_f1 0``: every weight, the zero ones (never computed) included."""
+    return ", ".join(f"{n} {w:g}" for n, w in weights.items())
+
+
 def _completion_text(completion: Any) -> str:
     # TRL passes strings for plain-text prompts and message lists for conversational ones.
     if isinstance(completion, list):

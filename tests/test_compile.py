@@ -18,6 +18,15 @@ from support.paths import HOTPOT, ROOT
 pytestmark = pytest.mark.slow
 
 
+def _assert_png(path: Path) -> None:
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and min(img.shape[:2]) > 100, path
+    assert float(np.std(img[..., :3])) > 0.02, f"{path} looks blank"
+
+
 @pytest.fixture(scope="module")
 def compiled_kd(oracle_server, tiny_causal_path, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compile_kd")
@@ -29,8 +38,12 @@ def compiled_kd(oracle_server, tiny_causal_path, tmp_path_factory):
 
 def test_compile_kd_writes_the_program_folder(compiled_kd):
     _, out, result = compiled_kd
-    for rel in ("program.json", "small_lm/config.json", "kd/traces.jsonl", "kd/summary.json", "metrics.json"):
+    for rel in ("program.json", "small_lm/config.json", "kd/traces.jsonl", "kd/summary.json", "metrics.json",
+                "config.json"):
         assert (out / rel).exists(), rel
+    # The whole config is in OUT/config.json; the console showed only what differs from the defaults.
+    assert json.loads((out / "config.json").read_text())["kd"]["max_steps"] == 30
+    assert "kd: num_samples=2 max_steps=30" in result.stderr and "resolved config" not in result.stderr
     assert list((out / "small_lm").glob("*.safetensors")), "weights must be safetensors"
     assert not list((out / "small_lm").glob("*.bin"))
     summary = json.loads((out / "kd/summary.json").read_text())
@@ -45,6 +58,12 @@ def test_compile_kd_writes_the_program_folder(compiled_kd):
     assert final.stat().st_ino == kd.stat().st_ino
     assert "evidence_stated" in metrics["compiled"] and "rationales_cut" in metrics["compiled"]
     assert (out / "dev" / "untrained.jsonl").is_file()
+    # The stage's one-off cost beside its marker, and its training curve drawn.
+    done = json.loads((out / "kd" / "DONE.json").read_text())
+    assert done["train_seconds"] > 0 and done["tokens_trained"] > 0
+    assert done["summary"]["teacher_calls"] == 12 * 2  # kd.num_samples per question, none cached on a fresh cache
+    _assert_png(out / "plots" / "kd_curves.png")
+    assert f"kd: training curves: {out / 'plots' / 'kd_curves.png'}" in result.stderr
 
 
 def test_compiled_small_lm_has_a_new_name(compiled_kd, tiny_causal_path):
@@ -174,6 +193,14 @@ def test_compile_kd_then_rl(student_fixture, request, oracle_server, tmp_path):
     assert weights_fingerprint(rl_model) != weights_fingerprint(kd_model), "RL must change the KD weights"
     assert program["small_lm_name"].endswith(weights_fingerprint(rl_model))
     assert "dev set: the small LM before and after compiling" in result.stdout
+    # The header names the reward set used; the stage records its reward calls, time and curves.
+    assert "stage rl: rationale quality + answer F1 (1 process)" in result.stderr
+    done = json.loads((out / "rl" / "DONE.json").read_text())
+    assert done["rewards"] == "rationale quality + answer F1" and done["train_seconds"] > 0
+    assert done["reward_usage"]["calls"] >= 2 * 4  # an answer per rollout, rl.batch_size per step
+    assert done["reward_usage"]["prompt_tokens"] > 0
+    for stage in ("kd", "rl"):
+        _assert_png(out / "plots" / f"{stage}_curves.png")
 
 
 def test_evaluate_program_with_another_config_still_uses_the_trained_small_lm(compiled_kd, oracle_server):
@@ -189,3 +216,68 @@ def test_evaluate_program_with_another_config_still_uses_the_trained_small_lm(co
     saved = json.loads((out / "program.json").read_text())
     assert program.small_lm.model == saved["small_lm_name"]
     assert program.num_samples == 3 and program.select == "quality"  # how to run comes from the caller's config
+
+
+def test_compiled_program_saves_the_chosen_dtype_and_reloads_to_the_same_outputs(compiled_kd, oracle_server,
+                                                                                 tiny_causal_path, tmp_path):
+    """small_lm.save_dtype=bfloat16: OUT/small_lm holds the trained float32 weights rounded to bf16
+    (half the bytes), program.json's sha256 is that of those files, and a reload writes the same
+    greedy rationales and answers as the program compile() returned."""
+    import shutil
+
+    import dspy
+    import torch
+    from safetensors import safe_open
+
+    from lmcot.config import load_config
+    from lmcot.lms import build_lm
+    from lmcot.model_loading import load_model_and_tokenizer
+    from lmcot.optimizers import LMCoTCompiler
+    from lmcot.programs import LMGuidedCoT
+    from lmcot.programs.program_io import weights_digest
+    from lmcot.splits import load_split
+
+    tmp, out, _ = compiled_kd
+    folder = tmp_path / "out"
+    shutil.copytree(out, folder)  # the module's folder stays as it is for the other tests
+    args = compile_overrides(oracle_server, tmp, tiny_causal_path)
+    cfg = load_config(None, [args[i + 1] for i in range(0, len(args), 2)] + ["small_lm.save_dtype=bfloat16"])
+    trainset, valset = load_split(cfg, "train"), load_split(cfg, "dev")
+    before = oracle_server.request_count
+    compiled = LMCoTCompiler(cfg, folder, progress=False).compile(
+        LMGuidedCoT(build_lm(cfg.small_lm), build_lm(cfg.large_lm)), trainset)
+    assert oracle_server.request_count == before, "the finished kd stage is reused: save_dtype is not a training setting"
+
+    saved, trained = folder / "small_lm" / "model.safetensors", folder / "kd" / "model" / "model.safetensors"
+    with safe_open(str(saved), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+    assert saved.stat().st_size < 0.6 * trained.stat().st_size
+    program = json.loads((folder / "program.json").read_text())
+    assert program["small_lm_sha256"] == weights_digest(folder / "small_lm")
+    assert program["config"]["small_lm"]["save_dtype"] == "bfloat16"
+    # The saved weights are exactly the trained ones rounded to bf16.
+    full, _, _ = load_model_and_tokenizer(str(folder / "kd" / "model"), device="cpu", dtype="float32")
+    rounded, _, _ = load_model_and_tokenizer(str(folder / "small_lm"), device="cpu", dtype="float32")
+    cast = {k: v.to(torch.bfloat16).float() for k, v in full.state_dict().items()}
+    assert all(torch.equal(cast[k], v) for k, v in rounded.state_dict().items())
+    # A reload (program.json, digest check, engine) answers as the program in memory did.
+    loaded = LMGuidedCoT.from_folder(folder)
+    assert loaded.small_lm.model == compiled.small_lm.model
+    with dspy.context(lm=None):
+        for ex in valset[:4]:
+            a, b = compiled(**ex.inputs()), loaded(**ex.inputs())
+            assert (a.rationale, a.answer) == (b.rationale, b.answer)
+
+
+def test_save_dtype_auto_is_the_pretrained_checkpoints_own(tiny_causal_path, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lmcot.config import SmallLMConfig
+    from lmcot.optimizers.compiler import save_dtype
+
+    half = tmp_path / "bf16"
+    AutoModelForCausalLM.from_pretrained(tiny_causal_path).to(torch.bfloat16).save_pretrained(half)
+    assert save_dtype("auto", SmallLMConfig(model=str(half))) == "bfloat16"
+    assert save_dtype("auto", SmallLMConfig(model=str(tiny_causal_path))) == "float32"
+    assert save_dtype("float16", SmallLMConfig(model=str(half))) == "float16"

@@ -176,6 +176,7 @@ def test_rerun_makes_no_new_request(first_run, oracle_server, tmp_path, monkeypa
     # truncation are remembered from the first run (lmcot.memo).
     monkeypatch.setattr("lmcot.hf_engine.load_model_and_tokenizer", no_model)
     monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", no_model)
+    monkeypatch.setenv("COLUMNS", "200")  # the table on one line per method, whatever the worker's terminal says
     result = invoke(args[: args.index("--out")] + ["--out", str(tmp_path / "again")])
     assert result.exit_code == 0, result.output
     assert oracle_server.request_count == before
@@ -183,7 +184,18 @@ def test_rerun_makes_no_new_request(first_run, oracle_server, tmp_path, monkeypa
     first = json.loads((first_run["out"] / "metrics.json").read_text())
     for method in first:
         assert metrics[method]["em"] == first[method]["em"]
-        assert metrics[method]["usage"]["cached_calls"] == metrics[method]["usage"]["calls"]
+        again, paid = metrics[method]["usage"], first[method]["usage"]
+        assert again["cached_calls"] == again["calls"]
+        # One rule with the experiment: a cached call counts the tokens (and small-LM seconds) it used
+        # when it was paid, and the table says they were cached.
+        assert again["estimated_calls"] == 0 and again["paid_cost"] == 0.0
+        for key in ("prompt_tokens", "completion_tokens", "small_lm_seconds"):
+            assert again[key] == paid[key], (method, key)
+        large = again["by_model"]["openai/oracle"]
+        tokens = large["prompt_tokens"] + large["completion_tokens"]
+        assert tokens > 0 and large["cached_tokens"] == tokens
+        assert f"{tokens} ({tokens} cached)" in result.output, result.output
+    assert metrics["guided"]["usage"]["small_lm_seconds"] > 0
     assert read_rows(tmp_path / "again") == read_rows(first_run["out"])
 
 
@@ -317,20 +329,24 @@ def test_usage_meter_counts_calls_and_tokens_per_method(fresh_cache):
     large = dspy.LM("local/large", engine=large_engine, cache=True)
     questions = [f"Question {i}?" for i in range(3)]
 
-    meter = UsageMeter([small, large, large, None])  # duplicates and missing LMs are fine
+    from lmcot.usage import UsageLedger
+
+    ledger = UsageLedger(fresh_cache.parent / "usage.jsonl")
+    meter = UsageMeter([small, large, large, None], ledger=ledger)  # duplicates and missing LMs are fine
     assert len(meter.lms) == 2
     standard = StandardPrompting(large)
     for q in questions:
         standard(question=q, context="c")
     report = meter.report()
     assert report["calls"] == 3 and report["cached_calls"] == 0
-    assert report["by_model"]["local/large"] == {"calls": 3, "cached_calls": 0, "prompt_tokens": 21,
-                                                 "completion_tokens": 9, "cost": None}
+    large_part = report["by_model"]["local/large"]
+    assert {k: large_part[k] for k in ("calls", "cached_calls", "prompt_tokens", "completion_tokens", "cost")} == {
+        "calls": 3, "cached_calls": 0, "prompt_tokens": 21, "completion_tokens": 9, "cost": None}
     assert report["by_model"]["local/small"]["calls"] == 0
     assert report["cost"] is None  # no known price
 
     # a meter started later bills only what came after it
-    meter = UsageMeter([small, large])
+    meter = UsageMeter([small, large], ledger=ledger)
     guided = LMGuidedCoT(small, large, num_samples=2)
     for q in questions:
         guided(question=q, context="c")
@@ -340,11 +356,12 @@ def test_usage_meter_counts_calls_and_tokens_per_method(fresh_cache):
     assert (report["prompt_tokens"], report["completion_tokens"]) == (12 * 7, 12 * 3)
     assert small_engine.calls == 6 and large_engine.calls == 3 + 6
 
-    # answered from the cache: counted as calls, but cached and free
-    meter = UsageMeter([small, large])
+    # answered from the cache: counted with the tokens recorded when they were paid, marked cached, not paid again
+    meter = UsageMeter([small, large], ledger=ledger)
     for q in questions:
         standard(question=q, context="c")
     report = meter.report()
     assert large_engine.calls == 9
-    assert report["calls"] == 3 and report["cached_calls"] == 3
-    assert report["prompt_tokens"] == 0 and report["completion_tokens"] == 0
+    assert report["calls"] == 3 and report["cached_calls"] == 3 and report["estimated_calls"] == 0
+    assert (report["prompt_tokens"], report["completion_tokens"], report["cached_tokens"]) == (21, 9, 30)
+    assert report["paid_cost"] == 0.0

@@ -81,3 +81,45 @@ def test_tables_off_a_terminal_are_not_wrapped_at_80_columns(monkeypatch):
     assert "column number 8" in lines[1]
     monkeypatch.setenv("COLUMNS", "70")
     assert table_console().width == 70  # a COLUMNS setting still wins
+
+
+class _Clock:
+    """A clock the test moves by hand: no sleeping, no wall-clock window."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_plain_lines_show_the_rate_and_the_time_left_like_the_rich_bar():
+    out, clock = io.StringIO(), _Clock()
+    bar = PlainProgress("KD", every_s=60, stream=out, clock=clock)
+    task = bar.add_task("", total=16)
+    bar.start()
+    clock.now += 648  # 10m48s later, 7 of 16 steps done
+    bar.update(task, completed=7)
+    clock.now += 600
+    bar.update(task, completed=16)
+    first, last = out.getvalue().splitlines()
+    # 7 steps in 648 s: 0.65 a minute; 9 left at that rate: 833 s.
+    assert first == "KD: 7/16 (44%), 10m48s elapsed, 0.65/min, ETA 13m53s"
+    assert last == "KD: 16/16 (100%), 20m48s elapsed, 0.77/min"  # finished: no ETA
+
+
+def test_a_resumed_bar_measures_its_rate_from_where_it_started_and_units_follow_the_speed():
+    out, clock = io.StringIO(), _Clock()
+    bar = PlainProgress("RL", every_s=0, stream=out, clock=clock)
+    task = bar.add_task("", total=100, completed=40)  # a run resumed at step 40
+    clock.now += 2
+    bar.update(task, completed=50)  # 10 steps in 2 s
+    clock.now += 3 * 3600
+    bar.update(task, completed=51)  # then very slow
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "RL: 50/100 (50%), 2s elapsed, 5.00/s, ETA 10s"
+    assert lines[1].startswith("RL: 51/100 (51%), 3h00m02s elapsed, 3.67/h, ETA 13h")
+    out2 = io.StringIO()
+    quiet = PlainProgress("x", every_s=0, stream=out2, clock=_Clock())
+    quiet.update(quiet.add_task("", total=3), completed=1)  # under a second: no rate yet
+    assert out2.getvalue() == "x: 1/3 (33%), 0s elapsed\n"

@@ -213,7 +213,9 @@ def test_score_reads_evaluate_predictions(oracle_server, tiny_causal_path, tmp_p
     explicit = tmp_path / "explicit.jsonl"
     explicit.write_text("".join(json.dumps({"id": r["id"], "question": r["question"], "context": context[r["id"]],
                                             "rationale": r["rationale"]}) + "\n" for r in rows if r["method"] == "cot"))
-    expected, _ = run_score(config_from_dict({}), explicit)  # the config `lmcot score` ran with
+    # Perplexity under the small LM of the run that wrote the file (named in the config.json beside it).
+    assert f"scorer: fluency and naturalness by perplexity under {tiny_causal_path}" in result.output
+    expected, _ = run_score(config_from_dict({"small_lm": saved["small_lm"]}), explicit)
     assert [{k: v for k, v in r.items() if k != "method"} for r in scored[:3]] == expected
 
     # Without the config.json beside it, the file still names the way out in one line.

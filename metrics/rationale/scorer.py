@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,8 +27,8 @@ from lmcot.config import ASPECTS, LMCoTConfig, RationaleMetricsConfig
 from .cheap import CHEAP_SCORERS
 from .text import context_sentences_from_paragraphs, context_sentences_from_text, split_sentences
 
-__all__ = ["LEXICAL", "LazyScorer", "PASSAGE_ASPECTS", "RationaleScorer", "backend_name", "context_sentences_of",
-           "rationale_row", "reference_lm_for", "scorer_from_config", "summarize"]
+__all__ = ["LEXICAL", "LazyScorer", "PASSAGE_ASPECTS", "RationaleScorer", "backend_name", "choose_reference_lm",
+           "context_sentences_of", "rationale_row", "reference_lm_for", "scorer_from_config", "summarize"]
 
 log = logging.getLogger(__name__)
 
@@ -92,28 +93,38 @@ def summarize(scores: Sequence[Mapping[str, float | None]]) -> dict[str, float |
     return out
 
 
-def reference_lm_for(config: LMCoTConfig, quiet: bool = False) -> str | None:
-    """The reference LM for perplexity: ``rationale_metrics.reference_lm`` (``lexical`` asks for the
-    lexical proxy, e.g. for a student without pretrained weights), else the small LM when that is an
-    in-process causal transformers model, or None for the lexical proxy; the
-    reason for a fallback is logged as a warning unless ``quiet``."""
-    warn = log.debug if quiet else log.warning
-    if config.rationale_metrics.reference_lm:
-        return _named(config.rationale_metrics.reference_lm)
+def choose_reference_lm(config: LMCoTConfig) -> tuple[str | None, str]:
+    """The reference LM for perplexity and why: ``rationale_metrics.reference_lm`` (``lexical`` asks
+    for the lexical proxy, e.g. for a student without pretrained weights), else the small LM when that
+    is an in-process causal transformers model; ``(None, why)`` means the lexical proxy."""
+    named = config.rationale_metrics.reference_lm
+    if named:
+        if named == LEXICAL:
+            return None, "rationale_metrics.reference_lm=lexical asks for it"
+        return named, "rationale_metrics.reference_lm"
     small = config.small_lm
     if small.backend != "transformers":
-        return None
+        return None, f"the small LM {small.model} is reached over HTTP (small_lm.backend={small.backend}): no weights here"
+    if small.model.startswith(("/", ".", "~")) and not Path(small.model).expanduser().exists():
+        return None, f"the small LM {small.model} cannot be read (no such folder)"
     try:
         from lmcot.model_loading import is_encoder_decoder
 
-        if not is_encoder_decoder(small.model, trust_remote_code=small.trust_remote_code, revision=small.revision):
-            return small.model
-    except Exception as exc:  # an unreachable hub id, a broken folder: fall back, loudly
-        warn("cannot read small LM %s for perplexity (%s): fluency/naturalness use the lexical proxy",
-                    small.model, exc)
-        return None
-    log.info("small LM %s is encoder-decoder: fluency/naturalness use the lexical proxy", small.model)
-    return None
+        seq2seq = is_encoder_decoder(small.model, trust_remote_code=small.trust_remote_code, revision=small.revision)
+    except Exception as exc:  # an unreachable hub id, a broken folder: the proxy, and the reason said
+        return None, f"the small LM {small.model} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+    if seq2seq:
+        return None, f"the small LM {small.model} is encoder-decoder; perplexity needs a causal LM"
+    return small.model, "the small LM (small_lm.model), an in-process causal LM"
+
+
+def reference_lm_for(config: LMCoTConfig, quiet: bool = False) -> str | None:
+    """:func:`choose_reference_lm`'s model; a fallback to the lexical proxy is logged with its
+    reason as a warning unless ``quiet``."""
+    reference, why = choose_reference_lm(config)
+    if reference is None and not config.rationale_metrics.reference_lm:
+        (log.debug if quiet else log.warning)("fluency/naturalness use the lexical proxy: %s", why)
+    return reference
 
 
 def check_scorer_models(cfg: RationaleMetricsConfig) -> None:
@@ -162,6 +173,9 @@ class RationaleScorer:
         self._judge = None
         # RL reward code calls ``score`` from several threads: load each model once, not once per thread.
         self._load_lock = threading.Lock()
+        # Wall seconds spent in ``score`` (models and formulas; judge calls included): what picking a
+        # rationale by quality costs beyond generating it (the experiment's top-quality row reads it).
+        self.seconds = 0.0
 
     # Models load on first use, so a scorer that never needs one never pays for it.
     @property
@@ -216,6 +230,17 @@ class RationaleScorer:
         ``question`` and ``rationale`` and either ``context`` or ``paragraphs``. ``call_limit``
         (``lmcot.parallel.CallLimit``): the judge's calls share it with other calls in flight
         (an RL step's answers) instead of running on ``rationale_metrics.concurrency`` threads."""
+        import time
+
+        start = time.perf_counter()
+        try:
+            return self._score(rows, aspects, progress, call_limit)
+        finally:
+            with self._load_lock:
+                self.seconds += time.perf_counter() - start
+
+    def _score(self, rows: Sequence[Mapping[str, Any]], aspects: Sequence[str], progress: bool,
+               call_limit: Any) -> list[dict[str, float]]:
         aspects = list(aspects)
         unknown = [a for a in aspects if a not in ASPECTS]
         if unknown:
@@ -228,7 +253,7 @@ class RationaleScorer:
         keys = [(q, _context_text(row), r) for (q, _, r), row in zip(prepared, rows)]
         unique, where = distinct(range(len(rows)), key=lambda i: keys[i])
         if len(unique) < len(rows):
-            scored = self.score([rows[i] for i in unique], aspects, progress=progress, call_limit=call_limit)
+            scored = self._score([rows[i] for i in unique], aspects, progress, call_limit)
             return [dict(scored[j]) for j in where]
         cheap = [a for a in aspects if self.cfg.backends[a] == "cheap"]
         judged = [a for a in aspects if self.cfg.backends[a] == "judge"]
