@@ -10,8 +10,8 @@ the program's prompts are its own), with an optional top-level ``context`` (a st
 passages joined one per line, as ``lmcot.data`` formats a dataset's paragraphs). ``run`` does what
 ``LMGuidedCoT.forward`` does: k rationales on the small LM, then the large LM's answer per rationale
 and the vote (or one answer from the best-scored rationale, ``select="quality"``). k and ``select``
-are the program's; a request may ask for fewer samples (``num_samples``) or for ``select="vote"``,
-never for more samples than the program's configured number.
+are the program's; a request may ask for fewer samples (``num_samples``) or another aspect to select by,
+never for more samples than the program's configured number or a costlier selection.
 
 Concurrency is the caller's threads (``commands/serve.py`` runs each request on a pool of
 ``request_workers`` threads): an in-process small LM micro-batches the rationale calls of requests
@@ -192,22 +192,21 @@ class ProgramService:
         return asked
 
     def _select(self, asked: Any) -> str:
+        """A request may pick another aspect to select by (``quality`` <-> ``quality:<aspect>``: the same
+        scorer, one answer call), never a costlier way: a voting program does not score rationales (a
+        judge may be paid), a quality program does not ask the large LM once per rationale."""
         from lmcot.aspects import parse_select
 
         own = self.program.select
-        if asked is None:
+        if asked is None or asked == own:
             return own
-        valid = isinstance(asked, str)
-        if valid:
-            try:
-                parse_select(asked)
-            except ValueError:
-                valid = False
-        # Quality selection scores rationales with the config's scorer (a judge may be paid): only a
-        # program set up for it offers it; every program can vote.
-        if not valid or (asked != "vote" and own == "vote"):
-            allowed = "'vote'" + (" or 'quality[:aspect]'" if own != "vote" else "")
-            raise bad_request(f"'select' must be {allowed} for this program", param="select")
+        try:
+            same_cost = isinstance(asked, str) and parse_select(asked) is not None and own != "vote" and asked != "vote"
+        except ValueError:
+            same_cost = False
+        if not same_cost:
+            allowed = "'vote'" if own == "vote" else "'quality' or 'quality:<aspect>'"
+            raise bad_request(f"'select' must be {allowed} for this program (its own is {own!r})", param="select")
         return asked
 
     def check_length(self, request: ChatRequest) -> None:

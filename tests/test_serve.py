@@ -350,3 +350,27 @@ def test_a_public_address_needs_a_key_and_the_key_variable_must_be_set(folder):
                                   "LMCOT_TEST_UNSET_SERVE_KEY"]), "LMCOT_TEST_UNSET_SERVE_KEY", "not set")
     line = assert_one_line_error(invoke(["serve", "--program", folder, "--api-key-env", "sk-live-123456"]), "NAME")
     assert "sk-live-123456" not in line
+
+
+def test_parse_keeps_what_the_program_allows():
+    """The request rules, without HTTP: a question, a context, fewer samples, the same-cost selections."""
+    from lmcot.config import LMCoTConfig
+    from lmcot.programs import LMGuidedCoT
+    from lmcot.programs.serving import ProgramService, ServeError
+
+    service = ProgramService(LMGuidedCoT(None, None, num_samples=3, select="quality"), LMCoTConfig(), model_id="m")
+
+    def parse(**fields):
+        body = {"model": "m", "messages": [{"role": "system", "content": "be brief"},
+                                           {"role": "user", "content": [{"type": "text", "text": " Who? "}]}], **fields}
+        return service.parse(json.dumps(body).encode())
+
+    request = parse(context=["A: one.", "B: two."])
+    assert (request.question, request.context, request.num_samples, request.select) == ("Who?", "A: one.\nB: two.", 3,
+                                                                                          "quality")
+    assert parse(num_samples=2, select="quality:factuality").select == "quality:factuality"
+    assert parse(stream=True, stream_options={"include_usage": True}).include_usage
+    for fields in ({"select": "vote"}, {"select": "quality:nonsense"}, {"num_samples": True}, {"num_samples": 5}):
+        with pytest.raises(ServeError) as err:
+            parse(**fields)
+        assert err.value.status == 400 and err.value.param in ("select", "num_samples"), fields
