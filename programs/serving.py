@@ -114,10 +114,11 @@ class ProgramService:
     # -- set-up -------------------------------------------------------------------------------
     @property
     def request_workers(self) -> int:
-        """Threads for requests: two batches of the small LM's engine queued (one generating, the next
-        filling, as the evaluation loop keeps) plus the large-LM calls in flight."""
-        batch = self.engine.batch_size if self.engine is not None else 0
-        return max(2 * batch, 1) + self.config.eval.concurrency
+        """Threads for requests: two batches of the in-process small LM queued (one generating, the next
+        filling, as the evaluation loop keeps) plus the large-LM calls in flight; with a small LM behind
+        a server, as many rationale calls in flight as answer calls."""
+        first = 2 * self.engine.batch_size if self.engine is not None else self.config.eval.concurrency
+        return first + self.config.eval.concurrency
 
     def warm_up(self) -> None:
         """Load what the first request would wait for: the small LM's weights and a tokenizer of its own

@@ -133,3 +133,19 @@ def test_start_up_check_passes_with_one_live_server_and_fails_naming_all_when_no
     assert URL_SECRET not in message
     result = _evaluate([dead, other], tmp_path, "out", "--methods", "standard")
     assert result.exit_code == 2 and len(error_lines(result)) == 1 and URL_SECRET not in result.output
+
+
+def test_typed_requests_with_logprobs_go_through_the_router_too(servers):
+    """The judge's calls are typed dspy.lm15 Requests (with log-probabilities): the engine's other door."""
+    from dspy.lm15 import Config, Message, Request, TextPart
+
+    from lmcot.config import LargeLMConfig
+    from lmcot.lms import build_lm
+
+    a, b = servers
+    lm = build_lm(LargeLMConfig(model="openai/oracle", api_base=[a.url, b.url], api_key_env=KEY_VAR, cache=False))
+    request = Request(model=lm.model, messages=[Message.user([TextPart("Is Paris in France? Answer with Yes or No.")])],
+                      config=Config(max_tokens=3, logprobs=2))
+    response = lm(request)
+    assert response.text.strip() and response.logprobs
+    assert _chat_requests(a) + _chat_requests(b) == 1
