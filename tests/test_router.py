@@ -149,3 +149,17 @@ def test_typed_requests_with_logprobs_go_through_the_router_too(servers):
     response = lm(request)
     assert response.text.strip() and response.logprobs
     assert _chat_requests(a) + _chat_requests(b) == 1
+
+
+def test_a_teacher_may_list_servers_too_and_the_key_settings_hold_no_server():
+    from lmcot.config import load_config
+    from lmcot.lms import build_lm
+    from lmcot.router import RouterEngine
+
+    cfg = load_config(None, ["kd.teacher.model=openai/teacher", "kd.teacher.api_base=[http://a:8000/v1, http://b:8000/v1]",
+                             "kd.teacher.extra={extra_body: {top_k: 20}}"])
+    teacher = build_lm(cfg.teacher())
+    assert isinstance(teacher.engine, RouterEngine) and teacher.engine.urls == ["http://a:8000/v1", "http://b:8000/v1"]
+    # DSPy's cache key is the model, the messages and these settings: no server, key or timeout, but extra.
+    assert not {"api_base", "api_key", "timeout"} & set(teacher.kwargs)
+    assert teacher.kwargs["extra_body"] == {"top_k": 20}
