@@ -64,9 +64,19 @@ def talkative_small_path(tiny_causal_path, tmp_path_factory) -> Path:
     """The tiny model with seeded noise on its weights: the raw random-init model mostly writes
     nothing at all, this one writes (nonsense) rationales, so they can be followed into the
     large LM's prompts."""
-    from support.tiny import talkative_copy
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return talkative_copy(tiny_causal_path, tmp_path_factory.mktemp("talkative") / "llama")
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_path)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, tensor in model.named_parameters():
+            if "norm" not in name:
+                tensor.add_(torch.randn(tensor.shape, generator=gen) * 0.2)
+    path = tmp_path_factory.mktemp("talkative") / "llama"
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_causal_path).save_pretrained(path)
+    return path
 
 
 @pytest.fixture(scope="module")

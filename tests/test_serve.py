@@ -99,10 +99,10 @@ def examples():
 @pytest.fixture(scope="module")
 def folder(tiny_causal_path, tmp_path_factory) -> Path:
     """A program folder as `lmcot compile` writes it, around the talkative tiny student."""
-    from support.tiny import talkative_copy
+    from test_engine import scramble_and_save  # seeded noise: a tiny model that writes (nonsense) rationales
 
     tmp = tmp_path_factory.mktemp("serve")
-    student = talkative_copy(tiny_causal_path, tmp / "talkative")
+    student = scramble_and_save(Path(tiny_causal_path), tmp / "talkative", seed=0)
     return program_folder(tmp, student, trust=False)
 
 

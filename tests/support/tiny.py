@@ -298,25 +298,6 @@ def build_tiny_seq2seq(
     return out
 
 
-def talkative_copy(src: str | Path, out_dir: str | Path, scale: float = 0.2, seed: int = 0) -> Path:
-    """A copy of a tiny causal model with seeded noise on its weights (norms left alone). The raw
-    random-init model mostly writes nothing at all; this one writes (nonsense) rationales, so they can
-    be followed into the large LM's prompts and replies."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(src)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.named_parameters():
-            if "norm" not in name:
-                tensor.add_(torch.randn(tensor.shape, generator=gen) * scale)
-    out = Path(out_dir)
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(src).save_pretrained(out)
-    return out
-
-
 _BUILDERS = {"llama": build_tiny_causal, "t5": build_tiny_seq2seq}
 
 
@@ -334,7 +315,7 @@ def main(argv: list[str] | None = None) -> Path:
     return out
 
 
-__all__ = ["CHAT_TEMPLATE", "DEFAULT_CORPUS", "MARKER", "build_tiny_causal", "build_tiny_seq2seq", "main", "talkative_copy"]
+__all__ = ["CHAT_TEMPLATE", "DEFAULT_CORPUS", "MARKER", "build_tiny_causal", "build_tiny_seq2seq", "main"]
 
 
 if __name__ == "__main__":
