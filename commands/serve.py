@@ -21,13 +21,11 @@ is ``lmcot.programs.serving``; this module wires it to HTTP:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hmac
 import json
 import logging
 import signal
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Callable
 
@@ -54,7 +52,9 @@ def create_app(service: ProgramService, *, api_key: str | None = None, request_t
     from starlette.responses import JSONResponse, StreamingResponse
     from starlette.routing import Route
 
-    pool = ThreadPoolExecutor(max_workers=service.request_workers, thread_name_prefix="lmcot-request")
+    from lmcot.parallel import ContextPool
+
+    pool = ContextPool(max_workers=service.request_workers, thread_name_prefix="lmcot-request")
     expected = f"Bearer {api_key}".encode() if api_key else None
 
     def error(exc: ServeError, request=None) -> JSONResponse:
@@ -124,7 +124,7 @@ def create_app(service: ProgramService, *, api_key: str | None = None, request_t
             except BaseException as exc:  # noqa: BLE001 - reported to the client, never raised in a pool thread
                 emit("error", exc)
 
-        future = pool.submit(contextvars.copy_context().run, work)
+        future = pool.submit(work)
 
         async def next_event() -> tuple[str, Any]:
             try:

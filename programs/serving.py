@@ -216,13 +216,13 @@ class ProgramService:
         if self._tokenizer is None:
             return  # a small LM behind a server: its own limit answers
         from lmcot.programs.adapter import rationale_messages
-        from lmcot.prompting import adds_special_tokens, render_prompt
+        from lmcot.prompting import render_prompt, tokenize_prompts
 
         encoder_decoder = self.engine.is_encoder_decoder
         prompt = render_prompt(self._tokenizer, rationale_messages(request.question, request.context), encoder_decoder)
         with self._tokenizer_lock:  # a fast tokenizer used by two threads at once fails ("Already borrowed")
-            n = len(self._tokenizer(prompt, add_special_tokens=adds_special_tokens(self._tokenizer, encoder_decoder))
-                    .input_ids)
+            ids = tokenize_prompts(self._tokenizer, [prompt], is_encoder_decoder=encoder_decoder, max_length=None)
+        n = len(ids["input_ids"][0])
         if n > self.engine.max_input_tokens:
             raise bad_request(f"question and context make a {n}-token prompt for the small LM; it takes at most "
                               f"{self.engine.max_input_tokens} (small_lm.max_input_tokens)", "context_length_exceeded")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,16 +31,18 @@ class InProcessServer:
 
         from lmcot.commands.serve import listen
 
+        class Server(uvicorn.Server):
+            async def startup(self, sockets=None):
+                await super().startup(sockets=sockets)
+                self.ready.set()
+
         sock = listen("127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+        self.server = Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+        self.server.ready = threading.Event()
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
-        for _ in range(600):
-            if self.server.started:
-                break
-            time.sleep(0.05)
-        assert self.server.started, "uvicorn did not start"
+        assert self.server.ready.wait(120) and self.server.started, "uvicorn did not start"
 
     def client(self, key: str = "none", **kw) -> OpenAI:
         return OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, **kw)
@@ -99,7 +100,7 @@ def examples():
 @pytest.fixture(scope="module")
 def folder(tiny_causal_path, tmp_path_factory) -> Path:
     """A program folder as `lmcot compile` writes it, around the talkative tiny student."""
-    from test_engine import scramble_and_save  # seeded noise: a tiny model that writes (nonsense) rationales
+    from support.tiny import scramble_and_save  # seeded noise: a tiny model that writes (nonsense) rationales
 
     tmp = tmp_path_factory.mktemp("serve")
     student = scramble_and_save(Path(tiny_causal_path), tmp / "talkative", seed=0)
@@ -173,38 +174,40 @@ def test_streaming_sends_the_rationale_then_the_answer_then_done(served, example
     assert raw.rstrip().endswith("data: [DONE]") and "reasoning_content" in raw
 
 
-def test_concurrent_requests_share_the_small_lms_batches(served, examples):
-    """16 requests at once: the engine generates their rationales in batches of up to 4 (batch_size),
-    not one at a time. The first generate waits until the requests the server's threads hold are
-    queued behind it, so the grouping does not depend on how fast the threads happen to start."""
+def test_concurrent_requests_share_the_small_lms_batches(served, examples, monkeypatch):
+    """12 requests at once (the server's 2 x batch_size + eval.concurrency threads): the engine
+    generates their rationales in batches of 4 (small_lm.batch_size), not one at a time. Each request
+    is held while the engine renders its prompt until all 12 are there, so the grouping is the
+    engine's, not how fast the threads happened to start (events, not timing)."""
+    import lmcot.hf_engine as hf_engine
+
     service, server = served
     engine = service.engine
-    examples = examples[3:19]
-    waiting = min(len(examples), service.request_workers) - 1
+    batch = examples[3:3 + service.request_workers]
+    assert (len(batch), engine.batch_size) == (12, 4)
+    entered, all_in, render = threading.Semaphore(0), threading.Event(), hf_engine.render_prompt
+
+    def held_render(*args, **kwargs):
+        entered.release()
+        all_in.wait(120)
+        return render(*args, **kwargs)
+
     sizes: list[int] = []
     original = engine.generate
-
-    def spying(prompts, *args, **kwargs):
-        if not sizes:
-            for _ in range(1200):  # at most a minute
-                with engine._cond:
-                    if len(engine._queue) >= waiting:
-                        break
-                time.sleep(0.05)
-        sizes.append(len(prompts))
-        return original(prompts, *args, **kwargs)
-
-    engine.generate = spying
-    try:
-        with ThreadPoolExecutor(len(examples)) as pool:
-            replies = list(pool.map(lambda ex: _ask(server.client(), ex), examples))
-    finally:
-        del engine.generate
-    assert [r.choices[0].message.content for r in replies] == [ex.answer for ex in examples]
-    assert sum(sizes) == len(examples) and max(sizes) == engine.batch_size == 4
-    assert len(sizes) <= len(examples) // 2, sizes
-    health = httpx.get(server.url + "/health").json()["small_lm"]
-    assert health["batched_requests"] > health["batches"]
+    monkeypatch.setattr(hf_engine, "render_prompt", held_render)
+    monkeypatch.setattr(engine, "generate", lambda prompts, *a, **k: (sizes.append(len(prompts)),
+                                                                        original(prompts, *a, **k))[1])
+    before = httpx.get(server.url + "/health").json()["small_lm"]
+    with ThreadPoolExecutor(len(batch)) as pool:
+        replies = [pool.submit(_ask, server.client(), ex) for ex in batch]
+        for _ in batch:
+            assert entered.acquire(timeout=120), "a request never reached the small LM"
+        all_in.set()
+        replies = [r.result() for r in replies]
+    assert [r.choices[0].message.content for r in replies] == [ex.answer for ex in batch]
+    assert sizes == [4, 4, 4]
+    after = httpx.get(server.url + "/health").json()["small_lm"]
+    assert (after["batches"] - before["batches"], after["batched_requests"] - before["batched_requests"]) == (3, 12)
 
 
 def test_a_request_may_lower_num_samples_never_raise_it(folder, oracle_server, upstream_key, tmp_path, examples):
@@ -318,16 +321,11 @@ def test_a_request_past_the_timeout_is_a_504_and_the_server_goes_on(folder, orac
                                                                     examples):
     from support.oracle_server import OracleServer
 
-    gate = threading.Event()
-
-    def held(body):
-        gate.wait(120)
-        return oracle_server.responder(body)
-
-    with OracleServer(held) as upstream:
+    with OracleServer(oracle_server.responder) as upstream:
         service = _service(folder, _config(folder, upstream.url, tmp_path / "cache"))
         server = InProcessServer(_app(service, request_timeout=1.0))
         try:
+            upstream.hold_after(0)  # the large LM holds every call until released
             with pytest.raises(Exception) as err:
                 _ask(server.client(), examples[0])
             assert err.value.status_code == 504 and err.value.body["code"] == "request_timeout"
@@ -335,11 +333,11 @@ def test_a_request_past_the_timeout_is_a_504_and_the_server_goes_on(folder, orac
             with pytest.raises(Exception) as err:
                 list(_ask(server.client(), examples[1], stream=True))
             assert type(err.value).__name__ == "APIError" and err.value.body["code"] == "request_timeout"
-            gate.set()
+            upstream.release()
             example = examples[2]
             assert _ask(server.client(), example).choices[0].message.content == example.answer
         finally:
-            gate.set()
+            upstream.release()
             server.stop()
 
 

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -49,24 +48,35 @@ def examples():
 
 
 class ServeProcess:
-    """`python -m lmcot serve ...` with its output collected on a thread (a full pipe would block it)."""
+    """`python -m lmcot serve ...` with its output read on a thread (a full pipe would block it);
+    ``wait_for(pattern)`` returns the first match once that line is out (events, not timing)."""
 
     def __init__(self, args: list[str], env: dict[str, str]):
         self.proc = subprocess.Popen([sys.executable, "-m", "lmcot", "serve", *args], cwd=ROOT, env=env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.lines: list[str] = []
-        self.reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),
-                                       daemon=True)
+        self.changed = threading.Condition()
+        self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        self.url = None
-        for _ in range(3000):  # start-up imports torch, transformers, dspy, litellm: up to a few minutes here
-            found = re.search(r"serving '.*?' at (http://\S+/v1)", "".join(self.lines))
-            if found:
-                self.url = found.group(1)
-                break
-            assert self.proc.poll() is None, "".join(self.lines)[-3000:]
-            time.sleep(0.1)
-        assert self.url, "".join(self.lines)[-3000:]
+        # Start-up imports torch, transformers, dspy and litellm: up to minutes on a busy box.
+        self.url = self.wait_for(r"serving '.*?' at (http://\S+/v1)").group(1)
+
+    def _read(self) -> None:
+        for line in iter(self.proc.stdout.readline, ""):
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+        with self.changed:
+            self.lines.append("")  # end of output
+            self.changed.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = 600):
+        with self.changed:
+            found = self.changed.wait_for(lambda: re.search(pattern, self.output) or (self.lines and self.lines[-1] == ""),
+                                          timeout)
+        match = re.search(pattern, self.output)
+        assert match, f"{pattern!r} never came: {self.output[-3000:]}"
+        return match
 
     @property
     def output(self) -> str:
@@ -83,17 +93,8 @@ def test_serve_answers_streams_checks_the_key_and_drains_on_sigterm(compiled, ex
     from support.oracle_server import OracleServer
 
     oracle = OracleResponder([e.toDict() for e in examples])
-    open_gate, reached = threading.Event(), threading.Event()
-    open_gate.set()
-
-    def gated(body):  # holds a request while the gate is closed, so SIGTERM meets it in flight
-        if not open_gate.is_set():
-            reached.set()
-            open_gate.wait(120)
-        return oracle(body)
-
     env = {**os.environ, "PYTHONUNBUFFERED": "1", SERVER_KEY_VAR: SERVER_KEY, UPSTREAM_KEY_VAR: UPSTREAM_KEY}
-    with OracleServer(gated) as upstream:
+    with OracleServer(oracle) as upstream:
         serve = ServeProcess(["--program", str(compiled), "--port", "0", "--api-key-env", SERVER_KEY_VAR,
                               "--served-model-name", "tiny-lmcot", "--set", f"large_lm.api_base={upstream.url}",
                               "--set", f"large_lm.api_key_env={UPSTREAM_KEY_VAR}",
@@ -121,16 +122,16 @@ def test_serve_answers_streams_checks_the_key_and_drains_on_sigterm(compiled, ex
             assert err.value.status_code == 401
 
             # SIGTERM with a request in flight: it is answered, then the server exits 0.
-            open_gate.clear()
+            upstream.hold_after(0)  # the large LM holds the next call until released
             in_flight = ThreadPoolExecutor(1).submit(ask, examples[9])
-            assert reached.wait(120), "the request never reached the large LM"
+            assert upstream.wait_until_holding(120), "the request never reached the large LM"
             serve.proc.send_signal(signal.SIGTERM)
-            time.sleep(0.5)  # let uvicorn take the signal before the answer arrives (order only, not asserted)
-            open_gate.set()
+            serve.wait_for(r"Shutting down")  # uvicorn took the signal: no new connections, this one goes on
+            upstream.release()
             assert in_flight.result(timeout=120).choices[0].message.content == examples[9].answer
             assert serve.proc.wait(timeout=120) == 0, serve.output[-3000:]
         finally:
-            open_gate.set()
+            upstream.release()
             serve.stop()
     serve.reader.join(timeout=10)
     assert "stopped (SIGTERM)" in serve.output
