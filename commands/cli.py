@@ -475,7 +475,7 @@ def serve(
     config: Optional[Path] = ConfigOpt,
     overrides: Optional[List[str]] = SetOpt,
     host: str = typer.Option("127.0.0.1", help="Address to listen on; any other than loopback needs --api-key-env."),
-    port: int = typer.Option(8000, help="Port to listen on (0: any free port, printed at start)."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port, printed at start)."),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Name of an environment variable holding "
                                               "the key clients must send (Authorization: Bearer <key>)."),
     request_timeout: float = typer.Option(300.0, "--request-timeout", min=1.0, help="Seconds a request may take "

@@ -189,9 +189,15 @@ def create_app(service: ProgramService, *, api_key: str | None = None, request_t
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """The listening socket (bound here, so a busy port is a one-line error before uvicorn starts)."""
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    return socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
+    """The listening socket, bound here: a busy port or an unknown host is a one-line error before the
+    program loads (connections made while it loads wait in the backlog)."""
+    from lmcot.errors import UserError
+
+    try:
+        family = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host.strip("[]"), port), family=family, backlog=2048)
+    except OSError as exc:
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
 
 
 def serve_forever(app, sock: socket.socket, *, request_timeout: float) -> bool:
@@ -222,12 +228,12 @@ def run_server(cfg, program_dir, *, host: str, port: int, api_key: str | None, r
     from lmcot.programs.program_io import load_program
 
     check_cache_dir(cfg.cache_dir)
+    sock = listen(host, port)
     configure_cache(cfg.cache_dir)
     program = load_program(program_dir, cfg)
     model_id = model_name or Path(program_dir).resolve().name
     service = ProgramService(program, cfg, model_id=model_id, max_request_bytes=max_request_bytes)
     service.warm_up()
-    sock = listen(host, port)
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):

@@ -372,3 +372,13 @@ def test_parse_keeps_what_the_program_allows():
         with pytest.raises(ServeError) as err:
             parse(**fields)
         assert err.value.status == 400 and err.value.param in ("select", "num_samples"), fields
+
+
+def test_a_busy_port_is_a_one_line_error_before_the_program_loads(folder, oracle_server):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        line = assert_one_line_error(invoke(["serve", "--program", folder, "--port", port,
+                                             "--set", f"large_lm.api_base={oracle_server.url}"]), f"--port {port}")
+    assert "cannot listen there" in line
