@@ -50,14 +50,18 @@ def program_folder(root: Path, model: str, args) -> Path:
 
     folder = root / "program"
     shutil.copytree(model, folder / "small_lm")
-    cfg = load_config(None, ["small_lm.model=small_lm", f"small_lm.max_tokens={args.max_tokens}",
-                             f"small_lm.batch_size={args.batch_size}", "small_lm.cache=false",
-                             "large_lm.model=openai/oracle", "large_lm.api_base=http://127.0.0.1:9/v1",
-                             "large_lm.cache=false", "large_lm.num_retries=0", f"data.dev={_common.dev_file()}",
-                             f"data.max_context_tokens={args.context_tokens}", f"eval.concurrency={args.concurrency}",
-                             f"cache_dir={root / 'cache'}"])
+    cfg = load_config(None, [f"small_lm.model={folder / 'small_lm'}", f"small_lm.max_tokens={args.max_tokens}",
+                             "large_lm.model=openai/oracle"])
     save_program(LMGuidedCoT(), folder, cfg)
     return folder
+
+
+def run_settings(args, root: Path) -> list[str]:
+    """What both arms run with; a program folder sets none of it (lmcot.program_trust)."""
+    sets = [f"small_lm.batch_size={args.batch_size}", "small_lm.cache=false", "large_lm.cache=false",
+            "large_lm.num_retries=0", f"data.dev={_common.dev_file()}", f"data.max_context_tokens={args.context_tokens}",
+            f"eval.concurrency={args.concurrency}", f"cache_dir={root / 'cache'}"]
+    return [part for item in sets for part in ("--set", item)]
 
 
 def lmcot(*args: str, **kw) -> subprocess.Popen:
@@ -170,6 +174,7 @@ def main() -> None:
             oracle = stack.enter_context(OracleServer(OracleResponder([e.toDict() for e in examples])))
             oracle.delay = args.delay
             sets = ["--set", f"large_lm.api_base={oracle.url}"]
+        sets += run_settings(args, root)
         server = Server(folder, sets)
         try:
             asyncio.run(drive(server.url, examples[: args.clients], args.clients))  # warm-up: connections, first batches

@@ -225,12 +225,12 @@ def run_server(cfg, program_dir, *, host: str, port: int, api_key: str | None, r
 
     from lmcot.lms import configure_cache
     from lmcot.preflight import check_cache_dir
-    from lmcot.programs.program_io import load_program
+    from lmcot.programs import LMGuidedCoT
 
     check_cache_dir(cfg.cache_dir)
     sock = listen(host, port)
     configure_cache(cfg.cache_dir)
-    program = load_program(program_dir, cfg)
+    program = LMGuidedCoT.from_folder(program_dir, cfg)
     model_id = model_name or Path(program_dir).resolve().name
     service = ProgramService(program, cfg, model_id=model_id, max_request_bytes=max_request_bytes)
     service.warm_up()

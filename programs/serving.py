@@ -1,6 +1,6 @@
 """A compiled program as an OpenAI-compatible chat model: the library half of ``lmcot serve``.
 
-    service = ProgramService(load_program("runs/quickstart", cfg), cfg, model_id="quickstart")
+    service = ProgramService(LMGuidedCoT.from_folder("runs/quickstart", cfg), cfg, model_id="quickstart")
     request = service.parse(body)            # ServeError (400, 404) for a request it cannot take
     reply = service.run(request)             # blocking: the rationale(s), then the large LM's answer
     service.completion(request, reply)       # the OpenAI ``chat.completion`` object
@@ -135,11 +135,10 @@ class ProgramService:
 
     def upstream(self) -> str:
         """The large LM, named as errors show it: model and server(s), credentials redacted."""
-        from lmcot.redact import redact_url
         from lmcot.router import api_bases
 
         lm = self.config.large_lm
-        urls = [redact_url(u) for u in api_bases(lm.api_base)]
+        urls = [str(url) for url in api_bases(lm.api_base)]  # a SecretURL prints redacted
         return f"{lm.model} at {', '.join(urls)}" if urls else lm.model
 
     def models(self) -> dict[str, Any]:
@@ -233,11 +232,10 @@ class ProgramService:
         with self._variants_lock:
             if key not in self._variants:
                 from lmcot._dspy_reaches import state_without_lms
-                from lmcot.programs.evaluation import guided_program
 
                 base = self.program
-                variant = guided_program(base.small_lm, base.large_lm, self.config, num_samples=num_samples,
-                                         sample_temperature=base.sample_temperature, select=select)
+                variant = type(base).from_config(base.small_lm, base.large_lm, self.config, num_samples=num_samples,
+                                                 sample_temperature=base.sample_temperature, select=select)
                 variant.load_state(state_without_lms(base))
                 variant.rationalize.lm, variant.answer.lm = base.small_lm, base.large_lm
                 variant.answer_limit = self.answer_limit
@@ -268,8 +266,9 @@ class ProgramService:
                 pred = program.answer_from(request.question, request.context, rationales)
             except AnswerCallError as exc:
                 cause = exc.__cause__ or exc
-                raise ServeError(502, f"the large LM ({self.upstream()}) failed: {type(cause).__name__}: "
-                                 f"{_first_line(cause)}", type="upstream_error", code="large_lm_failed") from exc
+                # The upstream goes last: a URL runs to the next space, so no punctuation is glued to it.
+                raise ServeError(502, f"the large LM failed: {type(cause).__name__}: {_first_line(cause)}; large LM: "
+                                 f"{self.upstream()}", type="upstream_error", code="large_lm_failed") from exc
         if on_rationale is not None and len(rationales) > 1:
             on_rationale(pred.rationale)
         return ServedReply(answer=redact(str(pred.answer)), rationale=str(pred.rationale),

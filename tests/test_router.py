@@ -26,7 +26,7 @@ def _dead_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    return f"http://user:{URL_SECRET}@127.0.0.1:{port}/v1"
+    return f"http://127.0.0.1:{port}/v1?code={URL_SECRET}"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def key(monkeypatch):
 
 def _evaluate(urls: list[str], tmp: Path, out: str, *extra: str):
     args = ["evaluate", "--methods", "standard,guided", "--limit", str(N), "--out", str(tmp / out),
-            "--set", "large_lm.model=openai/oracle", "--set", f"large_lm.api_base=[{', '.join(urls)}]",
+            "--set", "large_lm.model=openai/oracle", "--set", f"large_lm.api_base=[{', '.join(repr(u) for u in urls)}]",
             "--set", f"large_lm.api_key_env={KEY_VAR}", "--set", "large_lm.num_retries=2",
             "--set", f"data.dev={HOTPOT}", "--set", "data.max_context_tokens=null",
             "--set", "small_lm.max_tokens=8", "--set", f"cache_dir={tmp / 'cache'}", *extra]
@@ -66,7 +66,9 @@ def test_api_base_takes_a_list_of_urls():
     from lmcot.config import ConfigError, load_config
 
     cfg = load_config(None, ["large_lm.api_base=[http://a:8000/v1, http://b:8000/v1]"])
-    assert cfg.large_lm.api_base == ["http://a:8000/v1", "http://b:8000/v1"]
+    assert [url.get_secret_value() for url in cfg.large_lm.api_base] == ["http://a:8000/v1", "http://b:8000/v1"]
+    shown = load_config(None, ["large_lm.api_base=[http://a:8000/v1, 'http://b:8000/v1?code=k3y-9']"]).to_public_dict()
+    assert shown["large_lm"]["api_base"] == ["http://a:8000/v1", "http://b:8000/v1?code=***"]
     for value, needle in (("[]", "empty list"), ("[http://a:8000/v1, not-a-url]", "item 1: not an http(s) URL"),
                           ("[http://a:1/v1, http://a:1/v1]", "item 1")):
         with pytest.raises(ConfigError, match="large_lm.api_base") as err:
@@ -86,7 +88,7 @@ def test_evaluate_over_two_servers_and_a_dead_one_loses_nothing_and_uses_both(se
     assert _chat_requests(a) > 0 and _chat_requests(b) > 0, "both live servers answer"
     assert _chat_requests(a) + _chat_requests(b) == 2 * N  # every call answered once: none repeated on a live one
     warning = [r.getMessage() for r in caplog.records if "cannot connect" in r.getMessage()]
-    assert len(warning) == 1 and "http://***@127.0.0.1:" in warning[0] and "other 2 server(s)" in warning[0]
+    assert len(warning) == 1 and "?code=***" in warning[0] and "other 2 server(s)" in warning[0]
     for shown in (result.output, caplog.text):
         assert SECRET not in shown and URL_SECRET not in shown
     for file in (tmp_path / "cache").rglob("*"):  # keys are never cached, whichever server answered
@@ -125,9 +127,9 @@ def test_start_up_check_passes_with_one_live_server_and_fails_naming_all_when_no
 
     a, _ = servers
     dead, other = _dead_url(), _dead_url()
-    check_endpoint(load_config(None, [f"large_lm.api_base=[{dead}, {a.url}]"]).large_lm, "large_lm")
+    check_endpoint(load_config(None, [f"large_lm.api_base=['{dead}', '{a.url}']"]).large_lm, "large_lm")
     with pytest.raises(ConfigError) as err:
-        check_endpoint(load_config(None, [f"large_lm.api_base=[{dead}, {other}]"]).large_lm, "large_lm")
+        check_endpoint(load_config(None, [f"large_lm.api_base=['{dead}', '{other}']"]).large_lm, "large_lm")
     message = str(err.value)
     assert "none of the 2 servers answers" in message and message.count("cannot connect") == 2
     assert URL_SECRET not in message
@@ -154,12 +156,14 @@ def test_typed_requests_with_logprobs_go_through_the_router_too(servers):
 def test_a_teacher_may_list_servers_too_and_the_key_settings_hold_no_server():
     from lmcot.config import load_config
     from lmcot.lms import build_lm
+    from lmcot.http_lm import HttpLM
     from lmcot.router import RouterEngine
 
     cfg = load_config(None, ["kd.teacher.model=openai/teacher", "kd.teacher.api_base=[http://a:8000/v1, http://b:8000/v1]",
                              "kd.teacher.extra={extra_body: {top_k: 20}}"])
     teacher = build_lm(cfg.teacher())
     assert isinstance(teacher.engine, RouterEngine) and teacher.engine.urls == ["http://a:8000/v1", "http://b:8000/v1"]
+    assert isinstance(teacher, HttpLM)  # lmcot's total time bound and retries, as for one server
     # DSPy's cache key is the model, the messages and these settings: no server, key or timeout, but extra.
     assert not {"api_base", "api_key", "timeout"} & set(teacher.kwargs)
     assert teacher.kwargs["extra_body"] == {"top_k": 20}
