@@ -489,7 +489,7 @@ def serve(
     """Serve a compiled program as an OpenAI-compatible chat model (POST /v1/chat/completions)."""
     _setup_logging(verbose)
     with _guard(verbose, "server stopped; every request in flight was answered, and the LM calls that finished are "
-                "cached"):
+                "cached") as places:
         import re
 
         from lmcot.commands.serve import is_loopback
@@ -506,8 +506,9 @@ def serve(
 
         register_secret(key)
         cfg = _load(config, overrides, program)
-        _print_config(cfg)
+        _print_config(cfg, verbose)
         _note_remote_code(cfg)
+        places.update({"cache_dir": cfg.cache_dir})
         _preflight(cfg, roles=("large_lm",))
         _check_endpoints(cfg)
         from lmcot.commands.serve import run_server
