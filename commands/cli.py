@@ -1,4 +1,4 @@
-"""The ``lmcot`` command line: ``evaluate``, ``compile``, ``score``, ``experiment`` and ``report``.
+"""The ``lmcot`` command line: ``evaluate``, ``compile``, ``score``, ``experiment``, ``report`` and ``serve``.
 
 Every command takes ``--config FILE.yaml`` and any number of ``--set key.path=value`` overrides
 (the same pydantic config as the Python API). Heavy libraries load only inside the command.
@@ -467,6 +467,55 @@ def report(
 
         paths = render(out)
     _say("", "", f"wrote {paths['md']}, {paths['html']}, {paths['plots']}/")
+
+
+@app.command()
+def serve(
+    program: Path = typer.Option(..., "--program", help="A compiled program folder (from `lmcot compile`)."),
+    config: Optional[Path] = ConfigOpt,
+    overrides: Optional[List[str]] = SetOpt,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; any other than loopback needs --api-key-env."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port, printed at start)."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Name of an environment variable holding "
+                                              "the key clients must send (Authorization: Bearer <key>)."),
+    request_timeout: float = typer.Option(300.0, "--request-timeout", min=1.0, help="Seconds a request may take "
+                                          "(queueing included) before it is answered 504."),
+    max_request_bytes: int = typer.Option(1_000_000, "--max-request-bytes", min=1024,
+                                          help="Largest request body accepted (400 above)."),
+    served_model_name: Optional[str] = typer.Option(None, "--served-model-name", help="Model id clients send "
+                                                    "(default: the program folder's name)."),
+    verbose: bool = VerboseOpt,
+) -> None:
+    """Serve a compiled program as an OpenAI-compatible chat model (POST /v1/chat/completions)."""
+    _setup_logging(verbose)
+    with _guard(verbose, "server stopped; every request in flight was answered, and the LM calls that finished are "
+                "cached") as places:
+        import re
+
+        from lmcot.commands.serve import is_loopback
+
+        if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+            _fail("--api-key-env must be the NAME of an environment variable that holds the key, not the key itself")
+        if api_key_env is None and not is_loopback(host):
+            _fail(f"--host {host} is not a loopback address: anyone who reaches it could spend your large-LM budget; "
+                  "pass --api-key-env NAME (clients then send that key as a bearer token) or use --host 127.0.0.1")
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if api_key_env and not key:
+            _fail(f"--api-key-env {api_key_env}: the environment variable is not set (or empty)")
+        from lmcot.redact import register_secret
+
+        register_secret(key)
+        cfg = _load(config, overrides, program)
+        _print_config(cfg, verbose)
+        _note_remote_code(cfg)
+        places.update({"cache_dir": cfg.cache_dir})
+        _preflight(cfg, roles=("large_lm",))
+        _check_endpoints(cfg)
+        from lmcot.commands.serve import run_server
+
+        run_server(cfg, program, host=host, port=port, api_key=key, request_timeout=request_timeout,
+                   max_request_bytes=max_request_bytes, model_name=served_model_name,
+                   say=lambda m: _say("serve:", "bold cyan", m))
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -13,6 +13,10 @@ loudly (naming the reach) when a DSPy release changes what it relies on:
 * ``dspy_cache_is_set``: whether ``dspy.cache`` exists yet. DSPy builds its default cache lazily, on
   the first read of the module attribute (a module ``__getattr__``); until then nothing is in the
   module's namespace, so lmcot can tell "nobody chose a cache" from a cache the user configured.
+* ``litellm_errors``, ``finish_legacy_call``, ``lm15_to_litellm``, ``litellm_to_lm15``: what DSPy's
+  own litellm engine does around a ``litellm.completion`` call (error mapping, the bookkeeping and
+  result of an ordinary call, the typed-request conversions), for ``lmcot.router``'s engine, which
+  sends the same call through a ``litellm.Router`` instead.
 
 (DSPy's LM history entries, read for cost and cache hits, are the same kind of reach; they live in
 ``lmcot.usage`` beside the counter that reads them, pinned by ``tests/test_usage.py``.)
@@ -53,3 +57,38 @@ def dspy_cache_is_set() -> bool:
     import dspy
 
     return "cache" in vars(dspy)
+
+
+def litellm_errors(*, model: str):
+    """Context manager turning litellm's exceptions into the ones DSPy classifies and retries."""
+    from dspy.clients.engines.litellm_errors import litellm_errors as dspy_litellm_errors
+
+    return dspy_litellm_errors(model=model)
+
+
+def finish_legacy_call(lm, raw, request: dict[str, Any]):
+    """The ``CallResult`` DSPy's litellm engine returns for an ordinary call's raw litellm reply."""
+    from dspy.clients.call_context import completed_legacy
+    from dspy.clients.call_result import CallResult
+
+    completed_legacy(raw)
+    lm._check_truncation(raw)
+    return CallResult.legacy(lm, raw, kwargs=request)
+
+
+def lm15_to_litellm(request) -> dict[str, Any]:
+    """``litellm.completion`` keyword arguments (no model) for a typed chat request."""
+    from dspy.clients.lm15_boundary import request_kwargs
+
+    validate_request(request)
+    data = request_kwargs(request, "chat")
+    if request.config.top_k is not None:  # litellm forwards top_k; the OpenAI dialect has no field for it
+        data["top_k"] = request.config.top_k
+    return data
+
+
+def litellm_to_lm15(raw, request):
+    """The typed ``Response`` for a litellm chat reply to ``request``."""
+    from dspy.clients.lm15_boundary import response_value
+
+    return response_value(raw, "chat", request)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, create_model,
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, Strict, ValidationError, create_model,
                       field_validator, model_validator)
 
 from lmcot.aspects import ASPECTS, parse_select
@@ -108,8 +108,11 @@ class LMConfig(_Section):
     cache: bool = True
     # litellm
     # A URL can carry a credential (``?code=KEY``): typed as a secret, it prints and saves redacted.
-    api_base: SecretURL | None = Field(None, description="the server's base URL, e.g. http://host:8000/v1 (shown and "
-                                       "saved with every query value hidden; user:password@ is refused)")
+    # A list is several servers of the same model (vLLM replicas): calls are spread over the live ones
+    # through litellm's Router (lmcot.router); a failing one is rested and tried again later.
+    api_base: SecretURL | list[SecretURL] | None = Field(
+        None, description="the server's base URL, e.g. http://host:8000/v1, or a list of servers of the same model "
+                          "(shown and saved with every query value hidden; user:password@ is refused)")
     api_key_env: str | None = None
     num_retries: Int = Field(5, ge=0, description="retries of a call that failed transiently (429, 5xx, a timeout); "
                              "an unknown host or a refused connection fails at once")
@@ -169,12 +172,34 @@ class LMConfig(_Section):
             raise ValueError(f"{endpoint[0]}: set the endpoint with api_base, not in extra")
         return value
 
+    @field_serializer("api_base", when_used="json")
+    def _api_base_shown(self, value: SecretURL | list[SecretURL] | None) -> str | list[str] | None:
+        # The redacted form, for one URL or a list (pydantic does not apply a Secret's JSON form inside
+        # the list branch of the union).
+        if isinstance(value, list):
+            return [str(url) for url in value]
+        return None if value is None else str(value)
+
     @field_validator("api_base", mode="before")
     @classmethod
     def _api_base_is_a_url(cls, value: Any) -> Any:
         # Fail at config time, not after the client's retries ("not a url" would be tried as a host).
         if value is None:
             return value
+        if isinstance(value, (list, tuple)):  # several servers of one model: each a URL, each once
+            if not value:
+                raise ValueError("an empty list; give one URL or a list of URLs of servers of the same model")
+            urls = []
+            for i, item in enumerate(value):
+                try:
+                    url = cls._api_base_is_a_url(item)
+                except ValueError as exc:
+                    raise ValueError(f"item {i}: {exc}") from None
+                if url is not None and url.get_secret_value() in [u.get_secret_value() for u in urls]:
+                    raise ValueError(f"item {i}: {url} is listed twice")
+                if url is not None:  # None: saved redacted, ignored with a warning
+                    urls.append(url)
+            return urls or None
         raw = value.get_secret_value() if isinstance(value, SecretURL) else value
         if not isinstance(raw, str):
             raise ValueError("expected a URL string, e.g. http://host:8000/v1")

@@ -87,6 +87,8 @@ class TransformersEngine:
         # Held while the weights run (generate here, log-prob scoring in the judge): one at a time.
         self.model_lock = threading.Lock()
         self._warned_truncation = False
+        # How the calls were batched (lmcot serve's /health, the serving bench): generates run, requests in them.
+        self.batches_run, self.batched_requests = 0, 0
 
     # -- lazy loading -----------------------------------------------------------------------
     def _load(self) -> tuple:
@@ -280,6 +282,7 @@ class TransformersEngine:
             outputs = self.generate([j.prompt for j in batch], *batch[0].params)
             # One padded generate serves the batch: each request costs an equal share of it.
             share = (time.perf_counter() - start) / len(batch)
+            self.batches_run, self.batched_requests = self.batches_run + 1, self.batched_requests + len(batch)
             for j, out in zip(batch, outputs):
                 j.seconds = share
                 j.future.set_result(out)

@@ -81,8 +81,11 @@ class HttpLM(dspy.LM):
                  retries: int | None = None, **kwargs: Any):
         # DSPy's own loop gets no retries (they are counted here); a state saved by dump_state names both.
         dspy_retries = kwargs.pop("num_retries", 0)
-        kwargs.pop("engine", None)
-        super().__init__(model, engine="litellm", num_retries=0, **kwargs)
+        # litellm through DSPy's own engine; an engine object is lmcot.router's (several servers, one
+        # litellm Router). A saved state's "litellm" selection rebuilds the default.
+        engine = kwargs.pop("engine", None)
+        super().__init__(model, engine=engine if engine is not None and not isinstance(engine, str) else "litellm",
+                         num_retries=0, **kwargs)
         self.role, self.shown = role, shown
         self.total_timeout, self.retries = float(total_timeout), int(dspy_retries if retries is None else retries)
 

@@ -94,7 +94,8 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None)
     role = role or ("large_lm" if isinstance(cfg, LargeLMConfig) else "small_lm" if isinstance(cfg, SmallLMConfig)
                     else "lm")
     cfg = _validated(cfg, role)
-    api_base = cfg.api_base.get_secret_value() if cfg.api_base is not None else None  # for the client only
+    several = cfg.backend == "litellm" and isinstance(cfg.api_base, list)  # servers of one model: lmcot.router
+    api_base = cfg.api_base.get_secret_value() if cfg.api_base is not None and not several else None  # client only
     for secret in url_secrets(api_base):
         register_secret(secret)  # what libraries log or raise is blanked by lmcot.redact.redact
     common: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "cache": cfg.cache}
@@ -114,6 +115,11 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None)
                                     no_repeat_ngram_size=cfg.no_repeat_ngram_size)
         label = f"{name}@{engine.fingerprint}{engine.settings_tag}" if name else engine.name_hint
         return dspy.LM(f"hf/{label}", engine=engine, num_retries=0, **common)
+    if several:
+        from lmcot.router import build_routed_lm
+
+        import_litellm()
+        return build_routed_lm(cfg, common, role=role)
     kwargs = dict(cfg.extra)
     if api_base:
         kwargs["api_base"] = api_base
@@ -140,7 +146,8 @@ def _validated(cfg: LMConfig, role: str) -> LMConfig:
     pydantic's validation and would hand a plain, unchecked string to the client."""
     from lmcot.redact import SecretURL
 
-    if cfg.api_base is None or isinstance(cfg.api_base, SecretURL):
+    if cfg.api_base is None or isinstance(cfg.api_base, SecretURL) or (
+            isinstance(cfg.api_base, list) and all(isinstance(url, SecretURL) for url in cfg.api_base)):
         return cfg
     from pydantic import ValidationError
 
@@ -171,6 +178,10 @@ def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0, reply_timeout:
     if cfg.backend != "litellm" or not cfg.api_base:
         return
     cfg = _validated(cfg, key)
+    if isinstance(cfg.api_base, list):  # several servers: at least one must answer (lmcot.router)
+        from lmcot.router import check_each_server
+
+        return check_each_server(cfg, key, lambda one, name: check_endpoint(one, name, timeout, reply_timeout))
     import socket
     import urllib.parse
     import urllib.request

@@ -66,10 +66,18 @@ class CallLimit:
 
     def bind(self, fn: Callable[[T], R]) -> Callable[[T], R]:
         def limited(x: T) -> R:
-            with self._slots:
+            with self:
                 return fn(x)
 
         return limited
+
+    def __enter__(self) -> CallLimit:
+        """``with limit:`` holds one slot for the block (a call made outside ``map_concurrently``)."""
+        self._slots.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._slots.release()
 
 
 def map_concurrently(fn: Callable[[T], R], items: Iterable[T], max_workers: int,

@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -260,3 +261,39 @@ def _sum_parts(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         out[key] = None if a[key] is None or b[key] is None else a[key] + b[key]
     out["small_lm_seconds"] = round(out["small_lm_seconds"], 3)
     return out
+
+
+class TokensSpent:
+    """Tokens spent by the LM calls made inside :func:`tokens_spent`'s block; filled when it exits."""
+
+    def __init__(self) -> None:
+        self.by_model: dict[str, dict[str, int]] = {}
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(m["prompt_tokens"] for m in self.by_model.values())
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(m["completion_tokens"] for m in self.by_model.values())
+
+
+@contextmanager
+def tokens_spent():
+    """The tokens the calls made in this block spent now, apart from calls made at the same time
+    elsewhere (one request of ``lmcot serve`` among concurrent ones): ``UsageMeter`` reads the LMs'
+    shared histories, which concurrent requests interleave, while ``dspy.track_usage`` lives in a
+    ContextVar (this thread and the threads it starts through ``lmcot.parallel``). Unlike the meter's
+    rule for reports, a call answered from the cache adds 0 here: a served reply reports what it cost.
+    Filled even when the block raises (what was spent before the failure)."""
+    from dspy.utils.usage_tracker import track_usage
+
+    spent = TokensSpent()
+    with track_usage() as tracker:
+        try:
+            yield spent
+        finally:
+            for model, usage in tracker.get_total_tokens().items():
+                spent.by_model[model] = {"prompt_tokens": int(usage.get("prompt_tokens") or 0),
+                                         "completion_tokens": int(usage.get("completion_tokens") or 0)}
+

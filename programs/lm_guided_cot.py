@@ -12,6 +12,7 @@ answers from question + context + rationale.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Callable, Sequence
@@ -21,7 +22,7 @@ import dspy
 from lmcot.aspects import parse_select
 from lmcot.programs.adapter import RationaleAdapter
 from lmcot.programs.answer_adapter import answer_adapter_for
-from lmcot.parallel import distinct, map_concurrently
+from lmcot.parallel import CallLimit, distinct, map_concurrently
 from lmcot.programs.signatures import Answer, Rationalize, context_inputs
 from lmcot.programs.voting import majority_vote
 from lmcot.reply_cache import attempts_for, parsed_reply
@@ -50,6 +51,10 @@ class LMGuidedCoT(dspy.Module):
     on its cheap scorer) *before* the large LM is asked, and asks it once, with the best rationale
     (ties: the first sampled). The prediction then also holds ``scores`` (one dict per rationale).
     """
+
+    # One bound on the large-LM answer calls shared with other runs of the program (``lmcot serve``
+    # sets a CallLimit of eval.concurrency for all its requests); None: each call's own threads are the bound.
+    answer_limit: CallLimit | None = None
 
     def __init__(self, small_lm: dspy.LM | None = None, large_lm: dspy.LM | None = None, num_samples: int = 1,
                  sample_temperature: float = 0.7, select: str = "vote", scorer=None,
@@ -176,7 +181,8 @@ class LMGuidedCoT(dspy.Module):
                 return self.answer(**inputs)
 
         # An answer that does not parse is retried and never cached (lmcot.reply_cache).
-        return parsed_reply(call, what="large LM answer", attempts=attempts_for(self.large_lm)).answer
+        with self.answer_limit or contextlib.nullcontext():
+            return parsed_reply(call, what="large LM answer", attempts=attempts_for(self.large_lm)).answer
 
     def _answer_best(self, question: str, context: str | None, rationales: list[str]) -> dspy.Prediction:
         if self.scorer is None:

@@ -63,3 +63,24 @@ def test_dspy_builds_its_cache_lazily_so_an_unset_cache_can_be_told_apart(monkey
     assert not dspy_cache_is_set()
     assert dspy.cache is not None, "DSPy no longer builds its default cache on first read: rework dspy_cache_is_set"
     assert dspy_cache_is_set()
+
+
+def test_litellm_call_reaches_behave_as_dspys_litellm_engine():
+    """lmcot.router's engine sends DSPy's calls through a litellm Router using these four reaches."""
+    import litellm
+    from dspy import lm15
+    from dspy.lm15 import Config, Message, Request, TextPart
+
+    from lmcot._dspy_reaches import finish_legacy_call, litellm_errors, litellm_to_lm15, lm15_to_litellm
+
+    with pytest.raises(lm15.TransportError):  # a refused connection: retryable for DSPy
+        with litellm_errors(model="openai/x"):
+            raise litellm.APIConnectionError(message="refused", llm_provider="openai", model="x")
+    raw = litellm.ModelResponse(choices=[{"message": {"role": "assistant", "content": "Paris"}, "finish_reason": "stop"}],
+                                usage={"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4})
+    result = finish_legacy_call(dspy.LM("openai/x"), raw, {"messages": [{"role": "user", "content": "hi"}]})
+    assert result.outputs == ["Paris"] and result.usage["prompt_tokens"] == 3
+    request = Request(model="openai/x", messages=[Message.user([TextPart("hi")])], config=Config(max_tokens=5, top_k=3))
+    data = lm15_to_litellm(request)
+    assert data["messages"] == [{"role": "user", "content": "hi"}] and data["top_k"] == 3 and "model" not in data
+    assert litellm_to_lm15(raw, request).text == "Paris"
