@@ -7,7 +7,7 @@
 
 A request is one question: the last user message (earlier turns and system messages are not read;
 the program's prompts are its own), with an optional top-level ``context`` (a string, or a list of
-passages joined one per line, as ``lmcot.data`` formats a dataset's paragraphs). ``run`` does what
+passages joined one per line, as ``lmcot.data`` joins a dataset's passages). ``run`` does what
 ``LMGuidedCoT.forward`` does: k rationales on the small LM, then the large LM's answer per rationale
 and the vote (or one answer from the best-scored rationale, ``select="quality"``). k and ``select``
 are the program's; a request may ask for fewer samples (``num_samples``) or another aspect to select by,
