@@ -21,6 +21,30 @@ from lmcot.config import LMCoTConfig
 from lmcot.jsonl import atomic_write_text, write_json
 
 
+def main(config: Path | None, overrides: list[str], *, methods: str | None, limit: int | None, out: Path | None,
+         program: Path | None, verbose: bool) -> None:
+    """``lmcot evaluate``: read and check everything, then evaluate, write and print the table."""
+    from lmcot.commands.common import check_before_calls, guard, load, methods_arg, show_config
+    from lmcot.console import say, table_console
+    from lmcot.run_lock import output_lock
+
+    with guard(verbose, "nothing written; the LM calls that finished are cached, so a rerun does not pay for them "
+               "again") as places:
+        cfg = load(config, overrides, program)
+        method_list = methods_arg(methods)  # the command's arguments, like the config, before the network
+        out_dir = out or Path(cfg.eval.out)
+        places.update({"--out": out_dir, "cache_dir": cfg.cache_dir})
+        show_config(cfg, verbose, out_dir / "config.json")
+        chosen = method_list if method_list is not None else cfg.eval.methods
+        # The small LM writes guided rationales, and its tokenizer counts every method's context.
+        small = program is None and ("guided" in chosen or cfg.data.max_context_tokens is not None)
+        check_before_calls(cfg, out_dir, roles=("small_lm", "large_lm") if small else ("large_lm",))
+        with output_lock(out_dir, "lmcot evaluate"):
+            metrics = run_evaluate(cfg, methods=method_list, out_dir=out_dir, limit=limit, program_dir=program)
+    table_console().print(metrics_table(metrics))
+    say("", "", f"wrote {out_dir}/metrics.json, {out_dir}/predictions.jsonl, {out_dir}/config.json")
+
+
 def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_dir: str | Path | None = None,
                  limit: int | None = None, program_dir: str | Path | None = None, progress: bool = True,
                  examples: list[dspy.Example] | None = None) -> dict[str, Any]:

@@ -28,6 +28,45 @@ from typing import Any
 from lmcot.config import ASPECTS, LMCoTConfig, config_from_dict
 from lmcot.errors import UserError
 
+
+def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Path | None, verbose: bool) -> None:
+    """``lmcot score``: check everything, score every row, print one table per method."""
+    from rich.text import Text
+
+    from lmcot.commands.common import check_before_calls, guard, load, show_config
+    from lmcot.console import say, table_console
+    from lmcot.metrics.rationale import summarize
+    from lmcot.preflight import PathError
+
+    with guard(verbose, "nothing written; the judge calls that finished are cached, so a rerun does not pay for "
+               "them again") as places:
+        cfg = load(config, overrides)
+        places.update({"--out": out or rationales.parent, "cache_dir": cfg.cache_dir})
+        show_config(cfg, verbose)
+        out_path = out or rationales.with_suffix(".scores.jsonl")
+        if out_path.is_dir():
+            raise PathError(f"{out_path}: --out must be a file (per-row scores JSONL), but it is a folder")
+        judged = "judge" in cfg.rationale_metrics.backends.values()
+        judge_key = "rationale_metrics.judge" if cfg.rationale_metrics.judge else "large_lm"
+        check_before_calls(cfg, out_path.parent, roles=("rationale_metrics.judge",) if judged else (), scoring=True,
+                           endpoints=(judge_key,) if judged else ())
+        # Which model reads the rationales for fluency / naturalness, and why: never a silent fallback.
+        cfg, reference, why = choose_scorer(cfg, rationales, explicit=config is not None)
+        if any(cfg.rationale_metrics.backends[a] == "cheap" for a in ("fluency", "naturalness")):
+            by = f"perplexity under {reference}" if reference else "the lexical proxy"
+            say("scorer:", "bold", f"fluency and naturalness by {by}: {why}")
+        rows, means = run_score(cfg, rationales, out_path, progress=True, reference=(reference, why))
+    backends = score_backends(cfg, (reference, why))
+    methods = list(dict.fromkeys(r["method"] for r in rows if "method" in r))
+    if len(methods) > 1:  # a predictions.jsonl: CoT prompting's and the small LM's rationales apart
+        for method in methods:
+            table_console().print(render_score_table(summarize([r for r in rows if r.get("method") == method]),
+                                                     backends=backends,
+                                                     title=Text(f"Rationale quality of {method} (0-1)")))
+    else:
+        table_console().print(render_score_table(means, backends=backends))
+    say("", "", f"wrote {out_path}")
+
 __all__ = [
     "ScoreInputError", "choose_scorer", "dev_contexts", "read_rationale_rows", "render_score_table", "run_score",
     "score_backends",

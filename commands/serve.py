@@ -31,6 +31,36 @@ from typing import Any, Callable
 
 from lmcot.programs.serving import ProgramService, ServeError
 
+
+def main(program, config, overrides: list[str], *, host: str, port: int, api_key_env: str | None,
+         request_timeout: float, max_request_bytes: int, served_model_name: str | None, verbose: bool) -> None:
+    """``lmcot serve``: check the listening side and the program, then serve until SIGTERM."""
+    import os
+    import re
+
+    from lmcot.commands.common import check_before_calls, fail, guard, load, show_config
+    from lmcot.console import say
+    from lmcot.redact import register_secret
+
+    with guard(verbose, "server stopped; every request in flight was answered, and the LM calls that finished are "
+               "cached") as places:
+        if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+            fail("--api-key-env must be the NAME of an environment variable that holds the key, not the key itself")
+        if api_key_env is None and not is_loopback(host):
+            fail(f"--host {host} is not a loopback address: anyone who reaches it could spend your large-LM budget; "
+                 "pass --api-key-env NAME (clients then send that key as a bearer token) or use --host 127.0.0.1")
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if api_key_env and not key:
+            fail(f"--api-key-env {api_key_env}: the environment variable is not set (or empty)")
+        register_secret(key)
+        cfg = load(config, overrides, program)
+        show_config(cfg, verbose)
+        places.update({"cache_dir": cfg.cache_dir})
+        check_before_calls(cfg, roles=("large_lm",))
+        run_server(cfg, program, host=host, port=port, api_key=key, request_timeout=request_timeout,
+                   max_request_bytes=max_request_bytes, model_name=served_model_name,
+                   say=lambda m: say("serve:", "bold cyan", m))
+
 log = logging.getLogger("lmcot.serve")
 
 

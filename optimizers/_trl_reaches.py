@@ -33,13 +33,3 @@ def inference_prompt_trainer(algorithm: str, max_input_tokens: int):
             return ids, None, {}
 
     return InferencePromptTrainer
-
-
-def hide_checkpointing_deprecation_warnings() -> None:
-    """TRL 1.16 and peft read ``model.is_gradient_checkpointing`` (and TRL's configs set
-    ``gradient_checkpointing``), names transformers 5 deprecates with a FutureWarning on every run.
-    lmcot passes the new name itself (``activation_checkpointing``); the reads inside TRL and peft
-    have no public switch, so the command line hides these warnings unless ``--verbose``."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)

@@ -191,7 +191,7 @@ def _dedupe(trainset: list[Any]) -> tuple[list[Any], int]:
 def _progress(enabled: bool, total: int):
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    from lmcot.plain_progress import progress_bar
+    from lmcot.console import progress_bar
 
     return progress_bar(TextColumn("teacher rationales"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         TextColumn("{task.description}"), label="teacher rationales", disable=not enabled or total == 0)
@@ -332,7 +332,7 @@ def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from lmcot.plain_progress import table_console
+    from lmcot.console import table_console
 
     table = Table(title=Text(f"teacher rationales ({out_dir / TRACES})"), show_header=False)
     cost = "unknown" if summary["cost"] is None else f"${summary['cost']:.4f}"

@@ -29,20 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import dspy
-from rich.console import Console
 
 from lmcot.config import ASPECTS, REWARDS, ConfigError, LMCoTConfig
 from lmcot.errors import RunError
 from lmcot.jsonl import write_json
 from lmcot.keyed import key_of
 from lmcot.optimizers.dev_report import answer_stated_share, cut_at_max_tokens
-from lmcot.optimizers.progress import note
+from lmcot.console import rule, say
 from lmcot.optimizers.stage_markers import (DONE, invalidate_checkpoints_if_changed, invalidate_traces_if_changed,
                                             rollout_sampling, sampling_settings, stage_done,
                                             trained_settings)
 
 log = logging.getLogger(__name__)
-console = Console(stderr=True)
 
 
 class LMCoTCompiler:
@@ -114,7 +112,7 @@ class LMCoTCompiler:
         elif (self.out / "kd" / DONE).exists():
             # `--stages rl` after an earlier `--stages kd`: RL starts from that KD checkpoint.
             checkpoint = str(self.out / "kd" / "model")
-            note("rl", "green", f"starts from the KD checkpoint of an earlier run: {checkpoint}")
+            say("rl", "green", f"starts from the KD checkpoint of an earlier run: {checkpoint}")
         if "rl" in cfg.stages:
             if valset and main:
                 before_rl = self._with_small(run, checkpoint, "before-rl")
@@ -137,7 +135,7 @@ class LMCoTCompiler:
                 from lmcot.model_loading import save_checkpoint_as
 
                 save_checkpoint_as(checkpoint, tmp, wanted)
-                note("program:", "green", f"small_lm/ saved in {wanted} (trained in {trained}; small_lm.save_dtype="
+                say("program:", "green", f"small_lm/ saved in {wanted} (trained in {trained}; small_lm.save_dtype="
                      f"{cfg.small_lm.save_dtype})")
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
@@ -179,22 +177,22 @@ class LMCoTCompiler:
         done = stage_done(kd_dir, key, remove_stale=distributed.is_main())
         distributed.wait_for_everyone()  # every process has read the marker before it can change
         if done:
-            note("kd:", "green", f"complete under {kd_dir}, skipped")
+            say("kd:", "green", f"complete under {kd_dir}, skipped")
             return str(kd_dir / "model")
         # The teacher bootstrap runs on the main process only; the others get its kept rationales.
         outcome = None
         if distributed.is_main():
             if source == "dataset":  # the task's own rationales: no teacher call at all
-                console.rule(f"[bold]stage kd[/]: {len(own)} rationales from the dataset (kd.source: dataset)")
+                rule(f"[bold]stage kd[/]: {len(own)} rationales from the dataset (kd.source: dataset)")
                 self._kd_summary = {"source": "dataset", "questions": len(trainset), "kept_examples": len(own),
                                     "dataset_rationales": len(own), "teacher_calls": 0}
                 outcome = (own, None)
             else:
                 invalidate_traces_if_changed(kd_dir, traces_key)
-                console.rule("[bold]stage kd[/]: teacher rationales")
+                rule("[bold]stage kd[/]: teacher rationales")
                 kept_teacher, failure = self._bootstrap(trainset, teacher, kd_dir, run.task)
                 if own and not failure:
-                    note("kd:", "green", f"{len(kept_teacher)} teacher rationales + {len(own)} from the dataset "
+                    say("kd:", "green", f"{len(kept_teacher)} teacher rationales + {len(own)} from the dataset "
                          "(kd.source: both)")
                     self._kd_summary = {**self._kd_summary, "source": "both", "dataset_rationales": len(own),
                                         "kept_examples": len(kept_teacher) + len(own)}
@@ -209,13 +207,13 @@ class LMCoTCompiler:
         _release(run.program.small_lm, run.program.large_lm, teacher)
         run.release_scorer_models()
         _log_memory("before KD training")
-        console.rule(f"[bold]stage kd[/]: distil {len(kept)} rationales into the small LM ({processes})")
+        rule(f"[bold]stage kd[/]: distil {len(kept)} rationales into the small LM ({processes})")
         started = time.monotonic()
         model_dir = distill(kept, student, kd_dir, cfg.kd, run.student, progress=self.progress)
         train_seconds = round(time.monotonic() - started, 3)
         _log_memory("after KD training")
         if distributed.is_main():
-            console.print(f"kd: trained on {processes}", highlight=False)
+            say("kd:", "", f"trained on {processes}")
             # The one-off cost of the stage beside its result: the teacher's calls (in summary), the
             # training's wall time and the tokens it trained on (the experiment's report reads them).
             write_json(kd_dir / DONE, {"model": "model", "key": key, "kept": len(kept), "processes": processes,
@@ -277,7 +275,7 @@ class LMCoTCompiler:
         done = stage_done(rl_dir, key, remove_stale=distributed.is_main())
         distributed.wait_for_everyone()
         if done:
-            note("rl:", "green", f"complete under {rl_dir}, skipped")
+            say("rl:", "green", f"complete under {rl_dir}, skipped")
             return str(rl_dir / "model")
         if distributed.is_main():
             invalidate_checkpoints_if_changed(rl_dir, resume_key)
@@ -293,9 +291,8 @@ class LMCoTCompiler:
         reward_set = reward_set_name(weights)
         if run.task.metric is not None:
             reward_set = reward_set.replace("answer F1", f"metric {run.task.metric_name}")
-        console.rule(f"[bold]stage rl[/]: {reward_set} ({processes})")
-        console.print(f"rl: reward weights {reward_weights_text(weights)} ({cfg.rl.aggregation})", highlight=False,
-                      soft_wrap=True)
+        rule(f"[bold]stage rl[/]: {reward_set} ({processes})")
+        say("rl:", "", f"reward weights {reward_weights_text(weights)} ({cfg.rl.aggregation})")
         # The untrained student's weights serve RL nothing (the large LM and the scorer's models do).
         _release(run.program.small_lm)
         # Each process scores its own rollouts: TRL splits the prompts, so no reward call is made twice.
@@ -314,7 +311,7 @@ class LMCoTCompiler:
         free_memory()  # the trainer's models and optimizer state are gone: return their pages to the OS
         _log_memory("after RL training")
         if distributed.is_main():
-            console.print(f"rl: trained on {processes}", highlight=False)
+            say("rl:", "", f"trained on {processes}")
             usage = reward_meter.report()
             write_json(rl_dir / DONE, {
                 "model": "model", "key": key, "start": start, "processes": processes,
@@ -349,7 +346,7 @@ class LMCoTCompiler:
                                          progress=self.progress, what=f"{label} dev evaluation", task=run.task)
         if summary["errors"]:
             first = next(r["error"] for r in rows if r["error"])
-            note(f"{label}:", "yellow", f"{summary['errors']} of {len(rows)} dev examples failed (scored 0); "
+            say(f"{label}:", "yellow", f"{summary['errors']} of {len(rows)} dev examples failed (scored 0); "
                   f"first error: {first}")
         from lmcot.metrics.rationale.evidence import evidence_share
 
@@ -359,7 +356,7 @@ class LMCoTCompiler:
                                   **evidence_share(rows, valset), "answer_stated": answer_stated_share(rows),
                                   "rationales_cut": cut}
         if cut:
-            note(f"{label}:", "yellow", f"{cut} of {len(rows)} rationales stopped at small_lm.max_tokens="
+            say(f"{label}:", "yellow", f"{cut} of {len(rows)} rationales stopped at small_lm.max_tokens="
                   f"{self.config.small_lm.max_tokens} (not at EOS)")
         # Each point's rationales, for reading what training changed (the quickstart prints a few).
         from lmcot.jsonl import atomic_write_text
@@ -452,7 +449,7 @@ def _draw_curves(out: Path, stage: str) -> None:
     heading = {"kd": "KD (distillation)", "rl": "RL (policy optimisation)"}[stage]
     path = draw_curves(curve_series(_train_log(out / stage)), out / "plots" / f"{stage}_curves.png", heading)
     if path is not None:
-        note(f"{stage}:", "green", f"training curves: {path}")
+        say(f"{stage}:", "green", f"training curves: {path}")
 
 
 def _log_memory(where: str) -> None:

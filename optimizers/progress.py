@@ -24,7 +24,7 @@ def rich_progress(label: str, metric: str = "loss", enabled: bool = True, value=
                 return
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-            from lmcot.plain_progress import progress_bar
+            from lmcot.console import progress_bar
 
             # Plain lines when stderr is not a terminal (a CI log, nohup): every step is minutes there.
             self._progress = progress_bar(TextColumn(f"{label} {{task.description}}"), BarColumn(),
@@ -62,19 +62,3 @@ def quiet_trainer(trainer) -> None:
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-
-
-def note(tag: str, style: str, message: str) -> None:
-    """A status line printed as plain text (paths and error messages may hold ``[...]``, which rich
-    would read as markup), secrets redacted."""
-    from rich.text import Text
-
-    from lmcot.redact import redact
-
-    _console().print(Text.assemble((tag, style), " ", redact(message)), highlight=False, soft_wrap=True)
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)

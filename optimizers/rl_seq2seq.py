@@ -220,7 +220,9 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
     ``out_dir/model`` (merged weights + tokenizer, safetensors).
     """
     import torch
-    from tqdm.auto import tqdm
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from lmcot.console import progress_bar
 
     from lmcot.model_loading import pick_device
     from lmcot.jsonl import write_json
@@ -259,8 +261,11 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
     policy = accelerator.unwrap_model(model)  # generate() lives on the model, not on a wrapper
     eos_id = tokenizer.eos_token_id
     window: list[dict[str, float]] = []
-    bar = tqdm(total=rl.max_steps, initial=step, desc=f"RL ({algorithm})", unit="step",
-               disable=not accelerator.is_local_main_process)
+    bar = progress_bar(TextColumn(f"RL ({algorithm}) {{task.description}}"), BarColumn(), MofNCompleteColumn(),
+                       TimeRemainingColumn(), label=f"RL ({algorithm})", transient=False,
+                       disable=not accelerator.is_local_main_process)
+    bar.start()
+    bar_task = bar.add_task("", total=rl.max_steps, completed=step)
     try:
         while step < rl.max_steps:
             batch = [rows[i] for i in prompts_for_step(len(rows), prompts_per_step, rl.seed, step)]
@@ -287,10 +292,8 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
             step += 1
             window.append({**rewards.log_metrics(comps), **stats,
                            "completions/mean_length": float(mask.sum(1).mean())})
-            bar.update(1)
             shown = rewards.progress_value(window[-1])
-            if shown is not None:
-                bar.set_postfix(reward=f"{shown:.3f}")
+            bar.update(bar_task, advance=1, **({"description": f"reward {shown:.3f}"} if shown is not None else {}))
             if step % max(1, rl.logging_steps) == 0 or step == rl.max_steps:
                 entry = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
                 entry["step"] = step
@@ -300,7 +303,7 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
             if step % max(1, rl.save_steps) == 0 or step == rl.max_steps:
                 ckpts.save(accelerator, step, history)
     finally:
-        bar.close()
+        bar.stop()
         accelerator.end_training()
 
     final = policy.merge_and_unload() if rl.lora else policy

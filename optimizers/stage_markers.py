@@ -12,7 +12,7 @@ from typing import Any
 
 from lmcot.config import SmallLMConfig
 from lmcot.keyed import Marker
-from lmcot.optimizers.progress import note
+from lmcot.console import rule, say
 
 DONE = "DONE.json"
 
@@ -40,7 +40,7 @@ def stage_done(stage_dir: Path, key: str, remove_stale: bool = True) -> bool:
     if marker.matches(key):
         return True
     if remove_stale:
-        note(f"{stage_dir.name}:", "yellow", "settings, data or start weights changed since the finished run; "
+        say(f"{stage_dir.name}:", "yellow", "settings, data or start weights changed since the finished run; "
               "running it again")
         marker.clear()
     return False
@@ -52,7 +52,7 @@ def invalidate_traces_if_changed(kd_dir: Path, traces_key: str) -> None:
     if traces.exists() and marker.exists() and not marker.matches(traces_key):
         aside = traces.with_name(f"traces.stale-{int(time.time())}.jsonl")
         traces.rename(aside)
-        note("kd:", "yellow", f"the teacher changed; earlier traces moved to {aside.name}")
+        say("kd:", "yellow", f"the teacher changed; earlier traces moved to {aside.name}")
     marker.write(traces_key)
 
 
@@ -60,5 +60,5 @@ def invalidate_checkpoints_if_changed(rl_dir: Path, resume_key: str) -> None:
     marker, ckpts = Marker(rl_dir / "resume_key.json"), rl_dir / "checkpoints"
     if ckpts.exists() and not marker.matches(resume_key):
         shutil.rmtree(ckpts)
-        note("rl:", "yellow", "start weights or RL settings changed; old checkpoints removed")
+        say("rl:", "yellow", "start weights or RL settings changed; old checkpoints removed")
     marker.write(resume_key)

@@ -73,7 +73,7 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from lmcot.metrics.task_metric import TaskMetric
-    from lmcot.plain_progress import progress_bar
+    from lmcot.console import progress_bar
     from lmcot.parallel import ContextPool, map_concurrently
 
     phased = hasattr(program, "rationales_for") and hasattr(program, "answer_from")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from lmcot.plain_progress import PlainProgress, progress_bar
+from lmcot.console import PlainProgress, progress_bar
 
 
 def test_plain_lines_when_not_a_terminal():
@@ -35,7 +35,7 @@ def test_pytest_capture_is_not_a_terminal():
 def test_lines_from_concurrent_bars_never_interleave_and_name_the_label_once():
     import threading
 
-    from lmcot.plain_progress import PlainProgress
+    from lmcot.console import PlainProgress
 
     class Stream:  # records each write: a line must arrive whole, newline included
         def __init__(self):
@@ -66,7 +66,7 @@ def test_lines_from_concurrent_bars_never_interleave_and_name_the_label_once():
 def test_tables_off_a_terminal_are_not_wrapped_at_80_columns(monkeypatch):
     from rich.table import Table
 
-    from lmcot.plain_progress import table_console
+    from lmcot.console import table_console
 
     monkeypatch.delenv("COLUMNS", raising=False)
     console = table_console()

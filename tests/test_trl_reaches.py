@@ -22,7 +22,7 @@ def test_the_checkpointing_deprecation_filter_matches_what_transformers_warns(ti
 
     from transformers import AutoModelForCausalLM
 
-    from lmcot.optimizers._trl_reaches import hide_checkpointing_deprecation_warnings
+    from lmcot.console import setup_logging
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_causal_path))
     with warnings.catch_warnings(record=True) as seen:
@@ -30,7 +30,7 @@ def test_the_checkpointing_deprecation_filter_matches_what_transformers_warns(ti
         model.is_gradient_checkpointing  # what TRL and peft read
     with warnings.catch_warnings(record=True) as hidden:
         warnings.simplefilter("always")
-        hide_checkpointing_deprecation_warnings()
+        setup_logging(verbose=False)  # what every command does unless --verbose
         model.is_gradient_checkpointing
     assert not hidden, [str(w.message) for w in hidden]
     assert seen and all("gradient_checkpointing" in str(w.message) for w in seen), "transformers no longer warns: drop the filter"

@@ -1,11 +1,16 @@
-"""Progress when stderr is not a terminal (nohup, a CI log, `2> file`): plain lines, not silence.
+"""Everything lmcot prints to the terminal, in one place.
 
-rich's live bar draws nothing until it stops when the console is not a terminal, so a long run under
-nohup showed no progress at all. :func:`progress_bar` returns rich's ``Progress`` on a terminal and a
-:class:`PlainProgress` (same small API: ``add_task``, ``advance``, ``update``, ``start``, ``stop``,
-context manager) elsewhere, which prints ``label: 12/40 (30%), 1m05s elapsed, 11.1/min, ETA 2m31s``
-(the rate and the time left as rich's bar shows them, from the progress made since the bar started)
-at most every ``every_s`` seconds and at the end.
+    say("kd:", "green", "complete under runs/q/kd, skipped")   # one labelled line, plain text, redacted
+    rule("stage kd: teacher rationales")                       # a section heading
+    with progress_bar(..., label="KD") as bar: ...              # rich's bar, or plain lines off a terminal
+    setup_logging(verbose)                                      # the commands' logging, secrets redacted
+
+Every message goes to stderr as plain text (a path with ``[/x]`` in it is never read as rich markup)
+and through ``lmcot.redact``. Off a terminal (nohup, a CI log, ``2> file``) rich's live bar would draw
+nothing until it stops, so :func:`progress_bar` returns a :class:`PlainProgress` there (same small API:
+``add_task``, ``advance``, ``update``, ``start``, ``stop``, context manager), which prints
+``label: 12/40 (30%), 1m05s elapsed, 11.1/min, ETA 2m31s`` (rate and time left as rich's bar shows
+them, from the progress made since the bar started) at most every ``every_s`` seconds and at the end.
 """
 
 from __future__ import annotations
@@ -138,3 +143,78 @@ def table_console(stderr: bool = False):
 
 
 _LOG_WIDTH = 200  # wide enough for the experiment's nine-column table; rich sizes a table to its content
+
+
+def _stderr():
+    from rich.console import Console
+
+    global _STDERR
+    if _STDERR is None:
+        _STDERR = Console(stderr=True)
+    return _STDERR
+
+
+_STDERR = None
+
+
+def say(label: str, style: str, message: str) -> None:
+    """``label message`` on stderr as plain text: never read as rich markup, secrets redacted."""
+    from rich.text import Text
+
+    from lmcot.redact import redact
+
+    text = Text.assemble((label, style), " " if label else "", redact(str(message)))
+    _stderr().print(text, highlight=False, soft_wrap=True)
+
+
+def rule(title: str = "") -> None:
+    """A section heading across the terminal (rich markup allowed: lmcot's own titles only)."""
+    _stderr().rule(title)
+
+
+def print_exception() -> None:
+    """The current exception's traceback, without local variables (an API key may be one)."""
+    _stderr().print_exception(show_locals=False)
+
+
+class _RedactFilter:
+    """Log records pass through lmcot.redact (a URL with a key in an error a library logs)."""
+
+    def filter(self, record) -> bool:
+        from lmcot.redact import redact
+
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def setup_logging(verbose: bool) -> None:
+    """The commands' logging: warnings (``--verbose``: info) with every record redacted; the per-call
+    notices of litellm, httpx and DSPy and the deprecation warnings transformers 5 raises inside TRL
+    and peft only with ``--verbose``."""
+    import logging
+    import os
+    import warnings
+
+    if not verbose:
+        # transformers draws a bar for every weights load and save ("Loading weights", "Writing model
+        # shards"): noise between lmcot's own progress lines. Its switch is the hub library's, read when
+        # huggingface_hub is first imported (dspy may import it: set it first).
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _RedactFilter) for f in handler.filters):
+            handler.addFilter(_RedactFilter())
+    import dspy  # noqa: F401 - dspy sets up its loggers on import; quiet them after that, not before
+
+    # Per-call notices (e.g. DSPy's "LM response was truncated" for every capped rationale) drown the
+    # progress bars.
+    for noisy in ("LiteLLM", "litellm", "httpx", "dspy"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
+    if not verbose:
+        # TRL 1.16 and peft read model.is_gradient_checkpointing (TRL's configs set gradient_checkpointing),
+        # names transformers 5 deprecates with a FutureWarning on every run; lmcot passes the new name
+        # itself, and the reads inside TRL and peft have no switch.
+        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*", category=FutureWarning)

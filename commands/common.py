@@ -1,0 +1,185 @@
+"""What every command does around its own work: read the config, show what differs, check everything
+that can be checked before the first paid call, and turn errors into one line.
+
+    with guard(verbose, "nothing written; ...") as places:
+        cfg = prepare(config, overrides, verbose=verbose, out=out, roles=("small_lm", "large_lm"))
+        ... the command's library call ...
+
+Errors: a :class:`lmcot.errors.UserError` (bad config, file, path, program folder, endpoint), an
+``OSError`` or a provider error (authentication, billing, unreachable) is the user's to fix: one line
+on stderr naming the file, record or key, exit 2 (``--verbose`` adds the traceback). Anything else is
+a bug in lmcot: its traceback is always shown (exit 1), because the person who hit it should not have
+to rerun a long or paid command to get what a bug report needs. Ctrl-C exits 130 and says what was
+kept. Every message is plain text with secrets redacted (``lmcot.console``).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lmcot.console import print_exception, say
+
+
+def fail(message: str, code: int = 2) -> None:
+    say("error:", "bold red", message)
+    raise typer.Exit(code)
+
+
+def _fail_with(exc: BaseException, verbose: bool) -> None:
+    """The user's mistake in one line (``--verbose`` adds the traceback)."""
+    if verbose:
+        print_exception()
+    fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _bug(exc: BaseException) -> None:
+    """Not the user's input: the traceback (always), then one line saying so; exit 1."""
+    print_exception()
+    say("internal error:", "bold red", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+        "(a bug in lmcot, not your input; please report it with the traceback above)")
+    raise typer.Exit(1)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are the user's input or environment, not a bug: shown as one line."""
+    from dspy.utils.exceptions import LMError
+
+    from lmcot.errors import UserError
+
+    # OSError: a path the user named (permission, disk full, missing file); LMError: the provider
+    # refused or could not be reached (authentication, billing, timeouts after retries).
+    return (UserError, OSError, LMError)
+
+
+@contextmanager
+def guard(verbose: bool, interrupted: str):
+    """Run a command body: user errors as one line, Ctrl-C with ``interrupted``, bugs with traceback.
+    Yields a dict the body fills with its writable places (``--out``, ``cache_dir``), named when a
+    write fails for lack of space (lmcot.disk)."""
+    from lmcot.console import setup_logging
+
+    setup_logging(verbose)
+    places: dict[str, object] = {}
+    try:
+        yield places
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        say("interrupted:", "bold yellow", interrupted)
+        raise typer.Exit(130)
+    except Exception as exc:
+        from lmcot.disk import disk_full_error
+
+        full = disk_full_error(exc, places)
+        if full is not None:
+            _fail_with(full, verbose)
+        if isinstance(exc, _user_errors()):
+            _fail_with(exc, verbose)
+        _bug(exc)
+
+
+def load(config: Optional[Path], overrides: Optional[list[str]], program: Optional[Path] = None):
+    """The config: the YAML and ``--set``; with ``--program``, a program folder checked first, before
+    anything else is read, built or sent (``lmcot.program_trust``). Without ``--config`` the user's
+    settings are lmcot's defaults and ``--set``; the folder adds only what defines the program."""
+    from lmcot.config import load_config
+
+    if program is None:
+        return load_config(config, list(overrides or []))
+    from lmcot.programs.program_io import large_lm_note, program_config, read_program
+
+    folder = read_program(program)
+    cfg = program_config(folder, load_config(config, list(overrides or [])) if config is not None else None,
+                         list(overrides or []))
+    note = large_lm_note(folder, cfg)
+    if note:
+        say("note:", "bold cyan", note)
+    return cfg
+
+
+def show_config(cfg, verbose: bool = False, saved: Optional[Path] = None) -> None:
+    """The settings that differ from the defaults (the whole config with ``--verbose``); ``saved``
+    names the file that will hold the whole config."""
+    import json
+
+    import yaml
+
+    from lmcot.config import config_changes
+    from lmcot.console import rule
+
+    where = f"; all settings: {saved}" if saved is not None else ""
+    if verbose:
+        rule("resolved config")
+        say("", "", yaml.safe_dump(cfg.to_public_dict(), sort_keys=False).rstrip())
+        rule()
+        return
+    changes = config_changes(cfg)
+    if not changes:
+        say("config:", "bold", f"the defaults{where} (--verbose prints them)")
+        return
+    say("config:", "bold", f"{len(changes)} setting(s) differ from the defaults{where} (--verbose prints all)")
+
+    def shown(value) -> str:
+        plain = isinstance(value, str) and value and not any(c.isspace() for c in value)
+        return value if plain else json.dumps(value, ensure_ascii=False)
+
+    sections: dict[str, list[str]] = {}  # one line per section: section: key=value key=value
+    for key, value in changes.items():
+        section, _, rest = key.partition(".")
+        sections.setdefault(section if rest else "", []).append(f"{rest or section}={shown(value)}")
+    for section, items in sections.items():
+        say("", "", f"  {section + ': ' if section else ''}{' '.join(items)}")
+
+
+def check_before_calls(cfg, out: Optional[Path] = None, roles: tuple[str, ...] = ("small_lm", "large_lm"), *,
+                       training_cfg=None, scoring: bool = False, endpoints: tuple[str, ...] = ("large_lm",)) -> None:
+    """Everything that can be checked before the first paid call, cheapest first (``lmcot.preflight``):
+    whose remote code would run; paths (output, cache, local models); the in-process models of
+    ``roles``, resolved to their config (hub ids: offline, in the local cache) with max_tokens within
+    their context; with ``training_cfg``, the trainer configs of its stages and free disk space; with
+    ``scoring``, the scorer's reference LM and embedding model; then, last, the ``api_base`` of each
+    LM in ``endpoints`` that is set (``large_lm``, ``kd.teacher``, ``rationale_metrics.judge``): one
+    that nobody listens on fails now, not after every call's retries."""
+    from lmcot.lms import check_endpoint
+    from lmcot.preflight import check_config_models, check_config_paths
+
+    for role, lm in {"small_lm": cfg.small_lm, "large_lm": cfg.large_lm, "kd.teacher": cfg.kd.teacher,
+                     "rationale_metrics.judge": cfg.rationale_metrics.judge}.items():
+        if lm is not None and lm.backend == "transformers" and lm.trust_remote_code:
+            say("warning:", "bold yellow", f"{role}.trust_remote_code=true: the Python code shipped with {lm.model} "
+                "will run on this machine with your permissions")
+    check_config_paths(cfg, out=out, roles=roles)
+    check_config_models(cfg, roles)
+    if training_cfg is not None and training_cfg.stages:
+        from lmcot.optimizers.preflight import preflight_training
+
+        preflight_training(training_cfg, training_cfg.small_lm, out)
+    if scoring:
+        from lmcot.metrics.rationale import check_scorer_models
+
+        check_scorer_models(cfg.rationale_metrics)
+    lms = {"large_lm": cfg.large_lm, "kd.teacher": cfg.kd.teacher, "rationale_metrics.judge": cfg.rationale_metrics.judge}
+    for key in endpoints:
+        if lms.get(key) is not None:
+            check_endpoint(lms[key], key)
+
+
+def methods_arg(methods: Optional[str]) -> Optional[list[str]]:
+    """``--methods standard,cot``: the list, each a known method (None: the config's eval.methods)."""
+    if methods is None:
+        return None
+    from lmcot.config import ConfigError
+    from lmcot.programs.evaluation import METHODS, check_methods
+
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    if not chosen:
+        raise ConfigError(f"--methods {methods!r}: no method named; give a comma-separated subset of "
+                          f"{','.join(METHODS)}")
+    try:
+        return check_methods(chosen)
+    except ConfigError as exc:
+        raise ConfigError(f"--methods {methods!r}: {exc}") from None

@@ -1,0 +1,66 @@
+"""``lmcot experiment`` (the paper's analyses in one run, then the report) and ``lmcot report``
+(re-render the report from ``OUT/results.json``, no LM call). The work is ``lmcot.experiment``'s.
+
+    lmcot experiment --config configs/experiment-quickstart.yaml --out runs/exp
+    lmcot report runs/exp
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool) -> None:
+    from lmcot.commands.common import check_before_calls, guard, load, show_config
+    from lmcot.console import say
+    from lmcot.experiment.grid import students_needed
+    from lmcot.experiment.report import render
+    from lmcot.experiment.run import run_experiment
+    from lmcot.experiment.students import training_config
+    from lmcot.run_lock import output_lock
+
+    with guard(verbose, f"finished steps ({out}/steps/), trained students and cached LM calls are kept; rerun the "
+               "same command to resume") as places:
+        places["--out"] = out
+        cfg = load(config, overrides)
+        places["cache_dir"] = cfg.cache_dir
+        show_config(cfg, verbose, out / "config.json")
+        check_before_calls(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"),
+                           training_cfg=training_config(cfg, students_needed(cfg.experiment)), scoring=True,
+                           endpoints=("large_lm", "kd.teacher", "rationale_metrics.judge"))
+        with output_lock(out, "lmcot experiment"):
+            run_experiment(cfg, out, say=lambda m: say("experiment", "bold cyan", m))
+            paths = render(out)
+    print_methods_table(out)
+    say("", "", f"wrote {out}/results.json, {paths['md']}, {paths['html']}, {paths['plots']}/")
+
+
+def report(out: Path, *, verbose: bool) -> None:
+    from lmcot.commands.common import guard
+    from lmcot.console import say
+    from lmcot.experiment.report import render
+
+    with guard(verbose, "the report may be half written; run the same command again") as places:
+        places["OUT"] = out
+        paths = render(out)
+    say("", "", f"wrote {paths['md']}, {paths['html']}, {paths['plots']}/")
+
+
+def print_methods_table(out: Path) -> None:
+    """The report's main table in the terminal (from the tables.json the report wrote)."""
+    import json
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from lmcot.console import table_console
+
+    t = json.loads((out / "tables.json").read_text(encoding="utf-8"))["methods"]
+    # The answer columns are the task's (EM/F1 for spans, one accuracy for numbers and labels, the user metric).
+    keep = [c for c in t["columns"] if "95% CI" not in c and c not in ("prompt tok", "completion tok")]
+    table = Table(title=t["title"])
+    for col in keep:
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for row in t["rows"]:
+        table.add_row(*(Text(row[t["columns"].index(c)]) for c in keep))
+    table_console().print(table)
