@@ -218,17 +218,14 @@ def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None 
     ``reference``: ``(reference LM or None, why)`` as :func:`choose_scorer` chose it (default: from
     ``config``, a fallback to the lexical proxy logged with its reason)."""
     from lmcot.jsonl import atomic_write_text
-    from lmcot.metrics.rationale import LEXICAL, RationaleScorer, reference_lm_for, summarize
+    from lmcot.metrics.rationale import LEXICAL, reference_lm_for, scorer_from_config, summarize
 
     rows = read_rationale_rows(rationales_path, contexts=lambda: dev_contexts(config, rationales_path))
     metrics = config.rationale_metrics
-    judge_lm = None
     if any(metrics.backends[a] == "judge" for a in ASPECTS):
-        from lmcot.lms import build_lm, configure_cache
+        from lmcot.lms import configure_cache
 
-        configure_cache(config.cache_dir)
-        role = "rationale_metrics.judge" if config.rationale_metrics.judge else "large_lm"
-        judge_lm = build_lm(config.judge(), role=role)
+        configure_cache(config.cache_dir)  # the judge's calls are cached
     needs_lm = any(metrics.backends[a] == "cheap" for a in ("fluency", "naturalness"))
     if not needs_lm:
         reference_lm = None
@@ -237,7 +234,7 @@ def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None 
     else:
         reference_lm = reference_lm_for(config)
     # "lexical" (not None): None would let the scorer fall back to rationale_metrics.reference_lm.
-    scorer = RationaleScorer(metrics, judge_lm=judge_lm, reference_lm=reference_lm or LEXICAL)
+    scorer = scorer_from_config(config, reference_lm=reference_lm or LEXICAL)
     scores = scorer.score(rows, ASPECTS, progress=progress)
     out_rows = [{"id": row.get("id"), "question": row["question"],
                  **({"method": row["method"]} if "method" in row else {}), **s} for row, s in zip(rows, scores)]

@@ -48,13 +48,13 @@ def context_token_counter(config: LMCoTConfig, small_lm: dspy.LM | None = None) 
     if engine is not None:
         return TokenCounter(lambda: engine.tokenizer, engine.files_key)
     if config.small_lm.backend == "transformers":
-        from lmcot.checkpoint import resolve_model, resolve_package_file
+        from lmcot.checkpoint import resolve_package_file
+        from lmcot.model_loading import load_tokenizer
 
-        def load():
-            from transformers import AutoTokenizer
+        small = config.small_lm
 
-            return AutoTokenizer.from_pretrained(resolve_model(config.small_lm.model),
-                                                 trust_remote_code=config.small_lm.trust_remote_code)
+        def load():  # the one tokenizer loader (lmcot.model_loading): the revision and errors as elsewhere
+            return load_tokenizer(small.model, trust_remote_code=small.trust_remote_code, revision=small.revision)
 
         # Keyed on the files as configured (a GGUF is not converted just to name it).
         return TokenCounter(load, folder_key(resolve_package_file(str(config.small_lm.model))))

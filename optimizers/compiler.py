@@ -401,19 +401,17 @@ class _Run:
     def scorer(self):
         """One scorer for this compile (it holds the reference LM and the judge), built on first use."""
         if self._scorer is None:
-            from lmcot.lms import build_lm
-            from lmcot.metrics.rationale import RationaleScorer, reference_lm_for
+            from lmcot.metrics.rationale import LEXICAL, reference_lm_for, scorer_from_config
 
-            cfg = self.config.rationale_metrics
-            judge_lm = None
-            if any(b == "judge" for b in cfg.backends.values()):
-                judge_lm = build_lm(cfg.judge, role="rationale_metrics.judge") if cfg.judge else self.program.large_lm
-            self._judge_lm = judge_lm
-            # Perplexity-based aspects need a fixed reader of English: the student before any training
-            # (scoring with the policy itself would reward it for agreeing with itself), when it is a
-            # causal LM; otherwise (T5) the lexical proxy, unless reference_lm names one (or "lexical").
-            reference = reference_lm_for(self.config.model_copy(update={"small_lm": self.student}))
-            self._scorer = RationaleScorer(cfg, judge_lm=judge_lm, reference_lm=reference)
+            rm = self.config.rationale_metrics
+            # The judge: rationale_metrics.judge, else this program's own large LM (not the config's).
+            judged = any(b == "judge" for b in rm.backends.values())
+            self._scorer = scorer_from_config(self.config, judge_lm=None if rm.judge or not judged else self.program.large_lm,
+                                              # Perplexity needs a fixed reader of English: the student before any
+                                              # training (scoring with the policy would reward it for agreeing with
+                                              # itself) when causal; else the lexical proxy, unless reference_lm names one.
+                                              reference_lm=reference_lm_for(self.config.model_copy(update={"small_lm": self.student})) or LEXICAL)
+            self._judge_lm = self._scorer.judge_lm
         return self._scorer
 
 

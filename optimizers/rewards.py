@@ -172,9 +172,9 @@ class RewardSet:
         rl = cfg.rl
         scorer = None
         if any((weights or {}).get(a, getattr(rl.weights, a)) != 0 for a in ASPECTS):
-            from lmcot.metrics.rationale import RationaleScorer
+            from lmcot.metrics.rationale import scorer_from_config
 
-            scorer = RationaleScorer(cfg.rationale_metrics, judge_lm=judge_lm, reference_lm=reference_lm)
+            scorer = scorer_from_config(cfg, judge_lm=judge_lm, reference_lm=reference_lm)
         return cls(rl, answer_lm=answer_lm, scorer=scorer, concurrency=rl.reward_concurrency,
                    extra=extra, weights=weights)
 
