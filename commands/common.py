@@ -56,13 +56,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 @contextmanager
-def guard(verbose: bool, interrupted: str):
+def guard(verbose: bool, interrupted: str, *, lm_calls: bool = True):
     """Run a command body: user errors as one line, Ctrl-C with ``interrupted``, bugs with traceback.
     Yields a dict the body fills with its writable places (``--out``, ``cache_dir``), named when a
-    write fails for lack of space (lmcot.disk)."""
+    write fails for lack of space (lmcot.disk). ``lm_calls=False``: a body that calls no LM (its
+    logging setup imports no LM library)."""
     from lmcot.console import setup_logging
 
-    setup_logging(verbose)
+    setup_logging(verbose, lm_calls=lm_calls)
     places: dict[str, object] = {}
     try:
         yield places

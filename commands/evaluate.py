@@ -32,6 +32,11 @@ def main(config: Path | None, overrides: list[str], *, methods: str | None, limi
                "again") as places:
         cfg = load(config, overrides, program)
         method_list = methods_arg(methods)  # the command's arguments, like the config, before the network
+        if program is not None and config is None and not cfg.data.dev:
+            from lmcot.config import ConfigError
+
+            raise ConfigError("config: data.dev is not set: a program folder never supplies data paths "
+                              "(lmcot.program_trust); pass the task's --config or --set data.dev=...")
         out_dir = out or Path(cfg.eval.out)
         places.update({"--out": out_dir, "cache_dir": cfg.cache_dir})
         show_config(cfg, verbose, out_dir / "config.json")
@@ -50,7 +55,7 @@ def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_d
                  examples: list[dspy.Example] | None = None) -> dict[str, Any]:
     """Evaluate ``methods`` on the dev set; returns the metrics dict that is written to metrics.json."""
     from lmcot.programs.evaluation import check_methods, evaluate_methods
-    from lmcot.lms import build_lm, configure_cache
+    from lmcot.lms import build_lm, cache_in
     from lmcot.programs import LMGuidedCoT
     from lmcot.splits import load_split
 
@@ -60,30 +65,29 @@ def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_d
 
     check_out_dir(out)  # before any paid call, not when the results are written
     check_cache_dir(config.cache_dir)
-    configure_cache(config.cache_dir)
+    with cache_in(config.cache_dir):  # DSPy's global cache as it was, after the run
+        guided = None
+        if program_dir is not None and "guided" in methods:
+            guided = LMGuidedCoT.from_folder(program_dir, config)
+            small_lm, large_lm = guided.small_lm, guided.large_lm
+        else:
+            small_lm = build_lm(config.small_lm) if "guided" in methods else None
+            large_lm = build_lm(config.large_lm)
+        if examples is None:
+            examples = load_split(config, "dev", limit=limit, small_lm=small_lm)
+        elif limit is not None:
+            examples = examples[:limit]
 
-    guided = None
-    if program_dir is not None and "guided" in methods:
-        guided = LMGuidedCoT.from_folder(program_dir, config)
-        small_lm, large_lm = guided.small_lm, guided.large_lm
-    else:
-        small_lm = build_lm(config.small_lm) if "guided" in methods else None
-        large_lm = build_lm(config.large_lm)
-    if examples is None:
-        examples = load_split(config, "dev", limit=limit, small_lm=small_lm)
-    elif limit is not None:
-        examples = examples[:limit]
+        from lmcot.run_lock import output_lock
 
-    from lmcot.run_lock import output_lock
-
-    with output_lock(out, "run_evaluate"):  # a second run on this folder fails at once, before any call
-        all_rows, metrics = evaluate_methods(config, methods, examples, small_lm, large_lm, guided=guided,
-                                             progress=progress)
-        atomic_write_text(out / "predictions.jsonl",
-                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in all_rows))
-        write_json(out / "metrics.json", metrics)
-        write_json(out / "config.json", {**config.to_public_dict(), "program": str(program_dir) if program_dir else None})
-    return metrics
+        with output_lock(out, "run_evaluate"):  # a second run on this folder fails at once, before any call
+            all_rows, metrics = evaluate_methods(config, methods, examples, small_lm, large_lm, guided=guided,
+                                                 progress=progress)
+            atomic_write_text(out / "predictions.jsonl",
+                              "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in all_rows))
+            write_json(out / "metrics.json", metrics)
+            write_json(out / "config.json", {**config.to_public_dict(), "program": str(program_dir) if program_dir else None})
+        return metrics
 
 
 def metrics_table(metrics: dict[str, Any], title: str = "dev results"):

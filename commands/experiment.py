@@ -40,7 +40,7 @@ def report(out: Path, *, verbose: bool) -> None:
     from lmcot.console import say
     from lmcot.experiment.report import render
 
-    with guard(verbose, "the report may be half written; run the same command again") as places:
+    with guard(verbose, "the report may be half written; run the same command again", lm_calls=False) as places:
         places["OUT"] = out
         paths = render(out)
     say("", "", f"wrote {paths['md']}, {paths['html']}, {paths['plots']}/")

@@ -159,13 +159,17 @@ class _Run:
 def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = True,
                    say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the experiment; returns the results dict written to ``OUT/results.json``."""
+    from lmcot.lms import cache_in
+
+    with cache_in(cfg.cache_dir):  # every LM call in the config's cache; DSPy's global one as it was after
+        return _run_experiment(cfg, Path(out_dir), progress, say)
+
+
+def _run_experiment(cfg: LMCoTConfig, out: Path, progress: bool, say: Callable[[str], None]) -> dict[str, Any]:
+    from lmcot.lms import build_lm
+    from lmcot.metrics.task_metric import TaskMetric
     from lmcot.splits import load_split
 
-    from lmcot.lms import build_lm, configure_cache
-
-    from lmcot.metrics.task_metric import TaskMetric
-
-    out = Path(out_dir)
     exp = cfg.experiment
     grid = method_grid(exp)
     names = students_needed(exp)
@@ -178,7 +182,6 @@ def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = Tr
         raise ConfigError("config: experiment: the grid is empty (no baselines, students or analysis)")
     if names and cfg.small_lm.backend != "transformers":
         raise ConfigError("config: small_lm.backend must be 'transformers' to train and run the students")
-    configure_cache(cfg.cache_dir)
     run = _Run(cfg, out, say, progress)
     run.task = task
     run.base_small = build_lm(cfg.small_lm) if names else None

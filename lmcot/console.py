@@ -190,10 +190,11 @@ class _RedactFilter:
         return True
 
 
-def setup_logging(verbose: bool) -> None:
+def setup_logging(verbose: bool, *, lm_calls: bool = True) -> None:
     """The commands' logging: warnings (``--verbose``: info) with every record redacted; the per-call
     notices of litellm, httpx and DSPy and the deprecation warnings transformers 5 raises inside TRL
-    and peft only with ``--verbose``."""
+    and peft only with ``--verbose``. ``lm_calls=False`` (a command that calls no LM, such as
+    ``lmcot report``) does not import DSPy to quiet it."""
     import logging
     import os
     import warnings
@@ -207,7 +208,8 @@ def setup_logging(verbose: bool) -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _RedactFilter) for f in handler.filters):
             handler.addFilter(_RedactFilter())
-    import dspy  # noqa: F401 - dspy sets up its loggers on import; quiet them after that, not before
+    if lm_calls:
+        import dspy  # noqa: F401 - dspy sets up its loggers on import; quiet them after that, not before
 
     # Per-call notices (e.g. DSPy's "LM response was truncated" for every capped rationale) drown the
     # progress bars.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,28 @@ def configure_cache(cache_dir: str | Path = _DEFAULT_CACHE, *, memory: bool = Tr
     root = Path(os.path.expanduser(str(cache_dir)))
     _note_pickle_cache(root / "dspy")
     path = root / "replies"
-    dspy.cache = ReplyCache(path, enable_memory_cache=memory)
+    current = dspy.cache
+    if not (isinstance(current, ReplyCache) and Path(current.disk_cache_dir) == path
+            and current.enable_memory_cache == memory):  # already installed there: one cache, one open store
+        dspy.cache = ReplyCache(path, enable_memory_cache=memory)
     # Fingerprints and truncations remembered next to the calls, so a cached rerun loads no model.
     set_memo_dir(root / "memo")
     return path
+
+
+@contextmanager
+def cache_in(cache_dir: str | Path = _DEFAULT_CACHE, *, memory: bool = True):
+    """:func:`configure_cache` for a block: a library call (``compile``, an evaluation, an experiment)
+    uses lmcot's cache in ``cache_dir`` and leaves DSPy's global cache (and lmcot's memo folder) as it
+    found them."""
+    from lmcot.memo import memo_dir, set_memo_dir
+
+    before, memos = dspy.cache, memo_dir()
+    try:
+        yield configure_cache(cache_dir, memory=memory)
+    finally:
+        dspy.cache = before
+        set_memo_dir(memos)
 
 
 _NOTED_PICKLE_CACHES: set[Path] = set()

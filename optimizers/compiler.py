@@ -89,16 +89,18 @@ class LMCoTCompiler:
         preflight_training(cfg, run.student, self.out)
         from lmcot.run_lock import output_lock
 
-        with output_lock(self.out, "LMCoTCompiler.compile"):  # a second run on this folder fails at once
+        from lmcot.lms import cache_in
+
+        # A second run on this folder fails at once; DSPy's global cache is as it was after the compile.
+        with output_lock(self.out, "LMCoTCompiler.compile"), cache_in(self.config.cache_dir):
             return self._compile(run, program, trainset, valset)
 
     def _compile(self, run: _Run, program, trainset: list[dspy.Example], valset: list[dspy.Example] | None,
                  ) -> tuple[Any, dict[str, Any]]:
         from lmcot import distributed
-        from lmcot.lms import build_lm, configure_cache
+        from lmcot.lms import build_lm
 
         cfg = self.config
-        configure_cache(cfg.cache_dir)  # teacher, answer and judge calls are cached on disk
         main = distributed.is_main()  # several processes: only the main one calls LMs and writes files
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -484,23 +486,22 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
     """What ``lmcot compile`` runs: load data, build both LMs, compile, return the metrics report."""
+    from lmcot import distributed
+    from lmcot.lms import build_lm, cache_in
+    from lmcot.preflight import check_out_dir
     from lmcot.programs import LMGuidedCoT
-    from lmcot.lms import build_lm, configure_cache
     from lmcot.splits import load_split
 
-    configure_cache(config.cache_dir)
-    small_lm, large_lm = build_lm(config.small_lm), build_lm(config.large_lm)
-    trainset = load_split(config, "train", small_lm=small_lm)
-    valset = load_split(config, "dev", small_lm=small_lm) if config.data.dev else None
-    program = LMGuidedCoT.from_config(small_lm, large_lm, config)
-    from lmcot import distributed
-    from lmcot.preflight import check_out_dir
-
-    check_out_dir(Path(out_dir))
-    if distributed.is_main():
-        # The whole resolved config (no secrets) once the data are read, as evaluate and experiment write theirs.
-        write_json(Path(out_dir) / "config.json", config.to_public_dict())
-    return LMCoTCompiler(config, out_dir, progress=progress).compile_with_report(program, trainset, valset)[1]
+    with cache_in(config.cache_dir):  # the splits' memos and every LM call, in the config's cache
+        small_lm, large_lm = build_lm(config.small_lm), build_lm(config.large_lm)
+        trainset = load_split(config, "train", small_lm=small_lm)
+        valset = load_split(config, "dev", small_lm=small_lm) if config.data.dev else None
+        program = LMGuidedCoT.from_config(small_lm, large_lm, config)
+        check_out_dir(Path(out_dir))
+        if distributed.is_main():
+            # The whole resolved config (no secrets) once the data are read, as evaluate and experiment do.
+            write_json(Path(out_dir) / "config.json", config.to_public_dict())
+        return LMCoTCompiler(config, out_dir, progress=progress).compile_with_report(program, trainset, valset)[1]
 
 
 def _check_task(cfg: LMCoTConfig, task, trainset: list[dspy.Example]) -> None:

@@ -2,7 +2,7 @@
 # The GSM8K quickstart, offline: any task, not only multi-hop QA. Set up .venv, start the local stand-in
 # large LM over the GSM8K slice, and run
 #   lmcot compile  --config configs/gsm8k-quickstart.yaml --out runs/gsm8k-quickstart     (KD from GSM8K's solutions)
-#   lmcot evaluate --program runs/gsm8k-quickstart --methods standard,cot                 (the two baselines)
+#   lmcot evaluate --program runs/gsm8k-quickstart --config configs/gsm8k-quickstart.yaml --methods standard,cot                 (the two baselines)
 # then print the before/after table and a few rationales.
 #
 # What is real: the data (32 train / 30 test problems of GSM8K, read in their own layout through
@@ -18,6 +18,6 @@ source "$(dirname "$0")/standin.sh"   # .venv, offline env, the stand-in server 
 OUT=${OUT:-runs/gsm8k-quickstart}
 
 .venv/bin/lmcot compile --config configs/gsm8k-quickstart.yaml --out "$OUT" --set large_lm.api_base="$url" "$@"
-.venv/bin/lmcot evaluate --program "$OUT" --out "$OUT/eval" --methods standard,cot --set large_lm.api_base="$url"
+.venv/bin/lmcot evaluate --program "$OUT" --config configs/gsm8k-quickstart.yaml --out "$OUT/eval" --methods standard,cot --set large_lm.api_base="$url"
 .venv/bin/python scripts/quickstart_report.py "$OUT"
 echo "gsm8k quickstart finished in $(( ($(date +%s) - start) / 60 ))m$(( ($(date +%s) - start) % 60 ))s"

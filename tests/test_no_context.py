@@ -143,13 +143,19 @@ def test_compile_and_evaluate_a_context_free_task_from_the_command_line(server, 
     doc = json.loads((out / "program.json").read_text())
     assert doc["metric_name"] == f"{metric}:within_one" and doc["config"]["metric"] is None
 
-    plain = run_cli(["evaluate", "--program", str(out), "--out", str(tmp_path / "eval"), "--methods",
-                     "standard,cot,guided", "--set", f"large_lm.api_base={server.url}"])
+    # A folder never supplies data paths: without --config, evaluate says so before loading anything
+    bare = run_cli(["evaluate", "--program", str(out), "--out", str(tmp_path / "eval"), "--methods", "standard"])
+    assert bare.returncode == 2 and "a program folder never supplies data paths" in bare.stderr
+    assert not (tmp_path / "eval").exists()
+    plain = run_cli(["evaluate", "--program", str(out), "--config", str(CONFIG), "--out", str(tmp_path / "eval"),
+                     "--methods", "standard,cot,guided", "--set", f"large_lm.api_base={server.url}",
+                     "--set", "data.dev_limit=3", "--set", f"cache_dir={tmp_path / 'cache'}"])
     assert plain.returncode == 0, plain.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert all("metric" not in m and m["answer_type"] == "number" for m in metrics.values())
-    again = run_cli(["evaluate", "--program", str(out), "--out", str(tmp_path / "eval2"), "--methods", "guided",
-                     "--set", f"large_lm.api_base={server.url}", "--set", f"metric={metric}:within_one"])
+    again = run_cli(["evaluate", "--program", str(out), "--config", str(CONFIG), "--out", str(tmp_path / "eval2"),
+                     "--methods", "guided", "--set", f"large_lm.api_base={server.url}", "--set", "data.dev_limit=3",
+                     "--set", f"cache_dir={tmp_path / 'cache'}", "--set", f"metric={metric}:within_one"])
     assert again.returncode == 0, again.stderr[-3000:]
     assert "metric" in json.loads((tmp_path / "eval2" / "metrics.json").read_text())["guided"]
 

@@ -56,10 +56,11 @@ def test_remote_code_only_on_the_users_word_and_with_a_warning(tmp_path, tiny_ca
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}/v1"  # stops the run right after the warnings
     plain = invoke(["evaluate", "--program", folder, "--methods", "guided", "--out", tmp_path / "o",
-                    "--set", f"large_lm.api_base={closed}"])
+                    "--set", "data.dev=validation", "--set", f"large_lm.api_base={closed}"])
     assert plain.exit_code == 2 and "trust_remote_code=true" not in plain.output
     opted = invoke(["evaluate", "--program", folder, "--methods", "guided", "--out", tmp_path / "o",
-                    "--set", "small_lm.trust_remote_code=true", "--set", f"large_lm.api_base={closed}"])
+                    "--set", "data.dev=validation", "--set", "small_lm.trust_remote_code=true",
+                    "--set", f"large_lm.api_base={closed}"])
     assert opted.exit_code == 2
     warning = [line for line in opted.output.splitlines() if line.startswith("warning:")]
     assert warning and "small_lm.trust_remote_code=true" in warning[0] and str(folder / "small_lm") in warning[0]
