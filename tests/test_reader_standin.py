@@ -105,3 +105,83 @@ def test_kept_rationale_is_checkable_only_against_the_context_the_student_sees()
     rows = [{"id": "a", "rationale": "The Zorbatron was invented by Anna Keller in Graz. So the answer is Vienna."},
             {"id": "a", "rationale": "Anna Keller studied physics at the University of Vienna. So the answer is Vienna."}]
     assert _checkable(rows, {"a": cut}) == 1  # the second quotes a sentence truncation removed
+
+
+# ---- the reader rule (issue 15): follow the stated conclusion, or the lenient evidence rule ----------------
+EVIDENCE = "The Zorbatron was invented by Anna Keller in Graz. Anna Keller studied physics at the University of Vienna."
+
+
+@pytest.mark.parametrize("rationale, follow, lenient", [
+    # gold evidence, wrong conclusion: a reader that follows the rationale answers the conclusion
+    (f"{EVIDENCE} So the answer is Graz.", "Graz", "Vienna"),
+    # the wrong conclusion mid-text, then more evidence: still what the rationale concludes
+    (f"Anna Keller invented the Zorbatron. So the answer is Graz. {EVIDENCE}", "Graz", "Vienna"),
+    # a quoted statement is read all the same
+    (f'{EVIDENCE} "So the answer is Graz."', "Graz", "Vienna"),
+    # the right conclusion with no evidence at all: right under both rules
+    ("So the answer is Vienna.", "Vienna", "Vienna"),
+    # a wrong conclusion alone
+    ("So the answer is Graz.", "Graz", "Paris|Berlin"),
+    # no conclusion: the evidence rule under both
+    (EVIDENCE, "Vienna", "Vienna"),
+    ("The Zorbatron is a machine.", "Paris|Berlin", "Paris|Berlin"),
+    # an answer that is a long span: the reader answers the span, and EM against the gold is 0
+    (f"{EVIDENCE} So the answer is the University of Vienna in Austria.", "the University of Vienna in Austria",
+     "Vienna"),
+])
+def test_reader_rule_follows_the_stated_conclusion(rationale, follow, lenient):
+    for rule, want in (("follow", follow), ("lenient", lenient)):
+        r = OracleResponder([BRIDGE, YESNO], rationale_sensitive=True, reader_rule=rule)
+        got = ask(r, Answer, BRIDGE, rationale=rationale)[0]["answer"]
+        assert got in want.split("|"), (rule, rationale, got)
+
+
+def test_follow_is_the_default_and_is_right_only_on_the_gold_conclusion():
+    from lmcot.metrics.answer import answer_em
+
+    r = OracleResponder([BRIDGE, YESNO], rationale_sensitive=True)
+    assert r.reader_rule == "follow"
+    right = ask(r, Answer, BRIDGE, rationale=f"{EVIDENCE} So the answer is **vienna**.")[0]["answer"]
+    assert answer_em(right, "Vienna") == 1.0  # official EM after normalisation
+    wrong = ask(r, Answer, BRIDGE, rationale=f"{EVIDENCE} So the answer is Graz, Austria.")[0]["answer"]
+    assert answer_em(wrong, "Vienna") == 0.0
+
+
+def test_yes_no_conclusions_are_answered_as_the_word():
+    r = OracleResponder([BRIDGE, YESNO], rationale_sensitive=True)
+    assert ask(r, Answer, YESNO, rationale="Both are American. So the answer is yes, both are.")[0]["answer"] == "yes"
+    assert ask(r, Answer, YESNO, rationale="Ed Wood was American. So the answer is no.")[0]["answer"] == "no"
+    # "no one" is not "no"
+    assert ask(r, Answer, YESNO, rationale="So the answer is no one.")[0]["answer"] == "no one"
+
+
+def test_startup_line_names_the_reader_rule():
+    follow = OracleResponder([BRIDGE], rationale_sensitive=True).describe()
+    lenient = OracleResponder([BRIDGE], rationale_sensitive=True, reader_rule="lenient").describe()
+    assert "[reader rule: follow]" in follow and "[reader rule: lenient]" in lenient
+    with pytest.raises(ValueError, match="reader_rule"):
+        OracleResponder([BRIDGE], rationale_sensitive=True, reader_rule="strict")
+
+
+def test_server_command_line_takes_the_reader_rule(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from support.paths import ROOT
+
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps([{**BRIDGE, "context": BRIDGE["paragraphs"]}]))
+    for rule in ("follow", "lenient"):
+        proc = subprocess.Popen([sys.executable, "-m", "support.oracle_server", "--data", str(data), "--port", "0",
+                                 "--rationale-sensitive", "--reader-rule", rule], cwd=ROOT / "tests",
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = proc.stderr.readline()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+        assert f"[reader rule: {rule}]" in first
+    bad = subprocess.run([sys.executable, "-m", "support.oracle_server", "--data", str(data), "--reader-rule", "x"],
+                         cwd=ROOT / "tests", capture_output=True, text=True)
+    assert bad.returncode == 2 and "--reader-rule" in bad.stderr
