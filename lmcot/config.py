@@ -233,6 +233,14 @@ class KDConfig(_TrainingSection):
     min_score: float = Field(1.0, ge=0.0, le=1.0)
     keep: Literal["best", "all"] = "best"
     concurrency: int = Field(8, ge=1)
+    # full: distil the teacher's rationales as written, answer statement included. evidence: drop every
+    # answer statement ("So the answer is X", lmcot.metrics.stated_answer) from them and prompt the student
+    # (at training and inference alike) for reasoning and evidence without a final answer, leaving the
+    # answering to the large LM. A small student's stated conclusions are often wrong and a reader follows
+    # them; evidence-only rationales cannot mislead it that way, but they leak no answer either.
+    rationale_form: Literal["full", "evidence"] = Field(
+        "full", description="full: the teacher's rationales as written; evidence: without their answer statements, "
+                            "and the student prompted for reasoning and evidence without a final answer")
     # training
     max_steps: int | None = Field(None, gt=0, description="wins over num_train_epochs when set")
     num_train_epochs: float = Field(3.0, gt=0)

@@ -56,6 +56,9 @@ class LMCoTCompiler:
         from lmcot.lms import build_lm, configure_cache
 
         cfg = self.config
+        if getattr(program, "rationale_form", cfg.kd.rationale_form) != cfg.kd.rationale_form:
+            # kd.rationale_form decides the form the student is trained and run in (a copy; the input stays).
+            program = program.with_rationale_form(cfg.kd.rationale_form)
         run = _Run(cfg, program, trainset)
         if distributed.world_size() > 1 and "rl" in cfg.stages:
             from lmcot.model_loading import is_encoder_decoder
@@ -197,7 +200,17 @@ class LMCoTCompiler:
         if not result.kept:
             return [], (f"kd: no teacher rationale passed the filter ({cfg.kd.keep_metric} >= "
                         f"{cfg.kd.min_score}); see {kd_dir}/traces.jsonl")
-        return result.kept, None
+        from lmcot.optimizers.bootstrap import distillation_rows
+
+        rows, counts = distillation_rows(result.kept, cfg.kd.rationale_form)
+        self._kd_summary["rationale_form"] = {"form": cfg.kd.rationale_form, **counts}
+        if cfg.kd.rationale_form == "evidence":
+            note("kd:", "green", f"evidence form: answer statements removed from {counts['stated']} of "
+                 f"{len(result.kept)} kept rationales ({counts['dropped']} left empty and dropped)")
+            if not rows:
+                return [], (f"kd: kd.rationale_form=evidence left no rationale to distil (every kept rationale was "
+                            f"only an answer statement); see {kd_dir}/traces.jsonl")
+        return rows, None
 
     def _stage_rl(self, run: _Run, trainset: list[dspy.Example], start: str) -> str:
         from lmcot import distributed
@@ -214,6 +227,7 @@ class LMCoTCompiler:
         resume_key = stage_key({"start": start_key, "rl": cfg.rl.model_dump(
             mode="json", exclude={"max_steps", "save_steps", "logging_steps", "report_to", "reward_concurrency"}),
             "metrics": cfg.rationale_metrics.model_dump(mode="json"), "answer_lm": run.program.large_lm.model,
+            "rationale_form": cfg.kd.rationale_form,
             "small_lm": trained_settings(run.student), "train": run.origin["train"], **rollout_sampling(run.student)})
         key = stage_key({"resume": resume_key, "max_steps": cfg.rl.max_steps})
         # Every process decides the same (the marker is read before anyone writes); the main one alone
@@ -233,7 +247,7 @@ class LMCoTCompiler:
         # Each process scores its own rollouts: TRL splits the prompts, so no reward call is made twice.
         rewards = RewardSet(cfg.rl, run.program.large_lm, run.scorer(), concurrency=cfg.rl.reward_concurrency)
         _log_memory("before RL training")
-        model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir)
+        model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir, rationale_form=cfg.kd.rationale_form)
         from lmcot.memory import free_memory
 
         free_memory()  # the trainer's models and optimizer state are gone: return their pages to the OS

@@ -54,6 +54,12 @@ class RationaleAdapter(BlankEmptyCompletions):
         return "\n\n".join(blocks)
 
 
-def rationale_messages(question: str, context: str, signature: type[dspy.Signature] = Rationalize) -> list[dict[str, Any]]:
-    """The chat messages the small LM sees for one question (inference, KD and RL alike)."""
+def rationale_messages(question: str, context: str, signature: type[dspy.Signature] = Rationalize, *,
+                       form: str | None = None) -> list[dict[str, Any]]:
+    """The chat messages the small LM sees for one question (inference, KD and RL alike). ``form``
+    (``kd.rationale_form``: full | evidence) picks the signature of that rationale form instead."""
+    if form is not None:
+        from lmcot.programs.signatures import rationalize_signature
+
+        signature = rationalize_signature(form)
     return RationaleAdapter().format(signature, demos=[], inputs={"question": question, "context": context})

@@ -44,9 +44,11 @@ def build_program(method: str, small_lm: dspy.LM | None, large_lm: dspy.LM, conf
 
 
 def guided_program(small_lm: dspy.LM | None, large_lm: dspy.LM, config: LMCoTConfig, *, num_samples: int | None = None,
-                   sample_temperature: float | None = None, select: str | None = None):
-    """``LMGuidedCoT`` as ``config.eval`` says (k samples, temperature, how to pick among them); the
-    keyword arguments override it. ``select="quality..."`` scores rationales with
+                   sample_temperature: float | None = None, select: str | None = None,
+                   rationale_form: str | None = None):
+    """``LMGuidedCoT`` as ``config.eval`` says (k samples, temperature, how to pick among them) with the
+    rationale form of ``config.kd.rationale_form``; the keyword arguments override them (a compiled
+    program's own form comes from its ``program.json``). ``select="quality..."`` scores rationales with
     ``config.rationale_metrics`` (its judge and backends), its scorer built on first use."""
     from lmcot.programs import LMGuidedCoT
 
@@ -55,7 +57,8 @@ def guided_program(small_lm: dspy.LM | None, large_lm: dspy.LM, config: LMCoTCon
                        num_samples=config.eval.num_samples if num_samples is None else num_samples,
                        sample_temperature=config.eval.sample_temperature if sample_temperature is None
                        else sample_temperature,
-                       select=select, scorer=_LazyScorer(config) if select != "vote" else None)
+                       select=select, scorer=_LazyScorer(config) if select != "vote" else None,
+                       rationale_form=config.kd.rationale_form if rationale_form is None else rationale_form)
 
 
 class _LazyScorer:

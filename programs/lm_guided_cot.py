@@ -21,7 +21,7 @@ from lmcot.aspects import parse_select
 from lmcot.programs.adapter import RationaleAdapter
 from lmcot.programs.answer_adapter import answer_adapter_for
 from lmcot.parallel import distinct, map_concurrently
-from lmcot.programs.signatures import Answer, Rationalize
+from lmcot.programs.signatures import Answer, rationalize_signature
 from lmcot.programs.voting import majority_vote
 from lmcot.reply_cache import attempts_for, parsed_reply
 
@@ -42,6 +42,11 @@ class LMGuidedCoT(dspy.Module):
     concurrently, so an in-process small LM generates them in one batch), one answer per rationale,
     majority vote over normalised answers. The prediction keeps every rationale and answer.
 
+    ``rationale_form`` (``kd.rationale_form``): ``"full"`` asks the small LM for a rationale (which may
+    end in an answer), ``"evidence"`` for reasoning and evidence without a final answer
+    (``RationalizeEvidence``). A student trained in one form is run in it: the compiler and
+    ``program.json`` keep the form with the program.
+
     ``select="quality"`` (or ``"quality:<aspect>"``) scores the k rationales on the eight aspects
     (mean of all, or that one aspect) with ``scorer`` (a ``RationaleScorer``; default: every aspect
     on its cheap scorer) *before* the large LM is asked, and asks it once, with the best rationale
@@ -49,14 +54,15 @@ class LMGuidedCoT(dspy.Module):
     """
 
     def __init__(self, small_lm: dspy.LM | None = None, large_lm: dspy.LM | None = None, num_samples: int = 1,
-                 sample_temperature: float = 0.7, select: str = "vote", scorer=None):
+                 sample_temperature: float = 0.7, select: str = "vote", scorer=None, rationale_form: str = "full"):
         super().__init__()
         if num_samples < 1:
             raise ValueError("num_samples must be >= 1")
         self.select_aspect = parse_select(select)
         self.select = select
         self.scorer = scorer
-        self.rationalize = dspy.Predict(Rationalize)
+        self.rationale_form = rationale_form
+        self.rationalize = dspy.Predict(rationalize_signature(rationale_form))
         self.answer = dspy.Predict(Answer)
         self.rationalize.lm = small_lm
         self.answer.lm = large_lm
@@ -65,6 +71,16 @@ class LMGuidedCoT(dspy.Module):
         self.num_samples = num_samples
         self.sample_temperature = sample_temperature
         self.rationale_adapter = RationaleAdapter()
+
+    def with_rationale_form(self, form: str) -> LMGuidedCoT:
+        """A copy whose small LM is asked for rationales of ``form`` (the same LMs; this one is untouched)."""
+        if form == self.rationale_form:
+            return self
+        copy = self.deepcopy()
+        copy.rationale_form = form
+        copy.rationalize = dspy.Predict(rationalize_signature(form))
+        copy.rationalize.lm, copy.answer.lm = self.small_lm, self.large_lm  # the same LMs, not copies of them
+        return copy
 
     @property
     def small_lm(self) -> dspy.LM | None:

@@ -51,6 +51,9 @@ def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_
         "num_samples": getattr(program, "num_samples", 1),
         "sample_temperature": getattr(program, "sample_temperature", 0.7),
         "select": getattr(program, "select", "vote"),
+        # The form the small LM was trained to write (kd.rationale_form): it is run in that form on load,
+        # whatever a caller's config says.
+        "rationale_form": getattr(program, "rationale_form", "full"),
         "small_lm_label": small_lm_label,
         # sha256 of each weights file: a folder whose weights are later swapped fails to load. Files,
         # not the engine's sampled-tensor fingerprint, so a GPU loading bfloat16 still matches.
@@ -164,7 +167,8 @@ def load_program(path: str | Path, config: LMCoTConfig | None = None):
     if cfg.small_lm.backend == "transformers" and Path(saved.small_lm.model).is_dir():
         check_weights(Path(saved.small_lm.model), doc.get("small_lm_sha256"))
     small_lm, large_lm = build_lm(cfg.small_lm, name=doc.get("small_lm_label")), build_lm(cfg.large_lm)
-    program = guided_program(small_lm, large_lm, cfg, **sampling)
+    # Saved before rationale forms existed: the full form, the only one there was.
+    program = guided_program(small_lm, large_lm, cfg, **sampling, rationale_form=doc.get("rationale_form", "full"))
     program.load_state(doc["state"])
     # DSPy's Predict.load_state sets each predictor's LM from the state, i.e. to None here (the LMs
     # are not saved): attach the LMs rebuilt from the config again.
