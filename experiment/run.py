@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lmcot.config import LMCoTConfig
-from lmcot.experiment.grid import MethodSpec, method_grid, students_needed
+from lmcot.experiment.grid import MethodSpec, method_grid, student_form, students_needed
 from lmcot.experiment.steps import Steps, step_key
 from lmcot.jsonl import write_json
 
@@ -75,7 +75,8 @@ class _Run:
             return CoTSelfConsistency(self.large, spec.k, exp.sample_temperature)
         return LMGuidedCoT(self.student(spec.student), self.large, num_samples=spec.k,
                            sample_temperature=exp.sample_temperature, select=spec.select,
-                           scorer=self.scorer() if spec.select != "vote" else None)
+                           scorer=self.scorer() if spec.select != "vote" else None,
+                           rationale_form=student_form(spec.student, self.cfg.kd.rationale_form))
 
     def run_method(self, spec: MethodSpec) -> dict[str, Any]:
         from lmcot.programs.evaluation import predict_all
@@ -107,6 +108,9 @@ class _Run:
         if spec.student:
             parts["small_lm"] = self.student(spec.student).model  # hf/<label>@<weights hash>
             parts["small_lm_cfg"] = _lm_identity(self.cfg.small_lm)
+            form = student_form(spec.student, self.cfg.kd.rationale_form)
+            if form != "full":  # the prompt differs (keys of full-form rows stay as they were)
+                parts["rationale_form"] = form
         if spec.select != "vote":
             parts["scorer"] = self.scorer_identity()
         return step_key(parts)
@@ -153,8 +157,8 @@ def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = Tr
 
     out = Path(out_dir)
     exp = cfg.experiment
-    grid = method_grid(exp)
-    names = students_needed(exp)
+    grid = method_grid(exp, cfg.kd.rationale_form)
+    names = students_needed(exp, cfg.kd.rationale_form)
     from lmcot.config import ConfigError
     from lmcot.data import DataError
 

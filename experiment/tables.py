@@ -15,7 +15,11 @@ from lmcot.experiment.stats import bootstrap_ci, mcnemar_exact, paired_bootstrap
 STUDENT_ORDER = ("untrained", "kd", "kd_rl", "rl_quality", "rl_answer")
 # (a, b): "is a better than b?" Only pairs whose two rows ran are shown.
 COMPARISONS = (("guided_kd_rl", "cot"), ("guided_kd", "cot"), ("guided_kd_rl_sc", "cot_sc"),
-               ("guided_kd_rl", "guided_kd"), ("guided_kd_rl_quality", "guided_kd_rl_sc"))
+               ("guided_kd_rl", "guided_kd"), ("guided_kd_rl_quality", "guided_kd_rl_sc"),
+               # does training the student help the reader at all, in each rationale form (issue 15)?
+               ("guided_kd", "guided_untrained"), ("guided_kd_evidence", "guided_untrained_evidence"),
+               ("guided_kd_full", "guided_untrained_full"), ("guided_kd_evidence", "guided_kd"),
+               ("guided_kd_full", "guided_kd"))
 
 
 @dataclass
@@ -56,6 +60,9 @@ def method_summary(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "tokens_per_correct": tokens / correct if correct else None,
             "usd_per_correct": (u["cost_usd"] / correct) if (u["cost_usd"] is not None and correct) else None,
         }
+    from lmcot.experiment.honesty import mark_labels
+
+    mark_labels(results, out)  # [scripted] and [no measurable change from KD], in every table and plot
     return out
 
 
@@ -108,7 +115,9 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
                       "Cost is what each method needs on its own (calls answered from the cache counted with "
                       "the usage recorded when they were paid); $ from litellm's price table, n/a where it has no "
                       "price. small-LM s: generation time in this run (near 0 when an earlier row already sampled "
-                      "the same rationales).")
+                      "the same rationales). [scripted]: a row whose numbers the stand-in's script sets "
+                      "(experiment.scripted_methods), not a measurement. [no measurable change from KD]: an RL "
+                      "student whose greedy dev rationales are all the KD student's.")
     for name, m in ms.items():
         if m["group"] == "ablation":
             continue
@@ -118,6 +127,13 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
                           _f(m["small_lm_seconds"], 1), _f(m["tokens_per_correct"], 0),
                           _f(m["usd_per_correct"], 5)])
     tables.append(main)
+
+    from lmcot.experiment.honesty import LEAK_COLUMNS, LEAK_NOTE, leak_rows
+
+    leak = leak_rows(results, {name: m["label"] for name, m in ms.items()})
+    if leak:
+        tables.append(Table("answer_leak", "Answer leakage: what the rationales state, and what the reader does with it",
+                            LEAK_COLUMNS, leak, note=LEAK_NOTE))
 
     if s["aspects"]:
         students = list(s["aspects"])
@@ -133,13 +149,19 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
                                                    ("answer", "rl_answer"))
                 if f"guided_{st}" in ms and results["config"]["experiment"]["rl_ablation"].count(v)]
     if ablation:
+        from lmcot.experiment.honesty import change_note, rl_changes
+
+        changes = rl_changes(results)
         t = Table("ablation", "RL ablation: reward sets from the same KD checkpoint",
-                  ["rewards", "n", "EM", "F1", "mean aspect quality"])
+                  ["rewards", "n", "EM", "F1", "mean aspect quality", "change vs the KD start"],
+                  note="Change: greedy dev rationales (and answers, EM scores) that differ from the KD student's on "
+                       "the same questions. With none changed, the rows cannot differ from KD, whatever the reward.")
         for v, name in ablation:
             st = name.removeprefix("guided_")
             quality = _mean(list(s["aspects"][st].values())) if st in s["aspects"] else None
             t.rows.append([{"both": "quality + answer F1", "quality": "quality only", "answer": "answer F1 only"}[v],
-                           str(ms[name]["n"]), _f(ms[name]["em"]), _f(ms[name]["f1"]), _f(quality)])
+                           str(ms[name]["n"]), _f(ms[name]["em"]), _f(ms[name]["f1"]), _f(quality),
+                           change_note(changes[st]) if st in changes else "n/a"])
         tables.append(t)
 
     q = s["quality"]

@@ -338,6 +338,14 @@ class ExperimentConfig(_Section):
     dev_limit: int | None = Field(None, ge=1, description="first N dev questions (default data.dev_limit)")
     stand_in_note: str | None = Field(None, description="printed at the top of the report when the models are "
                                                          "stand-ins (scripted large LM, random-init student)")
+    # Rows a scripted stand-in sets rather than measures (e.g. its fixed standard / CoT shares): the report's
+    # tables and plots mark them "[scripted]" so no one reads them as measurements.
+    scripted_methods: list[str] = Field(default_factory=list, description="method rows (standard, cot, cot_sc, "
+                                        "guided_...) whose numbers a scripted stand-in sets: marked in tables and plots")
+    # Each extra form costs one more KD run and two greedy rows (its untrained and KD student).
+    rationale_forms: list[Literal["full", "evidence"]] = Field(
+        default_factory=list, description="rationale forms to run beside kd.rationale_form: each adds an untrained "
+                                          "and a KD student of that form (rows guided_untrained_<form>, guided_kd_<form>)")
 
     @field_validator("thresholds")
     @classmethod
