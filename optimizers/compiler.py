@@ -28,7 +28,7 @@ from rich.console import Console
 from lmcot.config import ASPECTS, ConfigError, LMCoTConfig
 from lmcot.errors import RunError
 from lmcot.jsonl import write_json
-from lmcot.optimizers.dev_report import cut_at_max_tokens, evidence_share
+from lmcot.optimizers.dev_report import answer_leak_share, cut_at_max_tokens, evidence_share
 from lmcot.optimizers.progress import note
 from lmcot.optimizers.stage_markers import (DONE, invalidate_checkpoints_if_changed, invalidate_traces_if_changed,
                                             rollout_sampling, sampling_settings, stage_done, stage_key,
@@ -283,7 +283,7 @@ class LMCoTCompiler:
                   f"first error: {first}")
         cut = cut_at_max_tokens(rows, hf_engine_of(program.small_lm), self.config.small_lm.max_tokens)
         result: dict[str, Any] = {**{k: summary[k] for k in ("em", "f1", "n", "errors")},
-                                  **evidence_share(rows, valset), "rationales_cut": cut}
+                                  **evidence_share(rows, valset), "rationales_cut": cut, **answer_leak_share(rows)}
         if cut:
             note(f"{label}:", "yellow", f"{cut} of {len(rows)} rationales stopped at small_lm.max_tokens="
                   f"{self.config.small_lm.max_tokens} (not at EOS)")

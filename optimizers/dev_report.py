@@ -40,6 +40,15 @@ def evidence_share(rows: list[dict[str, Any]], valset: list[dspy.Example]) -> di
     return {"evidence_stated": stated / len(rows) if rows else 0.0}
 
 
+def answer_leak_share(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Share of dev rationales that state an answer, and of those the share whose stated answer is the
+    gold (``lmcot.metrics.answer_leak``): a reader that follows a rationale answers what it states."""
+    from lmcot.metrics.answer_leak import answer_leak
+
+    leak = answer_leak(rows)
+    return {"answer_stated": leak["stated_share"] or 0.0, "stated_right": leak["stated_accuracy"]}
+
+
 def report_table(report: dict[str, Any]):
     """A rich table: one column per point of the compile (untrained, after KD, compiled), one row per
     measure (dev EM, F1, n and, when RL ran, each rationale-quality aspect)."""
@@ -57,6 +66,10 @@ def report_table(report: dict[str, Any]):
     if any("evidence_stated" in report[k] for k, _ in points):
         table.add_row("rationale states evidence", *(f"{report[k].get('evidence_stated', 0):.3f}" for k, _ in points))
         table.add_row("rationales cut at max_tokens", *(str(report[k].get("rationales_cut", 0)) for k, _ in points))
+    if any("answer_stated" in report[k] for k, _ in points):
+        table.add_row("rationale states an answer", *(f"{report[k].get('answer_stated', 0):.3f}" for k, _ in points))
+        table.add_row("... and it is the gold", *("-" if report[k].get("stated_right") is None
+                                                  else f"{report[k]['stated_right']:.3f}" for k, _ in points))
     if any(report[k].get("errors") for k, _ in points):
         table.add_row("failed examples", *(str(report[k].get("errors", 0)) for k, _ in points))
     if any("aspects" in report[k] for k, _ in points):

@@ -53,6 +53,9 @@ LEARN = {
     "kd.num_samples": 2, "kd.temperature": 0.7, "kd.concurrency": 1, "kd.max_steps": 6, "kd.batch_size": 4,
     "kd.learning_rate": 2e-4, "kd.max_length": 320, "kd.report_to": "[none]", "kd.seed": 42,
     "large_lm.num_retries": 1, "stages": "[kd]",
+    # The stand-in reader follows a stated conclusion (issue 15): the evidence form, whose student states
+    # none, is the one whose guided EM the evidence it quotes decides.
+    "kd.rationale_form": "evidence",
 }
 
 
@@ -82,7 +85,7 @@ def test_gguf_student_learns_from_kd_saves_and_reloads(reader_server, tmp_path):
     gguf = resolve_package_file(SMOLLM2)
     out = tmp_path / "out"
     train, dev = short_contexts(QUICKSTART_TRAIN, tmp_path / "train.json"), short_contexts(QUICKSTART_DEV, tmp_path / "dev.json")
-    sets = {**LEARN, "small_lm.model": gguf, "large_lm.model": "openai/oracle", "large_lm.api_base": reader_server.url,
+    sets = {**LEARN, "small_lm.model": gguf, "large_lm.model": "openai/oracle-follow", "large_lm.api_base": reader_server.url,
             "data.train": train, "data.dev": dev, "cache_dir": tmp_path / "cache"}
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

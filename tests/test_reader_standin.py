@@ -185,3 +185,30 @@ def test_server_command_line_takes_the_reader_rule(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "support.oracle_server", "--data", str(data), "--reader-rule", "x"],
                          cwd=ROOT / "tests", capture_output=True, text=True)
     assert bad.returncode == 2 and "--reader-rule" in bad.stderr
+
+
+def test_calibration_harness_scores_a_reader_against_both_rules(tmp_path, restore_dspy_cache):
+    """scripts/calibrate_reader.py with the stand-in itself as the reader: the follow rule agrees with a
+    following reader on every (question, rationale), the lenient rule misses the evidence+wrong ones."""
+    import importlib.util
+    import json
+
+    from support.oracle_responder import OracleResponder, load_examples
+    from support.oracle_server import OracleServer
+    from support.paths import HOTPOT, ROOT
+
+    spec = importlib.util.spec_from_file_location("calibrate_reader", ROOT / "scripts" / "calibrate_reader.py")
+    calibrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibrate)
+    with OracleServer(OracleResponder(load_examples(HOTPOT), rationale_sensitive=True)) as srv:
+        sets = [f"large_lm.model=openai/oracle-follow", f"large_lm.api_base={srv.url}", "large_lm.num_retries=0",
+                f"data.dev={HOTPOT}", "data.max_context_tokens=null", "small_lm.backend=litellm",
+                f"cache_dir={tmp_path / 'cache'}"]
+        assert calibrate.main(["--n", "4", "--out", str(tmp_path / "cal"), *[a for s in sets for a in ("--set", s)]]) == 0
+    summary = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert summary["questions"] == 4 and summary["evidence+wrong"]["n"] == 4
+    assert summary["evidence+wrong"]["answers_stated"] == 1.0 and summary["evidence+wrong"]["em"] == 0.0
+    assert summary["evidence"]["em"] == 1.0 and summary["wrong"]["answers_stated"] == 1.0
+    assert summary["agreement_follow"] == 1.0 and summary["agreement_lenient"] == pytest.approx(2 / 3)
+    answers = (tmp_path / "cal" / "answers.jsonl").read_text().splitlines()
+    assert len(answers) == 12 and all(json.loads(a)["error"] is None for a in answers)
