@@ -21,9 +21,12 @@ context as ``data.max_context_tokens`` cuts it, rationale). For each of the firs
 * ``wrong``: "So the answer is W" alone.
 
 It reports, per variant, the reader's EM against the gold and how often its answer equals the stated
-W, and how often each stand-in rule (tests/support/oracle_responder.py) predicts the reader's
-correctness: ``follow`` says evidence+wrong -> wrong, evidence -> right, wrong -> wrong; ``lenient``
-says evidence+wrong -> right (the two rules differ only there). Writes OUT/answers.jsonl (every
+W, and, for readers that answer in sentences rather than spans (a 135M model does), how often the
+answer *mentions* the gold / W (its normalised tokens appear in a run in the answer; yes/no only as
+the answer's first word). And how often each stand-in rule (tests/support/oracle_responder.py)
+predicts the reader's correctness (by EM, and by mentions: right = mentions the gold and not W):
+``follow`` says evidence+wrong -> wrong, evidence -> right, wrong -> wrong; ``lenient`` says
+evidence+wrong -> right (the two rules differ only there). Writes OUT/answers.jsonl (every
 answer) and OUT/calibration.json. Calls go through the config's disk cache (``cache_dir``): a rerun
 asks nothing twice. A reply with no answer in it (an in-process reader's) counts as a wrong answer,
 reported as ``failed``.
@@ -71,6 +74,16 @@ def rationales(ex) -> dict[str, str]:
             "wrong": f"So the answer is {wrong}."}
 
 
+def mentions(answer: str, span: str) -> float:
+    """1.0 when ``answer`` mentions ``span`` (its normalised tokens in a run; yes/no: the first word)."""
+    from lmcot.metrics.answer import normalize_answer
+    from lmcot.metrics.rationale.evidence import states_answer
+
+    if normalize_answer(span) in ("yes", "no"):
+        return float(normalize_answer(answer).split()[:1] == [normalize_answer(span)])
+    return float(states_answer(answer, span))
+
+
 def _share(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
@@ -81,10 +94,13 @@ def summarize(rows: list[dict]) -> dict:
         mine = [r for r in rows if r["variant"] == v]
         out[v] = {"n": len(mine), "em": _share([r["em"] for r in mine]),
                   "answers_stated": _share([r["answers_stated"] for r in mine]),
+                  "mentions_gold": _share([r["mentions_gold"] for r in mine]),
+                  "mentions_stated": _share([r["mentions_stated"] for r in mine]),
                   "failed": sum(1 for r in mine if r["error"])}
     for rule, predicts in RULE_PREDICTS.items():
-        agree = [float(bool(r["em"]) == predicts[r["variant"]]) for r in rows]
-        out[f"agreement_{rule}"] = _share(agree)
+        out[f"agreement_{rule}"] = _share([float(bool(r["em"]) == predicts[r["variant"]]) for r in rows])
+        right = [bool(r["mentions_gold"]) and not r["mentions_stated"] for r in rows]
+        out[f"agreement_{rule}_mentions"] = _share([float(k == predicts[r["variant"]]) for k, r in zip(right, rows)])
     return out
 
 
@@ -123,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             answer, error = "", f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         return {"id": str(ex.id), "question": ex.question, "gold": ex.answer, "variant": variant, "rationale": text,
                 "stated": wrong if variant != "evidence" else None, "answer": answer, "error": error,
-                "em": answer_em(answer, ex.answer), "answers_stated": answer_em(answer, wrong)}
+                "em": answer_em(answer, ex.answer), "answers_stated": answer_em(answer, wrong),
+                "mentions_gold": mentions(answer, ex.answer), "mentions_stated": mentions(answer, wrong)}
 
     rows = map_concurrently(ask, jobs, max(1, args.concurrency))
     out = Path(args.out)
@@ -134,13 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     (out / "calibration.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     print(f"\nreader {summary['reader']} on {len(dev)} dev questions ({summary['seconds']} s)")
-    print(f"{'rationale':<16}{'n':>4}{'EM':>7}{'answers W':>11}{'failed':>8}   stand-in predicts (follow / lenient)")
+    print(f"{'rationale':<16}{'n':>4}{'EM':>7}{'= W':>7}{'mentions gold':>15}{'mentions W':>12}{'failed':>8}"
+          "   stand-in predicts (follow / lenient)")
     for v in VARIANTS:
         s = summary[v]
         pred = " / ".join("right" if RULE_PREDICTS[r][v] else "wrong" for r in RULE_PREDICTS)
-        print(f"{v:<16}{s['n']:>4}{s['em']:>7.2f}{s['answers_stated']:>11.2f}{s['failed']:>8}   {pred}")
-    print(f"agreement with the reader's right/wrong: follow {summary['agreement_follow']:.2f}, "
-          f"lenient {summary['agreement_lenient']:.2f}")
+        print(f"{v:<16}{s['n']:>4}{s['em']:>7.2f}{s['answers_stated']:>7.2f}{s['mentions_gold']:>15.2f}"
+              f"{s['mentions_stated']:>12.2f}{s['failed']:>8}   {pred}")
+    print(f"agreement of each rule with the reader's right/wrong: by EM follow {summary['agreement_follow']:.2f}, "
+          f"lenient {summary['agreement_lenient']:.2f}; by mentions (gold, not W) follow "
+          f"{summary['agreement_follow_mentions']:.2f}, lenient {summary['agreement_lenient_mentions']:.2f}")
     print("W = the wrong answer the rationale states ('evidence' states none: how often the reader says W unprompted).")
     return 0
 

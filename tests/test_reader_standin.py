@@ -210,5 +210,6 @@ def test_calibration_harness_scores_a_reader_against_both_rules(tmp_path, restor
     assert summary["evidence+wrong"]["answers_stated"] == 1.0 and summary["evidence+wrong"]["em"] == 0.0
     assert summary["evidence"]["em"] == 1.0 and summary["wrong"]["answers_stated"] == 1.0
     assert summary["agreement_follow"] == 1.0 and summary["agreement_lenient"] == pytest.approx(2 / 3)
+    assert summary["agreement_follow_mentions"] == 1.0 and summary["evidence+wrong"]["mentions_stated"] == 1.0
     answers = (tmp_path / "cal" / "answers.jsonl").read_text().splitlines()
     assert len(answers) == 12 and all(json.loads(a)["error"] is None for a in answers)
