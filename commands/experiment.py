@@ -26,7 +26,7 @@ def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool)
         places["cache_dir"] = cfg.cache_dir
         show_config(cfg, verbose, out / "config.json")
         check_before_calls(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"),
-                           training_cfg=training_config(cfg, students_needed(cfg.experiment)), scoring=True,
+                           training_cfg=training_config(cfg, students_needed(cfg.experiment, main_form=cfg.kd.rationale_form)), scoring=True,
                            endpoints=("large_lm", "kd.teacher", "rationale_metrics.judge"))
         with output_lock(out, "lmcot experiment"):
             run_experiment(cfg, out, say=lambda m: say("experiment", "bold cyan", m))

@@ -44,12 +44,18 @@ def em_f1(ms: dict[str, Any], path: Path) -> Path:
         vals = [ms[n][metric] for n in names]
         lo = [max(0.0, ms[n][metric] - ms[n][f"{metric}_ci"][0]) for n in names]
         hi = [max(0.0, ms[n][f"{metric}_ci"][1] - ms[n][metric]) for n in names]
-        ax.bar(x + offset, vals, 0.4, yerr=[lo, hi], capsize=3, label=metric.upper(), color=color)
+        bars = ax.bar(x + offset, vals, 0.4, yerr=[lo, hi], capsize=3, label=metric.upper(), color=color)
+        for bar, n in zip(bars, names):
+            if ms[n].get("scripted"):  # set by a stand-in's script: hatched, and "[scripted]" in the label
+                bar.set_hatch("//")
+                bar.set_alpha(0.45)
     ax.set_xticks(x, [ms[n]["label"] for n in names], rotation=35, ha="right", fontsize=7)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("dev score (95% bootstrap CI)")
     ax.legend()
-    ax.set_title("Answer EM / F1 per method")
+    scripted = any(ms[n].get("scripted") for n in names)
+    ax.set_title("Answer EM / F1 per method" + (" (hatched, [scripted]: set by the stand-in's script)" if scripted else ""),
+                 fontsize=10 if scripted else None)
     return _save(fig, path)
 
 

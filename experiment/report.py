@@ -50,6 +50,12 @@ def _intro(results: dict[str, Any]) -> list[str]:
     lines = [f"Dev set: `{results['dev']['source']}` ({results['dev']['dataset']}, n={results['dev']['n']}). "
              f"Large LM: `{results['large_lm']}`. Small LM: `{results['small_lm']}`. "
              f"k = {cfg['experiment']['num_samples']} samples at temperature {cfg['experiment']['sample_temperature']}."]
+    form = (cfg.get("kd") or {}).get("rationale_form", "full")
+    extra = [f for f in cfg["experiment"].get("rationale_forms") or [] if f != form]
+    if form != "full" or extra:
+        lines.append(f"Rationale form of the students (kd.rationale_form): {form}"
+                     + (f"; rows marked '{', '.join(extra)} form' use that form instead." if extra else ".")
+                     + " evidence: reasoning and evidence, no final answer; full: the teacher's form, ending in an answer.")
     # The config says when its models are stand-ins (lmcot does not guess from model names).
     note = cfg["experiment"].get("stand_in_note")
     if note:

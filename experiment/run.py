@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lmcot.config import LMCoTConfig
-from lmcot.experiment.grid import MethodSpec, method_grid, students_needed
+from lmcot.experiment.grid import MethodSpec, method_grid, student_form, students_needed
 from lmcot.experiment.steps import Steps
 from lmcot.keyed import key_of
 from lmcot.jsonl import write_json
@@ -73,7 +73,8 @@ class _Run:
             return CoTSelfConsistency(self.large, spec.k, exp.sample_temperature, answer_key=self.task.vote_key)
         return LMGuidedCoT(self.student(spec.student), self.large, num_samples=spec.k,
                            sample_temperature=exp.sample_temperature, select=spec.select,
-                           scorer=self.scorer() if spec.select != "vote" else None, answer_key=self.task.vote_key)
+                           scorer=self.scorer() if spec.select != "vote" else None, answer_key=self.task.vote_key,
+                           rationale_form=student_form(spec.student, self.cfg.kd.rationale_form))
 
     def run_method(self, spec: MethodSpec) -> dict[str, Any]:
         """One method row on the dev set, and what it costs on its own (``lmcot.usage``'s rule: calls
@@ -118,6 +119,9 @@ class _Run:
         if spec.student:
             parts["small_lm"] = self.student(spec.student).model  # hf/<label>@<weights hash>
             parts["small_lm_cfg"] = _lm_identity(self.cfg.small_lm)
+            form = student_form(spec.student, self.cfg.kd.rationale_form)
+            if form != "full":  # the prompt differs (keys of full-form rows stay as they were)
+                parts["rationale_form"] = form
         if spec.select != "vote":
             parts["scorer"] = self.scorer_identity()
         return key_of(parts)
@@ -171,8 +175,8 @@ def _run_experiment(cfg: LMCoTConfig, out: Path, progress: bool, say: Callable[[
     from lmcot.splits import load_split
 
     exp = cfg.experiment
-    grid = method_grid(exp)
-    names = students_needed(exp)
+    form = cfg.kd.rationale_form
+    grid, names = method_grid(exp, main_form=form), students_needed(exp, main_form=form)
     from lmcot.config import ConfigError
     from lmcot.data import DataError
 
@@ -196,7 +200,8 @@ def _run_experiment(cfg: LMCoTConfig, out: Path, progress: bool, say: Callable[[
         task.metric.check_on(run.dev[0])
     # The data has rationales of its own and KD learns from the teacher's: add the student distilled from them.
     if cfg.kd.source != "dataset" and any(str(ex.get("rationale") or "").strip() for ex in trainset):
-        grid, names = method_grid(exp, dataset_rationales=True), students_needed(exp, dataset_rationales=True)
+        grid = method_grid(exp, dataset_rationales=True, main_form=form)
+        names = students_needed(exp, dataset_rationales=True, main_form=form)
     if trained:
         from lmcot.experiment.students import training_config
         from lmcot.optimizers.preflight import preflight_training

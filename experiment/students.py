@@ -6,6 +6,7 @@
     OUT/students/kd_rl/         compile --stages rl, rl.weights as configured      } each starts from
     OUT/students/rl_quality/    ... with answer_f1 = 0 (rationale-quality rewards)  } the same KD
     OUT/students/rl_answer/     ... with every aspect weight 0 (answer F1 only)     } checkpoint
+    OUT/students/kd_<form>/     compile --stages kd with kd.rationale_form=<form> (experiment.rationale_forms)
 
 Each RL folder's ``kd`` is a link to ``students/kd/kd``: the compiler then starts RL from that KD
 checkpoint, exactly as ``lmcot compile --stages rl`` after ``--stages kd`` does.
@@ -89,6 +90,20 @@ def train_students(cfg: LMCoTConfig, out: Path, names: list[str], trainset, base
         rl_cfg.stages = ["rl"]
         LMCoTCompiler(rl_cfg, folder, progress=progress).compile(LMGuidedCoT(base_small, large_lm), trainset)
         paths[name] = str(folder / "small_lm")
+    from lmcot.experiment.grid import FORMS
+
+    for name in names:  # the extra rationale forms' students (experiment.rationale_forms)
+        base, form = next(((name.removesuffix(f"_{f}"), f) for f in FORMS if name.endswith(f"_{f}")), (name, None))
+        if form is None or base not in ("untrained", "kd"):
+            continue
+        if base == "untrained":
+            paths[name] = cfg.small_lm.model
+            continue
+        say(f"student {name}: teacher rationales + distillation in the {form} form (compiler stage kd)")
+        form_cfg = cfg.model_copy(deep=True)
+        form_cfg.stages, form_cfg.kd.rationale_form = ["kd"], form
+        LMCoTCompiler(form_cfg, root / name, progress=progress).compile(LMGuidedCoT(base_small, large_lm), trainset)
+        paths[name] = str(root / name / "small_lm")
     return paths
 
 

@@ -15,7 +15,11 @@ from lmcot.experiment.stats import bootstrap_ci, mcnemar_exact, paired_bootstrap
 STUDENT_ORDER = ("untrained", "kd", "kd_dataset", "kd_rl", "rl_quality", "rl_answer")
 # (a, b): "is a better than b?" Only pairs whose two rows ran are shown.
 COMPARISONS = (("guided_kd_rl", "cot"), ("guided_kd", "cot"), ("guided_kd_rl_sc", "cot_sc"),
-               ("guided_kd_rl", "guided_kd"), ("guided_kd_rl_quality", "guided_kd_rl_sc"))
+               ("guided_kd_rl", "guided_kd"), ("guided_kd_rl_quality", "guided_kd_rl_sc"),
+               # does training the student help the reader at all, in each rationale form (issue 15)?
+               ("guided_kd", "guided_untrained"), ("guided_kd_evidence", "guided_untrained_evidence"),
+               ("guided_kd_full", "guided_untrained_full"), ("guided_kd_evidence", "guided_kd"),
+               ("guided_kd_full", "guided_kd"))
 
 
 @dataclass
@@ -101,6 +105,9 @@ def method_summary(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "tokens_per_correct": tokens / correct if correct else None,
             "usd_per_correct": (u["cost_usd"] / correct) if (u["cost_usd"] is not None and correct) else None,
         }
+    from lmcot.experiment.honesty import mark_labels
+
+    mark_labels(results, out)  # [scripted] and [no measurable change from KD], in every table and plot
     return out
 
 
@@ -159,7 +166,9 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
                       "the usage recorded when they were paid); $ from litellm's price table, n/a where it has no "
                       "price. small-LM s: generate time of the rationales the method reads (those another row "
                       "already sampled counted with the time recorded when they were generated), plus, for the "
-                      "top-quality row, the time to score them.")
+                      "top-quality row, the time to score them. [scripted]: a row whose numbers the stand-in's "
+                      "script sets (experiment.scripted_methods), not a measurement. [no measurable change from "
+                      "KD]: an RL student whose greedy dev rationales, answers and scores are all the KD student's.")
     for name, m in ms.items():
         if m["group"] == "ablation":
             continue
@@ -171,6 +180,13 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
                           _f(m["usd_per_correct"], 5)])
     tables.append(main)
     tables += training_tables(results, ms)
+
+    from lmcot.experiment.honesty import LEAK_COLUMNS, LEAK_NOTE, leak_rows
+
+    leak = leak_rows(results, {name: m["label"] for name, m in ms.items()})
+    if leak:
+        tables.append(Table("answer_leak", "Answer leakage: what the rationales state, and what the reader does with it",
+                            LEAK_COLUMNS, leak, note=LEAK_NOTE))
 
     if s["aspects"]:
         students = list(s["aspects"])
@@ -186,13 +202,19 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
                                                    ("answer", "rl_answer"))
                 if f"guided_{st}" in ms and results["config"]["experiment"]["rl_ablation"].count(v)]
     if ablation:
+        from lmcot.experiment.honesty import change_note, rl_changes
+
+        changes = rl_changes(results)
         t = Table("ablation", "RL ablation: reward sets from the same KD checkpoint",
-                  ["rewards", "n", "EM", "F1", "mean aspect quality"])
+                  ["rewards", "n", "EM", "F1", "mean aspect quality", "change vs the KD start"],
+                  note="Change: greedy dev rationales (and answers, EM scores) that differ from the KD student's on "
+                       "the same questions. With none changed, the rows cannot differ from KD, whatever the reward.")
         for v, name in ablation:
             st = name.removeprefix("guided_")
             quality = _mean_known(list(s["aspects"][st].values())) if st in s["aspects"] else None
             t.rows.append([{"both": "quality + answer F1", "quality": "quality only", "answer": "answer F1 only"}[v],
-                           str(ms[name]["n"]), _f(ms[name]["em"]), _f(ms[name]["f1"]), _f(quality)])
+                           str(ms[name]["n"]), _f(ms[name]["em"]), _f(ms[name]["f1"]), _f(quality),
+                           change_note(changes[st]) if st in changes else "n/a"])
         tables.append(t)
 
     q = s["quality"]

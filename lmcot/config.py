@@ -412,6 +412,14 @@ class KDConfig(_TrainingSection):
     min_score: Float = Field(1.0, ge=0.0, le=1.0)
     keep: Literal["best", "all"] = "best"
     concurrency: Int = Field(8, ge=1)
+    # full: distil the teacher's rationales as written, answer statement included. evidence: drop every
+    # answer statement ("So the answer is X", lmcot.metrics.stated_answer) from them and prompt the student
+    # (at training and inference alike) for reasoning and evidence without a final answer, leaving the
+    # answering to the large LM. A small student's stated conclusions are often wrong and a reader follows
+    # them; evidence-only rationales cannot mislead it that way, but they leak no answer either.
+    rationale_form: Literal["full", "evidence"] = Field(
+        "full", description="full: the teacher's rationales as written; evidence: without their answer statements, "
+                            "and the student prompted for reasoning and evidence without a final answer")
     # training
     max_steps: Int | None = Field(None, gt=0, description="wins over num_train_epochs when set")
     num_train_epochs: Float = Field(3.0, gt=0)
@@ -514,6 +522,14 @@ class ExperimentConfig(_Section):
     # (a one-off study); many hide it (a deployed reader). Set it to the traffic you expect.
     amortize_over: int = Field(10_000, ge=1, description="questions the trained student is expected to answer: the "
                                                           "one-off training cost is spread over them in the report")
+    # Rows a scripted stand-in sets rather than measures (e.g. its fixed standard / CoT shares): the report's
+    # tables and plots mark them "[scripted]" so no one reads them as measurements.
+    scripted_methods: list[str] = Field(default_factory=list, description="method rows (standard, cot, cot_sc, "
+                                        "guided_...) whose numbers a scripted stand-in sets: marked in tables and plots")
+    # Each extra form costs one more KD run and two greedy rows (its untrained and KD student).
+    rationale_forms: list[Literal["full", "evidence"]] = Field(
+        default_factory=list, description="rationale forms to run beside kd.rationale_form: each adds an untrained "
+                                          "and a KD student of that form (rows guided_untrained_<form>, guided_kd_<form>)")
 
     @field_validator("thresholds")
     @classmethod

@@ -18,6 +18,8 @@ A folder supplies only what defines the program:
 ``num_samples``,            how many rationales and how to pick among them (at most
 ``sample_temperature``,     ``MAX_NUM_SAMPLES`` samples)
 ``select``
+``rationale_form``          the form its small LM was trained to write (``full`` | ``evidence``,
+                            ``kd.rationale_form``); absent: ``full`` (folders older than forms)
 ``large_lm``                the large LM it was compiled with (``LARGE_LM_RECORD``): a
                             suggestion, shown on load; its ``api_base`` is a redacted record
 ==========================  =====================================================================
@@ -86,6 +88,8 @@ class ProgramFolder:
     state: dict[str, Any] = field(repr=False)
     # The name of the user metric it was compiled with: shown, never imported (a metric is code).
     metric_name: str | None = None
+    # kd.rationale_form of its small LM; it is run in that form (saved before forms existed: full).
+    rationale_form: str = "full"
 
     @property
     def file(self) -> Path:
@@ -295,6 +299,10 @@ def read_program_folder(path: str | Path, predictors: dict[str, int]) -> Program
         raise _fail(file, "num_samples", f"{sampling['num_samples']} is more than a program folder may ask for "
                     f"({MAX_NUM_SAMPLES}); set eval.num_samples yourself to run more")
     parse_select(sampling["select"])
+    from lmcot.config import KDConfig
+
+    rationale_form = doc.get("rationale_form", "full")
+    _validated(KDConfig, {"rationale_form": rationale_form}, file, "")
 
     if "large_lm" in doc:
         large = _settings(doc["large_lm"], LARGE_LM_RECORD, file, "large_lm")
@@ -315,7 +323,8 @@ def read_program_folder(path: str | Path, predictors: dict[str, int]) -> Program
                          small_lm_label=label, small_lm=small, num_samples=sampling["num_samples"],
                          sample_temperature=float(sampling["sample_temperature"]), select=sampling["select"],
                          large_lm=large, state=_check_state(doc["state"], predictors, file),
-                         metric_name=shown(doc["metric_name"], 200) if isinstance(doc.get("metric_name"), str) else None)
+                         metric_name=shown(doc["metric_name"], 200) if isinstance(doc.get("metric_name"), str) else None,
+                         rationale_form=rationale_form)
 
 
 def shown(text: Any, limit: int = 200) -> str:

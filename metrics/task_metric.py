@@ -66,6 +66,11 @@ class TaskMetric:
             out["metric"] = self.metric(example, prediction)
         return out
 
+    def same_answer(self, answer: str | None, gold: str | None) -> float:
+        """1.0 when ``answer`` matches ``gold`` under the answer type (its EM), else 0.0: how a stated
+        answer is compared with the gold or with the reader's answer (``lmcot.metrics.answer_leak``)."""
+        return self.em_f1(answer, gold)[0]
+
     def vote_key(self, answer: str | None) -> str:
         return answer_key(answer, self.answer_type)
 

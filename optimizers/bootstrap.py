@@ -284,6 +284,29 @@ def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDCo
     return BootstrapResult(kept=kept, summary=summary, traces_path=path, traces=current, transient=transient)
 
 
+def distillation_rows(kept: list[dict[str, Any]], form: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The kept rows as the student learns them, in ``kd.rationale_form``: ``full`` as written;
+    ``evidence`` with every answer statement removed (``without_stated_answer``: a final "So the answer
+    is X", one mid-text or inside quotes alike), and a row that holds nothing else dropped. Returns the
+    rows and counts (``stated``: rows that stated an answer, ``dropped``: rows left empty)."""
+    if form == "full":
+        return list(kept), {"stated": 0, "dropped": 0}
+    if form != "evidence":
+        raise ValueError(f"unknown kd.rationale_form {form!r}")
+    from lmcot.metrics.stated_answer import answer_statements, without_stated_answer
+
+    rows, stated, dropped = [], 0, 0
+    for row in kept:
+        text = str(row.get("rationale") or "")
+        stated += bool(answer_statements(text))
+        evidence = without_stated_answer(text)
+        if not evidence:
+            dropped += 1
+            continue
+        rows.append({**row, "rationale": evidence})
+    return rows, {"stated": stated, "dropped": dropped}
+
+
 def _checkable(kept: list[dict[str, Any]], by_id: dict[str, Any]) -> int | None:
     """Kept rationales that state at least one sentence of the context the student is given (the
     token-overlap rule of ``lmcot.metrics.rationale.evidence``): what KD teaches can be read there.

@@ -34,7 +34,7 @@ from lmcot.config import ASPECTS, REWARDS, ConfigError, LMCoTConfig
 from lmcot.errors import RunError
 from lmcot.jsonl import write_json
 from lmcot.keyed import key_of
-from lmcot.optimizers.dev_report import answer_stated_share, cut_at_max_tokens
+from lmcot.optimizers.dev_report import answer_leak_share, cut_at_max_tokens
 from lmcot.console import rule, say
 from lmcot.optimizers.stage_markers import (DONE, invalidate_checkpoints_if_changed, invalidate_traces_if_changed,
                                             rollout_sampling, sampling_settings, stage_done,
@@ -65,6 +65,9 @@ class LMCoTCompiler:
 
         cfg = self.config
         task = TaskMetric.from_config(cfg, metric)  # imports the metric: a bad path fails here, before any call
+        if getattr(program, "rationale_form", cfg.kd.rationale_form) != cfg.kd.rationale_form:
+            # kd.rationale_form decides the form the student is trained and run in (a copy; the input stays).
+            program = program.with_rationale_form(cfg.kd.rationale_form)
         run = _Run(cfg, program, [], task)  # the student's settings first; the examples' ids once prepared
         if distributed.world_size() > 1 and "rl" in cfg.stages:
             from lmcot.model_loading import is_encoder_decoder
@@ -253,7 +256,17 @@ class LMCoTCompiler:
         if not result.kept:
             return [], (f"kd: no teacher rationale passed the filter ({cfg.kd.keep_metric} >= "
                         f"{cfg.kd.min_score}); see {kd_dir}/traces.jsonl")
-        return result.kept, None
+        from lmcot.optimizers.bootstrap import distillation_rows
+
+        rows, counts = distillation_rows(result.kept, cfg.kd.rationale_form)
+        self._kd_summary["rationale_form"] = {"form": cfg.kd.rationale_form, **counts}
+        if cfg.kd.rationale_form == "evidence":
+            say("kd:", "green", f"evidence form: answer statements removed from {counts['stated']} of "
+                 f"{len(result.kept)} kept rationales ({counts['dropped']} left empty and dropped)")
+            if not rows:
+                return [], (f"kd: kd.rationale_form=evidence left no rationale to distil (every kept rationale was "
+                            f"only an answer statement); see {kd_dir}/traces.jsonl")
+        return rows, None
 
     def _stage_rl(self, run: _Run, trainset: list[dspy.Example], start: str) -> str:
         from lmcot import distributed
@@ -270,6 +283,7 @@ class LMCoTCompiler:
         resume_key = key_of({"start": start_key, "rl": cfg.rl.model_dump(
             mode="json", exclude={"max_steps", "save_steps", "logging_steps", "report_to", "reward_concurrency"}),
             "metrics": cfg.rationale_metrics.model_dump(mode="json"), "answer_lm": run.program.large_lm.model,
+            "rationale_form": cfg.kd.rationale_form,
             "small_lm": trained_settings(run.student), "train": run.origin["train"], **rollout_sampling(run.student)})
         key = key_of({"resume": resume_key, "max_steps": cfg.rl.max_steps})
         # Every process decides the same (the marker is read before anyone writes); the main one alone
@@ -306,7 +320,7 @@ class LMCoTCompiler:
         reward_meter = UsageMeter([run.program.large_lm, run._judge_lm])
         _log_memory("before RL training")
         started = time.monotonic()
-        model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir)
+        model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir, rationale_form=cfg.kd.rationale_form)
         train_seconds = round(time.monotonic() - started, 3)
         from lmcot.memory import free_memory
 
@@ -355,8 +369,8 @@ class LMCoTCompiler:
         cut = cut_at_max_tokens(rows, hf_engine_of(program.small_lm), self.config.small_lm.max_tokens)
         result: dict[str, Any] = {**{k: summary[k] for k in ("em", "f1", "n", "errors")},
                                   **{k: summary[k] for k in ("metric", "metric_name", "off_label") if k in summary},
-                                  **evidence_share(rows, valset), "answer_stated": answer_stated_share(rows),
-                                  "rationales_cut": cut}
+                                  **evidence_share(rows, valset), "rationales_cut": cut,
+                                  **answer_leak_share(rows, same=run.task.same_answer)}
         if cut:
             say(f"{label}:", "yellow", f"{cut} of {len(rows)} rationales stopped at small_lm.max_tokens="
                   f"{self.config.small_lm.max_tokens} (not at EOS)")

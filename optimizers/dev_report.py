@@ -21,12 +21,14 @@ def cut_at_max_tokens(rows: list[dict[str, Any]], engine, max_tokens: int) -> in
                    >= max_tokens - 1)
 
 
-def answer_stated_share(rows: list[dict[str, Any]]) -> float:
-    """Share of dev rationales that state an answer ("So the answer is X": ``lmcot.metrics.stated_answer``),
-    whatever the task: the conclusion a reader that follows rationales would take."""
-    from lmcot.metrics.stated_answer import stated_answer
+def answer_leak_share(rows: list[dict[str, Any]], same=None) -> dict[str, Any]:
+    """Share of dev rationales that state an answer ("So the answer is X", whatever the task), and of
+    those the share whose stated answer is the gold under ``same`` (the task's match; default span EM;
+    ``lmcot.metrics.answer_leak``): a reader that follows a rationale answers what it states."""
+    from lmcot.metrics.answer_leak import answer_leak
 
-    return sum(stated_answer(r.get("rationale") or "") is not None for r in rows) / len(rows) if rows else 0.0
+    leak = answer_leak(rows) if same is None else answer_leak(rows, same)
+    return {"answer_stated": leak["stated_share"] or 0.0, "stated_right": leak["stated_accuracy"]}
 
 
 def report_table(report: dict[str, Any]):
@@ -55,6 +57,10 @@ def report_table(report: dict[str, Any]):
         table.add_row("rationale states an answer", *(f"{report[k].get('answer_stated', 0):.3f}" for k, _ in points))
     if any("rationales_cut" in report[k] for k, _ in points):
         table.add_row("rationales cut at max_tokens", *(str(report[k].get("rationales_cut", 0)) for k, _ in points))
+    if any("answer_stated" in report[k] for k, _ in points):
+        table.add_row("rationale states an answer", *(f"{report[k].get('answer_stated', 0):.3f}" for k, _ in points))
+        table.add_row("... and it is the gold", *("-" if report[k].get("stated_right") is None
+                                                  else f"{report[k]['stated_right']:.3f}" for k, _ in points))
     if any(report[k].get("errors") for k, _ in points):
         table.add_row("failed examples", *(str(report[k].get("errors", 0)) for k, _ in points))
     if any("aspects" in report[k] for k, _ in points):

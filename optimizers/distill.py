@@ -55,17 +55,18 @@ def _field(row: Any, name: str) -> str:
     return str(value)
 
 
-def prompt_text(tokenizer: Any, is_encoder_decoder: bool, question: str, context: str) -> str:
-    """The small LM's input text for one question, as the engine renders it at inference."""
-    return render_prompt(tokenizer, rationale_messages(question, context), is_encoder_decoder)
+def prompt_text(tokenizer: Any, is_encoder_decoder: bool, question: str, context: str, form: str = "full") -> str:
+    """The small LM's input text for one question, as the engine renders it at inference (``form``:
+    ``kd.rationale_form``, which picks the Rationalize signature)."""
+    return render_prompt(tokenizer, rationale_messages(question, context, form=form), is_encoder_decoder)
 
 
 def prompt_ids(tokenizer: Any, is_encoder_decoder: bool, question: str, context: str,
-               max_length: int | None = None) -> list[int]:
+               max_length: int | None = None, form: str = "full") -> list[int]:
     """Token ids of the prompt, tokenized as ``TransformersEngine.generate`` does: special tokens
     added only for seq2seq models or causal models without a chat template (whose template already
     writes them), over-long prompts cut from the left so the question survives."""
-    text = prompt_text(tokenizer, is_encoder_decoder, question, context)
+    text = prompt_text(tokenizer, is_encoder_decoder, question, context, form)
     return list(tokenize_prompts(tokenizer, [text], is_encoder_decoder=is_encoder_decoder,
                                  max_length=max_length)["input_ids"][0])
 
@@ -77,7 +78,7 @@ def _target_ids(tokenizer: Any, rationale: str) -> list[int]:
 
 
 def build_example(tokenizer: Any, is_encoder_decoder: bool, row: Any, max_length: int,
-                  max_prompt_tokens: int | None = None) -> dict[str, list[int]]:
+                  max_prompt_tokens: int | None = None, form: str = "full") -> dict[str, list[int]]:
     """One tokenized training example.
 
     causal: ``input_ids`` = prompt + rationale + EOS, ``labels`` = -100 on the prompt;
@@ -89,21 +90,21 @@ def build_example(tokenizer: Any, is_encoder_decoder: bool, row: Any, max_length
     target = _target_ids(tokenizer, rationale)
     limit = max_length if max_prompt_tokens is None else min(max_length, max_prompt_tokens)
     if is_encoder_decoder:
-        return {"input_ids": prompt_ids(tokenizer, True, question, context, limit),
+        return {"input_ids": prompt_ids(tokenizer, True, question, context, limit, form),
                 "labels": target[:max_length]}
     target = target[: max_length - 1]  # at least one prompt token stays
-    prompt = prompt_ids(tokenizer, False, question, context, min(limit, max_length - len(target)))
+    prompt = prompt_ids(tokenizer, False, question, context, min(limit, max_length - len(target)), form)
     return {"input_ids": prompt + target, "labels": [-100] * len(prompt) + target}
 
 
 def _warn_about_lengths(tokenizer: Any, is_encoder_decoder: bool, kept: list[Any], rows: list[dict[str, list[int]]],
-                        small_cfg: SmallLMConfig) -> None:
+                        small_cfg: SmallLMConfig, form: str = "full") -> None:
     """Say when training data differs from what inference will see: prompts cut harder than the
     engine cuts them (kd.max_length too small), or rationales longer than the student may write."""
     cut = too_long = 0
     for row, example in zip(kept, rows):
         full = len(prompt_ids(tokenizer, is_encoder_decoder, _field(row, "question"), _field(row, "context"),
-                              small_cfg.max_input_tokens))
+                              small_cfg.max_input_tokens, form))
         used = len(example["input_ids"]) if is_encoder_decoder else example["labels"].count(-100)
         cut += used < full
         too_long += len(_target_ids(tokenizer, _field(row, "rationale"))) - 1 > small_cfg.max_tokens
@@ -119,7 +120,7 @@ def _warn_about_lengths(tokenizer: Any, is_encoder_decoder: bool, kept: list[Any
 # What a checkpoint depends on. The step budget is left out on purpose: raising max_steps and
 # rerunning continues the same training from its last checkpoint.
 _RESUME_KEYS = ("learning_rate", "batch_size", "gradient_accumulation_steps", "max_length", "lora", "lora_r",
-                "lora_alpha", "lora_dropout", "lora_target_modules", "seed")
+                "lora_alpha", "lora_dropout", "lora_target_modules", "seed", "rationale_form")
 _BUDGET_KEYS = ("max_steps", "num_train_epochs")
 
 
@@ -258,8 +259,9 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
         student, device="cpu", dtype="float32", trust_remote_code=small_cfg.trust_remote_code,
         revision=small_cfg.revision)
     model.train()
-    rows = [build_example(tokenizer, is_seq2seq, r, kd.max_length, small_cfg.max_input_tokens) for r in kept]
-    _warn_about_lengths(tokenizer, is_seq2seq, kept, rows, small_cfg)
+    rows = [build_example(tokenizer, is_seq2seq, r, kd.max_length, small_cfg.max_input_tokens, kd.rationale_form)
+            for r in kept]
+    _warn_about_lengths(tokenizer, is_seq2seq, kept, rows, small_cfg, kd.rationale_form)
     config = kd_trainer_config(kd, small_cfg, ckpt_dir, is_seq2seq)
     build = _train_seq2seq if is_seq2seq else _train_causal
     with _quiet_datasets():

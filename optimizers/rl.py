@@ -33,10 +33,11 @@ def _as_row(example: Any) -> dict[str, Any]:
 
 
 def run_rl(start_checkpoint: str, trainset: list, rewards, rl: RLConfig, small_cfg: SmallLMConfig,
-           out_dir: Path) -> Path:
+           out_dir: Path, *, rationale_form: str = "full") -> Path:
     """Run the RL stage from ``start_checkpoint`` (the KD model folder) and return the trained
     model's folder, ``out_dir/model``. ``trainset``: ``dspy.Example`` objects or dicts with
-    question, context and (gold) answer. Rerunning with the same ``out_dir`` resumes."""
+    question, context and (gold) answer. ``rationale_form``: the prompt form the program runs the
+    student with (``kd.rationale_form``). Rerunning with the same ``out_dir`` resumes."""
     from lmcot.model_loading import is_encoder_decoder
 
     seq2seq = is_encoder_decoder(start_checkpoint, trust_remote_code=small_cfg.trust_remote_code,
@@ -51,7 +52,9 @@ def run_rl(start_checkpoint: str, trainset: list, rewards, rl: RLConfig, small_c
     if algorithm in SEQ2SEQ_ALGORITHMS:
         from lmcot.optimizers.rl_seq2seq import train_seq2seq
 
-        return train_seq2seq(start_checkpoint, rows, rewards, rl, small_cfg, out_dir, algorithm=algorithm)
+        return train_seq2seq(start_checkpoint, rows, rewards, rl, small_cfg, out_dir, algorithm=algorithm,
+                             rationale_form=rationale_form)
     from lmcot.optimizers.rl_grpo import train_grpo
 
-    return train_grpo(start_checkpoint, rows, rewards, rl, small_cfg, out_dir, algorithm=algorithm)
+    return train_grpo(start_checkpoint, rows, rewards, rl, small_cfg, out_dir, algorithm=algorithm,
+                      rationale_form=rationale_form)

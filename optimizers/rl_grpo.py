@@ -96,10 +96,11 @@ def rl_trainer_config(algorithm: str, rl: RLConfig, small_cfg: SmallLMConfig, ou
 
 
 def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfig, small_cfg: SmallLMConfig,
-               out_dir: Path, *, algorithm: str = "grpo") -> Path:
+               out_dir: Path, *, algorithm: str = "grpo", rationale_form: str = "full") -> Path:
     """Train a causal student with TRL GRPO (``algorithm="grpo"``) or RLOO (``"rloo"``).
 
     ``trainset``: dicts with question, context, answer. ``rewards``: a ``RewardSet``.
+    ``rationale_form``: the prompt the program runs the student with (``kd.rationale_form``).
     Returns ``out_dir/model`` (merged weights + tokenizer, safetensors), loadable with
     ``from_pretrained`` and usable as ``small_lm.model``.
     """
@@ -131,7 +132,8 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
         raise ConfigError(f"{len(trainset)} training questions, but each step needs {per_step // rl.num_generations} "
                          f"(batch_size {per_step} / num_generations {rl.num_generations})")
 
-    dataset = Dataset.from_list(build_prompt_rows(trainset, tokenizer, is_encoder_decoder=False))
+    dataset = Dataset.from_list(build_prompt_rows(trainset, tokenizer, is_encoder_decoder=False,
+                                                  rationale_form=rationale_form))
     funcs, weights = rewards.trl_reward_functions()
     args = rl_trainer_config(algorithm, rl, small_cfg, out_dir, device)
     args.reward_weights = weights

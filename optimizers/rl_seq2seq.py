@@ -213,7 +213,7 @@ def _accelerator(rl: RLConfig, device: str, out_dir: Path):
 
 
 def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfig, small_cfg: SmallLMConfig,
-                  out_dir: Path, *, algorithm: str = "seq2seq_rloo") -> Path:
+                  out_dir: Path, *, algorithm: str = "seq2seq_rloo", rationale_form: str = "full") -> Path:
     """Train an encoder-decoder student with RLOO or PPO-clip (see the module docstring).
 
     ``trainset``: dicts with question, context, answer. ``rewards``: a ``RewardSet``. Returns
@@ -246,7 +246,7 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
     model, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, lr=rl.learning_rate))
     G = rl.num_generations
     prompts_per_step = -(-rl.batch_size // G)
-    rows = build_prompt_rows(trainset, tokenizer, is_encoder_decoder=True)
+    rows = build_prompt_rows(trainset, tokenizer, is_encoder_decoder=True, rationale_form=rationale_form)
     if not rows:
         raise ValueError("train_seq2seq: empty trainset")
 

@@ -150,12 +150,14 @@ def choose_algorithm(requested: str, encoder_decoder: bool) -> str:
     return requested
 
 
-def build_prompt_rows(trainset: list[dict[str, Any]], tokenizer: Any, is_encoder_decoder: bool) -> list[dict[str, Any]]:
-    """Dataset rows: ``prompt`` (the rendered inference prompt) plus question/context/answer."""
+def build_prompt_rows(trainset: list[dict[str, Any]], tokenizer: Any, is_encoder_decoder: bool,
+                      rationale_form: str = "full") -> list[dict[str, Any]]:
+    """Dataset rows: ``prompt`` (the rendered inference prompt of ``rationale_form``) plus question/context/answer."""
     from lmcot.programs.adapter import rationale_messages
     from lmcot.prompting import render_prompt
 
-    return [{"prompt": render_prompt(tokenizer, rationale_messages(r["question"], r["context"]), is_encoder_decoder),
+    return [{"prompt": render_prompt(tokenizer, rationale_messages(r["question"], r["context"], form=rationale_form),
+                                     is_encoder_decoder),
              "question": r["question"], "context": r["context"], "answer": r["answer"]} for r in trainset]
 
 def tensorboard_dir(stage_dir: str | Path) -> Path:

@@ -23,7 +23,7 @@ from lmcot.aspects import parse_select
 from lmcot.programs.adapter import RationaleAdapter
 from lmcot.programs.answer_adapter import answer_adapter_for
 from lmcot.parallel import CallLimit, distinct, map_concurrently
-from lmcot.programs.signatures import Answer, Rationalize, context_inputs
+from lmcot.programs.signatures import Answer, context_inputs, rationalize_signature
 from lmcot.programs.voting import majority_vote
 from lmcot.reply_cache import attempts_for, parsed_reply
 
@@ -46,6 +46,11 @@ class LMGuidedCoT(dspy.Module):
     concurrently, so an in-process small LM generates them in one batch), one answer per rationale,
     majority vote over normalised answers. The prediction keeps every rationale and answer.
 
+    ``rationale_form`` (``kd.rationale_form``): ``"full"`` asks the small LM for a rationale (which may
+    end in an answer), ``"evidence"`` for reasoning and evidence without a final answer
+    (``RationalizeEvidence``). A student trained in one form is run in it: the compiler and
+    ``program.json`` keep the form with the program.
+
     ``select="quality"`` (or ``"quality:<aspect>"``) scores the k rationales on the eight aspects
     (mean of all, or that one aspect) with ``scorer`` (a ``RationaleScorer``; default: every aspect
     on its cheap scorer) *before* the large LM is asked, and asks it once, with the best rationale
@@ -58,14 +63,15 @@ class LMGuidedCoT(dspy.Module):
 
     def __init__(self, small_lm: dspy.LM | None = None, large_lm: dspy.LM | None = None, num_samples: int = 1,
                  sample_temperature: float = 0.7, select: str = "vote", scorer=None,
-                 answer_key: Callable[[str], str] | None = None):
+                 answer_key: Callable[[str], str] | None = None, rationale_form: str = "full"):
         super().__init__()
         if num_samples < 1:
             raise ValueError("num_samples must be >= 1")
         self.select_aspect = parse_select(select)
         self.select = select
         self.scorer = scorer
-        self.rationalize = dspy.Predict(Rationalize)
+        self.rationale_form = rationale_form
+        self.rationalize = dspy.Predict(rationalize_signature(rationale_form))
         self.answer = dspy.Predict(Answer)
         self.rationalize.lm = small_lm
         self.answer.lm = large_lm
@@ -76,6 +82,16 @@ class LMGuidedCoT(dspy.Module):
         self.rationale_adapter = RationaleAdapter()
         # How self-consistency compares answers: the task's form (TaskMetric.vote_key), default spans.
         self.answer_key = answer_key
+
+    def with_rationale_form(self, form: str) -> LMGuidedCoT:
+        """A copy whose small LM is asked for rationales of ``form`` (the same LMs; this one is untouched)."""
+        if form == self.rationale_form:
+            return self
+        copy = self.deepcopy()
+        copy.rationale_form = form
+        copy.rationalize = dspy.Predict(rationalize_signature(form))
+        copy.rationalize.lm, copy.answer.lm = self.small_lm, self.large_lm  # the same LMs, not copies of them
+        return copy
 
     @property
     def small_lm(self) -> dspy.LM | None:
@@ -202,10 +218,12 @@ class LMGuidedCoT(dspy.Module):
 
     @classmethod
     def from_config(cls, small_lm: dspy.LM | None, large_lm: dspy.LM | None, config, *, num_samples: int | None = None,
-                    sample_temperature: float | None = None, select: str | None = None) -> LMGuidedCoT:
-        """The program ``config.eval`` describes (k samples, temperature, how to pick among them); the
-        keyword arguments override it. ``select="quality..."`` scores rationales with
-        ``config.rationale_metrics`` (its judge and backends), the scorer built on first use."""
+                    sample_temperature: float | None = None, select: str | None = None,
+                    rationale_form: str | None = None) -> LMGuidedCoT:
+        """The program ``config.eval`` describes (k samples, temperature, how to pick among them) with the
+        rationale form of ``config.kd.rationale_form``; the keyword arguments override them (a compiled
+        program's own form comes from its ``program.json``). ``select="quality..."`` scores rationales
+        with ``config.rationale_metrics`` (its judge and backends), the scorer built on first use."""
         from lmcot.metrics.rationale import LazyScorer
         from lmcot.metrics.task_metric import vote_key_for
 
@@ -215,7 +233,8 @@ class LMGuidedCoT(dspy.Module):
                    sample_temperature=(config.eval.sample_temperature if sample_temperature is None
                                        else sample_temperature),
                    select=select, scorer=LazyScorer(config) if select != "vote" else None,
-                   answer_key=vote_key_for(config.data.answer_type))
+                   answer_key=vote_key_for(config.data.answer_type),
+                   rationale_form=config.kd.rationale_form if rationale_form is None else rationale_form)
 
     @classmethod
     def from_folder(cls, path, config=None) -> LMGuidedCoT:
@@ -234,7 +253,7 @@ class LMGuidedCoT(dspy.Module):
         if config is None and folder.large_lm.get("api_base"):
             log.warning("%s", large_lm_note(folder, cfg))
         small_lm, large_lm = build_lm(cfg.small_lm, name=folder.small_lm_label), build_lm(cfg.large_lm)
-        program = cls.from_config(small_lm, large_lm, cfg)
+        program = cls.from_config(small_lm, large_lm, cfg, rationale_form=folder.rationale_form)
         program.load_state(folder.state)
         # DSPy's Predict.load_state sets each predictor's LM from the state, i.e. to None here (the LMs
         # are not saved): attach the LMs rebuilt from the config again.

@@ -60,6 +60,9 @@ def save_program(program, out_dir: str | Path, config: LMCoTConfig, *, small_lm_
         "num_samples": getattr(program, "num_samples", 1),
         "sample_temperature": getattr(program, "sample_temperature", 0.7),
         "select": getattr(program, "select", "vote"),
+        # The form the small LM was trained to write (kd.rationale_form): it is run in that form on load,
+        # whatever a caller's config says.
+        "rationale_form": getattr(program, "rationale_form", "full"),
         "small_lm_label": small_lm_label,
         "small_lm_sha256": digest,
         "small_lm_name": getattr(getattr(program, "small_lm", None), "model", None),

@@ -14,6 +14,27 @@ class Rationalize(dspy.Signature):
     rationale: str = dspy.OutputField(desc="step-by-step reasoning grounded in the context")
 
 
+class RationalizeEvidence(dspy.Signature):
+    """Read the context and write a short step-by-step rationale that quotes the facts from the context
+    needed to answer the question and connects them. Give the reasoning and the evidence only: do not
+    state a final answer, another model will answer from your rationale."""
+
+    question: str = dspy.InputField()
+    context: str = dspy.InputField()
+    rationale: str = dspy.OutputField(desc="reasoning and evidence from the context, without a final answer")
+
+
+# kd.rationale_form -> the small LM's signature (one choice, used alike at training and inference).
+RATIONALE_FORMS = {"full": Rationalize, "evidence": RationalizeEvidence}
+
+
+def rationalize_signature(form: str = "full") -> type[dspy.Signature]:
+    """The Rationalize signature of a rationale form (``full`` or ``evidence``)."""
+    if form not in RATIONALE_FORMS:
+        raise ValueError(f"unknown rationale form {form!r}; forms are {', '.join(RATIONALE_FORMS)}")
+    return RATIONALE_FORMS[form]
+
+
 class Answer(dspy.Signature):
     """Answer the question from the context, using the rationale as a guide. Give a short answer
     span (an entity, a date, a number, or yes/no), not a sentence."""
@@ -38,6 +59,9 @@ class AnswerDirectly(dspy.Signature):
 # answer, baselines, teacher) leaves the field out instead of showing an empty "Context:" block.
 _NO_CONTEXT_INSTRUCTIONS = {
     Rationalize.instructions: "Write a short step-by-step rationale that works out the answer to the question.",
+    RationalizeEvidence.instructions: "Write a short step-by-step rationale that works out the question. Give the "
+                                      "reasoning only: do not state a final answer, another model will answer "
+                                      "from your rationale.",
     Answer.instructions: "Answer the question, using the rationale as a guide. Give a short answer (an entity, a "
                          "date, a number, a label, or yes/no), not a sentence.",
     AnswerDirectly.instructions: "Answer the question. Give a short answer (an entity, a date, a number, a label, "

@@ -17,7 +17,9 @@ STANDIN_DATA="--config configs/gsm8k-quickstart.yaml"
 source "$(dirname "$0")/standin.sh"   # .venv, offline env, the stand-in server at $url
 OUT=${OUT:-runs/gsm8k-quickstart}
 
-.venv/bin/lmcot compile --config configs/gsm8k-quickstart.yaml --out "$OUT" --set large_lm.api_base="$url" "$@"
-.venv/bin/lmcot evaluate --program "$OUT" --config configs/gsm8k-quickstart.yaml --out "$OUT/eval" --methods standard,cot --set large_lm.api_base="$url"
-.venv/bin/python scripts/quickstart_report.py "$OUT"
+.venv/bin/lmcot compile --config configs/gsm8k-quickstart.yaml --out "$OUT" --set large_lm.api_base="$url" \
+  --set large_lm.model="$standin_model" "$@"
+.venv/bin/lmcot evaluate --program "$OUT" --config configs/gsm8k-quickstart.yaml --out "$OUT/eval" --methods standard,cot \
+  --set large_lm.api_base="$url" --set large_lm.model="$standin_model"
+.venv/bin/python scripts/quickstart_report.py "$OUT" --stand-in "$standin_line"
 echo "gsm8k quickstart finished in $(( ($(date +%s) - start) / 60 ))m$(( ($(date +%s) - start) % 60 ))s"

@@ -56,7 +56,8 @@ def oracle_server(hotpot_examples):
 @pytest.fixture(scope="session")
 def reader_server():
     """The quickstart's SCRIPTED rationale-sensitive stand-in (scripts/standin.sh, same settings) over the
-    quickstart questions: a guided answer is right only when the rationale states the evidence."""
+    quickstart questions: a guided answer is the conclusion the rationale states (reader rule follow); with
+    none stated, right only when the rationale states the evidence."""
     from support.oracle_responder import OracleResponder, load_examples
     from support.oracle_server import OracleServer
 

@@ -313,6 +313,7 @@ def test_shipped_configs_validate(name):
     from lmcot.config import load_config
 
     cfg = load_config(ROOT / "configs" / name)
-    assert cfg.stages == ["kd", "rl"]
+    # The quickstart runs KD alone within its 15 minutes (issue 15); its rl section stays valid for --set stages=[kd,rl].
+    assert cfg.stages == (["kd"] if name == "quickstart.yaml" else ["kd", "rl"])
     if name == "quickstart.yaml":
         assert (ROOT / cfg.data.train).is_file() and (ROOT / cfg.data.dev).is_file()

@@ -53,6 +53,9 @@ LEARN = {
     "kd.num_samples": 2, "kd.temperature": 0.7, "kd.concurrency": 1, "kd.max_steps": 6, "kd.batch_size": 4,
     "kd.learning_rate": 2e-4, "kd.max_length": 320, "kd.report_to": "[none]", "kd.seed": 42,
     "large_lm.num_retries": 1, "stages": "[kd]",
+    # The stand-in reader follows a stated conclusion (issue 15): the evidence form, whose student states
+    # none, is the one whose guided EM the evidence it quotes decides.
+    "kd.rationale_form": "evidence",
 }
 
 
@@ -82,7 +85,7 @@ def test_gguf_student_learns_from_kd_saves_and_reloads(reader_server, tmp_path):
     gguf = resolve_package_file(SMOLLM2)
     out = tmp_path / "out"
     train, dev = short_contexts(QUICKSTART_TRAIN, tmp_path / "train.json"), short_contexts(QUICKSTART_DEV, tmp_path / "dev.json")
-    sets = {**LEARN, "small_lm.model": gguf, "large_lm.model": "openai/oracle", "large_lm.api_base": reader_server.url,
+    sets = {**LEARN, "small_lm.model": gguf, "large_lm.model": "openai/oracle-follow", "large_lm.api_base": reader_server.url,
             "data.train": train, "data.dev": dev, "cache_dir": tmp_path / "cache"}
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -100,12 +103,15 @@ def test_gguf_student_learns_from_kd_saves_and_reloads(reader_server, tmp_path):
     before, after = report["untrained"], report["compiled"]
     print(f"compile {compiled_s:.0f}s; untrained {before}; after KD {after}")
     assert before["n"] == after["n"] == 12 and before["errors"] == after["errors"] == 0
-    # Thresholds from measured runs with these seeds and settings (lr 2e-4): untrained 2 of 12 held-out
-    # rationales state the evidence (0.167), after KD 9 of 12 (0.75) at 6 steps (three runs); 7 (0.583) at 4 steps
-    # and 7-8 (0.583-0.667, two runs) at 8. The stand-in reader answers right exactly on those, so guided
-    # EM moved the same way. Required: 3 more of 12, two questions below the smallest gain measured.
+    # Thresholds from measured runs with these seeds and settings (lr 2e-4). Full form, lenient reader (before
+    # issue 15): untrained 2 of 12 held-out rationales stated the evidence, after KD 7-9 of 12. Evidence form,
+    # conclusion-following reader (now; measured once, 225 s with the box busy): untrained 3 of 12 state the
+    # evidence (2 of 12 state an answer, both wrong), after KD 7 of 12 and none states an answer; with no
+    # stated answer the reader is right exactly on those, so guided EM moved the same way (3 -> 7 of 12).
+    # Required: 3 more of 12, one question below the gain measured.
     assert after["evidence_stated"] >= before["evidence_stated"] + 0.25, (before, after)
     assert after["em"] >= before["em"] + 0.25, (before, after)
+    assert after["answer_stated"] <= 1 / 12, after  # the evidence form states (almost) no answer
 
     from lmcot.programs import LMGuidedCoT
 

@@ -105,6 +105,8 @@ REFUSED = {
     "num_samples as text": (_in_doc(_set("num_samples", "3")), "num_samples"),
     "a million num_samples": (_in_doc(_set("num_samples", 1_000_000)), "num_samples: 1000000 is more than"),
     "unknown select": (_in_doc(_set("select", "nope")), "select"),
+    "unknown rationale_form": (_in_doc(_set("rationale_form", "short")), "rationale_form"),
+    "rationale_form as a list": (_in_doc(_set("rationale_form", ["evidence"])), "rationale_form"),
     "negative sample_temperature": (_in_doc(_set("sample_temperature", -1)), "sample_temperature"),
     "small LM setting out of range": (_in_doc(_set("small_lm", "max_tokens", -1)), "small_lm.max_tokens"),
     "endpoint in the small LM record": (_in_doc(_set("small_lm", "api_base", "http://127.0.0.1:9/v1")),

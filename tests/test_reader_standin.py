@@ -105,3 +105,111 @@ def test_kept_rationale_is_checkable_only_against_the_context_the_student_sees()
     rows = [{"id": "a", "rationale": "The Zorbatron was invented by Anna Keller in Graz. So the answer is Vienna."},
             {"id": "a", "rationale": "Anna Keller studied physics at the University of Vienna. So the answer is Vienna."}]
     assert _checkable(rows, {"a": cut}) == 1  # the second quotes a sentence truncation removed
+
+
+# ---- the reader rule (issue 15): follow the stated conclusion, or the lenient evidence rule ----------------
+EVIDENCE = "The Zorbatron was invented by Anna Keller in Graz. Anna Keller studied physics at the University of Vienna."
+
+
+@pytest.mark.parametrize("rationale, follow, lenient", [
+    # gold evidence, wrong conclusion: a reader that follows the rationale answers the conclusion
+    (f"{EVIDENCE} So the answer is Graz.", "Graz", "Vienna"),
+    # the wrong conclusion mid-text, then more evidence: still what the rationale concludes
+    (f"Anna Keller invented the Zorbatron. So the answer is Graz. {EVIDENCE}", "Graz", "Vienna"),
+    # a quoted statement is read all the same
+    (f'{EVIDENCE} "So the answer is Graz."', "Graz", "Vienna"),
+    # the right conclusion with no evidence at all: right under both rules
+    ("So the answer is Vienna.", "Vienna", "Vienna"),
+    # a wrong conclusion alone
+    ("So the answer is Graz.", "Graz", "Paris|Berlin"),
+    # no conclusion: the evidence rule under both
+    (EVIDENCE, "Vienna", "Vienna"),
+    ("The Zorbatron is a machine.", "Paris|Berlin", "Paris|Berlin"),
+    # an answer that is a long span: the reader answers the span, and EM against the gold is 0
+    (f"{EVIDENCE} So the answer is the University of Vienna in Austria.", "the University of Vienna in Austria",
+     "Vienna"),
+])
+def test_reader_rule_follows_the_stated_conclusion(rationale, follow, lenient):
+    for rule, want in (("follow", follow), ("lenient", lenient)):
+        r = OracleResponder([BRIDGE, YESNO], rationale_sensitive=True, reader_rule=rule)
+        got = ask(r, Answer, BRIDGE, rationale=rationale)[0]["answer"]
+        assert got in want.split("|"), (rule, rationale, got)
+
+
+def test_follow_is_the_default_and_is_right_only_on_the_gold_conclusion():
+    from lmcot.metrics.answer import answer_em
+
+    r = OracleResponder([BRIDGE, YESNO], rationale_sensitive=True)
+    assert r.reader_rule == "follow"
+    right = ask(r, Answer, BRIDGE, rationale=f"{EVIDENCE} So the answer is **vienna**.")[0]["answer"]
+    assert answer_em(right, "Vienna") == 1.0  # official EM after normalisation
+    wrong = ask(r, Answer, BRIDGE, rationale=f"{EVIDENCE} So the answer is Graz, Austria.")[0]["answer"]
+    assert answer_em(wrong, "Vienna") == 0.0
+
+
+def test_yes_no_conclusions_are_answered_as_the_word():
+    r = OracleResponder([BRIDGE, YESNO], rationale_sensitive=True)
+    assert ask(r, Answer, YESNO, rationale="Both are American. So the answer is yes, both are.")[0]["answer"] == "yes"
+    assert ask(r, Answer, YESNO, rationale="Ed Wood was American. So the answer is no.")[0]["answer"] == "no"
+    # "no one" is not "no"
+    assert ask(r, Answer, YESNO, rationale="So the answer is no one.")[0]["answer"] == "no one"
+
+
+def test_startup_line_names_the_reader_rule():
+    follow = OracleResponder([BRIDGE], rationale_sensitive=True).describe()
+    lenient = OracleResponder([BRIDGE], rationale_sensitive=True, reader_rule="lenient").describe()
+    assert "[reader rule: follow]" in follow and "[reader rule: lenient]" in lenient
+    with pytest.raises(ValueError, match="reader_rule"):
+        OracleResponder([BRIDGE], rationale_sensitive=True, reader_rule="strict")
+
+
+def test_server_command_line_takes_the_reader_rule(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from support.paths import ROOT
+
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps([{**BRIDGE, "context": BRIDGE["paragraphs"]}]))
+    for rule in ("follow", "lenient"):
+        proc = subprocess.Popen([sys.executable, "-m", "support.oracle_server", "--data", str(data), "--port", "0",
+                                 "--rationale-sensitive", "--reader-rule", rule], cwd=ROOT / "tests",
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = proc.stderr.readline()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+        assert f"[reader rule: {rule}]" in first
+    bad = subprocess.run([sys.executable, "-m", "support.oracle_server", "--data", str(data), "--reader-rule", "x"],
+                         cwd=ROOT / "tests", capture_output=True, text=True)
+    assert bad.returncode == 2 and "--reader-rule" in bad.stderr
+
+
+def test_calibration_harness_scores_a_reader_against_both_rules(tmp_path, restore_dspy_cache):
+    """scripts/calibrate_reader.py with the stand-in itself as the reader: the follow rule agrees with a
+    following reader on every (question, rationale), the lenient rule misses the evidence+wrong ones."""
+    import importlib.util
+    import json
+
+    from support.oracle_responder import OracleResponder, load_examples
+    from support.oracle_server import OracleServer
+    from support.paths import HOTPOT, ROOT
+
+    spec = importlib.util.spec_from_file_location("calibrate_reader", ROOT / "scripts" / "calibrate_reader.py")
+    calibrate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibrate)
+    with OracleServer(OracleResponder(load_examples(HOTPOT), rationale_sensitive=True)) as srv:
+        sets = [f"large_lm.model=openai/oracle-follow", f"large_lm.api_base={srv.url}", "large_lm.num_retries=0",
+                f"data.dev={HOTPOT}", "data.max_context_tokens=null", "small_lm.backend=litellm",
+                f"cache_dir={tmp_path / 'cache'}"]
+        assert calibrate.main(["--n", "4", "--out", str(tmp_path / "cal"), *[a for s in sets for a in ("--set", s)]]) == 0
+    summary = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert summary["questions"] == 4 and summary["evidence+wrong"]["n"] == 4
+    assert summary["evidence+wrong"]["answers_stated"] == 1.0 and summary["evidence+wrong"]["em"] == 0.0
+    assert summary["evidence"]["em"] == 1.0 and summary["wrong"]["answers_stated"] == 1.0
+    assert summary["agreement_follow"] == 1.0 and summary["agreement_lenient"] == pytest.approx(2 / 3)
+    assert summary["agreement_follow_mentions"] == 1.0 and summary["evidence+wrong"]["mentions_stated"] == 1.0
+    answers = (tmp_path / "cal" / "answers.jsonl").read_text().splitlines()
+    assert len(answers) == 12 and all(json.loads(a)["error"] is None for a in answers)

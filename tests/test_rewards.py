@@ -310,3 +310,28 @@ def test_reward_concurrency_is_bounded():
     for bad in ("0", "5000"):
         with pytest.raises(ConfigError, match=r"^config: rl\.reward_concurrency"):
             load_config(None, [f"rl.reward_concurrency={bad}"])
+
+
+@pytest.mark.parametrize("rule", ["follow", "lenient"])
+def test_answer_reward_sees_a_wrong_stated_conclusion(rule, tmp_path, restore_dspy_cache):
+    """RL sees the truth (issue 15): with the conclusion-following reader behind answer_f1, a rationale
+    that quotes the gold evidence and then concludes a wrong answer earns less than the same evidence
+    with no conclusion. The lenient rule (the stand-in before issue 15) paid both the same."""
+    from lmcot.lms import build_lm, configure_cache
+    from support.oracle_responder import OracleResponder
+    from support.oracle_server import OracleServer
+
+    configure_cache(tmp_path)
+    evidence = "Arthur's Magazine was an American literary periodical."
+    q = ORACLE_DATA[0]["question"]
+    rows = [_row(q, "Arthur's Magazine", rationale=f"{evidence} So the answer is First for Women."),
+            _row(q, "Arthur's Magazine", rationale=evidence),
+            _row(q, "Arthur's Magazine", rationale=f"{evidence} So the answer is Arthur's Magazine.")]
+    with OracleServer(OracleResponder(ORACLE_DATA, rationale_sensitive=True, reader_rule=rule)) as srv:
+        lm = build_lm(LargeLMConfig(model=f"openai/oracle-{rule}", api_base=srv.url, num_retries=0))
+        wrong, plain, right = RewardSet(rl_config(weights={"answer_f1": 1.0}), answer_lm=lm).components(rows)["answer_f1"]
+    assert plain == right == 1.0
+    if rule == "follow":
+        assert wrong < plain and wrong == 0.0
+    else:
+        assert wrong == plain  # what the lenient stand-in rewarded

@@ -213,9 +213,9 @@ def test_run_rl_dispatch(tiny_causal_path, tiny_seq2seq_path, tmp_path, monkeypa
     rewards = _letters_rewards(rl_config())
     assert run_rl(str(tiny_causal_path), examples, rewards, rl_config(train_limit=3), CPU, tmp_path) == "g"
     assert run_rl(str(tiny_seq2seq_path), trainset(), rewards, rl_config(algorithm="seq2seq_ppo"), CPU, tmp_path) == "s"
-    assert calls[0][0] == "grpo" and calls[0][2] == {"algorithm": "grpo"}
+    assert calls[0][0] == "grpo" and calls[0][2] == {"algorithm": "grpo", "rationale_form": "full"}
     assert calls[0][1] == [{k: r[k] for k in ("question", "context", "answer")} for r in trainset(3)]
-    assert calls[1][0] == "s2s" and calls[1][2] == {"algorithm": "seq2seq_ppo"} and len(calls[1][1]) == 8
+    assert calls[1][0] == "s2s" and calls[1][2] == {"algorithm": "seq2seq_ppo", "rationale_form": "full"} and len(calls[1][1]) == 8
     with pytest.raises(ValueError, match="encoder-decoder"):
         run_rl(str(tiny_seq2seq_path), trainset(), rewards, rl_config(algorithm="grpo"), CPU, tmp_path)
     with pytest.raises(ValueError, match="causal"):

@@ -18,11 +18,22 @@ with a rationale taken from a distractor paragraph, so tests can have imperfect 
 With ``rationale_sensitive=True`` it plays a *reader* whose answers depend on what it is given (the
 offline quickstart uses this; it is still a script, not a language model):
 
-* guided (an Answer request carrying a ``rationale`` field): the gold answer only when the rationale
-  states the evidence (a gold supporting sentence or the answer, by the token-overlap rule of
-  ``lmcot.metrics.rationale.evidence``), else a plausible wrong span (a distractor paragraph's title;
-  the opposite of a yes/no answer). On a task without gold evidence (no supporting facts: GSM8K, a
-  label task) it answers the rationale's stated conclusion (``_reader_without_evidence``);
+* guided (an Answer request carrying a ``rationale`` field), by ``reader_rule``:
+
+  - ``"follow"`` (the default): a reader that follows the rationale. When the rationale states a
+    conclusion ("So the answer is X", read by ``lmcot.metrics.stated_answer``) it answers that X, so
+    it is right only when X is the gold (official EM after normalisation); a real reader shown "...
+    So the answer is 2007 Lifetime television movie" answers that. With no stated conclusion it
+    answers by the evidence rule below.
+  - ``"lenient"`` (the rule before issue 15, kept for comparison): the evidence rule on the whole
+    rationale, whatever it concludes, so a rationale that quotes a gold sentence and then concludes
+    a wrong answer still counts as right.
+
+  The evidence rule: the gold answer only when the rationale states the evidence (a gold supporting
+  sentence or the answer, by the token-overlap rule of ``lmcot.metrics.rationale.evidence``), else a
+  plausible wrong span (a distractor paragraph's title; the opposite of a yes/no answer). On a task
+  without gold evidence (no supporting facts: GSM8K, a label task) it answers the rationale's stated
+  conclusion under either rule (``_reader_without_evidence``);
 * standard (answer only) and greedy CoT (reasoning + answer at temperature 0): right on a fixed share
   of questions (``standard_accuracy``, ``cot_accuracy``; one hash of the question decides, so the
   CoT-right questions include the standard-right ones), a wrong span elsewhere;
@@ -48,6 +59,11 @@ from typing import Any
 from lmcot.jsonl import parse_jsonl
 
 FALLBACK = "I don't know"
+# How the rationale-sensitive reader answers from a rationale (module docstring): follow a stated
+# conclusion (default), or the lenient evidence rule whatever the rationale concludes.
+READER_RULES = ("follow", "lenient")
+# A stated conclusion that opens with yes/no ("yes, both are American"): a reader answers the word.
+_YES_NO_LEAD = re.compile(r"^\s*(yes|no)\b(?=\s*(?:[,.;:!-]|$))", re.IGNORECASE)
 _JUDGE_RE = re.compile(r"answer\s+(?:with\s+)?yes\s+or\s+no", re.IGNORECASE)
 _REASON_FIELDS = {"reasoning", "rationale", "explanation", "thought", "thoughts"}
 _FIELD_MARK = re.compile(r"\[\[ ## (\w+) ## \]\]")
@@ -159,10 +175,14 @@ class OracleResponder:
     """
 
     def __init__(self, examples: Iterable[Any], wrong_rate: float = 0.0, seed: int = 0, *,
-                 rationale_sensitive: bool = False, standard_accuracy: float = 1.0, cot_accuracy: float = 1.0) -> None:
+                 rationale_sensitive: bool = False, standard_accuracy: float = 1.0, cot_accuracy: float = 1.0,
+                 reader_rule: str = "follow") -> None:
+        if reader_rule not in READER_RULES:
+            raise ValueError(f"reader_rule must be one of {READER_RULES}, not {reader_rule!r}")
         self.examples = [e if isinstance(e, OracleExample) else OracleExample.from_any(e) for e in examples]
         self.wrong_rate, self.seed = float(wrong_rate), seed
         self.rationale_sensitive = rationale_sensitive
+        self.reader_rule = reader_rule
         self.standard_accuracy, self.cot_accuracy = float(standard_accuracy), float(cot_accuracy)
         self._by_question = {_ws(e.question): e for e in self.examples if e.question}
         self._lower = {q.lower(): e for q, e in self._by_question.items()}
@@ -238,11 +258,21 @@ class OracleResponder:
         body = " ".join(x.strip() for x in rng.choice(paras)[:2]) + " " if paras else ""
         return f"{body}So the answer is {self.wrong_span(ex)}."
 
+    def guided_answer(self, ex: OracleExample, rationale: str) -> str:
+        """What the reader answers given ``rationale`` (the module docstring's ``reader_rule``)."""
+        from lmcot.metrics.rationale.evidence import states_evidence
+        from lmcot.metrics.stated_answer import stated_answer
+
+        if self.reader_rule == "follow":
+            stated = stated_answer(rationale)
+            if stated is not None:
+                lead = _YES_NO_LEAD.match(stated)
+                return lead.group(1).lower() if lead else stated
+        return ex.answer if states_evidence(rationale, ex.gold_sentences, ex.answer) else self.wrong_span(ex)
+
     def _reader(self, ex: OracleExample, messages: list[Mapping[str, Any]], body: Mapping[str, Any],
                 fields: list[str] | None, last_user: str, n: int) -> list[tuple[str, str]] | None:
         """(reasoning, answer) per choice for the request kinds the reader scripts; None otherwise."""
-        from lmcot.metrics.rationale.evidence import states_evidence
-
         names = [f.lower() for f in fields or []]
         if "answer" not in names:
             return None
@@ -250,8 +280,7 @@ class OracleResponder:
         if not ex.supporting_facts:  # a task without gold evidence (GSM8K): its own code path
             return self._reader_without_evidence(ex, messages, body, names, rationale_in, n)
         if rationale_in and not (set(names) & _REASON_FIELDS):  # guided: answer from the given rationale
-            ok = states_evidence(rationale_in[-1], ex.gold_sentences, ex.answer)
-            return [("", ex.answer if ok else self.wrong_span(ex))] * n
+            return [("", self.guided_answer(ex, rationale_in[-1]))] * n
         sampled = n > 1 or float(body.get("temperature") or 0.0) > 0
         if set(names) & _REASON_FIELDS and sampled:  # the teacher
             prompt = _ws("\n".join(message_text(m) for m in messages))
@@ -309,10 +338,16 @@ class OracleResponder:
         if not self.rationale_sensitive:
             return ("SCRIPTED stand-in large LM (not a language model): answers from the gold data "
                     f"(wrong on {self.wrong_rate:.0%} of sampled teacher rationales)")
-        return ("SCRIPTED stand-in large LM (not a language model): as a reader it answers right only when "
-                "the rationale states a gold supporting sentence or the answer (on a task without gold evidence: "
-                "it answers the rationale's stated conclusion, so right only when that equals the gold); "
-                "standard prompting right on "
+        if self.reader_rule == "follow":
+            reader = ("as a reader it follows the rationale: it answers the conclusion the rationale states "
+                      "('So the answer is X'), right only when X is the gold; with no stated conclusion, right only "
+                      "when the rationale states a gold supporting sentence or the answer [reader rule: follow]")
+        else:
+            reader = ("as a reader it answers right whenever the rationale states a gold supporting sentence or the "
+                      "answer, even when it concludes a wrong answer [reader rule: lenient]")
+        reader += ("; on a task without gold evidence (GSM8K, a label task) it answers the rationale's stated "
+                   "conclusion, so right only when that equals the gold")
+        return ("SCRIPTED stand-in large LM (not a language model): " + reader + "; standard prompting right on "
                 f"{self.standard_accuracy:.0%} of questions, CoT on {self.cot_accuracy:.0%}; as a teacher it "
                 f"quotes the visible gold sentences, wrong on {self.wrong_rate:.0%} of samples")
 
@@ -441,4 +476,4 @@ class OracleResponder:
         return out
 
 
-__all__ = ["FALLBACK", "OracleExample", "OracleResponder", "load_examples", "message_text"]
+__all__ = ["FALLBACK", "READER_RULES", "OracleExample", "OracleResponder", "load_examples", "message_text"]

@@ -432,11 +432,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wrong-rate", type=float, default=0.0, help="probability of a distractor answer")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rationale-sensitive", action="store_true",
-                    help="play a reader: guided answers are right only when the rationale states the evidence")
+                    help="play a reader: guided answers depend on the rationale (see --reader-rule)")
     ap.add_argument("--standard-accuracy", type=float, default=1.0,
                     help="with --rationale-sensitive: share of questions standard prompting gets right")
     ap.add_argument("--cot-accuracy", type=float, default=1.0,
                     help="with --rationale-sensitive: share of questions CoT prompting gets right")
+    ap.add_argument("--reader-rule", choices=("follow", "lenient"), default="follow",
+                    help="with --rationale-sensitive: follow (answer the conclusion a rationale states; with none, "
+                         "the evidence rule) or lenient (the evidence rule whatever the rationale concludes)")
     args = ap.parse_args(argv)
     if not args.data and not args.config:
         ap.error("give --data FILE or --config FILE.yaml")
@@ -444,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     examples += [ex for path in args.config for ex in config_examples(path)]
     responder = OracleResponder(examples, wrong_rate=args.wrong_rate, seed=args.seed,
                                 rationale_sensitive=args.rationale_sensitive,
-                                standard_accuracy=args.standard_accuracy, cot_accuracy=args.cot_accuracy)
+                                standard_accuracy=args.standard_accuracy, cot_accuracy=args.cot_accuracy,
+                                reader_rule=args.reader_rule)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
