@@ -35,7 +35,7 @@ def _f(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
-def _p(p: float) -> str:
+def p_text(p: float) -> str:
     """A p-value as papers write it: three decimals, and "< 0.001" below that (not "0.000")."""
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
@@ -44,7 +44,7 @@ def _disagreements(comparisons: list[dict[str, Any]], ms: dict[str, Any], alpha:
     """A sentence for each comparison where the paired bootstrap and the exact McNemar test fall on
     different sides of ``alpha``: a reader must not take the smaller p on its own."""
     def p_is(p: float) -> str:
-        return _p(p) if p < 0.001 else f"= {_p(p)}"
+        return p_text(p) if p < 0.001 else f"= {p_text(p)}"
 
     out = []
     for c in comparisons:
@@ -242,9 +242,9 @@ def build_tables(results: dict[str, Any], s: dict[str, Any] | None = None) -> li
                                  *_disagreements(s["comparisons"], ms)]))
         for c in s["comparisons"]:
             t.rows.append([f"{ms[c['a']]['label']} vs {ms[c['b']]['label']}", str(c["n"]), _f(c["em"]["diff"]),
-                           f"[{_f(c['em']['ci_low'])}, {_f(c['em']['ci_high'])}]", _p(c["em"]["p"]),
-                           str(c["mcnemar"]["only_a"]), str(c["mcnemar"]["only_b"]), _p(c["mcnemar"]["p"]),
-                           _f(c["f1"]["diff"]), _p(c["f1"]["p"])])
+                           f"[{_f(c['em']['ci_low'])}, {_f(c['em']['ci_high'])}]", p_text(c["em"]["p"]),
+                           str(c["mcnemar"]["only_a"]), str(c["mcnemar"]["only_b"]), p_text(c["mcnemar"]["p"]),
+                           _f(c["f1"]["diff"]), p_text(c["f1"]["p"])])
         tables.append(t)
     return tables
 

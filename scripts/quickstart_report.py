@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lmcot.experiment.honesty import unchanged
 from lmcot.experiment.stats import bootstrap_ci, paired_bootstrap
+from lmcot.experiment.tables import p_text
 from lmcot.metrics.answer_leak import answer_leak, changed_predictions
 from lmcot.metrics.task_metric import TaskMetric
 
@@ -87,12 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     # F1 only for spans (numbers and labels: F1 = EM); the evidence column only on a task with gold evidence.
     f1 = answer_type == "span"
     evidence = any(m and "evidence_stated" in m for _, m, _, _ in table)
-    print(f"{'method':<36}{'EM':>6}{'95% CI':>15}{'vs untrained':>14}{'95% CI':>17}{'p':>7}"
+    print(f"{'method':<48}{'EM':>6}{'95% CI':>15}{'vs untrained':>14}{'95% CI':>17}{'p':>8}"
           + (f"{'F1':>7}" if f1 else "") + (f"{'evid.':>7}" if evidence else "") + f"{'states':>7}{'right':>7}{'cut':>5}{'n':>5}")
     for name, m, rows, scripted in table:
         if not m:
             why = "  not run (stages: kd; --set stages=[kd,rl] adds RL)" if name.endswith("KD+RL") else ""
-            print(f"{name:<36}{'-':>6}{why}")
+            print(f"{name:<48}{'-':>6}{why}")
             continue
         ems = [float(r["em"]) for r in rows.values()]
         lo, hi = bootstrap_ci(ems, SAMPLES, SEED) if ems else (None, None)
@@ -102,14 +103,14 @@ def main(argv: list[str] | None = None) -> int:
             ids = [i for i in rows if i in untrained]
             pb = paired_bootstrap([float(rows[i]["em"]) for i in ids], [float(untrained[i]["em"]) for i in ids],
                                   SAMPLES, SEED)
-            delta, dci, p = f"{pb['diff']:+.3f}", f"[{pb['ci_low']:+.2f}, {pb['ci_high']:+.2f}]", f"{pb['p']:.3f}"
+            delta, dci, p = f"{pb['diff']:+.3f}", f"[{pb['ci_low']:+.2f}, {pb['ci_high']:+.2f}]", p_text(pb["p"])
         leak = answer_leak(rows.values(), same) if not scripted else None
         ev = _f(m.get("evidence_stated"), 2)
         states = _f(leak["stated_share"], 2) if leak else "-"
         right = _f(leak["stated_accuracy"], 2) if leak else "-"
         cut = str(m["rationales_cut"]) if "rationales_cut" in m else "-"
         label = f"{name} [scripted]" if scripted else name
-        print(f"{label:<36}{m['em']:>6.3f}{ci:>15}{delta:>14}{dci:>17}{p:>7}" + (f"{m['f1']:>7.3f}" if f1 else "")
+        print(f"{label:<48}{m['em']:>6.3f}{ci:>15}{delta:>14}{dci:>17}{p:>8}" + (f"{m['f1']:>7.3f}" if f1 else "")
               + (f"{ev:>7}" if evidence else "") + f"{states:>7}{right:>7}{cut:>5}{m['n']:>5}")
     print("EM 95% CI: bootstrap over questions. vs untrained: EM difference with the untrained student on the same\n"
           "  questions, paired bootstrap 95% CI and two-sided p; a CI that excludes 0 is a difference beyond noise.")

@@ -101,6 +101,23 @@ def _session_cache() -> None:
 _session_cache()
 
 
+@pytest.fixture(autouse=True)
+def _dspy_cache_left_as_found():
+    """Library calls (compile, evaluate, an experiment, a reward) leave DSPy's process-wide cache and
+    lmcot's memo folder as they found them (lmcot.lms.cache_in): a test that changes either fails here."""
+    import dspy
+
+    from lmcot.memo import memo_dir, set_memo_dir
+
+    before, memos = dspy.cache, memo_dir()
+    yield
+    if dspy.cache is not before or memo_dir() != memos:
+        dspy.cache = before
+        set_memo_dir(memos)
+        pytest.fail("the test left DSPy's global cache (or lmcot's memo folder) changed: library code must "
+                    "use lmcot.lms.cache_in; a test that sets the cache itself uses monkeypatch")
+
+
 @pytest.fixture()
 def fresh_cache(tmp_path):
     """lmcot's reply cache in a fresh folder (and memory cache off) for tests that count calls."""
@@ -113,16 +130,9 @@ def fresh_cache(tmp_path):
     _session_cache()
 
 
-@pytest.fixture()
-def restore_dspy_cache():
-    """Code under test (``configure_cache``) points DSPy's process-wide cache elsewhere: put the
-    session's back after the test."""
-    yield
-    _session_cache()
-
-
 @pytest.fixture(scope="module")
 def restore_dspy_cache_after_module():
-    """``restore_dspy_cache`` for modules whose module-scoped fixtures reconfigure the cache."""
+    """For tests/test_serve.py: ``lmcot serve`` owns its process, so its service sets the process-wide
+    cache as the command does (configure_cache); the session's comes back after the module."""
     yield
     _session_cache()

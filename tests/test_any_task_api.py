@@ -34,8 +34,7 @@ def server():
 
 
 @pytest.mark.slow  # ~10-20 s: KD of the tiny student and three small evaluations
-def test_the_example_compiles_evaluates_and_reloads(server, tiny_causal_path, tmp_path, monkeypatch, capsys,
-                                                    restore_dspy_cache):
+def test_the_example_compiles_evaluates_and_reloads(server, tiny_causal_path, tmp_path, monkeypatch, capsys):
     shutil.copytree(ROOT / "configs", tmp_path / "configs")  # the example reads configs/ from where it runs
     monkeypatch.chdir(tmp_path)
     overrides = [f"small_lm.model={tiny_causal_path}", "small_lm.max_tokens=8", f"large_lm.api_base={server.url}",

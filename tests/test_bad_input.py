@@ -15,7 +15,6 @@ from lmcot.config import ConfigError, config_from_dict
 from support.paths import HOTPOT
 from support.reliability import assert_one_line_error, invoke, program_folder
 
-pytestmark = pytest.mark.usefixtures("restore_dspy_cache")
 
 
 # ------------------------------------------------------------------ 5. validation before spending

@@ -23,7 +23,6 @@ N = 20
 
 
 # ``evaluate`` points DSPy's process-wide cache at its cache_dir: the session's comes back after.
-pytestmark = pytest.mark.usefixtures("restore_dspy_cache_after_module")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from lmcot.config import ASPECTS, LargeLMConfig, LMConfig
-from lmcot.lms import build_lm, configure_cache
+from lmcot.lms import build_lm, cache_in
 from lmcot.metrics.rationale.judge import (
     ANSWER_INSTRUCTION,
     ASPECT_QUESTIONS,
@@ -30,10 +30,11 @@ ROW = {
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _fresh_cache(tmp_path_factory, restore_dspy_cache_after_module):
+def _fresh_cache(tmp_path_factory):
     """One DSPy disk cache for this module (opening one costs ~0.8 s). DSPy's cache key ignores
     ``api_base``, so each test names its judge differently (``judge_lm``) to keep entries apart."""
-    configure_cache(tmp_path_factory.mktemp("dspy-cache"))
+    with cache_in(tmp_path_factory.mktemp("dspy-cache")):
+        yield
 
 
 _NAME = {"test": ""}

@@ -87,20 +87,20 @@ def watched(monkeypatch):
 
 
 def _compile(cfg, out):
-    from lmcot.lms import build_lm, configure_cache
+    from lmcot.lms import build_lm, cache_in
     from lmcot.optimizers import LMCoTCompiler
     from lmcot.programs import LMGuidedCoT
     from lmcot.splits import load_split
 
-    configure_cache(cfg.cache_dir)
-    program = LMGuidedCoT(build_lm(cfg.small_lm), build_lm(cfg.large_lm))
-    return LMCoTCompiler(cfg, out, progress=False).compile_with_report(
-        program, load_split(cfg, "train"), load_split(cfg, "dev"))[1]
+    with cache_in(cfg.cache_dir):  # the splits' memos where the compile keeps them
+        program = LMGuidedCoT(build_lm(cfg.small_lm), build_lm(cfg.large_lm))
+        return LMCoTCompiler(cfg, out, progress=False).compile_with_report(
+            program, load_split(cfg, "train"), load_split(cfg, "dev"))[1]
 
 
 @pytest.mark.slow
 def test_kd_compile_builds_no_scorer_model_and_trains_with_no_engine_resident(
-        oracle_server, tiny_causal_path, tmp_path, watched, monkeypatch, restore_dspy_cache):
+        oracle_server, tiny_causal_path, tmp_path, watched, monkeypatch):
     from lmcot.metrics.rationale import scorer
 
     def no_scorer(*args, **kwargs):
@@ -119,7 +119,7 @@ def test_kd_compile_builds_no_scorer_model_and_trains_with_no_engine_resident(
 
 @pytest.mark.slow
 def test_rl_trains_with_no_student_engine_or_idle_scorer_model_resident(
-        oracle_server, tiny_causal_path, tmp_path, watched, restore_dspy_cache):
+        oracle_server, tiny_causal_path, tmp_path, watched):
     # reference_lm defaults to the untrained student: a perplexity model scores aspects before KD.
     cfg = _config(oracle_server, tmp_path, tiny_causal_path, "kd,rl")
     report = _compile(cfg, tmp_path / "out")

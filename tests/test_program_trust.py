@@ -20,7 +20,6 @@ from support.oracle_server import OracleServer
 from support.paths import HOTPOT
 from support.reliability import assert_one_line_error, invoke, program_folder
 
-pytestmark = pytest.mark.usefixtures("restore_dspy_cache")
 
 USER_KEY = "sk-user-secret-0123456789abcdef"
 

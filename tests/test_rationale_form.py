@@ -116,7 +116,7 @@ def test_kd_rl_and_inference_prompts_are_the_same_in_each_form(form, tiny_causal
 
 
 def test_compile_in_evidence_form_distils_evidence_and_saves_the_form(oracle_server, tiny_causal_path, tmp_path,
-                                                                    monkeypatch, restore_dspy_cache):
+                                                                    monkeypatch):
     """The compiler strips the teacher's answer statements before distillation, runs the student in the
     evidence form, and program.json records the form, which wins over a caller's config on load."""
     import lmcot.optimizers.distill as distill_module

@@ -187,7 +187,7 @@ def test_server_command_line_takes_the_reader_rule(tmp_path):
     assert bad.returncode == 2 and "--reader-rule" in bad.stderr
 
 
-def test_calibration_harness_scores_a_reader_against_both_rules(tmp_path, restore_dspy_cache):
+def test_calibration_harness_scores_a_reader_against_both_rules(tmp_path):
     """scripts/calibrate_reader.py with the stand-in itself as the reader: the follow rule agrees with a
     following reader on every (question, rationale), the lenient rule misses the evidence+wrong ones."""
     import importlib.util

@@ -29,7 +29,6 @@ from support.oracle_server import OracleServer
 from support.paths import HOTPOT
 from support.reliability import assert_one_line_error, invoke, program_folder
 
-pytestmark = pytest.mark.usefixtures("restore_dspy_cache")
 
 
 # ------------------------------------------------------------------ 1. program folders never run code

@@ -23,7 +23,6 @@ from support.hostile import pickle_cache, poison_pickle_cache
 from support.oracle_server import OracleServer
 from support.paths import ROOT
 
-pytestmark = pytest.mark.usefixtures("restore_dspy_cache")
 
 ANSWER = "[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]"
 
@@ -40,6 +39,16 @@ def _rows(folder) -> list[tuple[str, str]]:
     with sqlite3.connect(folder / FILE_NAME) as conn:
         return conn.execute("SELECT key, value FROM replies").fetchall()
 
+
+
+@pytest.fixture(autouse=True)
+def _cache_tests_set_the_cache_themselves(monkeypatch):
+    """These tests install caches on purpose (that is what they test): monkeypatch puts DSPy's global
+    cache and lmcot's memo folder back after each one."""
+    from lmcot.memo import memo_dir
+
+    monkeypatch.setattr(dspy, "cache", dspy.cache)
+    monkeypatch.setattr("lmcot.memo._memo_dir", memo_dir())
 
 def test_a_reply_round_trips_and_a_hit_is_counted_as_cached(tmp_path):
     from lmcot.usage import is_cached

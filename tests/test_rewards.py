@@ -33,18 +33,18 @@ ORACLE_DATA = [
 
 
 @pytest.fixture()
-def answer_server(tmp_path, restore_dspy_cache):
+def answer_server(tmp_path):
     """The oracle large LM on 127.0.0.1 and a DSPy cache in tmp (so every call reaches the server)."""
-    from lmcot.lms import build_lm, configure_cache
+    from lmcot.lms import build_lm, cache_in
     from support.oracle_responder import OracleResponder
     from support.oracle_server import OracleServer
 
-    configure_cache(tmp_path)
-    srv = OracleServer(OracleResponder(ORACLE_DATA)).start()
-    try:
-        yield srv, build_lm(LargeLMConfig(model="openai/oracle", api_base=srv.url, num_retries=0))
-    finally:
-        srv.stop()
+    with cache_in(tmp_path):
+        srv = OracleServer(OracleResponder(ORACLE_DATA)).start()
+        try:
+            yield srv, build_lm(LargeLMConfig(model="openai/oracle", api_base=srv.url, num_retries=0))
+        finally:
+            srv.stop()
 
 
 def _row(question: str, gold: str, rationale: str = "Some reasoning.") -> dict:
@@ -274,17 +274,17 @@ def _judge_and_answer_server():
     return OracleServer(responder), state
 
 
-def test_answer_and_judge_calls_share_one_limit(tmp_path, restore_dspy_cache):
+def test_answer_and_judge_calls_share_one_limit(tmp_path):
     """All calls of a step (8 aspects x 4 rollouts on the judge + 4 answers = 36) are in flight
     together up to rl.reward_concurrency, never more, with the same rewards, in the same order,
     as one call at a time."""
     from lmcot.config import ASPECTS, RationaleMetricsConfig
-    from lmcot.lms import build_lm, configure_cache
+    from lmcot.lms import build_lm, cache_in, configure_cache
     from lmcot.metrics.rationale import RationaleScorer
 
     q = ORACLE_DATA[1]["question"]
     server, state = _judge_and_answer_server()
-    with server as srv:
+    with server as srv, cache_in(tmp_path / "first"):  # DSPy's cache as it was, after the test
         def rewards(concurrency: int) -> RewardSet:
             configure_cache(tmp_path / str(concurrency))  # every call reaches the server
             lm = build_lm(LargeLMConfig(model="openai/limit", api_base=srv.url, num_retries=0))
@@ -313,21 +313,21 @@ def test_reward_concurrency_is_bounded():
 
 
 @pytest.mark.parametrize("rule", ["follow", "lenient"])
-def test_answer_reward_sees_a_wrong_stated_conclusion(rule, tmp_path, restore_dspy_cache):
+def test_answer_reward_sees_a_wrong_stated_conclusion(rule, tmp_path):
     """RL sees the truth (issue 15): with the conclusion-following reader behind answer_f1, a rationale
     that quotes the gold evidence and then concludes a wrong answer earns less than the same evidence
     with no conclusion. The lenient rule (the stand-in before issue 15) paid both the same."""
-    from lmcot.lms import build_lm, configure_cache
+    from lmcot.lms import build_lm, cache_in
     from support.oracle_responder import OracleResponder
     from support.oracle_server import OracleServer
 
-    configure_cache(tmp_path)
     evidence = "Arthur's Magazine was an American literary periodical."
     q = ORACLE_DATA[0]["question"]
     rows = [_row(q, "Arthur's Magazine", rationale=f"{evidence} So the answer is First for Women."),
             _row(q, "Arthur's Magazine", rationale=evidence),
             _row(q, "Arthur's Magazine", rationale=f"{evidence} So the answer is Arthur's Magazine.")]
-    with OracleServer(OracleResponder(ORACLE_DATA, rationale_sensitive=True, reader_rule=rule)) as srv:
+    with OracleServer(OracleResponder(ORACLE_DATA, rationale_sensitive=True, reader_rule=rule)) as srv, \
+            cache_in(tmp_path):
         lm = build_lm(LargeLMConfig(model=f"openai/oracle-{rule}", api_base=srv.url, num_retries=0))
         wrong, plain, right = RewardSet(rl_config(weights={"answer_f1": 1.0}), answer_lm=lm).components(rows)["answer_f1"]
     assert plain == right == 1.0

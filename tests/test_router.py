@@ -14,7 +14,6 @@ import pytest
 from support.paths import HOTPOT
 from support.reliability import error_lines, invoke
 
-pytestmark = pytest.mark.usefixtures("restore_dspy_cache_after_module")
 
 N = 12
 KEY_VAR, SECRET = "LMCOT_TEST_ROUTER_KEY", "sk-router-SECRET-5512"

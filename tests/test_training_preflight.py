@@ -17,7 +17,6 @@ from lmcot.config import ConfigError, RLConfig, config_from_dict, load_config
 from support.paths import HOTPOT
 from support.reliability import assert_one_line_error, invoke
 
-pytestmark = pytest.mark.usefixtures("restore_dspy_cache")
 
 
 def _compile_args(server, tmp_path, tiny, *extra: str) -> list[str]:

@@ -21,7 +21,6 @@ from support.paths import HOTPOT, ROOT
 
 
 
-pytestmark = pytest.mark.usefixtures("restore_dspy_cache")
 
 
 @pytest.fixture()
