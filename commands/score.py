@@ -217,30 +217,32 @@ def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None 
     ``out_path`` (atomically, when given). Returns those rows and the per-aspect means.
     ``reference``: ``(reference LM or None, why)`` as :func:`choose_scorer` chose it (default: from
     ``config``, a fallback to the lexical proxy logged with its reason)."""
+    from contextlib import nullcontext
+
     from lmcot.jsonl import atomic_write_text
+    from lmcot.lms import cache_in
     from lmcot.metrics.rationale import LEXICAL, reference_lm_for, scorer_from_config, summarize
 
     rows = read_rationale_rows(rationales_path, contexts=lambda: dev_contexts(config, rationales_path))
     metrics = config.rationale_metrics
-    if any(metrics.backends[a] == "judge" for a in ASPECTS):
-        from lmcot.lms import configure_cache
-
-        configure_cache(config.cache_dir)  # the judge's calls are cached
-    needs_lm = any(metrics.backends[a] == "cheap" for a in ("fluency", "naturalness"))
-    if not needs_lm:
-        reference_lm = None
-    elif reference is not None:
-        reference_lm = reference[0]
-    else:
-        reference_lm = reference_lm_for(config)
-    # "lexical" (not None): None would let the scorer fall back to rationale_metrics.reference_lm.
-    scorer = scorer_from_config(config, reference_lm=reference_lm or LEXICAL)
-    scores = scorer.score(rows, ASPECTS, progress=progress)
-    out_rows = [{"id": row.get("id"), "question": row["question"],
-                 **({"method": row["method"]} if "method" in row else {}), **s} for row, s in zip(rows, scores)]
-    if out_path is not None:
-        atomic_write_text(out_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out_rows))
-    return out_rows, summarize(scores)
+    judged = any(metrics.backends[a] == "judge" for a in ASPECTS)
+    # The judge's calls are cached (DSPy's global cache as it was, after); cheap scorers call no LM.
+    with cache_in(config.cache_dir) if judged else nullcontext():
+        needs_lm = any(metrics.backends[a] == "cheap" for a in ("fluency", "naturalness"))
+        if not needs_lm:
+            reference_lm = None
+        elif reference is not None:
+            reference_lm = reference[0]
+        else:
+            reference_lm = reference_lm_for(config)
+        # "lexical" (not None): None would let the scorer fall back to rationale_metrics.reference_lm.
+        scorer = scorer_from_config(config, reference_lm=reference_lm or LEXICAL)
+        scores = scorer.score(rows, ASPECTS, progress=progress)
+        out_rows = [{"id": row.get("id"), "question": row["question"],
+                     **({"method": row["method"]} if "method" in row else {}), **s} for row, s in zip(rows, scores)]
+        if out_path is not None:
+            atomic_write_text(out_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out_rows))
+        return out_rows, summarize(scores)
 
 
 def score_backends(config: LMCoTConfig, reference: tuple[str | None, str] | None = None) -> dict[str, str]:

@@ -115,14 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from lmcot.config import load_config
-    from lmcot.lms import build_lm, configure_cache
+    from lmcot.lms import cache_in
+
+    cfg = load_config(args.config, args.set)
+    with cache_in(cfg.cache_dir):  # the reader's calls cached; DSPy's global cache as it was after
+        return _calibrate(cfg, args)
+
+
+def _calibrate(cfg, args) -> int:
+    from lmcot.lms import build_lm
     from lmcot.metrics.answer import answer_em
     from lmcot.parallel import map_concurrently
     from lmcot.programs import LMGuidedCoT
     from lmcot.splits import context_token_counter, load_split
 
-    cfg = load_config(args.config, args.set)
-    configure_cache(cfg.cache_dir)
     dev = load_split(cfg, "dev", limit=args.n, count_tokens=context_token_counter(cfg))
     reader = build_lm(cfg.large_lm)
     program = LMGuidedCoT(None, reader)

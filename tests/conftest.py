@@ -125,9 +125,10 @@ def fresh_cache(tmp_path):
 
     from lmcot.reply_cache import ReplyCache
 
+    before = dspy.cache
     dspy.cache = ReplyCache(tmp_path / "dspy", enable_memory_cache=False)
     yield tmp_path / "dspy"
-    _session_cache()
+    dspy.cache = before
 
 
 @pytest.fixture(scope="module")

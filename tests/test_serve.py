@@ -18,6 +18,18 @@ from support.reliability import assert_one_line_error, invoke, program_folder
 
 pytestmark = pytest.mark.usefixtures("restore_dspy_cache_after_module")
 
+
+@pytest.fixture(autouse=True)
+def _a_service_sets_the_process_cache(monkeypatch):
+    """``_service`` sets the process-wide cache as ``lmcot serve`` does (the command owns its process):
+    monkeypatch puts DSPy's cache and lmcot's memo folder back after each test that builds one."""
+    import dspy
+
+    from lmcot.memo import memo_dir
+
+    monkeypatch.setattr(dspy, "cache", dspy.cache)
+    monkeypatch.setattr("lmcot.memo._memo_dir", memo_dir())
+
 SERVER_KEY = "serve-key-7f3a9c"
 UPSTREAM_KEY = "sk-upstream-SECRET-4821"
 UPSTREAM_KEY_VAR = "LMCOT_TEST_SERVE_UPSTREAM_KEY"

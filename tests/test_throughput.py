@@ -234,9 +234,10 @@ def test_remembered_fingerprint_follows_the_checkpoint_files(tmp_path, scrambled
     from support.tiny import scramble_and_save
 
     from lmcot.hf_engine import TransformersEngine
-    from lmcot.memo import set_memo_dir
+    from lmcot.memo import memo_dir, set_memo_dir
 
     path = Path(shutil.copytree(scrambled_path, tmp_path / "model"))
+    memos = memo_dir()
     set_memo_dir(tmp_path / "memo")
     try:
         first = TransformersEngine(str(path))
@@ -248,7 +249,7 @@ def test_remembered_fingerprint_follows_the_checkpoint_files(tmp_path, scrambled
         retrained = TransformersEngine(str(path))
         assert retrained.loaded and retrained.fingerprint != first.fingerprint
     finally:
-        set_memo_dir(None)
+        set_memo_dir(memos)
 
 
 @pytest.mark.slow
