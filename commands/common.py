@@ -2,7 +2,8 @@
 that can be checked before the first paid call, and turn errors into one line.
 
     with guard(verbose, "nothing written; ...") as places:
-        cfg = prepare(config, overrides, verbose=verbose, out=out, roles=("small_lm", "large_lm"))
+        cfg = prepare(config, overrides, out=out, places=places, verbose=verbose)
+        check_before_calls(cfg, out, roles=("small_lm", "large_lm"))
         ... the command's library call ...
 
 Errors: a :class:`lmcot.errors.UserError` (bad config, file, path, program folder, endpoint), an
@@ -99,6 +100,17 @@ def load(config: Optional[Path], overrides: Optional[list[str]], program: Option
     note = large_lm_note(folder, cfg)
     if note:
         say("note:", "bold cyan", note)
+    return cfg
+
+
+def prepare(config: Optional[Path], overrides: Optional[list[str]], *, out: Path, places: dict[str, object],
+            verbose: bool):
+    """The config of a command that writes a run folder ``out`` (compile, experiment): read, shown, and its
+    writable places (``--out``, ``cache_dir``) named in ``guard``'s ``places``; ``out/config.json`` will hold it."""
+    places["--out"] = out
+    cfg = load(config, overrides)
+    places["cache_dir"] = cfg.cache_dir
+    show_config(cfg, verbose, out / "config.json")
     return cfg
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool) -> None:
-    from lmcot.commands.common import check_before_calls, guard, load, show_config
+    from lmcot.commands.common import check_before_calls, guard, prepare
     from lmcot.console import say, table_console
     from lmcot.optimizers.compiler import compile_from_config
     from lmcot.optimizers.dev_report import report_table
@@ -18,10 +18,7 @@ def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool)
 
     with guard(verbose, f"finished stages, teacher traces ({out}/kd/traces.jsonl), training checkpoints and cached "
                "LM calls are kept; rerun the same command to resume") as places:
-        places["--out"] = out
-        cfg = load(config, overrides)
-        places["cache_dir"] = cfg.cache_dir
-        show_config(cfg, verbose, out / "config.json")
+        cfg = prepare(config, overrides, out=out, places=places, verbose=verbose)
         check_before_calls(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"),
                            training_cfg=cfg, endpoints=("large_lm", *(["kd.teacher"] if "kd" in cfg.stages else []),
                                                         *(["rationale_metrics.judge"] if "rl" in cfg.stages else [])))

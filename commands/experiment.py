@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool) -> None:
-    from lmcot.commands.common import check_before_calls, guard, load, show_config
+    from lmcot.commands.common import check_before_calls, guard, prepare
     from lmcot.console import say
     from lmcot.experiment.grid import students_needed
     from lmcot.experiment.report import render
@@ -21,10 +21,7 @@ def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool)
 
     with guard(verbose, f"finished steps ({out}/steps/), trained students and cached LM calls are kept; rerun the "
                "same command to resume") as places:
-        places["--out"] = out
-        cfg = load(config, overrides)
-        places["cache_dir"] = cfg.cache_dir
-        show_config(cfg, verbose, out / "config.json")
+        cfg = prepare(config, overrides, out=out, places=places, verbose=verbose)
         check_before_calls(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"),
                            training_cfg=training_config(cfg, students_needed(cfg.experiment, main_form=cfg.kd.rationale_form)), scoring=True,
                            endpoints=("large_lm", "kd.teacher", "rationale_metrics.judge"))

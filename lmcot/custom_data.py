@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import logging
 import re
 from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
@@ -33,12 +32,10 @@ from typing import Any
 import dspy
 
 from lmcot.answer_text import gold_problem
-from lmcot.data import (DataError, LoadResult, _RecordError, _paragraphs, _read_json, _read_jsonl, _read_text,
-                        _supporting_facts, derive_id, format_context, truncate_paragraphs)
+from lmcot.data import (DataError, LoadResult, _collect_examples, _paragraphs, _read_json, _read_jsonl, _read_text,
+                        _RecordError, _supporting_facts, derive_id, format_context, truncate_paragraphs)
 
 __all__ = ["FILE_SUFFIXES", "load_custom", "prepare_examples", "truncate_text"]
-
-log = logging.getLogger(__name__)
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _REQUIRED = ("question", "answer")
@@ -266,33 +263,19 @@ def load_custom(data: Any, source: str | Path, *, limit: int | None = None, skip
     if columns is not None:
         mapping.check(columns, "columns")
     regex = re.compile(data.answer_regex, re.MULTILINE) if data.answer_regex else None
-    result = LoadResult(examples=[], source=origin)
+    return _collect_examples(
+        _columns_checked(items, mapping), origin,
+        lambda record: _to_example(record, mapping, data, regex, max_context_tokens, count_tokens, truncation_memo),
+        limit=limit, skip_bad=skip_bad)
+
+
+def _columns_checked(items: Iterator[tuple[str, Any]], mapping: _Mapping) -> Iterator[tuple[str, Any]]:
+    """``items``, the first record's keys checked as the columns when the source had none (JSON / JSONL).
+    A missing column is the source's fault, not a record's: it raises even with skip_bad."""
     for where, record in items:
-        if limit is not None and len(result.examples) >= limit:
-            break
         if mapping.columns is None and isinstance(record, dict):
-            mapping.check(list(record), where)  # JSON / JSONL: the first record's keys are the columns
-        try:
-            if isinstance(record, DataError):
-                raise record
-            try:
-                example, cut = _to_example(record, mapping, data, regex, max_context_tokens, count_tokens,
-                                           truncation_memo)
-            except _RecordError as e:
-                raise DataError(f"{origin}: {where}: {e}") from None
-        except DataError as e:
-            if not skip_bad:
-                raise
-            log.warning("skipping bad record: %s", e)
-            result.skipped += 1
-            result.errors.append(str(e))
-            continue
-        result.examples.append(example)
-        result.truncated += cut
-    if not result.examples:
-        detail = f" ({result.skipped} bad records skipped)" if result.skipped else ""
-        raise DataError(f"{origin}: no usable examples{detail}")
-    return result
+            mapping.check(list(record), where)
+        yield where, record
 
 
 def prepare_examples(examples: list[Any], answer_type: str = "span", labels: Any = None,

@@ -359,6 +359,38 @@ def _is_file_source(source: str) -> bool:
     return Path(source).exists() or source.lower().endswith((".json", ".jsonl"))
 
 
+def _collect_examples(items: Iterable[_Item], origin: str, to_example: Callable[[Any], tuple[dspy.Example, int]],
+                      *, limit: int | None, skip_bad: bool) -> LoadResult:
+    """The examples ``to_example`` makes of ``items`` (each returns the example and the contexts it cut), the
+    first ``limit`` good ones; a bad record raises, or with ``skip_bad`` is counted and logged. Every
+    dataset kind (built-in and custom) loads through here, so skipping and its messages are the same."""
+    result = LoadResult(examples=[], source=origin)
+    for where, record in items:
+        if limit is not None and len(result.examples) >= limit:
+            break
+        try:
+            if isinstance(record, DataError):
+                raise record
+            try:
+                example, cut = to_example(record)
+            except _RecordError as e:
+                raise DataError(f"{origin}: {where}: {e}") from None
+        except DataError as e:
+            if not skip_bad:
+                raise
+            log.warning("skipping bad record: %s", e)
+            result.skipped += 1
+            result.errors.append(str(e))
+            continue
+        result.examples.append(example)
+        result.truncated += cut
+
+    if not result.examples:
+        detail = f" ({result.skipped} bad records skipped)" if result.skipped else ""
+        raise DataError(f"{origin}: no usable examples{detail}")
+    return result
+
+
 def load_examples(
     dataset: str,
     source: str | Path,
@@ -398,31 +430,9 @@ def load_examples(
         origin = f"{repo}[{source}]"
         items = _read_hub(repo, DATASETS[dataset]["hub_config"], source)
 
-    result = LoadResult(examples=[], source=origin)
-    for where, record in items:
-        if limit is not None and len(result.examples) >= limit:
-            break
-        try:
-            if isinstance(record, DataError):
-                raise record
-            try:
-                example, cut = _record_to_example(record, max_context_tokens, count_tokens, truncation_memo)
-            except _RecordError as e:
-                raise DataError(f"{origin}: {where}: {e}") from None
-        except DataError as e:
-            if not skip_bad:
-                raise
-            log.warning("skipping bad record: %s", e)
-            result.skipped += 1
-            result.errors.append(str(e))
-            continue
-        result.examples.append(example)
-        result.truncated += cut
-
-    if not result.examples:
-        detail = f" ({result.skipped} bad records skipped)" if result.skipped else ""
-        raise DataError(f"{origin}: no usable examples{detail}")
-    return result
+    return _collect_examples(
+        items, origin, lambda record: _record_to_example(record, max_context_tokens, count_tokens, truncation_memo),
+        limit=limit, skip_bad=skip_bad)
 
 
 def evidence_survival(examples: Iterable[dspy.Example]) -> dict[str, int]:

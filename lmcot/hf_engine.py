@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmcot.engine_base import SharedEngine
 from lmcot.jsonl import atomic_write_text
 from lmcot.memo import folder_key, memo_dir
 from lmcot.model_loading import is_encoder_decoder, load_model_and_tokenizer, load_tokenizer, weights_fingerprint
@@ -50,7 +51,7 @@ class Job:
     seconds: float = 0.0  # this request's share of its batch's generate time
 
 
-class TransformersEngine:
+class TransformersEngine(SharedEngine):
     """DSPy engine over a local transformers model. Thread-safe; micro-batches concurrent calls."""
 
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
@@ -209,18 +210,6 @@ class TransformersEngine:
         return Response(id=None, model=self.model_id, message=Message.assistant([TextPart(text)]), finish_reason=finish,
                         usage=Usage(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out),
                         provider_data={ENGINE_DATA: {GENERATE_SECONDS: round(job.seconds, 6)}})
-
-    def stream(self, request):
-        from dspy.lm15 import response_to_events
-
-        return response_to_events(self.complete(request))
-
-    def close(self) -> None:
-        pass
-
-    def __deepcopy__(self, memo):
-        # program.deepcopy() must not copy the weights: the engine is shared, read-only state.
-        return self
 
     def dump_state(self) -> dict[str, Any]:
         return {"model": self.model_id, "device": self.device_setting, "dtype": self.dtype_setting,

@@ -37,6 +37,8 @@ from typing import Any, Callable
 
 import dspy
 
+from lmcot.engine_base import SharedEngine
+
 log = logging.getLogger(__name__)
 
 # Seconds a failing server rests before it is tried again. Short enough that a restarted replica is
@@ -56,7 +58,7 @@ def api_bases(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-class RouterEngine:
+class RouterEngine(SharedEngine):
     """A DSPy engine over one ``litellm.Router``: every call goes to one of its servers."""
 
     def __init__(self, model: str, urls: list[str], *, api_key: str, timeout: float | None,
@@ -90,18 +92,6 @@ class RouterEngine:
         with litellm_errors(model=request.model):
             raw = self.router.completion(model=GROUP, **data)
         return litellm_to_lm15(raw, request)
-
-    def stream(self, request):
-        from dspy.lm15 import response_to_events
-
-        return response_to_events(self.complete(request))
-
-    def close(self) -> None:
-        pass
-
-    def __deepcopy__(self, memo):
-        # program.deepcopy() shares the Router: its cooldowns and connections are the servers' state.
-        return self
 
     def dump_state(self) -> dict[str, Any]:
         # What DSPy records when a program's state is dumped (lmcot clears LMs before saving): no key.

@@ -17,6 +17,7 @@ import pytest
 
 from lmcot.config import KDConfig, SmallLMConfig
 from lmcot.metrics.answer import answer_f1
+from support.generate_spy import record_prompt_ids
 from support.paths import HOTPOT
 
 # Short contexts and rationales keep each training run to seconds on one CPU core.
@@ -142,15 +143,7 @@ def test_training_prompt_ids_equal_inference_input_ids(kind, kept, causal_studen
     student = {"causal": causal_student, "causal-bos": bos_causal_student, "seq2seq": seq2seq_student}[kind]
     lm = build_lm(SmallLMConfig(model=str(student), device="cpu", dtype="float32", max_tokens=2, cache=False))
     engine = hf_engine_of(lm)
-    seen: list[list[int]] = []
-    generate = engine.model.generate
-
-    def spy(**kwargs):
-        for ids, mask in zip(kwargs["input_ids"].tolist(), kwargs["attention_mask"].tolist()):
-            seen.append([t for t, m in zip(ids, mask) if m])  # drop the padding
-        return generate(**kwargs)
-
-    engine.model.generate = spy
+    seen = record_prompt_ids(engine)
     program = LMGuidedCoT(lm, None)
     assert any(not row["context"] for row in kept[:3]) and any(row["context"] for row in kept[:3])
     for row in kept[:3]:

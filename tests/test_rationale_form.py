@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from support.generate_spy import record_prompt_ids
 from support.paths import HOTPOT
 
 from lmcot.metrics.stated_answer import answer_statements
@@ -95,15 +96,7 @@ def test_kd_rl_and_inference_prompts_are_the_same_in_each_form(form, tiny_causal
 
     lm = build_lm(SmallLMConfig(model=str(tiny_causal_path), device="cpu", dtype="float32", max_tokens=2, cache=False))
     engine = hf_engine_of(lm)
-    seen: list[list[int]] = []
-    generate = engine.model.generate
-
-    def spy(**kwargs):
-        for ids, mask in zip(kwargs["input_ids"].tolist(), kwargs["attention_mask"].tolist()):
-            seen.append([t for t, m in zip(ids, mask) if m])
-        return generate(**kwargs)
-
-    engine.model.generate = spy
+    seen = record_prompt_ids(engine)
     LMGuidedCoT(lm, None, rationale_form=form).write_rationale(Q, C, {})
     example = build_example(engine.tokenizer, False, {"question": Q, "context": C, "rationale": "R."}, 512, form=form)
     n_prompt = example["labels"].count(-100)

@@ -48,6 +48,7 @@ readability    Flesch reading ease 206.835 - 1.015 words/sentence - 84.6 syllabl
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -96,8 +97,16 @@ REFERENCE_TEXT = (
 )
 
 
-def _empty(rationale: str) -> bool:
-    return not rationale or not rationale.strip()
+def _zero_if_empty(scorer: Callable[..., float]) -> Callable[..., float]:
+    """The module's one rule for every aspect: an empty (or blank) rationale scores 0."""
+
+    @functools.wraps(scorer)
+    def score(question: str, context_sentences: Sequence[str], rationale: str, **backend) -> float:
+        if not rationale or not rationale.strip():
+            return 0.0
+        return scorer(question, context_sentences, rationale, **backend)
+
+    return score
 
 
 def _body(sentence: str) -> str:
@@ -114,10 +123,9 @@ def _row_idf(question: str, context_sentences: Sequence[str], steps: Sequence[st
 # --------------------------------------------------------------------------------------- readability
 
 
+@_zero_if_empty
 def readability(question: str, context_sentences: Sequence[str], rationale: str) -> float:
     """Flesch reading ease clipped to [0, 100], / 100 (syllables: ``text.syllables``)."""
-    if _empty(rationale):
-        return 0.0
     ws = words(rationale)
     if not ws:
         return 0.0
@@ -145,22 +153,20 @@ def _lexical_fluency(question: str, context_sentences: Sequence[str], rationale:
     return sum(g in known for g in grams) / len(grams)
 
 
+@_zero_if_empty
 def fluency(question: str, context_sentences: Sequence[str], rationale: str, *,
             lm: PerplexityScorer | None = None) -> float:
     """``exp(-NLL / NLL_SCALE)`` under the reference LM ``lm``; without one, the lexical bigram
     proxy (see the module table)."""
-    if _empty(rationale):
-        return 0.0
     if lm is None:
         return _lexical_fluency(question, context_sentences, rationale)
     return math.exp(-lm.nll([rationale])[0] / NLL_SCALE)
 
 
+@_zero_if_empty
 def naturalness(question: str, context_sentences: Sequence[str], rationale: str, *,
                 lm: PerplexityScorer | None = None) -> float:
     """``fluency * distinct-2`` of the rationale's lower-cased words (penalises repetition)."""
-    if _empty(rationale):
-        return 0.0
     rep = distinct_2([w.lower() for w in words(rationale)])
     return fluency(question, context_sentences, rationale, lm=lm) * rep
 
@@ -168,12 +174,11 @@ def naturalness(question: str, context_sentences: Sequence[str], rationale: str,
 # ------------------------------------------------------------------------------- relevance, coherence
 
 
+@_zero_if_empty
 def relevance(question: str, context_sentences: Sequence[str], rationale: str, *,
               embedder: SentenceEmbedder | None = None) -> float:
     """IDF-weighted recall of the question's stems in the rationale; with ``embedder``, the
     embedding cosine of question and rationale clipped at 0."""
-    if _empty(rationale):
-        return 0.0
     if embedder is not None:
         return embedder.similarity(question, rationale)
     steps = split_sentences(rationale)
@@ -181,11 +186,10 @@ def relevance(question: str, context_sentences: Sequence[str], rationale: str, *
     return weighted_recall(content_stems(question), set(content_stems(rationale)), idf, unseen)
 
 
+@_zero_if_empty
 def coherence(question: str, context_sentences: Sequence[str], rationale: str, *,
               embedder: SentenceEmbedder | None = None) -> float:
     """Mean similarity of consecutive steps (module table); one step -> SINGLE_STEP_COHERENCE."""
-    if _empty(rationale):
-        return 0.0
     steps = split_sentences(rationale)
     if len(steps) < 2:
         return SINGLE_STEP_COHERENCE
@@ -230,10 +234,9 @@ def _supported(claim: str, evidence: list[tuple[str, set[str]]], idf: dict[str, 
     return False
 
 
+@_zero_if_empty
 def factuality(question: str, context_sentences: Sequence[str], rationale: str) -> float:
     """Share of checkable claims supported by the context (or restating the question)."""
-    if _empty(rationale):
-        return 0.0
     claims = _claims(split_sentences(rationale))
     if not claims:
         return 0.0
@@ -282,10 +285,9 @@ def _contradicting_steps(steps: Sequence[str], context_sentences: Sequence[str])
     return bad
 
 
+@_zero_if_empty
 def consistency(question: str, context_sentences: Sequence[str], rationale: str) -> float:
     """``(1 - unknown entity share) * (1 - contradicting step share)`` (module table)."""
-    if _empty(rationale):
-        return 0.0
     steps = split_sentences(rationale)
     if not steps:
         return 0.0
@@ -301,10 +303,9 @@ def consistency(question: str, context_sentences: Sequence[str], rationale: str)
 # -------------------------------------------------------------------------------------- logicality
 
 
+@_zero_if_empty
 def logicality(question: str, context_sentences: Sequence[str], rationale: str) -> float:
     """Proxy: share of steps chained to the question or earlier steps (module table)."""
-    if _empty(rationale):
-        return 0.0
     steps = split_sentences(rationale)
     if not steps:
         return 0.0

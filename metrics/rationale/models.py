@@ -62,13 +62,45 @@ def _batches(items: list[str], size: int, progress: bool, label: str):
             bar.advance(task, len(items[i : i + size]))
 
 
-class PerplexityScorer:
+class _CachedModel:
+    """What both backends share: ``_compute``'s value per text, kept in a bounded cache that ``warm`` fills a
+    batch at a time. A subclass sets ``batch_size``, ``_cache``, ``_lock`` and ``_progress_label``."""
+
+    batch_size: int
+    _cache: _TextCache
+    _lock: threading.Lock
+    _progress_label: str
+
+    def _compute(self, texts: list[str]) -> Any:
+        raise NotImplementedError
+
+    def warm(self, texts: Sequence[str], progress: bool = False) -> None:
+        """Compute and cache the value of every not yet cached non-empty text, in batches."""
+        with self._lock:
+            todo = sorted({t for t in texts if t.strip() and self._cache.get(t) is None}, key=len)
+            # Sorting by length keeps padding small within each batch.
+            for chunk in _batches(todo, self.batch_size, progress, self._progress_label):
+                for t, v in zip(chunk, self._compute(chunk)):
+                    self._cache.put(t, v)
+
+    def _value(self, text: str) -> Any:
+        """The cached value of ``text``, computed now when missing; the caller holds ``_lock``."""
+        v = self._cache.get(text)
+        if v is None:  # never warmed, or evicted by a concurrent caller since
+            v = self._compute([text])[0]
+            self._cache.put(text, v)
+        return v
+
+
+class PerplexityScorer(_CachedModel):
     """Mean token NLL (nats per token) of texts under a causal LM, loaded once (CPU is fine).
 
     The text is scored on its own, not conditioned on the question: fluency is a property of the
     prose. A start token (the tokenizer's BOS, else its EOS, as GPT-2 and Qwen use) is put in front
     so the first word is scored too. Texts are cut at ``max_length`` tokens.
     """
+
+    _progress_label = "reference LM perplexity"
 
     def __init__(self, model_path_or_id: str, *, device: str = "auto", batch_size: int = 8,
                  max_length: int = 256, trust_remote_code: bool = False):
@@ -121,29 +153,13 @@ class PerplexityScorer:
             out.append(float((tok_nll[i] * tmask[i]).sum()) / n if n else math.log(len(self.tokenizer)) / 2)
         return out
 
-    def warm(self, texts: Sequence[str], progress: bool = False) -> None:
-        """Compute and cache the NLL of every not yet cached non-empty text, in batches."""
-        with self._lock:
-            todo = sorted({t for t in texts if t.strip() and self._cache.get(t) is None}, key=len)
-            # Sorting by length keeps padding small within each batch.
-            for chunk in _batches(todo, self.batch_size, progress, "reference LM perplexity"):
-                for t, v in zip(chunk, self._compute(chunk)):
-                    self._cache.put(t, v)
-
     def nll(self, texts: Sequence[str], progress: bool = False) -> list[float]:
         """Mean token NLL (nats) of each text; an empty text gets ``inf``."""
         self.warm(texts, progress)
         with self._lock:
             out = []
             for t in texts:
-                if not t.strip():
-                    out.append(math.inf)
-                    continue
-                v = self._cache.get(t)
-                if v is None:  # evicted by a concurrent caller between warm and here
-                    v = self._compute([t])[0]
-                    self._cache.put(t, v)
-                out.append(v)
+                out.append(self._value(t) if t.strip() else math.inf)
             return out
 
 
@@ -169,8 +185,10 @@ def _pooling_mode(path: str) -> str:
     return "cls" if data.get("pooling_mode_cls_token") and not data.get("pooling_mode_mean_tokens") else "mean"
 
 
-class SentenceEmbedder:
+class SentenceEmbedder(_CachedModel):
     """Unit-length sentence embeddings; ``similarity(a, b)`` is their cosine clipped at 0."""
+
+    _progress_label = "sentence embeddings"
 
     def __init__(self, model_path_or_id: str, *, device: str = "auto", batch_size: int = 32, max_length: int = 256):
         from transformers import AutoModel, AutoTokenizer
@@ -202,25 +220,10 @@ class SentenceEmbedder:
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
         return torch.nn.functional.normalize(pooled, dim=-1).cpu()
 
-    def warm(self, texts: Sequence[str], progress: bool = False) -> None:
-        """Embed and cache every not yet cached non-empty text, in batches."""
-        with self._lock:
-            todo = sorted({t for t in texts if t.strip() and self._cache.get(t) is None}, key=len)
-            for chunk in _batches(todo, self.batch_size, progress, "sentence embeddings"):
-                for t, v in zip(chunk, self._compute(chunk)):
-                    self._cache.put(t, v)
-
-    def _vector(self, text: str):
-        v = self._cache.get(text)
-        if v is None:
-            v = self._compute([text])[0]
-            self._cache.put(text, v)
-        return v
-
     def similarity(self, a: str, b: str) -> float:
         """Cosine of the two embeddings, clipped to [0, 1] (0 when either text is empty)."""
         if not a.strip() or not b.strip():
             return 0.0
         with self._lock:
-            cos = float(self._vector(a) @ self._vector(b))
+            cos = float(self._value(a) @ self._value(b))
         return min(1.0, max(0.0, cos))

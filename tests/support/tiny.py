@@ -123,6 +123,23 @@ def _publish(tmp: Path, out_dir: Path, params: dict[str, Any]) -> None:
     os.replace(marker_tmp, out_dir / MARKER)
 
 
+def _build_params(out_dir: str | Path, corpus: list[str] | None, **settings: Any) -> tuple[Path, list[str], dict]:
+    """The folder, the tokenizer corpus and the marker's parameters of one build (``settings`` plus the
+    build version and the corpus digest): what `_is_complete` compares to reuse a build."""
+    texts, digest = _corpus_digest(DEFAULT_CORPUS if corpus is None else corpus)
+    params = {**settings, "version": _BUILD_VERSION, "corpus_sha256": digest}
+    return Path(out_dir).expanduser(), texts, params
+
+
+def _save(model: Any, tokenizer: Any, out: Path, params: dict[str, Any]) -> None:
+    """Save a finished build into a temporary folder beside `out`, then `_publish` it there."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.build-") as tmp:
+        model.save_pretrained(tmp)  # transformers 5 always writes safetensors
+        tokenizer.save_pretrained(tmp)
+        _publish(Path(tmp), out, params)
+
+
 def _train_bpe(texts: list[str], vocab_size: int, specials: list[str]) -> Any:
     """Byte-level BPE trained on `texts`; `specials` get ids 0..len-1 in that order."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -155,19 +172,8 @@ def build_tiny_causal(
     Deterministic given `seed` and `corpus`; returns `out_dir` as a Path. Reusing an existing build
     requires the `lmcot_tiny.json` marker to match every parameter (and the corpus digest).
     """
-    out = Path(out_dir).expanduser()
-    texts, digest = _corpus_digest(DEFAULT_CORPUS if corpus is None else corpus)
-    params = {
-        "kind": "causal",
-        "arch": "llama",
-        "version": _BUILD_VERSION,
-        "seed": seed,
-        "hidden": hidden,
-        "layers": layers,
-        "heads": heads,
-        "vocab_size": vocab_size,
-        "corpus_sha256": digest,
-    }
+    out, texts, params = _build_params(out_dir, corpus, kind="causal", arch="llama", seed=seed, hidden=hidden,
+                                       layers=layers, heads=heads, vocab_size=vocab_size)
     if _is_complete(out, params):
         return out
 
@@ -208,11 +214,7 @@ def build_tiny_causal(
     model.generation_config.bos_token_id = tokenizer.bos_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.build-") as tmp:
-        model.save_pretrained(tmp)  # transformers 5 always writes safetensors
-        tokenizer.save_pretrained(tmp)
-        _publish(Path(tmp), out, params)
+    _save(model, tokenizer, out, params)
     return out
 
 
@@ -231,19 +233,8 @@ def build_tiny_seq2seq(
     token), `</s>`=1, `<unk>`=2, and `</s>` appended to every encoded text, as `T5TokenizerFast`
     does, so `Seq2SeqTrainer` labels end with EOS.
     """
-    out = Path(out_dir).expanduser()
-    texts, digest = _corpus_digest(DEFAULT_CORPUS if corpus is None else corpus)
-    params = {
-        "kind": "seq2seq",
-        "arch": "t5",
-        "version": _BUILD_VERSION,
-        "seed": seed,
-        "d_model": d_model,
-        "layers": layers,
-        "heads": heads,
-        "vocab_size": vocab_size,
-        "corpus_sha256": digest,
-    }
+    out, texts, params = _build_params(out_dir, corpus, kind="seq2seq", arch="t5", seed=seed, d_model=d_model,
+                                       layers=layers, heads=heads, vocab_size=vocab_size)
     if _is_complete(out, params):
         return out
 
@@ -290,11 +281,7 @@ def build_tiny_seq2seq(
     model.generation_config.eos_token_id = 1
     model.generation_config.decoder_start_token_id = 0
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.build-") as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        _publish(Path(tmp), out, params)
+    _save(model, tokenizer, out, params)
     return out
 
 
