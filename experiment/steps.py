@@ -12,7 +12,6 @@ from typing import Any, Callable
 from lmcot.keyed import Marker
 
 
-
 class Steps:
     def __init__(self, out: str | Path, say: Callable[[str], None] = print):
         self.dir = Path(out) / "steps"
@@ -22,8 +21,8 @@ class Steps:
         return self.dir / f"{name}.json"
 
     def done(self, name: str, key: str) -> dict[str, Any] | None:
-        doc = Marker(self.path(name)).read()
-        return doc["result"] if doc and doc.get("key") == key else None
+        doc = Marker(self.path(name)).found(key)
+        return doc["result"] if doc is not None else None
 
     def run(self, name: str, key: str, fn: Callable[[], dict[str, Any]], index: str = "") -> dict[str, Any]:
         found = self.done(name, key)

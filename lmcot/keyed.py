@@ -6,8 +6,8 @@
     marker.write(key, model="model", kept=28)       # atomically, last
 
 Every place lmcot skips finished work on a rerun uses this one scheme: a compile stage's ``DONE.json``,
-the teacher traces' and RL checkpoints' keys, the experiment's ``steps/<name>.json`` (whose file holds
-the step's result too). A key is a short hash of its parts' canonical JSON; a marker whose key differs
+the teacher traces' and the trainers' checkpoints' keys, KD's ``lmcot_kd.json`` (under the name
+``fingerprint``), the experiment's ``steps/<name>.json`` (whose file holds the step's result too). A key is a short hash of its parts' canonical JSON; a marker whose key differs
 (changed settings, data or start weights) counts as absent.
 """
 
@@ -27,10 +27,12 @@ def key_of(parts: Any) -> str:
 
 
 class Marker:
-    """One marker file: ``{"key": ..., **info}``."""
+    """One marker file: ``{"key": ..., **info}`` (``field`` names the key's entry when a file that
+    predates this scheme calls it otherwise)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, field: str = "key"):
         self.path = Path(path)
+        self.field = field
 
     def read(self) -> dict[str, Any] | None:
         """The marker's content, or None when it is missing or unreadable (a torn write counts as absent)."""
@@ -42,16 +44,21 @@ class Marker:
 
     def key(self) -> str | None:
         doc = self.read()
-        return doc.get("key") if doc else None
+        return doc.get(self.field) if doc else None
 
     def matches(self, key: str) -> bool:
         return self.key() == key
+
+    def found(self, key: str) -> dict[str, Any] | None:
+        """The marker's content when it was written for ``key``; None when missing, torn or stale."""
+        doc = self.read()
+        return doc if doc is not None and doc.get(self.field) == key else None
 
     def exists(self) -> bool:
         return self.path.exists()
 
     def write(self, key: str, **info: Any) -> None:
-        write_json(self.path, {"key": key, **info})
+        write_json(self.path, {self.field: key, **info})
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

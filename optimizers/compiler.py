@@ -36,9 +36,10 @@ from lmcot.jsonl import write_json
 from lmcot.keyed import key_of
 from lmcot.optimizers.dev_report import answer_leak_share, cut_at_max_tokens
 from lmcot.console import rule, say
-from lmcot.optimizers.stage_markers import (DONE, invalidate_checkpoints_if_changed, invalidate_traces_if_changed,
-                                            rollout_sampling, sampling_settings, stage_done,
+from lmcot.optimizers.stage import StageFolder, keep_checkpoints_if, log_memory, release, replacing_folder
+from lmcot.optimizers.stage_markers import (invalidate_traces_if_changed, rollout_sampling, sampling_settings,
                                             trained_settings)
+from lmcot.keyed import Marker
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class LMCoTCompiler:
             report["untrained"] = self._evaluate(run, program, valset, "untrained", aspects="rl" in cfg.stages)
         if "kd" in cfg.stages:
             checkpoint = self._stage_kd(run, trainset, checkpoint)
-        elif (self.out / "kd" / DONE).exists():
+        elif StageFolder(self.out / "kd").marker.exists():
             # `--stages rl` after an earlier `--stages kd`: RL starts from that KD checkpoint.
             checkpoint = str(self.out / "kd" / "model")
             say("rl", "green", f"starts from the KD checkpoint of an earlier run: {checkpoint}")
@@ -122,7 +123,7 @@ class LMCoTCompiler:
             if valset and main:
                 before_rl = self._with_small(run, checkpoint, "before-rl")
                 report["before_rl"] = self._evaluate(run, before_rl, valset, "before RL", aspects=True)
-                _release(before_rl.small_lm)  # RL trains its own copy of these weights
+                release(before_rl.small_lm)  # RL trains its own copy of these weights
                 del before_rl
             checkpoint = self._stage_rl(run, trainset, checkpoint)
         if not main:
@@ -130,20 +131,18 @@ class LMCoTCompiler:
 
         final = self.out / "small_lm"
         if Path(checkpoint).resolve() != final.resolve():
-            tmp = self.out / ".small_lm.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
             trained, wanted = _checkpoint_dtype(checkpoint, run.student), save_dtype(cfg.small_lm.save_dtype, run.student)
-            if wanted == trained:
-                # Hard links: OUT/small_lm and the stage's model folder share one copy of the weights on disk.
-                shutil.copytree(checkpoint, tmp, copy_function=_link_or_copy)
-            else:
-                from lmcot.model_loading import save_checkpoint_as
+            with replacing_folder(final) as tmp:  # the one atomic model-folder write (optimizers/stage.py)
+                if wanted == trained:
+                    # Hard links: OUT/small_lm and the stage's model folder share one copy of the weights on disk.
+                    shutil.copytree(checkpoint, tmp, copy_function=_link_or_copy)
+                else:
+                    from lmcot.model_loading import save_checkpoint_as
 
-                save_checkpoint_as(checkpoint, tmp, wanted)
+                    save_checkpoint_as(checkpoint, tmp, wanted)
+            if wanted != trained:
                 say("program:", "green", f"small_lm/ saved in {wanted} (trained in {trained}; small_lm.save_dtype="
                      f"{cfg.small_lm.save_dtype})")
-            shutil.rmtree(final, ignore_errors=True)
-            tmp.rename(final)
         label = f"{self.out.name}-{cfg.stages[-1] if cfg.stages else 'base'}"
         compiled = program.deepcopy()
         compiled.rationalize.lm = build_lm(run.student.model_copy(update={"model": str(final)}), name=label)
@@ -168,7 +167,8 @@ class LMCoTCompiler:
 
         from lmcot.optimizers.dataset_rationales import dataset_rationales, digest
 
-        cfg, kd_dir = self.config, self.out / "kd"
+        cfg, stage = self.config, StageFolder(self.out / "kd")
+        kd_dir = stage.path
         source = cfg.kd.source
         teacher = build_lm(cfg.kd.teacher, role="kd.teacher") if cfg.kd.teacher else run.program.large_lm
         # What the teacher traces depend on (not api_base: a local server's port changes between runs).
@@ -179,11 +179,10 @@ class LMCoTCompiler:
                       "small_lm": trained_settings(run.student), **run.origin,
                       **({"dataset_rationales": digest(own)} if own else {}),
                       **({"metric": run.task.metric_name} if cfg.kd.keep_metric == "metric" else {})})
-        done = stage_done(kd_dir, key, remove_stale=distributed.is_main())
+        done = stage.finished(key, remove_stale=distributed.is_main())
         distributed.wait_for_everyone()  # every process has read the marker before it can change
         if done:
-            say("kd:", "green", f"complete under {kd_dir}, skipped")
-            return str(kd_dir / "model")
+            return stage.skipped()
         # The teacher bootstrap runs on the main process only; the others get its kept rationales.
         outcome = None
         if distributed.is_main():
@@ -209,25 +208,22 @@ class LMCoTCompiler:
         # Training loads its own copy of the student: no in-process LM or scoring model serves KD, so
         # none stays resident beside the trainer's weights, gradients and optimizer state (each loads
         # again when the next evaluation needs it).
-        _release(run.program.small_lm, run.program.large_lm, teacher)
+        release(run.program.small_lm, run.program.large_lm, teacher)
         run.release_scorer_models()
-        _log_memory("before KD training")
+        log_memory("before KD training")
         rule(f"[bold]stage kd[/]: distil {len(kept)} rationales into the small LM ({processes})")
         started = time.monotonic()
         model_dir = distill(kept, student, kd_dir, cfg.kd, run.student, progress=self.progress)
         train_seconds = round(time.monotonic() - started, 3)
-        _log_memory("after KD training")
+        log_memory("after KD training")
         if distributed.is_main():
             say("kd:", "", f"trained on {processes}")
             # The one-off cost of the stage beside its result: the teacher's calls (in summary), the
             # training's wall time and the tokens it trained on (the experiment's report reads them).
-            write_json(kd_dir / DONE, {"model": "model", "key": key, "kept": len(kept), "processes": processes,
-                                       "summary": self._kd_summary, "train_seconds": train_seconds,
-                                       "tokens_trained": _tokens_trained(kd_dir)})
-            _draw_curves(self.out, "kd")
-            # The stage is finished: its resume checkpoints (weights + optimizer state, ~3x the model)
-            # serve nothing any more. A changed setting retrains from the start weights.
-            shutil.rmtree(kd_dir / "checkpoints", ignore_errors=True)
+            # A changed setting later retrains from the start weights.
+            stage.done(key, kept=len(kept), processes=processes, summary=self._kd_summary,
+                       train_seconds=train_seconds, tokens_trained=_tokens_trained(stage))
+            _draw_curves(self.out, stage)
         distributed.wait_for_everyone()
         return str(model_dir)
 
@@ -273,11 +269,11 @@ class LMCoTCompiler:
         from lmcot.optimizers.rewards import RewardSet
         from lmcot.optimizers.rl import run_rl
 
-        cfg, rl_dir = self.config, self.out / "rl"
-        kd_done = self.out / "kd" / DONE
+        cfg, stage = self.config, StageFolder(self.out / "rl")
+        rl_dir, kd = stage.path, StageFolder(self.out / "kd")
         start_key = run.origin["student"]  # RL straight from the pretrained student ...
-        if kd_done.exists() and Path(start).resolve() == (self.out / "kd" / "model").resolve():
-            start_key = json.loads(kd_done.read_text()).get("key")  # ... or from this folder's KD model
+        if kd.marker.exists() and Path(start).resolve() == kd.model.resolve():
+            start_key = kd.marker.key()  # ... or from this folder's KD model
         # Checkpoints stay resumable when only the step budget or logging changes; anything else that
         # shapes training (start weights, rewards, algorithm, data) makes old checkpoints stale.
         resume_key = key_of({"start": start_key, "rl": cfg.rl.model_dump(
@@ -288,13 +284,13 @@ class LMCoTCompiler:
         key = key_of({"resume": resume_key, "max_steps": cfg.rl.max_steps})
         # Every process decides the same (the marker is read before anyone writes); the main one alone
         # moves stale checkpoints aside, and the others wait for it.
-        done = stage_done(rl_dir, key, remove_stale=distributed.is_main())
+        done = stage.finished(key, remove_stale=distributed.is_main())
         distributed.wait_for_everyone()
         if done:
-            say("rl:", "green", f"complete under {rl_dir}, skipped")
-            return str(rl_dir / "model")
+            return stage.skipped()
         if distributed.is_main():
-            invalidate_checkpoints_if_changed(rl_dir, resume_key)
+            keep_checkpoints_if(stage.checkpoints, Marker(rl_dir / "resume_key.json"), resume_key,
+                                "start weights or RL settings changed; old checkpoints removed")
         distributed.wait_for_everyone()
         processes = distributed.describe()
         from lmcot.optimizers.rewards import reward_set_name, reward_weights_text
@@ -310,7 +306,7 @@ class LMCoTCompiler:
         rule(f"[bold]stage rl[/]: {reward_set} ({processes})")
         say("rl:", "", f"reward weights {reward_weights_text(weights)} ({cfg.rl.aggregation})")
         # The untrained student's weights serve RL nothing (the large LM and the scorer's models do).
-        _release(run.program.small_lm)
+        release(run.program.small_lm)
         # Each process scores its own rollouts: TRL splits the prompts, so no reward call is made twice.
         rewards = RewardSet(cfg.rl, run.program.large_lm, run.scorer(), concurrency=cfg.rl.reward_concurrency,
                             task=run.task, examples=trainset, with_context=with_context)
@@ -318,27 +314,25 @@ class LMCoTCompiler:
 
         # The reward calls (the large LM's answers, the judge's verdicts) are RL's paid part.
         reward_meter = UsageMeter([run.program.large_lm, run._judge_lm])
-        _log_memory("before RL training")
+        log_memory("before RL training")
         started = time.monotonic()
         model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir, rationale_form=cfg.kd.rationale_form)
         train_seconds = round(time.monotonic() - started, 3)
         from lmcot.memory import free_memory
 
         free_memory()  # the trainer's models and optimizer state are gone: return their pages to the OS
-        _log_memory("after RL training")
+        log_memory("after RL training")
         if distributed.is_main():
             say("rl:", "", f"trained on {processes}")
             usage = reward_meter.report()
-            write_json(rl_dir / DONE, {
-                "model": "model", "key": key, "start": start, "processes": processes,
-                "rewards": reward_set_name(weights), "weights": weights, "train_seconds": train_seconds,
-                "tokens_trained": _tokens_trained(rl_dir),
+            stage.done(
+                key, start=start, processes=processes, rewards=reward_set_name(weights), weights=weights,
+                train_seconds=train_seconds, tokens_trained=_tokens_trained(stage),
                 # With several processes each scores its own rollouts; this is the main process's share.
-                "reward_usage": {k: usage[k] for k in ("calls", "cached_calls", "estimated_calls", "prompt_tokens",
-                                                       "completion_tokens", "cost", "paid_cost")},
-                "reward_usage_scope": "main process only" if distributed.world_size() > 1 else "all"})
-            _draw_curves(self.out, "rl")
-            shutil.rmtree(rl_dir / "checkpoints", ignore_errors=True)  # finished: no resume state to keep
+                reward_usage={k: usage[k] for k in ("calls", "cached_calls", "estimated_calls", "prompt_tokens",
+                                                    "completion_tokens", "cost", "paid_cost")},
+                reward_usage_scope="main process only" if distributed.world_size() > 1 else "all")
+            _draw_curves(self.out, stage)
         distributed.wait_for_everyone()
         return str(model_dir)
 
@@ -412,7 +406,7 @@ class _Run:
         """Drop the scorer's loaded models (reference LM, embedder, an in-process judge) until next use."""
         if self._scorer is not None:
             self._scorer.release()
-        _release(self._judge_lm)
+        release(self._judge_lm)
 
     def scorer(self):
         """One scorer for this compile (it holds the reference LM and the judge), built on first use."""
@@ -431,46 +425,21 @@ class _Run:
         return self._scorer
 
 
-def _release(*lms) -> None:
-    """Drop the weights of the in-process LMs among ``lms`` (they load again on their next call)."""
-    from lmcot.hf_engine import hf_engine_of
-
-    for lm in lms:
-        engine = hf_engine_of(lm) if lm is not None else None
-        if engine is not None:
-            engine.release()
-
-
-def _train_log(stage_dir: Path) -> list[dict[str, Any]]:
-    path = stage_dir / "train_log.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-
-
-def _tokens_trained(stage_dir: Path) -> int | None:
+def _tokens_trained(stage: StageFolder) -> int | None:
     from lmcot.curves import tokens_trained
 
-    return tokens_trained(_train_log(stage_dir))
+    return tokens_trained(stage.train_log())
 
 
-def _draw_curves(out: Path, stage: str) -> None:
+def _draw_curves(out: Path, stage: StageFolder) -> None:
     """``OUT/plots/<stage>_curves.png`` from the stage's train_log.json: the loss, and for RL each
     reward's mean per step."""
     from lmcot.curves import curve_series, draw_curves
 
-    heading = {"kd": "KD (distillation)", "rl": "RL (policy optimisation)"}[stage]
-    path = draw_curves(curve_series(_train_log(out / stage)), out / "plots" / f"{stage}_curves.png", heading)
+    heading = {"kd": "KD (distillation)", "rl": "RL (policy optimisation)"}[stage.name]
+    path = draw_curves(curve_series(stage.train_log()), out / "plots" / f"{stage.name}_curves.png", heading)
     if path is not None:
-        say(f"{stage}:", "green", f"training curves: {path}")
-
-
-def _log_memory(where: str) -> None:
-    """The process's resident memory at a stage boundary (``--verbose`` shows it)."""
-    from lmcot.memory import rss_mb
-
-    log.info("memory %s: %s MB resident", where, rss_mb())
+        say(f"{stage.name}:", "green", f"training curves: {path}")
 
 
 def _checkpoint_dtype(folder: str, student) -> str:

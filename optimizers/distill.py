@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,8 +36,9 @@ from typing import Any
 from lmcot.config import KDConfig, SmallLMConfig
 from lmcot.data import DataError
 from lmcot.jsonl import write_json
-from lmcot.memory import free_memory
+from lmcot.keyed import Marker
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
+from lmcot.optimizers.stage import Stage, keep_checkpoints_if, save_model
 from lmcot.optimizers.training import keep_tensorboard_logs, last_checkpoint, lora_config, trainer_config
 from lmcot.programs.adapter import rationale_messages
 from lmcot.prompting import render_prompt, tokenize_prompts
@@ -133,13 +133,6 @@ def _fingerprint(kept: list[Any], student: str, kd: KDConfig, small_cfg: SmallLM
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
 
 
-def _read_marker(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / _MARKER).read_text())["fingerprint"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def _common_args(kd: KDConfig, ckpt_dir: Path, small_cfg: SmallLMConfig) -> dict[str, Any]:
     import torch
 
@@ -221,6 +214,78 @@ def _plain_model(model):
     return model
 
 
+class Distill(Stage):
+    """KD as one :class:`~lmcot.optimizers.stage.Stage`: fine-tune ``student`` on ``kept`` rationales."""
+
+    def __init__(self, kept: list[Any], student: str, out_dir: Path, kd: KDConfig, small_cfg: SmallLMConfig, *,
+                 progress: bool = True):
+        if not kept:
+            raise DataError("no kept teacher rationales to distil from (every sample failed the keep filter?)")
+        self.kept, self.student, self.kd, self.small_cfg, self.progress = kept, student, kd, small_cfg, progress
+        self.out_dir = Path(out_dir)
+        self.model_dir, self.ckpt_dir = self.out_dir / "model", self.out_dir / "checkpoints"
+        self.run_fp = _fingerprint(kept, student, kd, small_cfg, _RESUME_KEYS)
+        self.model_fp = _fingerprint(kept, student, kd, small_cfg, _RESUME_KEYS + _BUDGET_KEYS)
+
+    def finished(self) -> Path | None:
+        if Marker(self.model_dir / _MARKER, "fingerprint").matches(self.model_fp) and \
+                (self.model_dir / "config.json").is_file():
+            log.info("KD: %s already holds the model trained from these rationales; reusing it", self.model_dir)
+            return self.model_dir
+        return None
+
+    def setup(self) -> None:
+        from transformers import set_seed
+
+        from lmcot import distributed
+        from lmcot.model_loading import load_model_and_tokenizer
+
+        kd, small_cfg = self.kd, self.small_cfg
+        if distributed.is_main():  # several processes train; the main one alone writes files
+            # Checkpoints from other data or settings: resuming would mix two trainings.
+            keep_checkpoints_if(self.ckpt_dir, Marker(self.ckpt_dir / _MARKER, "fingerprint"), self.run_fp)
+        distributed.wait_for_everyone()
+
+        set_seed(kd.seed)
+        # Full-precision weights on CPU; the Trainer moves them to the accelerator and runs bf16
+        # autocast there (pure bf16 weights would lose small AdamW updates).
+        model, self.tokenizer, is_seq2seq = load_model_and_tokenizer(
+            self.student, device="cpu", dtype="float32", trust_remote_code=small_cfg.trust_remote_code,
+            revision=small_cfg.revision)
+        model.train()
+        self.rows = [build_example(self.tokenizer, is_seq2seq, r, kd.max_length, small_cfg.max_input_tokens,
+                                   kd.rationale_form) for r in self.kept]
+        _warn_about_lengths(self.tokenizer, is_seq2seq, self.kept, self.rows, small_cfg, kd.rationale_form)
+        config = kd_trainer_config(kd, small_cfg, self.ckpt_dir, is_seq2seq)
+        build = _train_seq2seq if is_seq2seq else _train_causal
+        with _quiet_datasets():
+            self.trainer = build(model, self.tokenizer, self.rows, kd, config,
+                                 [rich_progress("KD", "loss", self.progress)])
+        # The rich bar shows the loss; the full logs go to train_log.json (and report_to, TensorBoard's
+        # to OUT/logs/kd where they outlive the checkpoints).
+        quiet_trainer(self.trainer)
+        keep_tensorboard_logs(self.trainer, self.out_dir)
+        self.resume = last_checkpoint(self.ckpt_dir)
+
+    def train(self) -> None:
+        if self.resume:
+            log.info("KD: resuming from %s", self.resume)
+        self.trainer.train(resume_from_checkpoint=self.resume)
+
+    def save(self) -> Path:
+        from lmcot import distributed
+
+        if distributed.is_main():
+            final = _plain_model(self.trainer.model).to("cpu")
+            final.eval()
+            write_json(self.out_dir / "train_log.json", self.trainer.state.log_history)
+            # The marker says what the folder was trained from: a rerun reuses it only for the same inputs.
+            save_model(final, self.tokenizer, self.model_dir, {_MARKER: {
+                "fingerprint": self.model_fp, "student": self.student, "examples": len(self.rows)}})
+        distributed.wait_for_everyone()  # the other processes wait until the main one has saved the model
+        return self.model_dir
+
+
 def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, small_cfg: SmallLMConfig, *,
             progress: bool = True) -> Path:
     """Fine-tune ``student`` (hub id or local folder) on ``kept`` rationales.
@@ -228,74 +293,4 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
     Returns ``out_dir/model``. Also writes ``out_dir/train_log.json`` (the Trainer's log history)
     and keeps resumable checkpoints in ``out_dir/checkpoints``.
     """
-    from transformers import set_seed
-
-    from lmcot import distributed
-    from lmcot.model_loading import load_model_and_tokenizer
-
-    kept = list(kept)
-    if not kept:
-        raise DataError("no kept teacher rationales to distil from (every sample failed the keep filter?)")
-    out_dir = Path(out_dir)
-    model_dir, ckpt_dir = out_dir / "model", out_dir / "checkpoints"
-    run_fp = _fingerprint(kept, student, kd, small_cfg, _RESUME_KEYS)
-    model_fp = _fingerprint(kept, student, kd, small_cfg, _RESUME_KEYS + _BUDGET_KEYS)
-    if _read_marker(model_dir) == model_fp and (model_dir / "config.json").is_file():
-        log.info("KD: %s already holds the model trained from these rationales; reusing it", model_dir)
-        return model_dir
-    main = distributed.is_main()  # several processes train; the main one alone writes files
-    if main:
-        if ckpt_dir.exists() and _read_marker(ckpt_dir) != run_fp:
-            # Checkpoints from other data or settings: resuming would mix two trainings.
-            shutil.rmtree(ckpt_dir)
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        write_json(ckpt_dir / _MARKER, {"fingerprint": run_fp})
-    distributed.wait_for_everyone()
-
-    set_seed(kd.seed)
-    # Full-precision weights on CPU; the Trainer moves them to the accelerator and runs bf16
-    # autocast there (pure bf16 weights would lose small AdamW updates).
-    model, tokenizer, is_seq2seq = load_model_and_tokenizer(
-        student, device="cpu", dtype="float32", trust_remote_code=small_cfg.trust_remote_code,
-        revision=small_cfg.revision)
-    model.train()
-    rows = [build_example(tokenizer, is_seq2seq, r, kd.max_length, small_cfg.max_input_tokens, kd.rationale_form)
-            for r in kept]
-    _warn_about_lengths(tokenizer, is_seq2seq, kept, rows, small_cfg, kd.rationale_form)
-    config = kd_trainer_config(kd, small_cfg, ckpt_dir, is_seq2seq)
-    build = _train_seq2seq if is_seq2seq else _train_causal
-    with _quiet_datasets():
-        trainer = build(model, tokenizer, rows, kd, config, [rich_progress("KD", "loss", progress)])
-    # The rich bar shows the loss; the full logs go to train_log.json (and report_to, TensorBoard's
-    # to OUT/logs/kd where they outlive the checkpoints).
-    quiet_trainer(trainer)
-    keep_tensorboard_logs(trainer, out_dir)
-    resume = last_checkpoint(ckpt_dir)
-    if resume:
-        log.info("KD: resuming from %s", resume)
-    trainer.train(resume_from_checkpoint=resume)
-
-    if not main:
-        distributed.wait_for_everyone()  # until the main process has saved the model
-        del trainer, model
-        free_memory()
-        return model_dir
-    final = _plain_model(trainer.model).to("cpu")
-    final.eval()
-    tmp_dir = out_dir / ".model.tmp"
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
-    final.save_pretrained(tmp_dir, safe_serialization=True)
-    tokenizer.save_pretrained(tmp_dir)
-    write_json(tmp_dir / _MARKER, {"fingerprint": model_fp, "student": student, "examples": len(rows)})
-    write_json(out_dir / "train_log.json", trainer.state.log_history)
-    # The model is written aside and renamed into place: a crash never leaves a half-written
-    # `model` folder that a rerun would take for a finished one (the marker is checked too).
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    tmp_dir.rename(model_dir)
-    distributed.wait_for_everyone()
-
-    del trainer, model, final
-    free_memory()  # weights, gradients and optimizer state back to the OS before the next stage
-    return model_dir
+    return Distill(list(kept), student, out_dir, kd, small_cfg, progress=progress).run()

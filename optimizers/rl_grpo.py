@@ -35,6 +35,7 @@ from typing import Any
 from lmcot.config import ConfigError, RLConfig, SmallLMConfig
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
 from lmcot.optimizers._trl_reaches import inference_prompt_trainer
+from lmcot.optimizers.stage import Stage, save_model
 from lmcot.optimizers.training import build_prompt_rows
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,76 @@ def rl_trainer_config(algorithm: str, rl: RLConfig, small_cfg: SmallLMConfig, ou
     return trainer_config(GRPOConfig if algorithm == "grpo" else RLOOConfig, common, rl.trainer_args, "rl.trainer_args")
 
 
+class GRPO(Stage):
+    """TRL GRPO / RLOO as one :class:`~lmcot.optimizers.stage.Stage` (see the module docstring)."""
+
+    def __init__(self, start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfig, small_cfg: SmallLMConfig,
+                 out_dir: Path, *, algorithm: str = "grpo", rationale_form: str = "full"):
+        self.start, self.trainset, self.rewards, self.rl, self.small_cfg = start_checkpoint, trainset, rewards, rl, small_cfg
+        self.out_dir, self.algorithm, self.rationale_form = Path(out_dir), algorithm, rationale_form
+
+    def setup(self) -> None:
+        from datasets import Dataset
+
+        from lmcot.model_loading import load_model_and_tokenizer, pick_device
+        from lmcot.optimizers.training import keep_tensorboard_logs, last_checkpoint, lora_config
+
+        rl, small_cfg, algorithm = self.rl, self.small_cfg, self.algorithm
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        trainer_cls = inference_prompt_trainer(algorithm, small_cfg.max_input_tokens)  # validates `algorithm` first
+        device = pick_device(small_cfg.device)
+        model, self.tokenizer, is_seq2seq = load_model_and_tokenizer(
+            self.start, device=device, dtype=_training_dtype(small_cfg),
+            trust_remote_code=small_cfg.trust_remote_code, revision=small_cfg.revision)
+        if is_seq2seq:
+            raise ConfigError(f"{self.start} is an encoder-decoder model: TRL {algorithm.upper()} trains causal LMs "
+                              "only; use rl.algorithm=seq2seq_rloo or seq2seq_ppo")
+        self.tokenizer.padding_side = "left"
+        per_step = completions_per_step(rl)
+        if per_step != rl.batch_size:
+            log.warning("rl.batch_size=%d rounded up to %d (a multiple of num_generations=%d)",
+                        rl.batch_size, per_step, rl.num_generations)
+        if len(self.trainset) < per_step // rl.num_generations:
+            raise ConfigError(f"{len(self.trainset)} training questions, but each step needs "
+                              f"{per_step // rl.num_generations} (batch_size {per_step} / num_generations "
+                              f"{rl.num_generations})")
+
+        dataset = Dataset.from_list(build_prompt_rows(self.trainset, self.tokenizer, is_encoder_decoder=False,
+                                                      rationale_form=self.rationale_form))
+        funcs, weights = self.rewards.trl_reward_functions()
+        args = rl_trainer_config(algorithm, rl, small_cfg, self.out_dir, device)
+        args.reward_weights = weights
+        self.trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
+                                   processing_class=self.tokenizer,
+                                   peft_config=lora_config(rl, encoder_decoder=False) if rl.lora else None,
+                                   callbacks=[rich_progress("RL", "reward", value=self.rewards.progress_value)])
+        quiet_trainer(self.trainer)  # the rich bar shows the reward; every component goes to train_log.json and report_to
+        keep_tensorboard_logs(self.trainer, self.out_dir)  # OUT/logs/rl, not inside the checkpoints removed at the end
+        self.resume = last_checkpoint(args.output_dir)
+
+    def train(self) -> None:
+        if self.resume:
+            log.info("resuming RL from %s", self.resume)
+        try:
+            self.trainer.train(resume_from_checkpoint=self.resume)
+        finally:
+            self.rewards.close()
+
+    def save(self) -> Path:
+        from lmcot import distributed
+        from lmcot.jsonl import write_json
+
+        model_dir = self.out_dir / "model"
+        if distributed.is_main():  # several processes: one writes, the others wait for it below
+            final = self.trainer.accelerator.unwrap_model(self.trainer.model)
+            if self.rl.lora:
+                final = final.merge_and_unload()
+            write_json(self.out_dir / "train_log.json", self.trainer.state.log_history)
+            save_model(final, self.tokenizer, model_dir)
+        distributed.wait_for_everyone()
+        return model_dir
+
+
 def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfig, small_cfg: SmallLMConfig,
                out_dir: Path, *, algorithm: str = "grpo", rationale_form: str = "full") -> Path:
     """Train a causal student with TRL GRPO (``algorithm="grpo"``) or RLOO (``"rloo"``).
@@ -104,71 +175,5 @@ def train_grpo(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfi
     Returns ``out_dir/model`` (merged weights + tokenizer, safetensors), loadable with
     ``from_pretrained`` and usable as ``small_lm.model``.
     """
-    import shutil
-
-    from datasets import Dataset
-
-    from lmcot import distributed
-    from lmcot.model_loading import load_model_and_tokenizer, pick_device
-    from lmcot.jsonl import write_json
-    from lmcot.optimizers.training import keep_tensorboard_logs, last_checkpoint, lora_config
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    trainer_cls = inference_prompt_trainer(algorithm, small_cfg.max_input_tokens)  # validates `algorithm` first
-    device = pick_device(small_cfg.device)
-    model, tokenizer, is_seq2seq = load_model_and_tokenizer(
-        start_checkpoint, device=device, dtype=_training_dtype(small_cfg),
-        trust_remote_code=small_cfg.trust_remote_code, revision=small_cfg.revision)
-    if is_seq2seq:
-        raise ConfigError(f"{start_checkpoint} is an encoder-decoder model: TRL {algorithm.upper()} trains causal LMs "
-                         "only; use rl.algorithm=seq2seq_rloo or seq2seq_ppo")
-    tokenizer.padding_side = "left"
-    per_step = completions_per_step(rl)
-    if per_step != rl.batch_size:
-        log.warning("rl.batch_size=%d rounded up to %d (a multiple of num_generations=%d)",
-                    rl.batch_size, per_step, rl.num_generations)
-    if len(trainset) < per_step // rl.num_generations:
-        raise ConfigError(f"{len(trainset)} training questions, but each step needs {per_step // rl.num_generations} "
-                         f"(batch_size {per_step} / num_generations {rl.num_generations})")
-
-    dataset = Dataset.from_list(build_prompt_rows(trainset, tokenizer, is_encoder_decoder=False,
-                                                  rationale_form=rationale_form))
-    funcs, weights = rewards.trl_reward_functions()
-    args = rl_trainer_config(algorithm, rl, small_cfg, out_dir, device)
-    args.reward_weights = weights
-    trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=lora_config(rl, encoder_decoder=False) if rl.lora else None,
-                          callbacks=[rich_progress("RL", "reward", value=rewards.progress_value)])
-    quiet_trainer(trainer)  # the rich bar shows the reward; every component goes to train_log.json and report_to
-    keep_tensorboard_logs(trainer, out_dir)  # OUT/logs/rl, not inside the checkpoints removed at the end
-    last = last_checkpoint(args.output_dir)
-    if last:
-        log.info("resuming RL from %s", last)
-    try:
-        trainer.train(resume_from_checkpoint=last)
-    finally:
-        rewards.close()
-
-    model_dir = out_dir / "model"
-    if distributed.is_main():  # several processes: one writes, the others wait for it below
-        final = trainer.accelerator.unwrap_model(trainer.model)
-        if rl.lora:
-            final = final.merge_and_unload()
-        # Written aside and renamed into place: a crash never leaves a half-written `model` folder.
-        tmp_dir = out_dir / ".model.tmp"
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        final.save_pretrained(str(tmp_dir))  # transformers 5: safetensors
-        tokenizer.save_pretrained(str(tmp_dir))
-        write_json(out_dir / "train_log.json", trainer.state.log_history)
-        shutil.rmtree(model_dir, ignore_errors=True)
-        tmp_dir.rename(model_dir)
-        del final
-    distributed.wait_for_everyone()
-    # The policy, its reference copy and the optimizer state would otherwise stay on the GPU while
-    # the compiler evaluates the result.
-    del trainer, model
-    from lmcot.memory import free_memory
-
-    free_memory()  # ... and in host memory, glibc would keep the freed heap (lmcot.memory)
-    return model_dir
+    return GRPO(start_checkpoint, trainset, rewards, rl, small_cfg, out_dir, algorithm=algorithm,
+                rationale_form=rationale_form).run()

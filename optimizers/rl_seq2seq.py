@@ -30,19 +30,20 @@ as safetensors, optimizer, the python / numpy / torch / CUDA RNG states) plus lm
 (step, log) to ``out_dir/checkpoints/step-NNNNNN`` (the newest two are kept); a rerun resumes from
 the newest with ``Accelerator.load_state``, so a crash loses at most ``save_steps`` steps and a
 larger ``max_steps`` continues training. The final model (LoRA merged) goes to ``out_dir/model``
-(safetensors), the log to ``out_dir/train_log.json``.
+(safetensors, written aside and renamed into place as every stage's model), the log to
+``out_dir/train_log.json``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import shutil
 from pathlib import Path
 
 from lmcot.config import ConfigError, RLConfig, SmallLMConfig
+from lmcot.optimizers.stage import Stage, replacing_folder, save_model
 from lmcot.prompting import tokenize_prompts
 
 log = logging.getLogger(__name__)
@@ -111,13 +112,10 @@ class _Checkpoints:
         from lmcot.jsonl import write_json
 
         final = self.root / f"step-{step:06d}"
-        tmp = self.root / f".step-{step:06d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        accelerator.save_state(str(tmp))  # model (safetensors), optimizer, RNG states
-        write_json(tmp / "state.json", {"step": step, "log_history": history})
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        with replacing_folder(final) as tmp:
+            tmp.mkdir(parents=True)
+            accelerator.save_state(str(tmp))  # model (safetensors), optimizer, RNG states
+            write_json(tmp / "state.json", {"step": step, "log_history": history})
         for old in sorted(p for p in self.root.glob("step-*") if (p / "state.json").is_file())[:-_KEEP_CHECKPOINTS]:
             shutil.rmtree(old, ignore_errors=True)
         return final
@@ -212,6 +210,120 @@ def _accelerator(rl: RLConfig, device: str, out_dir: Path):
         raise ConfigError(f"rl.report_to: {e}") from e
 
 
+class Seq2SeqRL(Stage):
+    """The encoder-decoder RL loop as one :class:`~lmcot.optimizers.stage.Stage` (see the module docstring)."""
+
+    def __init__(self, start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfig, small_cfg: SmallLMConfig,
+                 out_dir: Path, *, algorithm: str = "seq2seq_rloo", rationale_form: str = "full"):
+        if algorithm not in ("seq2seq_rloo", "seq2seq_ppo"):
+            raise ValueError(f"train_seq2seq: algorithm must be seq2seq_rloo or seq2seq_ppo, got {algorithm!r}")
+        self.start, self.trainset, self.rewards, self.rl, self.small_cfg = start_checkpoint, trainset, rewards, rl, small_cfg
+        self.out_dir, self.algorithm, self.rationale_form = Path(out_dir), algorithm, rationale_form
+
+    def setup(self) -> None:
+        import torch
+
+        from lmcot.model_loading import pick_device
+        from lmcot.optimizers.training import build_prompt_rows
+
+        rl, small_cfg = self.rl, self.small_cfg
+        self.ckpts = _Checkpoints(self.out_dir / "checkpoints")
+        resume = self.ckpts.latest()
+        self.accelerator = accelerator = _accelerator(rl, pick_device(small_cfg.device), self.out_dir)
+        self.device = str(accelerator.device)  # "cpu", "cuda:0", "mps": what the model loaders take
+        torch.manual_seed(rl.seed)
+        model, self.tokenizer, is_seq2seq = _load_policy(self.start, rl, small_cfg, self.device)
+        if not is_seq2seq:
+            raise ConfigError(f"{self.start} is a causal LM: {self.algorithm} is for encoder-decoder students; "
+                              "use rl.algorithm=grpo or rloo")
+        self.ref = _reference(self.start, model, rl, small_cfg, self.device)
+        model.eval()  # dropout off: the log-probs must be those of the policy that sampled
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.model, self.optimizer = accelerator.prepare(model, torch.optim.AdamW(self.params, lr=rl.learning_rate))
+        self.rows = build_prompt_rows(self.trainset, self.tokenizer, is_encoder_decoder=True,
+                                      rationale_form=self.rationale_form)
+        if not self.rows:
+            raise ValueError("train_seq2seq: empty trainset")
+
+        self.step, self.history = 0, []
+        if resume is not None:
+            state = json.loads((resume / "state.json").read_text())
+            self.step, self.history = int(state["step"]), list(state["log_history"])
+            accelerator.load_state(str(resume))  # weights, optimizer and RNG states
+            log.info("resuming seq2seq RL from %s (step %d)", resume, self.step)
+        accelerator.init_trackers(self.out_dir.name)
+        self.policy = accelerator.unwrap_model(self.model)  # generate() lives on the model, not on a wrapper
+
+    def train(self) -> None:
+        import torch
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+        from lmcot.console import progress_bar
+
+        rl, small_cfg, tokenizer, rewards, accelerator = self.rl, self.small_cfg, self.tokenizer, self.rewards, self.accelerator
+        device, rows, history, step = self.device, self.rows, self.history, self.step
+        G = rl.num_generations
+        prompts_per_step = -(-rl.batch_size // G)
+        eos_id = tokenizer.eos_token_id
+        window: list[dict[str, float]] = []
+        bar = progress_bar(TextColumn(f"RL ({self.algorithm}) {{task.description}}"), BarColumn(), MofNCompleteColumn(),
+                           TimeRemainingColumn(), label=f"RL ({self.algorithm})", transient=False,
+                           disable=not accelerator.is_local_main_process)
+        bar.start()
+        bar_task = bar.add_task("", total=rl.max_steps, completed=step)
+        try:
+            while step < rl.max_steps:
+                batch = [rows[i] for i in prompts_for_step(len(rows), prompts_per_step, rl.seed, step)]
+                enc = tokenize_prompts(tokenizer, [r["prompt"] for r in batch], is_encoder_decoder=True,
+                                       max_length=small_cfg.max_input_tokens, padding=True, return_tensors="pt")
+                enc = {k: enc[k].to(device).repeat_interleave(G, dim=0) for k in ("input_ids", "attention_mask")}
+                with torch.no_grad():
+                    # small_lm's repetition controls, as the engine samples at inference (1.0 / 0: off).
+                    seqs = self.policy.generate(**enc, do_sample=True, temperature=rl.temperature, top_p=1.0, top_k=0,
+                                                max_new_tokens=rl.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                                repetition_penalty=small_cfg.repetition_penalty,
+                                                no_repeat_ngram_size=small_cfg.no_repeat_ngram_size)
+                decoder_in, targets = seqs[:, :-1], seqs[:, 1:]
+                mask = completion_mask(targets, eos_id)
+                texts = [t.strip() for t in tokenizer.batch_decode(targets, skip_special_tokens=True)]
+                # generate() returns the G samples of a prompt as consecutive rows.
+                reward_rows = [{"question": batch[i // G]["question"], "context": batch[i // G]["context"],
+                                "answer": batch[i // G]["answer"], "rationale": t} for i, t in enumerate(texts)]
+                comps = rewards.components(reward_rows)
+                totals = rewards.total(comps)
+                adv = torch.tensor(rloo_advantages(totals, G), device=device, dtype=torch.float32)
+                stats = _update(accelerator, self.model, self.ref, self.optimizer, self.params, enc, decoder_in,
+                                targets, mask, adv, rl, self.algorithm)
+                step += 1
+                window.append({**rewards.log_metrics(comps), **stats,
+                               "completions/mean_length": float(mask.sum(1).mean())})
+                shown = rewards.progress_value(window[-1])
+                bar.update(bar_task, advance=1, **({"description": f"reward {shown:.3f}"} if shown is not None else {}))
+                if step % max(1, rl.logging_steps) == 0 or step == rl.max_steps:
+                    entry = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
+                    entry["step"] = step
+                    history.append(entry)
+                    accelerator.log({f"train/{k}": v for k, v in entry.items() if k != "step"}, step=step)
+                    window = []
+                if step % max(1, rl.save_steps) == 0 or step == rl.max_steps:
+                    self.ckpts.save(accelerator, step, history)
+        finally:
+            self.step = step
+            bar.stop()
+            accelerator.end_training()
+
+    def save(self) -> Path:
+        from lmcot.jsonl import write_json
+
+        model_dir = self.out_dir / "model"
+        if self.accelerator.is_main_process:
+            final = self.policy.merge_and_unload() if self.rl.lora else self.policy
+            write_json(self.out_dir / "train_log.json", self.history)
+            # Aside, then renamed into place, as KD and GRPO save: never a half-written `model` folder.
+            save_model(final, self.tokenizer, model_dir)
+        return model_dir
+
+
 def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLConfig, small_cfg: SmallLMConfig,
                   out_dir: Path, *, algorithm: str = "seq2seq_rloo", rationale_form: str = "full") -> Path:
     """Train an encoder-decoder student with RLOO or PPO-clip (see the module docstring).
@@ -219,97 +331,5 @@ def train_seq2seq(start_checkpoint: str, trainset: list[dict], rewards, rl: RLCo
     ``trainset``: dicts with question, context, answer. ``rewards``: a ``RewardSet``. Returns
     ``out_dir/model`` (merged weights + tokenizer, safetensors).
     """
-    import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-
-    from lmcot.console import progress_bar
-
-    from lmcot.model_loading import pick_device
-    from lmcot.jsonl import write_json
-    from lmcot.optimizers.training import build_prompt_rows
-
-    if algorithm not in ("seq2seq_rloo", "seq2seq_ppo"):
-        raise ValueError(f"train_seq2seq: algorithm must be seq2seq_rloo or seq2seq_ppo, got {algorithm!r}")
-    out_dir = Path(out_dir)
-    ckpts = _Checkpoints(out_dir / "checkpoints")
-    resume = ckpts.latest()
-    accelerator = _accelerator(rl, pick_device(small_cfg.device), out_dir)
-    device = str(accelerator.device)  # "cpu", "cuda:0", "mps": what the model loaders take
-    torch.manual_seed(rl.seed)
-    model, tokenizer, is_seq2seq = _load_policy(start_checkpoint, rl, small_cfg, device)
-    if not is_seq2seq:
-        raise ConfigError(f"{start_checkpoint} is a causal LM: {algorithm} is for encoder-decoder students; "
-                         "use rl.algorithm=grpo or rloo")
-    ref = _reference(start_checkpoint, model, rl, small_cfg, device)
-    model.eval()  # dropout off: the log-probs must be those of the policy that sampled
-    params = [p for p in model.parameters() if p.requires_grad]
-    model, optimizer = accelerator.prepare(model, torch.optim.AdamW(params, lr=rl.learning_rate))
-    G = rl.num_generations
-    prompts_per_step = -(-rl.batch_size // G)
-    rows = build_prompt_rows(trainset, tokenizer, is_encoder_decoder=True, rationale_form=rationale_form)
-    if not rows:
-        raise ValueError("train_seq2seq: empty trainset")
-
-    step, history = 0, []
-    if resume is not None:
-        state = json.loads((resume / "state.json").read_text())
-        step, history = int(state["step"]), list(state["log_history"])
-        accelerator.load_state(str(resume))  # weights, optimizer and RNG states
-        log.info("resuming seq2seq RL from %s (step %d)", resume, step)
-
-    accelerator.init_trackers(out_dir.name)
-    policy = accelerator.unwrap_model(model)  # generate() lives on the model, not on a wrapper
-    eos_id = tokenizer.eos_token_id
-    window: list[dict[str, float]] = []
-    bar = progress_bar(TextColumn(f"RL ({algorithm}) {{task.description}}"), BarColumn(), MofNCompleteColumn(),
-                       TimeRemainingColumn(), label=f"RL ({algorithm})", transient=False,
-                       disable=not accelerator.is_local_main_process)
-    bar.start()
-    bar_task = bar.add_task("", total=rl.max_steps, completed=step)
-    try:
-        while step < rl.max_steps:
-            batch = [rows[i] for i in prompts_for_step(len(rows), prompts_per_step, rl.seed, step)]
-            enc = tokenize_prompts(tokenizer, [r["prompt"] for r in batch], is_encoder_decoder=True,
-                                   max_length=small_cfg.max_input_tokens, padding=True, return_tensors="pt")
-            enc = {k: enc[k].to(device).repeat_interleave(G, dim=0) for k in ("input_ids", "attention_mask")}
-            with torch.no_grad():
-                # small_lm's repetition controls, as the engine samples at inference (1.0 / 0: off).
-                seqs = policy.generate(**enc, do_sample=True, temperature=rl.temperature, top_p=1.0, top_k=0,
-                                       max_new_tokens=rl.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                       repetition_penalty=small_cfg.repetition_penalty,
-                                       no_repeat_ngram_size=small_cfg.no_repeat_ngram_size)
-            decoder_in, targets = seqs[:, :-1], seqs[:, 1:]
-            mask = completion_mask(targets, eos_id)
-            texts = [t.strip() for t in tokenizer.batch_decode(targets, skip_special_tokens=True)]
-            # generate() returns the G samples of a prompt as consecutive rows.
-            reward_rows = [{"question": batch[i // G]["question"], "context": batch[i // G]["context"],
-                            "answer": batch[i // G]["answer"], "rationale": t} for i, t in enumerate(texts)]
-            comps = rewards.components(reward_rows)
-            totals = rewards.total(comps)
-            adv = torch.tensor(rloo_advantages(totals, G), device=device, dtype=torch.float32)
-            stats = _update(accelerator, model, ref, optimizer, params, enc, decoder_in, targets, mask, adv, rl,
-                            algorithm)
-            step += 1
-            window.append({**rewards.log_metrics(comps), **stats,
-                           "completions/mean_length": float(mask.sum(1).mean())})
-            shown = rewards.progress_value(window[-1])
-            bar.update(bar_task, advance=1, **({"description": f"reward {shown:.3f}"} if shown is not None else {}))
-            if step % max(1, rl.logging_steps) == 0 or step == rl.max_steps:
-                entry = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
-                entry["step"] = step
-                history.append(entry)
-                accelerator.log({f"train/{k}": v for k, v in entry.items() if k != "step"}, step=step)
-                window = []
-            if step % max(1, rl.save_steps) == 0 or step == rl.max_steps:
-                ckpts.save(accelerator, step, history)
-    finally:
-        bar.stop()
-        accelerator.end_training()
-
-    final = policy.merge_and_unload() if rl.lora else policy
-    model_dir = out_dir / "model"
-    if accelerator.is_main_process:
-        final.save_pretrained(str(model_dir))
-        tokenizer.save_pretrained(str(model_dir))
-        write_json(out_dir / "train_log.json", history)
-    return model_dir
+    return Seq2SeqRL(start_checkpoint, trainset, rewards, rl, small_cfg, out_dir, algorithm=algorithm,
+                     rationale_form=rationale_form).run()
