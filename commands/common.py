@@ -149,14 +149,15 @@ def show_config(cfg, verbose: bool = False, saved: Optional[Path] = None) -> Non
 
 
 def check_before_calls(cfg, out: Optional[Path] = None, roles: tuple[str, ...] = ("small_lm", "large_lm"), *,
-                       training_cfg=None, scoring: bool = False, endpoints: tuple[str, ...] = ("large_lm",)) -> None:
+                       training_cfg=None, scoring: bool = False, endpoints: tuple[str, ...] = ("large_lm",)) -> dict:
     """Everything that can be checked before the first paid call, cheapest first (``lmcot.preflight``):
     whose remote code would run; paths (output, cache, local models); the in-process models of
     ``roles``, resolved to their config (hub ids: offline, in the local cache) with max_tokens within
     their context; with ``training_cfg``, the trainer configs of its stages and free disk space; with
     ``scoring``, the scorer's reference LM and embedding model; then, last, the ``api_base`` of each
     LM in ``endpoints`` that is set (``large_lm``, ``kd.teacher``, ``rationale_metrics.judge``): one
-    that nobody listens on fails now, not after every call's retries."""
+    that nobody listens on fails now, not after every call's retries. Returns the in-process models of
+    ``roles`` resolved, by role (``lmcot.model_loading.ModelSource``), for the LMs to be built from."""
     from lmcot.lms import check_endpoint
     from lmcot.preflight import check_config_models, check_config_paths
 
@@ -166,7 +167,7 @@ def check_before_calls(cfg, out: Optional[Path] = None, roles: tuple[str, ...] =
             say("warning:", "bold yellow", f"{role}.trust_remote_code=true: the Python code shipped with {lm.model} "
                 "will run on this machine with your permissions")
     check_config_paths(cfg, out=out, roles=roles)
-    check_config_models(cfg, roles)
+    sources = check_config_models(cfg, roles)
     if training_cfg is not None and training_cfg.stages:
         from lmcot.optimizers.preflight import preflight_training
 
@@ -179,6 +180,7 @@ def check_before_calls(cfg, out: Optional[Path] = None, roles: tuple[str, ...] =
     for key in endpoints:
         if lms.get(key) is not None:
             check_endpoint(lms[key], key)
+    return sources
 
 
 def methods_arg(methods: Optional[str]) -> Optional[list[str]]:

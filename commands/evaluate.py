@@ -19,6 +19,7 @@ import dspy
 
 from lmcot.config import LMCoTConfig
 from lmcot.jsonl import atomic_write_text, write_json
+from lmcot.model_loading import ModelSource
 
 
 def main(config: Path | None, overrides: list[str], *, methods: str | None, limit: int | None, out: Path | None,
@@ -43,17 +44,21 @@ def main(config: Path | None, overrides: list[str], *, methods: str | None, limi
         chosen = method_list if method_list is not None else cfg.eval.methods
         # The small LM writes guided rationales, and its tokenizer counts every method's context.
         small = program is None and ("guided" in chosen or cfg.data.max_context_tokens is not None)
-        check_before_calls(cfg, out_dir, roles=("small_lm", "large_lm") if small else ("large_lm",))
+        sources = check_before_calls(cfg, out_dir, roles=("small_lm", "large_lm") if small else ("large_lm",))
         with output_lock(out_dir, "lmcot evaluate"):
-            metrics = run_evaluate(cfg, methods=method_list, out_dir=out_dir, limit=limit, program_dir=program)
+            metrics = run_evaluate(cfg, methods=method_list, out_dir=out_dir, limit=limit, program_dir=program,
+                                   sources=sources)
     table_console().print(metrics_table(metrics))
     say("", "", f"wrote {out_dir}/metrics.json, {out_dir}/predictions.jsonl, {out_dir}/config.json")
 
 
 def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_dir: str | Path | None = None,
                  limit: int | None = None, program_dir: str | Path | None = None, progress: bool = True,
-                 examples: list[dspy.Example] | None = None) -> dict[str, Any]:
-    """Evaluate ``methods`` on the dev set; returns the metrics dict that is written to metrics.json."""
+                 examples: list[dspy.Example] | None = None,
+                 sources: dict[str, ModelSource] | None = None) -> dict[str, Any]:
+    """Evaluate ``methods`` on the dev set; returns the metrics dict that is written to metrics.json.
+    ``sources``: in-process models already resolved, by role (what ``lmcot.preflight.check_config_models``
+    returns), so the LMs and the token counter are built from them instead of resolving them again."""
     from lmcot.programs.evaluation import check_methods, evaluate_methods
     from lmcot.lms import build_lm, cache_in
     from lmcot.programs import LMGuidedCoT
@@ -71,10 +76,13 @@ def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_d
             guided = LMGuidedCoT.from_folder(program_dir, config)
             small_lm, large_lm = guided.small_lm, guided.large_lm
         else:
-            small_lm = build_lm(config.small_lm) if "guided" in methods else None
-            large_lm = build_lm(config.large_lm)
+            sources = sources or {}
+            small_lm = build_lm(config.small_lm, source=sources.get("small_lm")) if "guided" in methods else None
+            large_lm = build_lm(config.large_lm, source=sources.get("large_lm"))
         if examples is None:
-            examples = load_split(config, "dev", limit=limit, small_lm=small_lm)
+            # Contexts are counted with the small LM's tokenizer: the LM's, else its model resolved above.
+            counter = small_lm if small_lm is not None else (sources or {}).get("small_lm")
+            examples = load_split(config, "dev", limit=limit, small_lm=counter)
         elif limit is not None:
             examples = examples[:limit]
 

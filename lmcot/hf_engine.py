@@ -22,7 +22,7 @@ from typing import Any
 from lmcot.engine_base import SharedEngine
 from lmcot.jsonl import atomic_write_text
 from lmcot.memo import folder_key, memo_dir
-from lmcot.model_loading import is_encoder_decoder, load_model_and_tokenizer, load_tokenizer, weights_fingerprint
+from lmcot.model_loading import ModelSource, load_model_and_tokenizer, load_tokenizer, resolve_source, weights_fingerprint
 from lmcot.prompting import render_prompt, tokenize_prompts
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,6 @@ log = logging.getLogger(__name__)
 # time (read by lmcot.usage.engine_seconds).
 ENGINE_DATA = "lmcot"
 GENERATE_SECONDS = "generate_seconds"
-
-
-def _local_files(model: str) -> str:
-    """Where a model setting's files are, for memo keys (``pkg://`` resolved; a GGUF not converted)."""
-    from lmcot.checkpoint import resolve_package_file
-
-    return resolve_package_file(str(model))
 
 
 @dataclass
@@ -54,27 +47,29 @@ class Job:
 class TransformersEngine(SharedEngine):
     """DSPy engine over a local transformers model. Thread-safe; micro-batches concurrent calls."""
 
-    def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
+    def __init__(self, model: str | ModelSource, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
                  max_input_tokens: int = 2048, trust_remote_code: bool = False, revision: str | None = None,
                  batch_wait_ms: float = 3.0, expected_fingerprint: str | None = None,
                  repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0):
-        self.model_id = model
+        # ``model`` resolved once (lmcot.model_loading.resolve_source; build_lm passes it resolved): the
+        # weights, tokenizer, architecture and memo keys all come from this one source.
+        self.source = resolve_source(model, trust_remote_code=trust_remote_code, revision=revision)
+        self.model_id = self.source.setting
         # Engine settings, not request fields: DSPy refuses generation options it does not know.
         self.repetition_penalty, self.no_repeat_ngram_size = float(repetition_penalty), int(no_repeat_ngram_size)
         self.device_setting, self.dtype_setting = device, dtype
         self.batch_size, self.max_input_tokens = batch_size, max_input_tokens
-        self.trust_remote_code, self.revision = trust_remote_code, revision
+        self.trust_remote_code, self.revision = self.source.trust_remote_code, self.source.revision
         self.batch_wait_s = batch_wait_ms / 1000.0
         self._loaded: tuple | None = None  # (model, tokenizer, is_encoder_decoder), see _load
-        # What outlives release(): the tokenizer and the architecture (counting tokens needs no weights).
+        # What outlives release(): the tokenizer (counting tokens needs no weights).
         self._tokenizer = None
-        self._is_seq2seq: bool | None = None
         self._load_lock = threading.Lock()
         self._expected_fingerprint = expected_fingerprint
         # The weights are loaded when the model is first needed: a rerun answered from DSPy's cache
         # never loads them. Only the fingerprint is needed up front (it names the LM in every cache
         # key); it is remembered per checkpoint files (lmcot.memo), else computed from the weights.
-        self._memo_key = (folder_key(_local_files(model), device, dtype, trust_remote_code, revision)
+        self._memo_key = (folder_key(self.source.files, device, dtype, self.trust_remote_code, self.revision)
                           if memo_dir() else None)
         remembered = self._read_fingerprint()
         if remembered is not None and expected_fingerprint in (None, remembered):
@@ -96,8 +91,7 @@ class TransformersEngine(SharedEngine):
         with self._load_lock:
             if self._loaded is not None:
                 return self._loaded
-            loaded = load_model_and_tokenizer(self.model_id, device=self.device_setting, dtype=self.dtype_setting,
-                                              trust_remote_code=self.trust_remote_code, revision=self.revision)
+            loaded = load_model_and_tokenizer(self.source, device=self.device_setting, dtype=self.dtype_setting)
             if self._tokenizer is not None:  # one tokenizer object per engine, before and after release()
                 loaded = (loaded[0], self._tokenizer, loaded[2])
             fingerprint = weights_fingerprint(loaded[0])
@@ -133,7 +127,7 @@ class TransformersEngine(SharedEngine):
         with self._load_lock:
             if self._loaded is None:
                 return False
-            self._tokenizer, self._is_seq2seq = self._loaded[1], self._loaded[2]
+            self._tokenizer = self._loaded[1]
             self._loaded = None
         from lmcot.memory import free_memory
 
@@ -158,8 +152,7 @@ class TransformersEngine(SharedEngine):
             if self._loaded is not None:
                 return self._loaded[1]
             if self._tokenizer is None:
-                self._tokenizer = load_tokenizer(self.model_id, trust_remote_code=self.trust_remote_code,
-                                                 revision=self.revision)
+                self._tokenizer = load_tokenizer(self.source)
             return self._tokenizer
 
     @property
@@ -167,10 +160,7 @@ class TransformersEngine(SharedEngine):
         loaded = self._loaded
         if loaded is not None:
             return loaded[2]
-        if self._is_seq2seq is None:
-            self._is_seq2seq = is_encoder_decoder(self.model_id, trust_remote_code=self.trust_remote_code,
-                                                  revision=self.revision)
-        return self._is_seq2seq
+        return self.source.is_encoder_decoder
 
     @property
     def device(self):
@@ -179,7 +169,7 @@ class TransformersEngine(SharedEngine):
     @property
     def files_key(self) -> str | None:
         """A key for this checkpoint's files (tokenizer included), or None for a hub id."""
-        return folder_key(_local_files(self.model_id))
+        return folder_key(self.source.files)
 
     # -- DSPy engine protocol -------------------------------------------------------------
     def complete(self, request):

@@ -12,12 +12,15 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dspy
 
 from lmcot.config import LMConfig, SmallLMConfig
 from lmcot.hf_engine import hf_engine_of
+
+if TYPE_CHECKING:
+    from lmcot.model_loading import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +97,14 @@ def import_litellm() -> None:
         import litellm  # noqa: F401
 
 
-def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None) -> dspy.LM:
+def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None,
+             source: ModelSource | None = None) -> dspy.LM:
     """A ``dspy.LM`` for ``cfg``. An in-process model is named ``hf/<label>@<hash of the weights>``
     (``name`` sets the label, default the folder name), so a retrained checkpoint never reuses its
     parent's cached outputs, whatever it is called. An HTTP model is a :class:`lmcot.http_lm.HttpLM`
     (a total time bound per call, no retries of an unreachable host); ``role`` is its config key in
-    messages (default ``large_lm`` / ``small_lm`` by the config's type)."""
+    messages (default ``large_lm`` / ``small_lm`` by the config's type). ``source``: an in-process
+    ``cfg.model`` already resolved and checked (``lmcot.preflight.check_config_models``), not resolved again."""
     from lmcot._dspy_reaches import dspy_cache_is_set
     from lmcot.config import LargeLMConfig
     from lmcot.redact import register_secret, url_secrets
@@ -124,11 +129,17 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None)
         common["seed"] = cfg.seed
     if cfg.backend == "transformers":
         from lmcot.hf_engine import TransformersEngine
-        from lmcot.preflight import check_generation_bounds
+        from lmcot.preflight import check_generation_bounds, check_model_source
 
-        check_generation_bounds(cfg, role)  # max_tokens within the context its config.json gives, before any call
+        if source is not None and (source.setting, source.revision, source.trust_remote_code) != (
+                str(cfg.model), cfg.revision, cfg.trust_remote_code):
+            raise ValueError(f"{role}: the resolved source {source.setting} is not {role}.model={cfg.model}")
+        if source is None:
+            source = check_model_source(cfg.model, f"{role}.model", revision=cfg.revision,
+                                        trust_remote_code=cfg.trust_remote_code)
+        check_generation_bounds(cfg, role, config=source.config)  # max_tokens within its context, before any call
 
-        engine = TransformersEngine(cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
+        engine = TransformersEngine(source, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
                                     max_input_tokens=cfg.max_input_tokens, trust_remote_code=cfg.trust_remote_code,
                                     revision=cfg.revision, repetition_penalty=cfg.repetition_penalty,
                                     no_repeat_ngram_size=cfg.no_repeat_ngram_size)

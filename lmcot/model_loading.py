@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,22 +36,51 @@ def pick_dtype(dtype: str, device: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
-def read_model_config(model: str, *, trust_remote_code: bool = False, revision: str | None = None):
-    """``model``'s config (a folder, hub id, ``pkg://`` file or GGUF), read without loading weights."""
+@dataclass(frozen=True)
+class ModelSource:
+    """An in-process model setting resolved once (:func:`resolve_source`): what every later step
+    (the engine, its tokenizer, the token counter, the context check) takes instead of the setting."""
+
+    setting: str  # as configured: named in messages, the engine's model_id, program.json
+    path: str  # what from_pretrained reads: a hub id or a local folder (pkg:// found, a GGUF converted)
+    files: str  # the files as configured (pkg:// found, a GGUF not converted): keys the memos (lmcot.memo)
+    revision: str | None
+    trust_remote_code: bool
+    config: Any  # its config.json (a transformers PretrainedConfig), read without weights
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return bool(getattr(self.config, "is_encoder_decoder", False))
+
+
+def resolve_source(model: str | ModelSource, *, trust_remote_code: bool = False,
+                   revision: str | None = None) -> ModelSource:
+    """The one resolution of a model setting (a folder, hub id, ``pkg://`` file or GGUF; lmcot.checkpoint)
+    with its ``revision`` and ``trust_remote_code``: where its files are and its config, no weights
+    loaded. A ``ModelSource`` is returned as it is."""
+    if isinstance(model, ModelSource):
+        return model
     from transformers import AutoConfig
 
-    from lmcot.checkpoint import resolve_model
+    from lmcot.checkpoint import convert_gguf, is_gguf, resolve_package_file
 
-    path = resolve_model(model)
+    files = resolve_package_file(str(model))
+    path = str(convert_gguf(files)) if is_gguf(files) else files
     with _load_errors(path):
-        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+    return ModelSource(setting=str(model), path=path, files=files, revision=revision,
+                       trust_remote_code=trust_remote_code, config=config)
 
 
-def is_encoder_decoder(model: str, *, trust_remote_code: bool = False, revision: str | None = None) -> bool:
+def read_model_config(model: str, *, trust_remote_code: bool = False, revision: str | None = None):
+    """``model``'s config (a folder, hub id, ``pkg://`` file or GGUF), read without loading weights."""
+    return resolve_source(model, trust_remote_code=trust_remote_code, revision=revision).config
+
+
+def is_encoder_decoder(model: str | ModelSource, *, trust_remote_code: bool = False, revision: str | None = None) -> bool:
     """Whether ``model`` (a folder or hub id) is an encoder-decoder model, read from its config only
     (no weights loaded). The one architecture check: engine, RL and scoring all ask here."""
-    config = read_model_config(model, trust_remote_code=trust_remote_code, revision=revision)
-    return bool(getattr(config, "is_encoder_decoder", False))
+    return resolve_source(model, trust_remote_code=trust_remote_code, revision=revision).is_encoder_decoder
 
 
 # Where configs keep the number of positions a model can attend to (Llama/Qwen, GPT-2, others).
@@ -71,11 +101,7 @@ def context_length(config) -> tuple[int, str] | None:
 def checkpoint_dtype(model: str, *, trust_remote_code: bool = False, revision: str | None = None) -> str | None:
     """The dtype a checkpoint's config.json says its weights are in (``"bfloat16"``, ``"float32"``,
     ...), read from the config only; None when it names none."""
-    from transformers import AutoConfig
-
-    from lmcot.checkpoint import resolve_model
-
-    config = AutoConfig.from_pretrained(resolve_model(model), trust_remote_code=trust_remote_code, revision=revision)
+    config = read_model_config(model, trust_remote_code=trust_remote_code, revision=revision)
     dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
     return None if dtype is None else str(dtype).removeprefix("torch.")
 
@@ -96,36 +122,34 @@ def save_checkpoint_as(source: str | Path, dest: str | Path, dtype: str) -> None
             shutil.copy2(file, dest / file.name)
 
 
-def load_model_and_tokenizer(model: str, *, device: str = "auto", dtype: str = "auto",
+def load_model_and_tokenizer(model: str | ModelSource, *, device: str = "auto", dtype: str = "auto",
                              trust_remote_code: bool = False, revision: str | None = None):
-    """Load a causal or encoder-decoder checkpoint (safetensors only) and its tokenizer."""
+    """Load a causal or encoder-decoder checkpoint (safetensors only) and its tokenizer. A
+    ``ModelSource`` brings its own revision and trust_remote_code."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    from lmcot.checkpoint import resolve_model
-
-    path = resolve_model(model)  # pkg:// and .gguf settings -> a safetensors folder (lmcot.checkpoint)
-    kwargs = {"trust_remote_code": trust_remote_code, "revision": revision}
+    source = resolve_source(model, trust_remote_code=trust_remote_code, revision=revision)
+    path = source.path
     with _load_errors(path):
-        is_seq2seq = is_encoder_decoder(path, **kwargs)
-        auto = AutoModelForSeq2SeqLM if is_seq2seq else AutoModelForCausalLM
+        auto = AutoModelForSeq2SeqLM if source.is_encoder_decoder else AutoModelForCausalLM
         dev = pick_device(device)
         net, info = auto.from_pretrained(path, dtype=pick_dtype(dtype, dev), use_safetensors=True,
-                                         output_loading_info=True, **kwargs)
+                                         output_loading_info=True, trust_remote_code=source.trust_remote_code,
+                                         revision=source.revision)
         check_loading_info(path, info)
         net = net.to(dev)
     net.eval()
-    return net, load_tokenizer(path, **kwargs), is_seq2seq
+    return net, load_tokenizer(source), source.is_encoder_decoder
 
 
-def load_tokenizer(model: str, *, trust_remote_code: bool = False, revision: str | None = None):
+def load_tokenizer(model: str | ModelSource, *, trust_remote_code: bool = False, revision: str | None = None):
     """The checkpoint's tokenizer alone (no weights), with a pad token (EOS when it has none)."""
     from transformers import AutoTokenizer
 
-    from lmcot.checkpoint import resolve_model
-
-    path = resolve_model(model)
-    with _load_errors(path):
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
+    source = resolve_source(model, trust_remote_code=trust_remote_code, revision=revision)
+    with _load_errors(source.path):
+        tokenizer = AutoTokenizer.from_pretrained(source.path, trust_remote_code=source.trust_remote_code,
+                                                  revision=source.revision)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -2,10 +2,10 @@
 
 Each failure is a one-line :class:`PathError` (or ``ConfigError``) naming the path and the option or
 config key, so a mistyped ``--out`` or ``small_lm.model`` costs nothing instead of failing after the
-teacher was paid. :func:`check_model` resolves an in-process model as far as its config.json (no
+teacher was paid. :func:`check_model_source` resolves an in-process model as far as its config.json (no
 weights): a folder or file that exists, an installed ``pkg://`` file, a GGUF that parses, a hub id
-that is available (offline: in the local Hugging Face cache); and :func:`check_generation_bounds`
-holds generation lengths to the model's context.
+that is available (offline: in the local Hugging Face cache), and returns it resolved for the LM to
+be built from; :func:`check_generation_bounds` holds generation lengths to the model's context.
 """
 
 from __future__ import annotations
@@ -13,8 +13,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from lmcot.config import LMCoTConfig, LMConfig
 from lmcot.errors import UserError
+
+if TYPE_CHECKING:
+    from lmcot.model_loading import ModelSource
 
 
 class PathError(UserError, ValueError):
@@ -60,21 +65,28 @@ def check_model_path(model: str, key: str) -> None:
         raise PathError(f"{model}: {key}: no such model folder or file")
 
 
-def check_model(model: str, key: str, *, revision: str | None = None, trust_remote_code: bool = False):
-    """``model``'s config (read without weights), or a one-line error naming ``key`` and the value."""
+def check_model_source(model: str, key: str, *, revision: str | None = None,
+                       trust_remote_code: bool = False) -> ModelSource:
+    """``model`` resolved (:func:`lmcot.model_loading.resolve_source`: its files and config, no weights),
+    or a one-line error naming ``key`` and the value. What the LM is then built from, not resolved again."""
     from lmcot.errors import UserError
-    from lmcot.model_loading import read_model_config
+    from lmcot.model_loading import resolve_source
 
     check_model_path(model, key)
     if not looks_local(model) and "://" not in model and not _hub_id_available(model, revision):
         raise PathError(f"{key}={model}: not a local folder or file, and not in the Hugging Face cache (HF_HUB_OFFLINE "
                         "is set, so nothing is downloaded); give a folder, or run once with the network to fetch it")
     try:
-        return read_model_config(model, trust_remote_code=trust_remote_code, revision=revision)
+        return resolve_source(model, trust_remote_code=trust_remote_code, revision=revision)
     except UserError as exc:
         raise type(exc)(f"{key}: {exc}") from None
     except (OSError, ValueError) as exc:  # transformers' own message for a hub id it cannot resolve
         raise PathError(f"{key}={model}: cannot be read as a model ({' '.join(str(exc).split())[:200]})") from None
+
+
+def check_model(model: str, key: str, *, revision: str | None = None, trust_remote_code: bool = False):
+    """``model``'s config (read without weights), or a one-line error naming ``key`` and the value."""
+    return check_model_source(model, key, revision=revision, trust_remote_code=trust_remote_code).config
 
 
 def _hub_id_available(repo_id: str, revision: str | None) -> bool:
@@ -130,15 +142,20 @@ def check_config_paths(cfg: LMCoTConfig, *, out: str | Path | None = None, roles
         check_model_path(cfg.rationale_metrics.reference_lm, "rationale_metrics.reference_lm")
 
 
-def check_config_models(cfg: LMCoTConfig, roles: tuple[str, ...]) -> None:
+def check_config_models(cfg: LMCoTConfig, roles: tuple[str, ...]) -> dict[str, ModelSource]:
     """Each in-process model among ``roles`` resolves to its config.json, its ``max_tokens`` within its
-    context (:func:`check_model`, :func:`check_generation_bounds`)."""
+    context (:func:`check_model_source`, :func:`check_generation_bounds`). Returns the resolved
+    sources by role, for the LMs to be built from (``lmcot.lms.build_lm(..., source=)``)."""
     sections = {"small_lm": cfg.small_lm, "large_lm": cfg.large_lm, "kd.teacher": cfg.kd.teacher,
                 "rationale_metrics.judge": cfg.rationale_metrics.judge}
+    sources: dict[str, ModelSource] = {}
     for role in roles:
         lm = sections.get(role)
         if lm is not None and lm.backend == "transformers":
-            check_generation_bounds(lm, role)
+            sources[role] = check_model_source(lm.model, f"{role}.model", revision=lm.revision,
+                                               trust_remote_code=lm.trust_remote_code)
+            check_generation_bounds(lm, role, config=sources[role].config)
+    return sources
 
 
 # The reply cache grows by a few kB a call; below this much free space a run is about to fail.

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import dspy
 
 from lmcot.config import LMCoTConfig
+
+if TYPE_CHECKING:
+    from lmcot.model_loading import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +41,22 @@ class TokenCounter:
             return len(self._tok(text, add_special_tokens=False).input_ids)
 
 
-def context_token_counter(config: LMCoTConfig, small_lm: dspy.LM | None = None) -> TokenCounter | None:
+def context_token_counter(config: LMCoTConfig, small_lm: dspy.LM | ModelSource | None = None) -> TokenCounter | None:
     """Count context tokens with the small LM's tokenizer (the tighter reader, e.g. FLAN-T5's 512),
-    so every method sees the same truncated context. ``None`` means the approximate word counter."""
+    so every method sees the same truncated context. ``None`` means the approximate word counter.
+    ``small_lm``: the small LM, or its model already resolved (``lmcot.preflight.check_model_source``)."""
     from lmcot.hf_engine import hf_engine_of
     from lmcot.memo import folder_key
+    from lmcot.model_loading import ModelSource, load_tokenizer
 
+    if isinstance(small_lm, ModelSource):
+        source = small_lm
+        return TokenCounter(lambda: load_tokenizer(source), folder_key(source.files))
     engine = hf_engine_of(small_lm) if small_lm is not None else None
     if engine is not None:
         return TokenCounter(lambda: engine.tokenizer, engine.files_key)
     if config.small_lm.backend == "transformers":
         from lmcot.checkpoint import resolve_package_file
-        from lmcot.model_loading import load_tokenizer
 
         small = config.small_lm
 
@@ -77,11 +84,11 @@ _SMALL_LM_TOKENIZER = object()  # load_split's default: count with the small LM'
 
 def load_split(config: LMCoTConfig, split: str, limit: int | None = None,
                count_tokens: Callable[[str], int] | None | object = _SMALL_LM_TOKENIZER,
-               small_lm: dspy.LM | None = None) -> list[dspy.Example]:
+               small_lm: dspy.LM | ModelSource | None = None) -> list[dspy.Example]:
     """The ``train`` or ``dev`` examples named in ``config.data``, contexts cut to
     ``data.max_context_tokens`` counted with ``count_tokens``: by default the small LM's tokenizer
-    (``small_lm``'s when given, else ``config.small_lm``'s; the approximate word counter for a small LM
-    behind an HTTP server), exactly as ``lmcot compile`` / ``evaluate`` count."""
+    (``small_lm``'s, or its resolved model's, when given, else ``config.small_lm``'s; the approximate
+    word counter for a small LM behind an HTTP server), exactly as ``lmcot compile`` / ``evaluate`` count."""
     from lmcot.data import DataError, load_examples
 
     source = getattr(config.data, split)

@@ -130,8 +130,7 @@ class ProgramService:
             from lmcot.model_loading import load_tokenizer
 
             self.engine.model  # noqa: B018 - loads the weights now, not on the first request
-            self._tokenizer = load_tokenizer(self.engine.model_id, trust_remote_code=self.engine.trust_remote_code,
-                                             revision=self.engine.revision)
+            self._tokenizer = load_tokenizer(self.engine.source)  # the engine's resolved model, not resolved again
 
     def upstream(self) -> str:
         """The large LM, named as errors show it: model and server(s), credentials redacted."""

@@ -1,0 +1,96 @@
+"""``small_lm.model`` is resolved in one place (``lmcot.model_loading.resolve_source``) and once per run:
+the engine, its tokenizer, the context check and the token counter take the resolved ``ModelSource``."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from lmcot import model_loading
+from lmcot.commands.cli import app
+from lmcot.errors import ModelLoadError
+from lmcot.model_loading import ModelSource, resolve_source
+from lmcot.preflight import PathError, check_model_source
+from support.paths import HOTPOT
+
+pytestmark = pytest.mark.usefixtures("restore_dspy_cache_after_module")
+
+KEY_VAR = "LMCOT_TEST_SOURCE_KEY"
+
+
+def test_a_folder_resolves_to_itself_with_its_config(tiny_causal_path, tiny_seq2seq_path):
+    source = resolve_source(str(tiny_causal_path), revision=None)
+    assert source.setting == source.path == source.files == str(tiny_causal_path)
+    assert source.config.model_type and not source.is_encoder_decoder
+    assert resolve_source(source) is source  # a resolved source is never resolved again
+    assert resolve_source(str(tiny_seq2seq_path)).is_encoder_decoder
+
+
+def test_trust_and_revision_travel_with_the_source(tiny_causal_path):
+    source = resolve_source(str(tiny_causal_path), trust_remote_code=True, revision="main")
+    assert (source.trust_remote_code, source.revision) == (True, "main")
+
+
+def test_unresolvable_settings_fail_in_one_line(tmp_path):
+    with pytest.raises(ModelLoadError, match="not installed"):
+        resolve_source("pkg://no_such_package_for_lmcot/model.gguf")
+    with pytest.raises(ModelLoadError, match="no such GGUF file"):
+        resolve_source(str(tmp_path / "nope.gguf"))
+    with pytest.raises(PathError, match=r"small_lm\.model"):  # the checked resolution names the config key
+        check_model_source(str(tmp_path / "missing"), "small_lm.model")
+
+
+@pytest.fixture()
+def resolutions(monkeypatch):
+    """Every resolution of a setting (a string) through the one resolver, by setting."""
+    import lmcot.hf_engine as hf_engine
+
+    seen: list[str] = []
+
+    def counting(model, **kwargs):
+        if not isinstance(model, ModelSource):
+            seen.append(str(model))
+        return resolve_source(model, **kwargs)
+
+    monkeypatch.setattr(model_loading, "resolve_source", counting)
+    monkeypatch.setattr(hf_engine, "resolve_source", counting)
+    return seen
+
+
+def _args(server, cache, out, small=None) -> list[str]:
+    args = ["evaluate", "--methods", "guided", "--limit", "2", "--out", str(out),
+            "--set", "large_lm.model=openai/oracle", "--set", f"large_lm.api_base={server.url}",
+            "--set", f"large_lm.api_key_env={KEY_VAR}", "--set", "large_lm.num_retries=0",
+            "--set", f"data.dev={HOTPOT}", "--set", "data.max_context_tokens=200", "--set", f"cache_dir={cache}"]
+    return args + (["--set", f"small_lm.model={small}", "--set", "small_lm.max_tokens=8"] if small else [])
+
+
+def test_evaluate_resolves_the_small_lm_once(oracle_server, tiny_causal_path, tmp_path, monkeypatch, resolutions):
+    monkeypatch.setenv(KEY_VAR, "sk-test")
+    result = CliRunner().invoke(app, _args(oracle_server, tmp_path / "c", tmp_path / "o", small=tiny_causal_path))
+    assert result.exit_code == 0, result.output
+    # Checked before any call, then built, loaded, tokenized and counted with from that one resolution.
+    assert resolutions == [str(tiny_causal_path)]
+
+
+def test_evaluate_of_a_program_folder_resolves_it_once(oracle_server, tiny_causal_path, tmp_path, monkeypatch,
+                                                      resolutions):
+    from lmcot.config import LMCoTConfig
+    from lmcot.lms import build_lm, cache_in
+    from lmcot.programs import LMGuidedCoT
+    from lmcot.programs.program_io import save_program
+
+    monkeypatch.setenv(KEY_VAR, "sk-test")
+    folder = tmp_path / "program"
+    shutil.copytree(tiny_causal_path, folder / "small_lm")
+    cfg = LMCoTConfig.model_validate({"small_lm": {"model": str(folder / "small_lm"), "max_tokens": 8},
+                                      "large_lm": {"model": "openai/oracle"}})
+    with cache_in(tmp_path / "c0"):
+        save_program(LMGuidedCoT(build_lm(cfg.small_lm), None), folder, cfg)
+    resolutions.clear()
+    args = _args(oracle_server, tmp_path / "c", tmp_path / "o") + ["--program", str(folder)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert resolutions == [str(folder / "small_lm")]
