@@ -77,14 +77,15 @@ def zscore(values: list[float]) -> list[float]:
 
 def reward_set_name(weights: dict[str, float]) -> str:
     """What an RL run optimises, in words: ``rationale quality + answer F1``, ``rationale quality
-    only``, ``answer F1 only`` (the paper's reward sets and the experiment's ablation), or, for any
-    other choice, ``weighted rewards``; :func:`reward_weights_text` lists the weights."""
+    only``, ``answer F1 only`` (the paper's reward sets and the experiment's ablation; ``, weighted``
+    when the active weights differ), or, for any other choice, ``weighted rewards``;
+    :func:`reward_weights_text` lists the weights."""
     active = {n: w for n, w in weights.items() if w != 0}
-    equal = len(set(active.values())) <= 1
-    if equal and set(active) == {*ASPECTS, "answer_f1"}:
-        return "rationale quality + answer F1"
-    if equal and set(active) == set(ASPECTS):
-        return "rationale quality only"
+    weighted = "" if len(set(active.values())) <= 1 else ", weighted"
+    if set(active) == {*ASPECTS, "answer_f1"}:
+        return "rationale quality + answer F1" + weighted
+    if set(active) == set(ASPECTS):
+        return "rationale quality only" + weighted
     if set(active) == {"answer_f1"}:
         return "answer F1 only"
     return "weighted rewards"

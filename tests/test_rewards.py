@@ -335,3 +335,17 @@ def test_answer_reward_sees_a_wrong_stated_conclusion(rule, tmp_path):
         assert wrong < plain and wrong == 0.0
     else:
         assert wrong == plain  # what the lenient stand-in rewarded
+
+
+def test_reward_set_names_say_which_rewards_are_on():
+    """The training table names each RL student's rewards: an ablation variant keeps its name when the
+    configured aspect weights differ (the experiment quickstart's 1.0 / 0.5)."""
+    from lmcot.aspects import ASPECTS
+    from lmcot.optimizers.rewards import reward_set_name
+
+    quality = {a: (1.0 if a in ("factuality", "relevance") else 0.5) for a in ASPECTS}
+    assert reward_set_name({**quality, "answer_f1": 2.0}) == "rationale quality + answer F1, weighted"
+    assert reward_set_name({**quality, "answer_f1": 0.0}) == "rationale quality only, weighted"
+    assert reward_set_name({**{a: 1.0 for a in ASPECTS}, "answer_f1": 1.0}) == "rationale quality + answer F1"
+    assert reward_set_name({**{a: 0.0 for a in ASPECTS}, "answer_f1": 2.0}) == "answer F1 only"
+    assert reward_set_name({**{a: 0.0 for a in ASPECTS}, "factuality": 1.0, "answer_f1": 1.0}) == "weighted rewards"
