@@ -118,6 +118,21 @@ def _dspy_cache_left_as_found():
                     "use lmcot.lms.cache_in; a test that sets the cache itself uses monkeypatch")
 
 
+@pytest.fixture(autouse=True)
+def _sigint_left_as_found():
+    """A test that changes the process's Ctrl-C handler (an in-process server, DSPy's parallel runner)
+    must put it back: subprocesses inherit an ignored SIGINT, and a Python started that way never
+    raises KeyboardInterrupt (the interrupt tests then see a run that cannot be stopped)."""
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)
+        pytest.fail(f"the test left the SIGINT handler changed ({before!r} -> {after!r})")
+
+
 @pytest.fixture()
 def fresh_cache(tmp_path):
     """lmcot's reply cache in a fresh folder (and memory cache off) for tests that count calls."""

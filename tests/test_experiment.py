@@ -292,8 +292,11 @@ def _interrupt_when(server, args: list[str], sig: int, at_requests: int) -> str:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server.hold_after(at_requests - server.request_count)
     try:
+        # Ctrl-C as at a terminal: the child starts with SIGINT's default disposition whatever this
+        # process inherited (a Python started with SIGINT ignored never raises KeyboardInterrupt).
         proc = subprocess.Popen([sys.executable, "-m", "lmcot", *args], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         assert server.wait_until_holding(timeout=600), "the run finished before it could be interrupted"
         os.kill(proc.pid, sig)
     finally:
