@@ -62,10 +62,10 @@ def resolve_source(model: str | ModelSource, *, trust_remote_code: bool = False,
         return model
     from transformers import AutoConfig
 
-    from lmcot.checkpoint import convert_gguf, is_gguf, resolve_package_file
+    from lmcot.checkpoint import resolve_model, resolve_package_file
 
     files = resolve_package_file(str(model))
-    path = str(convert_gguf(files)) if is_gguf(files) else files
+    path = resolve_model(files)  # a GGUF converted (once) to a safetensors folder
     with _load_errors(path):
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
     return ModelSource(setting=str(model), path=path, files=files, revision=revision,
