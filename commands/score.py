@@ -36,7 +36,7 @@ def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Pa
     from lmcot.commands.common import check_before_calls, guard, load, show_config
     from lmcot.console import say, table_console
     from lmcot.metrics.rationale import summarize
-    from lmcot.preflight import PathError
+    from lmcot.errors import PathError
 
     with guard(verbose, "nothing written; the judge calls that finished are cached, so a rerun does not pay for "
                "them again") as places:

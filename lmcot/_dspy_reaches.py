@@ -15,7 +15,7 @@ loudly (naming the reach) when a DSPy release changes what it relies on:
   module's namespace, so lmcot can tell "nobody chose a cache" from a cache the user configured.
 * ``litellm_errors``, ``finish_legacy_call``, ``lm15_to_litellm``, ``litellm_to_lm15``: what DSPy's
   own litellm engine does around a ``litellm.completion`` call (error mapping, the bookkeeping and
-  result of an ordinary call, the typed-request conversions), for ``lmcot.router``'s engine, which
+  result of an ordinary call, the typed-request conversions), for ``lmcot.http_lm``'s RouterEngine, which
   sends the same call through a ``litellm.Router`` instead.
 
 (DSPy's LM history entries, read for cost and cache hits, are the same kind of reach; they live in

@@ -9,7 +9,6 @@ Secrets never live here: ``api_key_env`` names the environment variable that hol
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,7 +19,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, field_seria
 
 from lmcot.aspects import ASPECTS, parse_select
 from lmcot.errors import UserError
-from lmcot.redact import SecretURL, carries_mask, is_secret_name, name_words, redact_url
+from lmcot.redact import SecretURL, carries_mask, is_secret_name, name_words, redact_url, register_secret_env
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +108,7 @@ class LMConfig(_Section):
     # litellm
     # A URL can carry a credential (``?code=KEY``): typed as a secret, it prints and saves redacted.
     # A list is several servers of the same model (vLLM replicas): calls are spread over the live ones
-    # through litellm's Router (lmcot.router); a failing one is rested and tried again later.
+    # through litellm's Router (lmcot.http_lm); a failing one is rested and tried again later.
     api_base: SecretURL | list[SecretURL] | None = Field(
         None, description="the server's base URL, e.g. http://host:8000/v1, or a list of servers of the same model "
                           "(shown and saved with every query value hidden; user:password@ is refused)")
@@ -234,16 +233,9 @@ class LMConfig(_Section):
             # Never echo it: it is most likely the key itself.
             raise ValueError("must be the NAME of an environment variable that holds the key (e.g. OPENAI_API_KEY), "
                              "not the key itself; the value given is not shown")
+        register_secret_env(value)  # its value is blanked in everything lmcot prints or writes (lmcot.redact)
         return value
 
-    def api_key(self) -> str | None:
-        """The key from the environment (never stored on this object)."""
-        if not self.api_key_env:
-            return None
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise ConfigError(f"environment variable {self.api_key_env} (named by api_key_env of {self.model}) is not set")
-        return key
 
 
 class SmallLMConfig(LMConfig):

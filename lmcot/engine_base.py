@@ -1,4 +1,4 @@
-"""What lmcot's DSPy engines (``lmcot.hf_engine.TransformersEngine``, ``lmcot.router.RouterEngine``) do
+"""What lmcot's DSPy engines (``lmcot.hf_engine.TransformersEngine``, ``lmcot.http_lm.RouterEngine``) do
 alike around their own ``complete``: the rest of DSPy's ``Engine`` protocol, and sharing on deepcopy.
 
 A subclass writes ``complete`` (and ``dump_state`` / ``load_state``, which differ: one saves its model

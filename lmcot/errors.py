@@ -26,3 +26,8 @@ class ModelLoadError(UserError, ValueError):
 class EndpointError(UserError, RuntimeError):
     """An LM endpoint that cannot serve the run: a host that does not resolve or refuses connections,
     or a call that got no reply within ``total_timeout`` (the message names the config keys)."""
+
+
+class PathError(UserError, ValueError):
+    """A path that cannot be used as given (an output or cache folder, a model folder or file); the
+    message names it and the option or config key."""

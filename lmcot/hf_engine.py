@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from lmcot.engine_base import SharedEngine
-from lmcot.jsonl import atomic_write_text
-from lmcot.memo import folder_key, memo_dir
-from lmcot.model_loading import ModelSource, load_model_and_tokenizer, load_tokenizer, resolve_source, weights_fingerprint
+from lmcot.memo import folder_key, memo_key, remember_text, remembered_text
+from lmcot.model_loading import ModelSource, load_model_and_tokenizer, load_tokenizer, weights_fingerprint
 from lmcot.prompting import render_prompt, tokenize_prompts
 
 log = logging.getLogger(__name__)
@@ -47,13 +46,16 @@ class Job:
 class TransformersEngine(SharedEngine):
     """DSPy engine over a local transformers model. Thread-safe; micro-batches concurrent calls."""
 
-    def __init__(self, model: str | ModelSource, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
-                 max_input_tokens: int = 2048, trust_remote_code: bool = False, revision: str | None = None,
-                 batch_wait_ms: float = 3.0, expected_fingerprint: str | None = None,
+    def __init__(self, source: ModelSource, *, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
+                 max_input_tokens: int = 2048, batch_wait_ms: float = 3.0, expected_fingerprint: str | None = None,
                  repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0):
-        # ``model`` resolved once (lmcot.model_loading.resolve_source; build_lm passes it resolved): the
-        # weights, tokenizer, architecture and memo keys all come from this one source.
-        self.source = resolve_source(model, trust_remote_code=trust_remote_code, revision=revision)
+        # The model as resolved once (lmcot.model_loading.check_model_source / resolve_source; build_lm
+        # resolves a config's): the weights, tokenizer, architecture and memo keys all come from it, and
+        # its revision and trust_remote_code with it.
+        if not isinstance(source, ModelSource):
+            raise TypeError(f"TransformersEngine takes a resolved model (lmcot.model_loading.resolve_source), "
+                            f"not {type(source).__name__}")
+        self.source = source
         self.model_id = self.source.setting
         # Engine settings, not request fields: DSPy refuses generation options it does not know.
         self.repetition_penalty, self.no_repeat_ngram_size = float(repetition_penalty), int(no_repeat_ngram_size)
@@ -69,9 +71,8 @@ class TransformersEngine(SharedEngine):
         # The weights are loaded when the model is first needed: a rerun answered from DSPy's cache
         # never loads them. Only the fingerprint is needed up front (it names the LM in every cache
         # key); it is remembered per checkpoint files (lmcot.memo), else computed from the weights.
-        self._memo_key = (folder_key(self.source.files, device, dtype, self.trust_remote_code, self.revision)
-                          if memo_dir() else None)
-        remembered = self._read_fingerprint()
+        self._memo_key = memo_key(self.source.files, device, dtype, self.trust_remote_code, self.revision)
+        remembered = remembered_text("fingerprints", self._memo_key)
         if remembered is not None and expected_fingerprint in (None, remembered):
             self.fingerprint = remembered
         else:
@@ -104,21 +105,9 @@ class TransformersEngine(SharedEngine):
                     f"program.json says {expected}); restore the folder's weights or compile it again"
                 )
             self.fingerprint = fingerprint
-            self._write_fingerprint()
+            remember_text("fingerprints", self._memo_key, fingerprint)
             self._loaded = loaded
             return loaded
-
-    def _read_fingerprint(self) -> str | None:
-        if self._memo_key is None:
-            return None
-        try:
-            return (memo_dir() / "fingerprints" / self._memo_key).read_text(encoding="utf-8").strip() or None
-        except OSError:
-            return None
-
-    def _write_fingerprint(self) -> None:
-        if self._memo_key is not None and memo_dir() is not None:
-            atomic_write_text(memo_dir() / "fingerprints" / self._memo_key, self.fingerprint)
 
     def release(self) -> bool:
         """Drop the weights between uses (the compiler calls it before a training stage, which loads
@@ -210,7 +199,12 @@ class TransformersEngine(SharedEngine):
 
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> TransformersEngine:
-        return cls(**state)
+        from lmcot.model_loading import resolve_source
+
+        state = dict(state)
+        source = resolve_source(state.pop("model"), trust_remote_code=state.pop("trust_remote_code", False),
+                                revision=state.pop("revision", None))
+        return cls(source, **state)
 
     # -- micro-batching -------------------------------------------------------------------
     def _submit(self, job: Job, arriving: bool = False):

@@ -3,7 +3,8 @@
     lm = HttpLM("openai/gpt-4o-mini", role="large_lm", shown="(provider default)", total_timeout=60,
                 retries=5, timeout=120, temperature=0.0, max_tokens=512)
 
-``lmcot.lms.build_lm`` builds one for every ``backend: litellm`` model. It is a ``dspy.LM`` (litellm
+:func:`build_http_lm` builds one for every ``backend: litellm`` model (``lmcot.lms.build_lm`` hands it
+those). It is a ``dspy.LM`` (litellm
 engine, DSPy's cache and history) with two things DSPy 3.4 cannot be told:
 
 * **A total bound** (``ROLE.total_timeout``, one minute by default): DSPy retries a failed call
@@ -21,6 +22,38 @@ engine, DSPy's cache and history) with two things DSPy 3.4 cannot be told:
 So the retry loop lives here and DSPy's own gets ``num_retries=0``: one layer retries. Hand-written
 because neither DSPy nor litellm has a deadline over all tries or a hook to classify a failure.
 Both failures raise :class:`lmcot.errors.EndpointError`, one line naming the config keys.
+
+Several servers of one large LM (vLLM replicas, say) are reached through litellm's Router:
+
+    large_lm:
+      model: hosted_vllm/Qwen/Qwen2.5-72B-Instruct
+      api_base: [http://gpu1:8000/v1, http://gpu2:8000/v1]     # the same model on each
+
+:func:`build_http_lm` hands a list of ``api_base`` URLs to :func:`build_routed_lm`: one
+``litellm.Router`` whose deployments are the servers, as the engine of an :class:`HttpLM` (the
+total time bound and retries every HTTP model gets). What it does:
+
+- **Spreads calls** over the servers (litellm's ``simple-shuffle``), not hand-written balancing.
+- **Rests a failing server.** A server that refuses the connection, times out or answers 5xx/429 is
+  put in litellm's cooldown for ``COOLDOWN_S`` seconds (``allowed_fails=0``) and the call is retried at
+  once on another server (the Router's ``num_retries`` = the number of servers); after the cooldown it
+  is tried again. When every server is resting the Router's "no deployments available" arrives as a
+  rate limit, which ``HttpLM`` waits out and asks again (``num_retries``, within ``total_timeout``): no
+  answer is lost while one server lives. Only when every server refuses does the call fail at once.
+- **Keeps DSPy's cache.** DSPy 3.4's ``dspy.LM(engine="litellm")`` calls the module-level
+  ``litellm.completion`` itself and takes one ``api_base``: it has no seam for a Router. A custom engine
+  is DSPy's seam (``dspy.LM(name, engine=...)``); DSPy keeps its disk cache, history and usage around
+  it, ``HttpLM`` its retries. The engine answers DSPy's ordinary (message-list) calls with ``complete_legacy``, sending
+  exactly the keyword arguments ``engine="litellm"`` sends (``large_lm.extra`` included: a canonical
+  ``dspy.lm15.Request`` cannot carry litellm-only settings such as ``extra_body``), so replies, costs
+  and cache entries are those of a single server; typed calls (the judge's) go through ``complete``.
+- **Cache key independent of the server.** The URLs, the key and the timeout live in the engine, not
+  in the LM's settings, so DSPy's cache key holds the model, the messages and the sampling settings
+  only: a rerun against other replicas of the model (any list of URLs) is served from the cache. (A
+  run with a single ``api_base`` string keys its calls with ``timeout`` too, as DSPy's litellm engine
+  does, so switching between a string and a list does not share entries.)
+
+:func:`check_endpoint` is the start-up probe of every ``api_base``: nothing is paid before it passes.
 """
 
 from __future__ import annotations
@@ -31,12 +64,17 @@ import math
 import socket
 import threading
 import time
-from typing import Any, Callable
+import warnings
+from typing import TYPE_CHECKING, Any, Callable
 
 import dspy
 
+from lmcot.engine_base import SharedEngine
 from lmcot.errors import EndpointError
 from lmcot.reply_cache import on_behalf_of_caller
+
+if TYPE_CHECKING:
+    from lmcot.config import LMConfig
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +119,7 @@ class HttpLM(dspy.LM):
                  retries: int | None = None, **kwargs: Any):
         # DSPy's own loop gets no retries (they are counted here); a state saved by dump_state names both.
         dspy_retries = kwargs.pop("num_retries", 0)
-        # litellm through DSPy's own engine; an engine object is lmcot.router's (several servers, one
+        # litellm through DSPy's own engine; an engine object is a RouterEngine (several servers, one
         # litellm Router). A saved state's "litellm" selection rebuilds the default.
         engine = kwargs.pop("engine", None)
         super().__init__(model, engine=engine if engine is not None and not isinstance(engine, str) else "litellm",
@@ -201,3 +239,238 @@ def warn_unknown_extra(model: str, extra: dict[str, Any], role: str) -> None:
         log.warning("%s.extra.%s: not a parameter litellm knows for %s; it is sent to the server as it is "
                     "(fine if the server takes it, e.g. vLLM's repetition_penalty; else check the spelling)",
                     role, key, model)
+
+
+# -- building one ---------------------------------------------------------------------------
+def build_http_lm(cfg: LMConfig, sampling: dict[str, Any], *, role: str) -> dspy.LM:
+    """An :class:`HttpLM` for ``cfg`` (``backend: litellm``): one server (``api_base`` a URL, or the
+    provider's own endpoint) or several (a list: :func:`build_routed_lm`). ``sampling``: the settings
+    ``lmcot.lms.build_lm`` gives every LM. The key is read from the environment here, at build time; the
+    config's secrets were registered for redaction when it was validated (``lmcot.redact``)."""
+    cfg = validated(cfg, role)
+    if isinstance(cfg.api_base, list):  # servers of one model
+        return build_routed_lm(cfg, sampling, role=role)
+    api_base = cfg.api_base.get_secret_value() if cfg.api_base is not None else None  # for the client only
+    kwargs = dict(cfg.extra)
+    if api_base:
+        kwargs["api_base"] = api_base
+    if cfg.timeout is not None:
+        kwargs["timeout"] = cfg.timeout
+    key = api_key(cfg)
+    if key is not None:
+        kwargs["api_key"] = key
+    elif api_base:
+        # OpenAI-compatible servers (vLLM, a local test server) often need no key, but the OpenAI
+        # client refuses to start without one.
+        kwargs["api_key"] = "no-key"
+    warn_unknown_extra(cfg.model, cfg.extra, role)
+    return HttpLM(cfg.model, role=role, shown=str(cfg.api_base) if cfg.api_base is not None else "",
+                  total_timeout=cfg.total_timeout, retries=cfg.num_retries, **sampling, **kwargs)
+
+
+def api_key(cfg: LMConfig) -> str | None:
+    """The key for ``cfg`` from the environment variable its ``api_key_env`` names, read when the client
+    is built (a rotated key is picked up by the next run), never stored on the config."""
+    import os
+
+    if not cfg.api_key_env:
+        return None
+    key = os.environ.get(cfg.api_key_env)
+    if not key:
+        from lmcot.config import ConfigError
+
+        raise ConfigError(f"environment variable {cfg.api_key_env} (named by api_key_env of {cfg.model}) is not set")
+    return key
+
+
+def validated(cfg: LMConfig, role: str) -> LMConfig:
+    """``cfg`` with its ``api_base`` checked and typed: ``model_copy(update={"api_base": url})`` skips
+    pydantic's validation and would hand a plain, unchecked string to the client."""
+    from lmcot.redact import SecretURL
+
+    if cfg.api_base is None or isinstance(cfg.api_base, SecretURL) or (
+            isinstance(cfg.api_base, list) and all(isinstance(url, SecretURL) for url in cfg.api_base)):
+        return cfg
+    from pydantic import ValidationError
+
+    from lmcot.config import ConfigError
+
+    try:
+        return type(cfg).model_validate(cfg.model_dump())
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"{role}.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+# -- several servers of one model: litellm's Router --------------------------------------------
+# Seconds a failing server rests before it is tried again. Short enough that a restarted replica is
+# back in rotation soon; long enough that a hung one (each try waits out `timeout`) costs few calls.
+COOLDOWN_S = 30.0
+GROUP = "lmcot-large-lm"  # the Router's name for the servers' shared model
+
+# DSPy 3.4 marks the complete_legacy() shortcut deprecated (removed in 3.5, which pyproject excludes);
+# it is the one door that carries litellm-only settings, so the per-call warning is silenced here.
+warnings.filterwarnings("ignore", message=r"The custom-engine complete_legacy\(\) shortcut", category=DeprecationWarning)
+
+
+def api_bases(value: Any) -> list[Any]:
+    """The servers of an ``api_base`` setting (none, one, or a list)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+class RouterEngine(SharedEngine):
+    """A DSPy engine over one ``litellm.Router``: every call goes to one of its servers."""
+
+    def __init__(self, model: str, urls: list[str], *, api_key: str, timeout: float | None,
+                 cooldown_s: float = COOLDOWN_S):
+        import litellm  # already imported, before any thread could, by build_http_lm
+
+        self.model, self.urls = model, list(urls)
+        params = [{"model": model, "api_base": url, "api_key": api_key, **({"timeout": timeout} if timeout else {})}
+                  for url in self.urls]
+        self.router = litellm.Router(model_list=[{"model_name": GROUP, "litellm_params": p} for p in params],
+                                     num_retries=len(self.urls), allowed_fails=0, cooldown_time=cooldown_s,
+                                     retry_after=0)
+
+    def complete_legacy(self, lm, request: dict[str, Any], **context):
+        """DSPy's ordinary call: ``litellm.completion``'s keyword arguments, sent through the Router."""
+        from lmcot._dspy_reaches import finish_legacy_call, litellm_errors
+
+        data = dict(request)
+        data.pop("rollout_id", None)  # DSPy's cache-key field, never sent (as in dspy.clients.lm)
+        data.pop("model", None)
+        headers = {"User-Agent": f"DSPy/{dspy.__version__}", **(data.pop("headers", None) or {})}
+        with litellm_errors(model=lm.model):
+            raw = self.router.completion(model=GROUP, headers=headers, **data)
+        return finish_legacy_call(lm, raw, data)
+
+    def complete(self, request):
+        """A typed ``dspy.lm15.Request`` (the judge's log-probability calls)."""
+        from lmcot._dspy_reaches import litellm_errors, lm15_to_litellm, litellm_to_lm15
+
+        data = lm15_to_litellm(request)
+        with litellm_errors(model=request.model):
+            raw = self.router.completion(model=GROUP, **data)
+        return litellm_to_lm15(raw, request)
+
+    def dump_state(self) -> dict[str, Any]:
+        # What DSPy records when a program's state is dumped (lmcot clears LMs before saving): no key.
+        from lmcot.redact import redact_url
+
+        return {"model": self.model, "servers": [redact_url(url) for url in self.urls]}
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> RouterEngine:
+        raise ValueError("a routed LM is rebuilt from the config (lmcot.lms.build_lm), not from a saved state: "
+                         "its servers' credentials are not saved")
+
+
+def build_routed_lm(cfg, sampling: dict[str, Any], *, role: str) -> dspy.LM:
+    """An ``HttpLM`` (lmcot's total time bound and retries) for ``cfg``, an ``LMConfig`` whose ``api_base``
+    is a list, over one Router; ``sampling`` are the settings ``build_lm`` gives every LM."""
+    urls = [url.get_secret_value() for url in cfg.api_base]  # for the client only; shown redacted
+    key = api_key(cfg)
+    # OpenAI-compatible servers (vLLM) often need no key, but the OpenAI client refuses to start without one.
+    engine = RouterEngine(cfg.model, urls, api_key=key or "no-key", timeout=cfg.timeout)
+    warn_unknown_extra(cfg.model, cfg.extra, role)
+    return HttpLM(cfg.model, engine=engine, role=role, shown=", ".join(str(url) for url in cfg.api_base),
+                  total_timeout=cfg.total_timeout, retries=cfg.num_retries, **sampling, **dict(cfg.extra))
+
+
+def check_each_server(cfg, key: str, check_one: Callable[[Any, str], None]) -> None:
+    """The start-up probe of every server in ``cfg.api_base``: passes when at least one answers, with a
+    (redacted) warning for each one that does not; fails naming every server when none answers."""
+    from lmcot.config import ConfigError
+    from lmcot.redact import redact
+
+    urls = api_bases(cfg.api_base)
+    dead: list[str] = []
+    for url in urls:
+        try:
+            check_one(cfg.model_copy(update={"api_base": url}), key)
+        except ConfigError as exc:
+            dead.append(redact(str(exc)))
+    if len(dead) == len(urls):
+        raise ConfigError(f"{key}.api_base: none of the {len(urls)} servers answers: " + "; ".join(dead))
+    for message in dead:
+        log.warning("%s Its calls go to the other %d server(s); it is tried again every %g s.",
+                    message, len(urls) - len(dead), COOLDOWN_S)
+
+
+# -- the start-up probe -----------------------------------------------------------------------
+# The start-up probe waits at most this long for the server's first byte (or cfg.timeout if shorter):
+# with the 5 s connect timeout, a server that accepts but never answers is reported within ~35 s,
+# instead of after every call's retries (timeout x (num_retries + 1), ~12 minutes by default).
+PROBE_REPLY_TIMEOUT = 30.0
+
+
+def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0, reply_timeout: float | None = None) -> None:
+    """Fail at once, naming the config keys, when ``cfg.api_base`` points at a host:port that takes no
+    connection (a server not started, a wrong port or host), or that accepts one but sends nothing
+    back within ``min(cfg.timeout, PROBE_REPLY_TIMEOUT)`` seconds (a hung server, a port that is not
+    an HTTP server). Otherwise every call would first wait out the client's retries (``num_retries`` x
+    ``timeout``) before the run reports anything. The probe is a ``GET`` of ``api_base`` itself: any
+    HTTP reply (404 and 401 included) proves the server answers; no model is called, nothing is paid.
+    Skipped for in-process models, without ``api_base`` (the provider's own endpoint), and when a
+    proxy carries the request."""
+    if cfg.backend != "litellm" or not cfg.api_base:
+        return
+    cfg = validated(cfg, key)
+    if isinstance(cfg.api_base, list):  # several servers: at least one must answer
+        return check_each_server(cfg, key, lambda one, name: check_endpoint(one, name, timeout, reply_timeout))
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    from lmcot.config import ConfigError
+
+    shown = str(cfg.api_base)  # a SecretURL prints redacted
+    url = urllib.parse.urlsplit(cfg.api_base.get_secret_value())
+    try:
+        host, port = url.hostname, url.port or {"http": 80, "https": 443}.get(url.scheme)
+    except ValueError:  # a port that is not a number
+        raise ConfigError(f"{key}.api_base={shown}: not a valid URL") from None
+    if not host or port is None:
+        return  # not an http(s) URL litellm would open a socket to directly; leave it to the client
+    proxies = urllib.request.getproxies()
+    if (proxies.get(url.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(host):
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConfigError(f"{key}.api_base={shown}: cannot connect to {host}:{port} ({reason}); "
+                          "is the server running?") from None
+    wait = reply_timeout if reply_timeout is not None else min(cfg.timeout or PROBE_REPLY_TIMEOUT, PROBE_REPLY_TIMEOUT)
+    _probe_reply(url, host, port, timeout, wait, key, shown)
+
+
+def _probe_reply(url, host: str, port: int, connect_timeout: float, wait: float, key: str, shown: str) -> None:
+    """GET the api_base path and wait for the status line (any status will do)."""
+    import http.client
+    import socket
+    import ssl
+
+    from lmcot.config import ConfigError
+
+    cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    conn = cls(host, port, timeout=connect_timeout)
+    try:
+        conn.connect()
+        conn.sock.settimeout(wait)
+        conn.request("GET", url.path or "/", headers={"User-Agent": "lmcot-probe"})
+        conn.getresponse().close()
+    except (TimeoutError, socket.timeout):
+        raise ConfigError(f"{key}.api_base={shown}: the server at {host}:{port} accepted a connection but sent no "
+                          f"reply within {wait:g} s ({key}.timeout bounds each call); is it hung, overloaded, or "
+                          "not an HTTP server?") from None
+    except (http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine) as exc:
+        raise ConfigError(f"{key}.api_base={shown}: the server at {host}:{port} closed the connection without a "
+                          f"valid HTTP reply ({type(exc).__name__}); is it an HTTP server? ({key}.timeout bounds "
+                          "each call)") from None
+    except (ssl.SSLError, OSError):
+        return  # TLS set-up the client configures its own way (certificates): leave it to the client
+    finally:
+        conn.close()

@@ -102,12 +102,12 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None,
     """A ``dspy.LM`` for ``cfg``. An in-process model is named ``hf/<label>@<hash of the weights>``
     (``name`` sets the label, default the folder name), so a retrained checkpoint never reuses its
     parent's cached outputs, whatever it is called. An HTTP model is a :class:`lmcot.http_lm.HttpLM`
-    (a total time bound per call, no retries of an unreachable host); ``role`` is its config key in
-    messages (default ``large_lm`` / ``small_lm`` by the config's type). ``source``: an in-process
-    ``cfg.model`` already resolved and checked (``lmcot.preflight.check_config_models``), not resolved again."""
+    (a total time bound per call, no retries of an unreachable host; :func:`lmcot.http_lm.build_http_lm`);
+    ``role`` is its config key in messages (default ``large_lm`` / ``small_lm`` by the config's type).
+    ``source``: an in-process ``cfg.model`` already resolved and checked (``lmcot.preflight.check_config_models``),
+    not resolved again."""
     from lmcot._dspy_reaches import dspy_cache_is_set
     from lmcot.config import LargeLMConfig
-    from lmcot.redact import register_secret, url_secrets
 
     if not dspy_cache_is_set():
         # Nobody chose a cache (the Python API without lmcot.configure_cache): lmcot's, at its default
@@ -117,155 +117,31 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None,
 
     role = role or ("large_lm" if isinstance(cfg, LargeLMConfig) else "small_lm" if isinstance(cfg, SmallLMConfig)
                     else "lm")
-    cfg = _validated(cfg, role)
-    several = cfg.backend == "litellm" and isinstance(cfg.api_base, list)  # servers of one model: lmcot.router
-    api_base = cfg.api_base.get_secret_value() if cfg.api_base is not None and not several else None  # client only
-    for secret in url_secrets(api_base):
-        register_secret(secret)  # what libraries log or raise is blanked by lmcot.redact.redact
-    common: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "cache": cfg.cache}
+    sampling: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "cache": cfg.cache}
     if cfg.top_p is not None:
-        common["top_p"] = cfg.top_p
+        sampling["top_p"] = cfg.top_p
     if cfg.seed is not None:
-        common["seed"] = cfg.seed
-    if cfg.backend == "transformers":
-        from lmcot.hf_engine import TransformersEngine
-        from lmcot.preflight import check_generation_bounds, check_model_source
+        sampling["seed"] = cfg.seed
+    if cfg.backend != "transformers":
+        from lmcot.http_lm import build_http_lm
 
-        if source is not None and (source.setting, source.revision, source.trust_remote_code) != (
-                str(cfg.model), cfg.revision, cfg.trust_remote_code):
-            raise ValueError(f"{role}: the resolved source {source.setting} is not {role}.model={cfg.model}")
-        if source is None:
-            source = check_model_source(cfg.model, f"{role}.model", revision=cfg.revision,
-                                        trust_remote_code=cfg.trust_remote_code)
-        check_generation_bounds(cfg, role, config=source.config)  # max_tokens within its context, before any call
+        import_litellm()  # before any thread can (see import_litellm)
+        return build_http_lm(cfg, sampling, role=role)
+    from lmcot.hf_engine import TransformersEngine
+    from lmcot.model_loading import check_generation_bounds, check_model_source
 
-        engine = TransformersEngine(source, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
-                                    max_input_tokens=cfg.max_input_tokens, trust_remote_code=cfg.trust_remote_code,
-                                    revision=cfg.revision, repetition_penalty=cfg.repetition_penalty,
-                                    no_repeat_ngram_size=cfg.no_repeat_ngram_size)
-        label = f"{name}@{engine.fingerprint}{engine.settings_tag}" if name else engine.name_hint
-        return dspy.LM(f"hf/{label}", engine=engine, num_retries=0, **common)
-    if several:
-        from lmcot.router import build_routed_lm
-
-        import_litellm()
-        return build_routed_lm(cfg, common, role=role)
-    kwargs = dict(cfg.extra)
-    if api_base:
-        kwargs["api_base"] = api_base
-    if cfg.timeout is not None:
-        kwargs["timeout"] = cfg.timeout
-    key = cfg.api_key()
-    register_secret(key)
-    if key is not None:
-        kwargs["api_key"] = key
-    elif api_base:
-        # OpenAI-compatible servers (vLLM, a local test server) often need no key, but the OpenAI
-        # client refuses to start without one.
-        kwargs["api_key"] = "no-key"
-    import_litellm()
-    from lmcot.http_lm import HttpLM, warn_unknown_extra
-
-    warn_unknown_extra(cfg.model, cfg.extra, role)
-    return HttpLM(cfg.model, role=role, shown=str(cfg.api_base) if cfg.api_base is not None else "",
-                  total_timeout=cfg.total_timeout, retries=cfg.num_retries, **common, **kwargs)
-
-
-def _validated(cfg: LMConfig, role: str) -> LMConfig:
-    """``cfg`` with its ``api_base`` checked and typed: ``model_copy(update={"api_base": url})`` skips
-    pydantic's validation and would hand a plain, unchecked string to the client."""
-    from lmcot.redact import SecretURL
-
-    if cfg.api_base is None or isinstance(cfg.api_base, SecretURL) or (
-            isinstance(cfg.api_base, list) and all(isinstance(url, SecretURL) for url in cfg.api_base)):
-        return cfg
-    from pydantic import ValidationError
-
-    from lmcot.config import ConfigError
-
-    try:
-        return type(cfg).model_validate(cfg.model_dump())
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise ConfigError(f"{role}.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-
-
-# The start-up probe waits at most this long for the server's first byte (or cfg.timeout if shorter):
-# with the 5 s connect timeout, a server that accepts but never answers is reported within ~35 s,
-# instead of after every call's retries (timeout x (num_retries + 1), ~12 minutes by default).
-PROBE_REPLY_TIMEOUT = 30.0
-
-
-def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0, reply_timeout: float | None = None) -> None:
-    """Fail at once, naming the config keys, when ``cfg.api_base`` points at a host:port that takes no
-    connection (a server not started, a wrong port or host), or that accepts one but sends nothing
-    back within ``min(cfg.timeout, PROBE_REPLY_TIMEOUT)`` seconds (a hung server, a port that is not
-    an HTTP server). Otherwise every call would first wait out the client's retries (``num_retries`` x
-    ``timeout``) before the run reports anything. The probe is a ``GET`` of ``api_base`` itself: any
-    HTTP reply (404 and 401 included) proves the server answers; no model is called, nothing is paid.
-    Skipped for in-process models, without ``api_base`` (the provider's own endpoint), and when a
-    proxy carries the request."""
-    if cfg.backend != "litellm" or not cfg.api_base:
-        return
-    cfg = _validated(cfg, key)
-    if isinstance(cfg.api_base, list):  # several servers: at least one must answer (lmcot.router)
-        from lmcot.router import check_each_server
-
-        return check_each_server(cfg, key, lambda one, name: check_endpoint(one, name, timeout, reply_timeout))
-    import socket
-    import urllib.parse
-    import urllib.request
-
-    from lmcot.config import ConfigError
-
-    shown = str(cfg.api_base)  # a SecretURL prints redacted
-    url = urllib.parse.urlsplit(cfg.api_base.get_secret_value())
-    try:
-        host, port = url.hostname, url.port or {"http": 80, "https": 443}.get(url.scheme)
-    except ValueError:  # a port that is not a number
-        raise ConfigError(f"{key}.api_base={shown}: not a valid URL") from None
-    if not host or port is None:
-        return  # not an http(s) URL litellm would open a socket to directly; leave it to the client
-    proxies = urllib.request.getproxies()
-    if (proxies.get(url.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(host):
-        return
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise ConfigError(f"{key}.api_base={shown}: cannot connect to {host}:{port} ({reason}); "
-                          "is the server running?") from None
-    wait = reply_timeout if reply_timeout is not None else min(cfg.timeout or PROBE_REPLY_TIMEOUT, PROBE_REPLY_TIMEOUT)
-    _probe_reply(url, host, port, timeout, wait, key, shown)
-
-
-def _probe_reply(url, host: str, port: int, connect_timeout: float, wait: float, key: str, shown: str) -> None:
-    """GET the api_base path and wait for the status line (any status will do)."""
-    import http.client
-    import socket
-    import ssl
-
-    from lmcot.config import ConfigError
-
-    cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-    conn = cls(host, port, timeout=connect_timeout)
-    try:
-        conn.connect()
-        conn.sock.settimeout(wait)
-        conn.request("GET", url.path or "/", headers={"User-Agent": "lmcot-probe"})
-        conn.getresponse().close()
-    except (TimeoutError, socket.timeout):
-        raise ConfigError(f"{key}.api_base={shown}: the server at {host}:{port} accepted a connection but sent no "
-                          f"reply within {wait:g} s ({key}.timeout bounds each call); is it hung, overloaded, or "
-                          "not an HTTP server?") from None
-    except (http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine) as exc:
-        raise ConfigError(f"{key}.api_base={shown}: the server at {host}:{port} closed the connection without a "
-                          f"valid HTTP reply ({type(exc).__name__}); is it an HTTP server? ({key}.timeout bounds "
-                          "each call)") from None
-    except (ssl.SSLError, OSError):
-        return  # TLS set-up the client configures its own way (certificates): leave it to the client
-    finally:
-        conn.close()
+    if source is not None and (source.setting, source.revision, source.trust_remote_code) != (
+            str(cfg.model), cfg.revision, cfg.trust_remote_code):
+        raise ValueError(f"{role}: the resolved source {source.setting} is not {role}.model={cfg.model}")
+    if source is None:
+        source = check_model_source(cfg.model, f"{role}.model", revision=cfg.revision,
+                                    trust_remote_code=cfg.trust_remote_code)
+    check_generation_bounds(cfg, role, config=source.config)  # max_tokens within its context, before any call
+    engine = TransformersEngine(source, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
+                                max_input_tokens=cfg.max_input_tokens, repetition_penalty=cfg.repetition_penalty,
+                                no_repeat_ngram_size=cfg.no_repeat_ngram_size)
+    label = f"{name}@{engine.fingerprint}{engine.settings_tag}" if name else engine.name_hint
+    return dspy.LM(f"hf/{label}", engine=engine, num_retries=0, **sampling)
 
 
 def small_lm_config(lm: dspy.LM) -> SmallLMConfig:

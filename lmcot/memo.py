@@ -49,6 +49,28 @@ def folder_key(model: str, *extra: Any) -> str | None:
     return h.hexdigest()[:24]
 
 
+def memo_key(model: str, *extra: Any) -> str | None:
+    """:func:`folder_key` when memos are on (a memo folder is set), else None: nothing remembered."""
+    return folder_key(model, *extra) if _memo_dir is not None else None
+
+
+def remembered_text(kind: str, key: str | None) -> str | None:
+    """The text remembered under ``kind/key`` (a weights fingerprint, say), or None: no key, memos off,
+    nothing remembered yet, or a file that cannot be read (then it is computed again, never trusted)."""
+    if key is None or _memo_dir is None:
+        return None
+    try:
+        return (_memo_dir / kind / key).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def remember_text(kind: str, key: str | None, text: str) -> None:
+    """Remember ``text`` under ``kind/key``, written atomically (a crash leaves the old memo or none)."""
+    if key is not None and _memo_dir is not None:
+        atomic_write_text(_memo_dir / kind / key, text)
+
+
 class JsonMemo:
     """A JSON dict in one file: read once, written back atomically by ``save`` when it changed."""
 

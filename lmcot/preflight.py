@@ -1,11 +1,10 @@
-"""Checks of paths and models named by the command line and the config, run before the first paid call.
+"""Checks of a run's paths and models, run before the first paid call.
 
-Each failure is a one-line :class:`PathError` (or ``ConfigError``) naming the path and the option or
-config key, so a mistyped ``--out`` or ``small_lm.model`` costs nothing instead of failing after the
-teacher was paid. :func:`check_model_source` resolves an in-process model as far as its config.json (no
-weights): a folder or file that exists, an installed ``pkg://`` file, a GGUF that parses, a hub id
-that is available (offline: in the local Hugging Face cache), and returns it resolved for the LM to
-be built from; :func:`check_generation_bounds` holds generation lengths to the model's context.
+Each failure is a one-line :class:`~lmcot.errors.PathError` (or ``ConfigError``) naming the path and
+the option or config key, so a mistyped ``--out`` or ``small_lm.model`` costs nothing instead of failing
+after the teacher was paid: the output and cache folders, free space, and the in-process models of
+the roles a run uses (each checked and resolved by :mod:`lmcot.model_loading`, the one home of a model
+setting, and returned resolved for the LMs to be built from).
 """
 
 from __future__ import annotations
@@ -13,17 +12,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from typing import TYPE_CHECKING
-
 from lmcot.config import LMCoTConfig, LMConfig
-from lmcot.errors import UserError
+from lmcot.errors import PathError
+from lmcot.model_loading import ModelSource, check_generation_bounds, check_model_path, check_model_source
 
-if TYPE_CHECKING:
-    from lmcot.model_loading import ModelSource
-
-
-class PathError(UserError, ValueError):
-    """A path that cannot be used as given; the message names it and the option or key."""
+__all__ = ["PathError", "check_cache_dir", "check_config_models", "check_config_paths", "check_free_space",
+           "check_out_dir", "model_bytes"]
 
 
 def _blocking_file(path: Path) -> Path | None:
@@ -50,76 +44,6 @@ def check_cache_dir(cache_dir: str) -> None:
     blocker = _blocking_file(path / "replies")
     if blocker is not None:
         raise PathError(f"{blocker}: cache_dir={cache_dir} must be a folder, but {blocker} is a file")
-
-
-def looks_local(model: str) -> bool:
-    """A filesystem path rather than a hub id (``org/name``)."""
-    if "://" in model:  # a scheme another loader resolves
-        return False
-    return model.startswith(("/", "./", "../", "~", ".\\")) or model.count("/") >= 2 or os.path.exists(model)
-
-
-def check_model_path(model: str, key: str) -> None:
-    # Existence only: a single file (e.g. a .gguf checkpoint) may be a valid model for its loader.
-    if looks_local(model) and not Path(os.path.expanduser(model)).exists():
-        raise PathError(f"{model}: {key}: no such model folder or file")
-
-
-def check_model_source(model: str, key: str, *, revision: str | None = None,
-                       trust_remote_code: bool = False) -> ModelSource:
-    """``model`` resolved (:func:`lmcot.model_loading.resolve_source`: its files and config, no weights),
-    or a one-line error naming ``key`` and the value. What the LM is then built from, not resolved again."""
-    from lmcot.errors import UserError
-    from lmcot.model_loading import resolve_source
-
-    check_model_path(model, key)
-    if not looks_local(model) and "://" not in model and not _hub_id_available(model, revision):
-        raise PathError(f"{key}={model}: not a local folder or file, and not in the Hugging Face cache (HF_HUB_OFFLINE "
-                        "is set, so nothing is downloaded); give a folder, or run once with the network to fetch it")
-    try:
-        return resolve_source(model, trust_remote_code=trust_remote_code, revision=revision)
-    except UserError as exc:
-        raise type(exc)(f"{key}: {exc}") from None
-    except (OSError, ValueError) as exc:  # transformers' own message for a hub id it cannot resolve
-        raise PathError(f"{key}={model}: cannot be read as a model ({' '.join(str(exc).split())[:200]})") from None
-
-
-def check_model(model: str, key: str, *, revision: str | None = None, trust_remote_code: bool = False):
-    """``model``'s config (read without weights), or a one-line error naming ``key`` and the value."""
-    return check_model_source(model, key, revision=revision, trust_remote_code=trust_remote_code).config
-
-
-def _hub_id_available(repo_id: str, revision: str | None) -> bool:
-    """Offline, whether the hub id's config.json is in the local cache; online, True (transformers
-    fetches config.json in :func:`check_model` and names the problem)."""
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    if not constants.HF_HUB_OFFLINE:
-        return True
-    try:
-        return isinstance(try_to_load_from_cache(repo_id, "config.json", revision=revision), str)
-    except ValueError:  # not even a valid repo id
-        return False
-
-
-def check_generation_bounds(lm: LMConfig, key: str, bounds: dict[str, int] | None = None, config=None) -> None:
-    """``key.max_tokens`` (and the other token counts in ``bounds``, by config key) at most the
-    in-process model's context: beyond it a causal model writes past its positions for minutes."""
-    from lmcot.config import ConfigError
-    from lmcot.model_loading import context_length
-
-    if lm.backend != "transformers":
-        return
-    config = config if config is not None else check_model(lm.model, f"{key}.model", revision=lm.revision,
-                                                           trust_remote_code=lm.trust_remote_code)
-    context = context_length(config)
-    if context is None:
-        return
-    positions, source = context
-    for name, value in {f"{key}.max_tokens": lm.max_tokens, **(bounds or {})}.items():
-        if value > positions:
-            raise ConfigError(f"{name}={value}: more than {lm.model}'s context of {positions} positions ({source} in "
-                              f"its config.json); use at most {positions}")
 
 
 def _lm(lm: LMConfig | None, key: str) -> None:
@@ -167,7 +91,7 @@ def model_bytes(model: str, revision: str | None = None) -> int:
     disk: a hub id not downloaded yet)."""
     import json
 
-    from lmcot.checkpoint import resolve_model
+    from lmcot.model_loading import resolve_model
 
     folder = Path(os.path.expanduser(resolve_model(model)))
     if not folder.exists():

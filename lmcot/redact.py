@@ -8,8 +8,12 @@ Keys belong in environment variables (``api_key_env``), but a URL can carry one 
   client is built) gives the real one. Printing, saving and error messages need no redaction step.
 * :func:`redact_url` hides the userinfo and *every* query value (a query can carry a key under any
   name: ``?code=``, ``?sig=``, ``?api-version=`` alike); :func:`redact` does that to every URL in a
-  text and also blanks every value registered with :func:`register_secret` (the keys read from the
-  environment, the query values of ``api_base``), for text that libraries log or raise.
+  text and also blanks every secret value registered here, for text that libraries log or raise.
+* Secrets are registered once, where they enter: a :class:`SecretURL` registers its credentials when it
+  is made (the config validates every ``api_base`` into one), and the config registers the NAME of
+  every ``api_key_env`` when it is validated (:func:`register_secret_env`), so :func:`redact` blanks
+  that variable's value as it stands when the text is redacted. Nothing that builds a client or makes
+  a call needs to register anything.
 
 Hand-written because neither DSPy nor litellm offer a redactor for user-facing text (litellm masks
 only its own logs); the type is pydantic's ``Secret``, which only needs to be told how to display.
@@ -32,6 +36,7 @@ _SECRET_SUFFIXES = ("apikey", "accesstoken", "authtoken", "accesskey", "secretke
                     "secret", "credentials", "sessiontoken", "refreshtoken", "idtoken", "bearertoken")
 _URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 _SECRETS: set[str] = set()
+_SECRET_ENVS: set[str] = set()  # names of environment variables that hold a key (api_key_env)
 _LOCK = threading.Lock()
 
 
@@ -58,6 +63,26 @@ def register_secret(value: str | None) -> None:
             quoted = urllib.parse.quote(value, safe="")
             if quoted != value:
                 _SECRETS.add(quoted)
+
+
+def register_secret_env(name: str | None) -> None:
+    """Remember that the environment variable ``name`` holds a secret: :func:`redact` blanks its value."""
+    if name:
+        with _LOCK:
+            _SECRET_ENVS.add(name)
+
+
+def _registered() -> list[str]:
+    """Every registered secret value, the keys' current values included, longest first."""
+    import os
+
+    with _LOCK:
+        values, envs = set(_SECRETS), list(_SECRET_ENVS)
+    for name in envs:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            values.update((value, urllib.parse.quote(value, safe="")))
+    return sorted(values, key=len, reverse=True)
 
 
 def url_secrets(url: str | None) -> list[str]:
@@ -113,7 +138,14 @@ def carries_mask(url: str) -> bool:
 class SecretURL(Secret[str]):
     """A URL that may carry credentials (``api_base``). ``str()``, ``repr()`` and
     ``model_dump(mode="json")`` give :func:`redact_url`'s form, so it can be printed, saved and put
-    in messages as it is; :meth:`get_secret_value` gives the real URL, for the HTTP client only."""
+    in messages as it is; :meth:`get_secret_value` gives the real URL, for the HTTP client only. Its
+    credentials are registered for :func:`redact` when it is made, so what a library logs or raises
+    about the URL is blanked too."""
+
+    def __init__(self, secret_value: str):
+        super().__init__(secret_value)
+        for secret in url_secrets(secret_value):
+            register_secret(secret)
 
     def _display(self) -> str:
         return redact_url(self.get_secret_value())
@@ -124,9 +156,7 @@ def redact(text: str) -> str:
     if not text:
         return text
     text = _URL_RE.sub(lambda m: redact_url(m.group(0)), str(text))
-    with _LOCK:
-        secrets = sorted(_SECRETS, key=len, reverse=True)
-    for value in secrets:
+    for value in _registered():
         if value in text:
             text = text.replace(value, MASK)
     return text

@@ -56,7 +56,7 @@ def context_token_counter(config: LMCoTConfig, small_lm: dspy.LM | ModelSource |
     if engine is not None:
         return TokenCounter(lambda: engine.tokenizer, engine.files_key)
     if config.small_lm.backend == "transformers":
-        from lmcot.checkpoint import resolve_package_file
+        from lmcot.model_loading import resolve_package_file
 
         small = config.small_lm
 

@@ -20,7 +20,7 @@ def preflight_training(config: LMCoTConfig, student, out: str | Path) -> None:
     against its context (``small_lm.max_tokens``, ``rl.max_new_tokens``), the trainer configs of the
     stages as they will be built (``kd/rl.trainer_args`` merged), and, for RL, the scorer's models
     (``rationale_metrics.reference_lm`` / ``embedding_model``). ``student``: the small LM's settings."""
-    from lmcot.preflight import check_generation_bounds, check_model
+    from lmcot.model_loading import check_generation_bounds, check_model
 
     model_config = check_model(student.model, "small_lm.model", revision=student.revision,
                                trust_remote_code=student.trust_remote_code)

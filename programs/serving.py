@@ -134,7 +134,7 @@ class ProgramService:
 
     def upstream(self) -> str:
         """The large LM, named as errors show it: model and server(s), credentials redacted."""
-        from lmcot.router import api_bases
+        from lmcot.http_lm import api_bases
 
         lm = self.config.large_lm
         urls = [str(url) for url in api_bases(lm.api_base)]  # a SecretURL prints redacted

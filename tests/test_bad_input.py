@@ -48,7 +48,8 @@ def test_corrupt_model_folder_is_one_line_naming_it(tmp_path, tiny_causal_path):
 
 
 def test_model_path_check_leaves_hub_ids_schemes_and_files_alone(tmp_path):
-    from lmcot.preflight import PathError, check_model_path
+    from lmcot.errors import PathError
+    from lmcot.model_loading import check_model_path
 
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"x")

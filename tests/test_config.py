@@ -206,27 +206,33 @@ def test_set_into_a_value_that_is_not_a_section(tmp_path):
 
 
 def test_api_key_read_from_named_env_var(monkeypatch):
+    from lmcot.http_lm import api_key
+
     monkeypatch.setenv("LMCOT_TEST_KEY", SECRET)
     cfg = load_config(None, ["large_lm.api_key_env=LMCOT_TEST_KEY"])
-    assert cfg.large_lm.api_key() == SECRET
+    assert api_key(cfg.large_lm) == SECRET
     # read at call time, never stored on the config
     monkeypatch.setenv("LMCOT_TEST_KEY", "sk-rotated")
-    assert cfg.large_lm.api_key() == "sk-rotated"
+    assert api_key(cfg.large_lm) == "sk-rotated"
     assert SECRET not in json.dumps(cfg.to_public_dict())
 
 
 def test_no_api_key_env_means_no_key():
-    assert LargeLMConfig().api_key() is None
+    from lmcot.http_lm import api_key
+
+    assert api_key(LargeLMConfig()) is None
 
 
 def test_unset_key_variable_is_a_clear_error(monkeypatch):
+    from lmcot.http_lm import api_key
+
     monkeypatch.delenv("LMCOT_TEST_MISSING_KEY", raising=False)
     cfg = load_config(None, ["large_lm.api_key_env=LMCOT_TEST_MISSING_KEY"])
     with pytest.raises(ConfigError, match="LMCOT_TEST_MISSING_KEY.*not set"):
-        cfg.large_lm.api_key()
+        api_key(cfg.large_lm)
     monkeypatch.setenv("LMCOT_TEST_MISSING_KEY", "")  # empty counts as unset
     with pytest.raises(ConfigError, match="LMCOT_TEST_MISSING_KEY"):
-        cfg.large_lm.api_key()
+        api_key(cfg.large_lm)
 
 
 def test_public_dict_is_the_config_and_round_trips(monkeypatch, tmp_path):

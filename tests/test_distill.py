@@ -94,9 +94,10 @@ def small_cfg(path: Path) -> SmallLMConfig:
 def greedy_rationales(model_path: Path, rows: list[dict]) -> list[str]:
     """The student's rationales through the inference engine, from the inference prompt."""
     from lmcot.hf_engine import TransformersEngine
+    from lmcot.model_loading import resolve_source
     from lmcot.optimizers.distill import prompt_text
 
-    engine = TransformersEngine(str(model_path), device="cpu", dtype="float32", batch_size=len(rows))
+    engine = TransformersEngine(resolve_source(str(model_path)), device="cpu", dtype="float32", batch_size=len(rows))
     prompts = [prompt_text(engine.tokenizer, engine.is_encoder_decoder, r["question"], r["context"]) for r in rows]
     return [text for text, *_ in engine.generate(prompts, temperature=0.0, max_new_tokens=128)]
 
@@ -166,9 +167,10 @@ def test_training_prompt_ids_equal_inference_input_ids(kind, kept, causal_studen
 
 def test_long_prompt_is_cut_from_the_left_like_inference(kept, seq2seq_student):
     from lmcot.hf_engine import TransformersEngine
+    from lmcot.model_loading import resolve_source
     from lmcot.optimizers.distill import build_example, prompt_text
 
-    engine = TransformersEngine(str(seq2seq_student), device="cpu", dtype="float32", max_input_tokens=40)
+    engine = TransformersEngine(resolve_source(str(seq2seq_student)), device="cpu", dtype="float32", max_input_tokens=40)
     row = kept[0]
     text = prompt_text(engine.tokenizer, True, row["question"], row["context"])
     engine.tokenizer.truncation_side = "left"

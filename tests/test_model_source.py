@@ -12,7 +12,8 @@ from lmcot import model_loading
 from lmcot.commands.cli import app
 from lmcot.errors import ModelLoadError
 from lmcot.model_loading import ModelSource, resolve_source
-from lmcot.preflight import PathError, check_model_source
+from lmcot.errors import PathError
+from lmcot.model_loading import check_model_source
 from support.paths import HOTPOT
 
 pytestmark = pytest.mark.usefixtures("restore_dspy_cache_after_module")
@@ -44,9 +45,11 @@ def test_unresolvable_settings_fail_in_one_line(tmp_path):
 
 @pytest.fixture()
 def resolutions(monkeypatch):
-    """Every resolution of a setting (a string) through the one resolver, by setting."""
+    """Every resolution of a setting (a string) through the one resolver, by setting. (The engine takes
+    a resolved model and never resolves one: it does not import the resolver.)"""
     import lmcot.hf_engine as hf_engine
 
+    assert not hasattr(hf_engine, "resolve_source")
     seen: list[str] = []
 
     def counting(model, **kwargs):
@@ -55,7 +58,6 @@ def resolutions(monkeypatch):
         return resolve_source(model, **kwargs)
 
     monkeypatch.setattr(model_loading, "resolve_source", counting)
-    monkeypatch.setattr(hf_engine, "resolve_source", counting)
     return seen
 
 
@@ -94,3 +96,10 @@ def test_evaluate_of_a_program_folder_resolves_it_once(oracle_server, tiny_causa
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert resolutions == [str(folder / "small_lm")]
+
+
+def test_the_engine_takes_a_resolved_model_only(tiny_causal_path):
+    from lmcot.hf_engine import TransformersEngine
+
+    with pytest.raises(TypeError, match="resolved model"):
+        TransformersEngine(str(tiny_causal_path))

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("name", ["quickstart.yaml", "real_reader.yaml", "experiment-quickstart.yaml",
                                   "gsm8k-quickstart.yaml"])
 def test_real_model_configs_validate_and_resolve(name):
-    from lmcot.checkpoint import resolve_package_file
+    from lmcot.model_loading import resolve_package_file
     from lmcot.config import load_config
 
     cfg = load_config(ROOT / "configs" / name)

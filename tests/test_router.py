@@ -1,5 +1,5 @@
 """Several servers of one large LM (``large_lm.api_base`` as a list): litellm's Router behind a DSPy
-engine (``lmcot.router``). `lmcot evaluate` against two stand-in servers and a dead URL: no answer lost,
+engine (``lmcot.http_lm.RouterEngine``). `lmcot evaluate` against two stand-in servers and a dead URL: no answer lost,
 both live servers used, the dead one reported (redacted) at start-up; a rerun against another
 replica is served from the cache; a failing server is rested."""
 
@@ -122,7 +122,7 @@ def test_a_failing_server_is_rested_and_its_calls_go_to_the_other(servers, tmp_p
 
 def test_start_up_check_passes_with_one_live_server_and_fails_naming_all_when_none_answers(servers, tmp_path):
     from lmcot.config import ConfigError, load_config
-    from lmcot.lms import check_endpoint
+    from lmcot.http_lm import check_endpoint
 
     a, _ = servers
     dead, other = _dead_url(), _dead_url()
@@ -156,7 +156,7 @@ def test_a_teacher_may_list_servers_too_and_the_key_settings_hold_no_server():
     from lmcot.config import load_config
     from lmcot.lms import build_lm
     from lmcot.http_lm import HttpLM
-    from lmcot.router import RouterEngine
+    from lmcot.http_lm import RouterEngine
 
     cfg = load_config(None, ["kd.teacher.model=openai/teacher", "kd.teacher.api_base=[http://a:8000/v1, http://b:8000/v1]",
                              "kd.teacher.extra={extra_body: {top_k: 20}}"])

@@ -175,8 +175,9 @@ def _recording(engine) -> list[list[int]]:
 def test_concurrent_requests_fill_batches_of_similar_lengths_with_the_greedy_results_of_one_at_a_time(
         scrambled_path, monkeypatch):
     from lmcot.hf_engine import TransformersEngine
+    from lmcot.model_loading import resolve_source
 
-    engine = TransformersEngine(str(scrambled_path), batch_size=16)
+    engine = TransformersEngine(resolve_source(str(scrambled_path)), batch_size=16)
     lm = dspy.LM("hf/scrambled", engine=engine, cache=False, max_tokens=4, temperature=0.0, num_retries=0)
     # Short and long prompts interleaved: a batch should take its neighbours in length, not arrival order.
     prompts = [("word " * (3 if i % 2 else 60)) + str(i) for i in range(32)]
@@ -192,8 +193,9 @@ def test_leader_waits_for_requests_still_on_their_way_in(scrambled_path, monkeyp
     """32 callers are inside ``complete`` when the first request is queued: the leader waits for
     every caller on its way in, so all 32 go into one generate."""
     from lmcot.hf_engine import TransformersEngine
+    from lmcot.model_loading import resolve_source
 
-    engine = TransformersEngine(str(scrambled_path), batch_size=32)
+    engine = TransformersEngine(resolve_source(str(scrambled_path)), batch_size=32)
     batches = _recording(engine)
     _call_together(engine, [f"prompt number {i}" for i in range(32)], monkeypatch, max_tokens=2)
     assert [len(b) for b in batches] == [32], batches
@@ -234,19 +236,21 @@ def test_remembered_fingerprint_follows_the_checkpoint_files(tmp_path, scrambled
     from support.tiny import scramble_and_save
 
     from lmcot.hf_engine import TransformersEngine
+
+    from lmcot.model_loading import resolve_source
     from lmcot.memo import memo_dir, set_memo_dir
 
     path = Path(shutil.copytree(scrambled_path, tmp_path / "model"))
     memos = memo_dir()
     set_memo_dir(tmp_path / "memo")
     try:
-        first = TransformersEngine(str(path))
+        first = TransformersEngine(resolve_source(str(path)))
         assert first.loaded
-        again = TransformersEngine(str(path))
+        again = TransformersEngine(resolve_source(str(path)))
         assert not again.loaded and again.fingerprint == first.fingerprint  # remembered, nothing loaded
         assert again.model is not None and again.fingerprint == first.fingerprint  # loads on first use
         scramble_and_save(path, path, seed=5)  # "retrained" in place
-        retrained = TransformersEngine(str(path))
+        retrained = TransformersEngine(resolve_source(str(path)))
         assert retrained.loaded and retrained.fingerprint != first.fingerprint
     finally:
         set_memo_dir(memos)

@@ -132,7 +132,7 @@ def check_scorer_models(cfg: RationaleMetricsConfig) -> None:
     ``rationale_metrics`` resolve (a folder that exists, a hub id that is available; offline: in the
     local cache) and the reference LM is causal, each failure one line naming the key and the value."""
     from lmcot.config import ConfigError
-    from lmcot.preflight import check_model
+    from lmcot.model_loading import check_model
 
     from .models import resolve_embedding_model
 
