@@ -15,6 +15,10 @@ answer reward. Only the small LM is trained; the large LM's answer step is froze
 stage writes its outputs under ``OUT/<stage>/`` and a ``DONE.json`` last, so a rerun skips finished
 stages and resumes an interrupted one (traces file, DSPy disk cache, trainer checkpoints).
 
+This file is the orchestration: the stages' order, the dev evaluations between them, the program
+folder. Each stage reads top to bottom in its own file: ``kd_stage`` in ``distill.py``, ``rl_stage`` in
+``rl.py``.
+
     OUT/program.json   OUT/small_lm/   OUT/kd/   OUT/rl/   OUT/metrics.json
 """
 
@@ -24,22 +28,16 @@ import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import dspy
 
-from lmcot.config import ASPECTS, REWARDS, ConfigError, LMCoTConfig
-from lmcot.errors import RunError
+from lmcot.config import ASPECTS, ConfigError, LMCoTConfig
 from lmcot.jsonl import write_json
-from lmcot.keyed import key_of
 from lmcot.optimizers.dev_report import answer_leak_share, cut_at_max_tokens
-from lmcot.console import rule, say
-from lmcot.optimizers.stage import StageFolder, keep_checkpoints_if, log_memory, release, replacing_folder
-from lmcot.optimizers.stage_markers import (invalidate_traces_if_changed, rollout_sampling, sampling_settings,
-                                            trained_settings)
-from lmcot.keyed import Marker
+from lmcot.console import say
+from lmcot.optimizers.stage import StageFolder, release, replacing_folder
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +48,7 @@ class LMCoTCompiler:
         self.out = Path(out_dir)
         self.progress = progress
 
-    # -- the stages ------------------------------------------------------------------------
+    # -- the stages in order, and the evaluations between them -----------------------------
     def compile(self, program, trainset: list[dspy.Example], valset: list[dspy.Example] | None = None, *,
                 metric=None):
         """A new program whose small LM is trained (see the module docstring). ``metric``: a DSPy metric
@@ -114,7 +112,9 @@ class LMCoTCompiler:
         if valset and main:
             report["untrained"] = self._evaluate(run, program, valset, "untrained", aspects="rl" in cfg.stages)
         if "kd" in cfg.stages:
-            checkpoint = self._stage_kd(run, trainset, checkpoint)
+            from lmcot.optimizers.distill import kd_stage
+
+            checkpoint = kd_stage(run, trainset, checkpoint, self.out, progress=self.progress)
         elif StageFolder(self.out / "kd").marker.exists():
             # `--stages rl` after an earlier `--stages kd`: RL starts from that KD checkpoint.
             checkpoint = str(self.out / "kd" / "model")
@@ -125,7 +125,9 @@ class LMCoTCompiler:
                 report["before_rl"] = self._evaluate(run, before_rl, valset, "before RL", aspects=True)
                 release(before_rl.small_lm)  # RL trains its own copy of these weights
                 del before_rl
-            checkpoint = self._stage_rl(run, trainset, checkpoint)
+            from lmcot.optimizers.rl import rl_stage
+
+            checkpoint = rl_stage(run, trainset, checkpoint, self.out)
         if not main:
             return None, report  # the main process writes the program folder and evaluates it
 
@@ -159,182 +161,6 @@ class LMCoTCompiler:
                 report["after_rl"] = report["compiled"]  # the issue's name for it; same numbers
         write_json(self.out / "metrics.json", report)
         return compiled, report
-
-    def _stage_kd(self, run: _Run, trainset: list[dspy.Example], student: str) -> str:
-        from lmcot import distributed
-        from lmcot.lms import build_lm
-        from lmcot.optimizers.distill import distill
-
-        from lmcot.optimizers.dataset_rationales import dataset_rationales, digest
-
-        cfg, stage = self.config, StageFolder(self.out / "kd")
-        kd_dir = stage.path
-        source = cfg.kd.source
-        teacher = build_lm(cfg.kd.teacher, role="kd.teacher") if cfg.kd.teacher else run.program.large_lm
-        # What the teacher traces depend on (not api_base: a local server's port changes between runs).
-        traces_key = key_of({"teacher": teacher.model, "teacher_kwargs": sampling_settings(teacher), "kd_temperature":
-                           cfg.kd.temperature})
-        own = dataset_rationales(trainset) if source in ("dataset", "both") else []
-        key = key_of({"traces": traces_key if source != "dataset" else None, "kd": cfg.kd.model_dump(mode="json"),
-                      "small_lm": trained_settings(run.student), **run.origin,
-                      **({"dataset_rationales": digest(own)} if own else {}),
-                      **({"metric": run.task.metric_name} if cfg.kd.keep_metric == "metric" else {})})
-        done = stage.finished(key, remove_stale=distributed.is_main())
-        distributed.wait_for_everyone()  # every process has read the marker before it can change
-        if done:
-            return stage.skipped()
-        # The teacher bootstrap runs on the main process only; the others get its kept rationales.
-        outcome = None
-        if distributed.is_main():
-            if source == "dataset":  # the task's own rationales: no teacher call at all
-                rule(f"[bold]stage kd[/]: {len(own)} rationales from the dataset (kd.source: dataset)")
-                self._kd_summary = {"source": "dataset", "questions": len(trainset), "kept_examples": len(own),
-                                    "dataset_rationales": len(own), "teacher_calls": 0}
-                outcome = (own, None)
-            else:
-                invalidate_traces_if_changed(kd_dir, traces_key)
-                rule("[bold]stage kd[/]: teacher rationales")
-                kept_teacher, failure = self._bootstrap(trainset, teacher, kd_dir, run.task)
-                if own and not failure:
-                    say("kd:", "green", f"{len(kept_teacher)} teacher rationales + {len(own)} from the dataset "
-                         "(kd.source: both)")
-                    self._kd_summary = {**self._kd_summary, "source": "both", "dataset_rationales": len(own),
-                                        "kept_examples": len(kept_teacher) + len(own)}
-                outcome = (kept_teacher + own if not failure else [], failure)
-        kept, failure = distributed.broadcast(outcome)
-        if failure:
-            raise RunError(failure)
-        processes = distributed.describe()
-        # Training loads its own copy of the student: no in-process LM or scoring model serves KD, so
-        # none stays resident beside the trainer's weights, gradients and optimizer state (each loads
-        # again when the next evaluation needs it).
-        release(run.program.small_lm, run.program.large_lm, teacher)
-        run.release_scorer_models()
-        log_memory("before KD training")
-        rule(f"[bold]stage kd[/]: distil {len(kept)} rationales into the small LM ({processes})")
-        started = time.monotonic()
-        model_dir = distill(kept, student, kd_dir, cfg.kd, run.student, progress=self.progress)
-        train_seconds = round(time.monotonic() - started, 3)
-        log_memory("after KD training")
-        if distributed.is_main():
-            say("kd:", "", f"trained on {processes}")
-            # The one-off cost of the stage beside its result: the teacher's calls (in summary), the
-            # training's wall time and the tokens it trained on (the experiment's report reads them).
-            # A changed setting later retrains from the start weights.
-            stage.done(key, kept=len(kept), processes=processes, summary=self._kd_summary,
-                       train_seconds=train_seconds, tokens_trained=_tokens_trained(stage))
-            _draw_curves(self.out, stage)
-        distributed.wait_for_everyone()
-        return str(model_dir)
-
-    def _bootstrap(self, trainset: list[dspy.Example], teacher, kd_dir: Path, task=None) -> tuple[list, str | None]:
-        """Teacher rationales: (kept rows, None) or ([], why KD cannot go on)."""
-        from lmcot.optimizers.bootstrap import bootstrap_traces
-
-        cfg = self.config
-        result = bootstrap_traces(trainset, teacher, cfg.kd, kd_dir, progress=self.progress, task=task)
-        self._kd_summary = result.summary
-        recorded = sum(1 for t in result.traces if t.get("ok"))
-        if not result.kept and result.transient and not recorded:
-            # Nothing to distil because the teacher could not be reached (or wrote nothing parsable),
-            # not because it was wrong.
-            unparsable = all(e.startswith("unparsable") for e in result.transient)
-            why = ("no reply followed the answer format" if unparsable else "is the teacher reachable?")
-            return [], (f"kd: {len(result.transient)} teacher call(s) failed and no rationale was recorded "
-                        f"({why}); rerun to retry them. First error: {result.transient[0]}")
-        if not result.kept and result.transient:
-            # The teacher answers, but none of its parsed answers passed and the rest did not parse
-            # (a small in-process teacher that does not follow the answer format).
-            return [], (f"kd: none of the {recorded} recorded teacher rationales passed the filter "
-                        f"({cfg.kd.keep_metric} >= {cfg.kd.min_score}) and {len(result.transient)} teacher "
-                        f"call(s) failed (rerun to retry them); see {kd_dir}/traces.jsonl. First error: "
-                        f"{result.transient[0]}")
-        if not result.kept:
-            return [], (f"kd: no teacher rationale passed the filter ({cfg.kd.keep_metric} >= "
-                        f"{cfg.kd.min_score}); see {kd_dir}/traces.jsonl")
-        from lmcot.optimizers.bootstrap import distillation_rows
-
-        rows, counts = distillation_rows(result.kept, cfg.kd.rationale_form)
-        self._kd_summary["rationale_form"] = {"form": cfg.kd.rationale_form, **counts}
-        if cfg.kd.rationale_form == "evidence":
-            say("kd:", "green", f"evidence form: answer statements removed from {counts['stated']} of "
-                 f"{len(result.kept)} kept rationales ({counts['dropped']} left empty and dropped)")
-            if not rows:
-                return [], (f"kd: kd.rationale_form=evidence left no rationale to distil (every kept rationale was "
-                            f"only an answer statement); see {kd_dir}/traces.jsonl")
-        return rows, None
-
-    def _stage_rl(self, run: _Run, trainset: list[dspy.Example], start: str) -> str:
-        from lmcot import distributed
-        from lmcot.optimizers.rewards import RewardSet
-        from lmcot.optimizers.rl import run_rl
-
-        cfg, stage = self.config, StageFolder(self.out / "rl")
-        rl_dir, kd = stage.path, StageFolder(self.out / "kd")
-        start_key = run.origin["student"]  # RL straight from the pretrained student ...
-        if kd.marker.exists() and Path(start).resolve() == kd.model.resolve():
-            start_key = kd.marker.key()  # ... or from this folder's KD model
-        # Checkpoints stay resumable when only the step budget or logging changes; anything else that
-        # shapes training (start weights, rewards, algorithm, data) makes old checkpoints stale.
-        resume_key = key_of({"start": start_key, "rl": cfg.rl.model_dump(
-            mode="json", exclude={"max_steps", "save_steps", "logging_steps", "report_to", "reward_concurrency"}),
-            "metrics": cfg.rationale_metrics.model_dump(mode="json"), "answer_lm": run.program.large_lm.model,
-            "rationale_form": cfg.kd.rationale_form,
-            "small_lm": trained_settings(run.student), "train": run.origin["train"], **rollout_sampling(run.student)})
-        key = key_of({"resume": resume_key, "max_steps": cfg.rl.max_steps})
-        # Every process decides the same (the marker is read before anyone writes); the main one alone
-        # moves stale checkpoints aside, and the others wait for it.
-        done = stage.finished(key, remove_stale=distributed.is_main())
-        distributed.wait_for_everyone()
-        if done:
-            return stage.skipped()
-        if distributed.is_main():
-            keep_checkpoints_if(stage.checkpoints, Marker(rl_dir / "resume_key.json"), resume_key,
-                                "start weights or RL settings changed; old checkpoints removed")
-        distributed.wait_for_everyone()
-        processes = distributed.describe()
-        from lmcot.optimizers.rewards import reward_set_name, reward_weights_text
-
-        # The task decides the answer reward (its answer type, or the user metric) and, without contexts,
-        # which aspects can be rewarded at all.
-        with_context = any(str(ex.get("context") or "").strip() for ex in trainset)
-        weights = {name: float(getattr(cfg.rl.weights, name)) for name in REWARDS}
-        # The reward set actually used: the ablation's quality-only and answer-only runs say so.
-        reward_set = reward_set_name(weights)
-        if run.task.metric is not None:
-            reward_set = reward_set.replace("answer F1", f"metric {run.task.metric_name}")
-        rule(f"[bold]stage rl[/]: {reward_set} ({processes})")
-        say("rl:", "", f"reward weights {reward_weights_text(weights)} ({cfg.rl.aggregation})")
-        # The untrained student's weights serve RL nothing (the large LM and the scorer's models do).
-        release(run.program.small_lm)
-        # Each process scores its own rollouts: TRL splits the prompts, so no reward call is made twice.
-        rewards = RewardSet(cfg.rl, run.program.large_lm, run.scorer(), concurrency=cfg.rl.reward_concurrency,
-                            task=run.task, examples=trainset, with_context=with_context)
-        from lmcot.usage import UsageMeter
-
-        # The reward calls (the large LM's answers, the judge's verdicts) are RL's paid part.
-        reward_meter = UsageMeter([run.program.large_lm, run._judge_lm])
-        log_memory("before RL training")
-        started = time.monotonic()
-        model_dir = run_rl(start, trainset, rewards, cfg.rl, run.student, rl_dir, rationale_form=cfg.kd.rationale_form)
-        train_seconds = round(time.monotonic() - started, 3)
-        from lmcot.memory import free_memory
-
-        free_memory()  # the trainer's models and optimizer state are gone: return their pages to the OS
-        log_memory("after RL training")
-        if distributed.is_main():
-            say("rl:", "", f"trained on {processes}")
-            usage = reward_meter.report()
-            stage.done(
-                key, start=start, processes=processes, rewards=reward_set_name(weights), weights=weights,
-                train_seconds=train_seconds, tokens_trained=_tokens_trained(stage),
-                # With several processes each scores its own rollouts; this is the main process's share.
-                reward_usage={k: usage[k] for k in ("calls", "cached_calls", "estimated_calls", "prompt_tokens",
-                                                    "completion_tokens", "cost", "paid_cost")},
-                reward_usage_scope="main process only" if distributed.world_size() > 1 else "all")
-            _draw_curves(self.out, stage)
-        distributed.wait_for_everyone()
-        return str(model_dir)
 
     # -- helpers -----------------------------------------------------------------------------
     def _with_small(self, run: _Run, checkpoint: str, label: str):
@@ -385,7 +211,9 @@ class LMCoTCompiler:
 
 
 class _Run:
-    """The state of one ``compile()`` call, so a second call on the same compiler starts afresh."""
+    """The state of one ``compile()`` call, so a second call on the same compiler starts afresh. The
+    stages read it: config, program, student (settings), task, origin (the start weights' fingerprint,
+    the training ids), scorer() and judge_lm."""
 
     def __init__(self, config: LMCoTConfig, program, trainset: list[dspy.Example], task=None):
         from lmcot.hf_engine import hf_engine_of
@@ -400,13 +228,13 @@ class _Run:
         self.student = small_lm_config(program.small_lm)
         self.origin = {"student": engine.fingerprint, "train": sorted(str(ex.id) for ex in trainset)}
         self._scorer = None
-        self._judge_lm = None
+        self.judge_lm = None
 
     def release_scorer_models(self) -> None:
         """Drop the scorer's loaded models (reference LM, embedder, an in-process judge) until next use."""
         if self._scorer is not None:
             self._scorer.release()
-        release(self._judge_lm)
+        release(self.judge_lm)
 
     def scorer(self):
         """One scorer for this compile (it holds the reference LM and the judge), built on first use."""
@@ -421,25 +249,8 @@ class _Run:
                                               # training (scoring with the policy would reward it for agreeing with
                                               # itself) when causal; else the lexical proxy, unless reference_lm names one.
                                               reference_lm=reference_lm_for(self.config.model_copy(update={"small_lm": self.student})) or LEXICAL)
-            self._judge_lm = self._scorer.judge_lm
+            self.judge_lm = self._scorer.judge_lm
         return self._scorer
-
-
-def _tokens_trained(stage: StageFolder) -> int | None:
-    from lmcot.curves import tokens_trained
-
-    return tokens_trained(stage.train_log())
-
-
-def _draw_curves(out: Path, stage: StageFolder) -> None:
-    """``OUT/plots/<stage>_curves.png`` from the stage's train_log.json: the loss, and for RL each
-    reward's mean per step."""
-    from lmcot.curves import curve_series, draw_curves
-
-    heading = {"kd": "KD (distillation)", "rl": "RL (policy optimisation)"}[stage.name]
-    path = draw_curves(curve_series(stage.train_log()), out / "plots" / f"{stage.name}_curves.png", heading)
-    if path is not None:
-        say(f"{stage.name}:", "green", f"training curves: {path}")
 
 
 def _checkpoint_dtype(folder: str, student) -> str:

@@ -1,7 +1,12 @@
-"""Knowledge distillation: fine-tune the small LM on the teacher's kept rationales.
+"""Knowledge distillation (the compiler's ``kd`` stage): fine-tune the small LM on good rationales.
 
-    model_dir = distill(kept, "Qwen/Qwen2.5-0.5B-Instruct", OUT / "kd", cfg.kd, cfg.small_lm)
+    model_dir = kd_stage(run, trainset, start, OUT)   # the whole stage, as LMCoTCompiler runs it (last in this file)
+    model_dir = distill(kept, "Qwen/Qwen2.5-0.5B-Instruct", OUT / "kd", cfg.kd, cfg.small_lm)   # training alone
     # OUT/kd/model: a plain checkpoint (safetensors + tokenizer) for AutoModelFor*.from_pretrained
+
+The stage: the teacher's rationales (``bootstrap.bootstrap_traces``, kept by the answer filter) and/or
+the dataset's own (``kd.source``) -> :class:`Distill` -> ``OUT/kd/DONE.json``, keyed on every input
+(``stage_markers``), so a rerun skips a finished stage and resumes an interrupted one.
 
 ``kept`` rows carry ``question``, ``context`` and ``rationale`` (``select_kept`` rows with the
 context added, or ``dspy.Example``-like objects with those fields).
@@ -28,17 +33,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from lmcot.config import KDConfig, SmallLMConfig
+from lmcot.console import rule, say
 from lmcot.data import DataError
+from lmcot.errors import RunError
 from lmcot.jsonl import write_json
-from lmcot.keyed import Marker
+from lmcot.keyed import Marker, key_of
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
-from lmcot.optimizers.stage import Stage, keep_checkpoints_if, save_model
+from lmcot.optimizers.stage import Stage, StageFolder, keep_checkpoints_if, log_memory, release, save_model
+from lmcot.optimizers.stage_markers import invalidate_traces_if_changed, sampling_settings, trained_settings
 from lmcot.optimizers.training import keep_tensorboard_logs, last_checkpoint, lora_config, trainer_config
 from lmcot.programs.adapter import rationale_messages
 from lmcot.prompting import render_prompt, tokenize_prompts
@@ -294,3 +303,116 @@ def distill(kept: Iterable[Any], student: str, out_dir: Path, kd: KDConfig, smal
     and keeps resumable checkpoints in ``out_dir/checkpoints``.
     """
     return Distill(list(kept), student, out_dir, kd, small_cfg, progress=progress).run()
+
+
+# -- the compiler's kd stage: rationales (teacher or dataset) -> distill -> OUT/kd/DONE.json ---------------
+def kd_stage(run: Any, trainset: list, student: str, out: Path, *, progress: bool = True) -> str:
+    """Run the ``kd`` stage in ``out/kd`` and return its model folder. ``run``: the compile's state (config,
+    program, student settings, task, example ids; ``compiler._Run``); ``student``: the start weights.
+
+    The stage's key (``DONE.json``) holds every input: the teacher and its sampling, the kd and training
+    settings, the data and the metric that keeps rationales. A finished stage with the same key is
+    skipped; otherwise the teacher's traces resume from ``traces.jsonl`` and training from its checkpoints.
+    """
+    from lmcot import distributed
+    from lmcot.lms import build_lm
+    from lmcot.optimizers.dataset_rationales import dataset_rationales, digest
+
+    cfg, stage = run.config, StageFolder(out / "kd")
+    kd_dir = stage.path
+    source = cfg.kd.source
+    teacher = build_lm(cfg.kd.teacher, role="kd.teacher") if cfg.kd.teacher else run.program.large_lm
+    # What the teacher traces depend on (not api_base: a local server's port changes between runs).
+    traces_key = key_of({"teacher": teacher.model, "teacher_kwargs": sampling_settings(teacher), "kd_temperature":
+                       cfg.kd.temperature})
+    own = dataset_rationales(trainset) if source in ("dataset", "both") else []
+    key = key_of({"traces": traces_key if source != "dataset" else None, "kd": cfg.kd.model_dump(mode="json"),
+                  "small_lm": trained_settings(run.student), **run.origin,
+                  **({"dataset_rationales": digest(own)} if own else {}),
+                  **({"metric": run.task.metric_name} if cfg.kd.keep_metric == "metric" else {})})
+    done = stage.finished(key, remove_stale=distributed.is_main())
+    distributed.wait_for_everyone()  # every process has read the marker before it can change
+    if done:
+        return stage.skipped()
+    # The teacher bootstrap runs on the main process only; the others get its kept rationales.
+    outcome, summary = None, None
+    if distributed.is_main():
+        if source == "dataset":  # the task's own rationales: no teacher call at all
+            rule(f"[bold]stage kd[/]: {len(own)} rationales from the dataset (kd.source: dataset)")
+            summary = {"source": "dataset", "questions": len(trainset), "kept_examples": len(own),
+                       "dataset_rationales": len(own), "teacher_calls": 0}
+            outcome = (own, None)
+        else:
+            invalidate_traces_if_changed(kd_dir, traces_key)
+            rule("[bold]stage kd[/]: teacher rationales")
+            kept_teacher, failure, summary = _teacher_rationales(trainset, teacher, kd_dir, cfg.kd, run.task,
+                                                                 progress)
+            if own and not failure:
+                say("kd:", "green", f"{len(kept_teacher)} teacher rationales + {len(own)} from the dataset "
+                     "(kd.source: both)")
+                summary = {**summary, "source": "both", "dataset_rationales": len(own),
+                           "kept_examples": len(kept_teacher) + len(own)}
+            outcome = (kept_teacher + own if not failure else [], failure)
+    kept, failure = distributed.broadcast(outcome)
+    if failure:
+        raise RunError(failure)
+    processes = distributed.describe()
+    # Training loads its own copy of the student: no in-process LM or scoring model serves KD, so
+    # none stays resident beside the trainer's weights, gradients and optimizer state (each loads
+    # again when the next evaluation needs it).
+    release(run.program.small_lm, run.program.large_lm, teacher)
+    run.release_scorer_models()
+    log_memory("before KD training")
+    rule(f"[bold]stage kd[/]: distil {len(kept)} rationales into the small LM ({processes})")
+    started = time.monotonic()
+    model_dir = distill(kept, student, kd_dir, cfg.kd, run.student, progress=progress)
+    train_seconds = round(time.monotonic() - started, 3)
+    log_memory("after KD training")
+    if distributed.is_main():
+        say("kd:", "", f"trained on {processes}")
+        # The one-off cost of the stage beside its result: the teacher's calls (in summary), the
+        # training's wall time and the tokens it trained on (the experiment's report reads them).
+        # A changed setting later retrains from the start weights.
+        stage.done(key, kept=len(kept), processes=processes, summary=summary,
+                   train_seconds=train_seconds, tokens_trained=stage.tokens_trained())
+        stage.draw_curves(out)
+    distributed.wait_for_everyone()
+    return str(model_dir)
+
+
+def _teacher_rationales(trainset: list, teacher, kd_dir: Path, kd: KDConfig, task: Any,
+                        progress: bool) -> tuple[list, str | None, dict[str, Any]]:
+    """Teacher rationales: (kept rows, None, summary) or ([], why KD cannot go on, summary)."""
+    from lmcot.optimizers.bootstrap import bootstrap_traces
+
+    result = bootstrap_traces(trainset, teacher, kd, kd_dir, progress=progress, task=task)
+    summary = result.summary
+    recorded = sum(1 for t in result.traces if t.get("ok"))
+    if not result.kept and result.transient and not recorded:
+        # Nothing to distil because the teacher could not be reached (or wrote nothing parsable),
+        # not because it was wrong.
+        unparsable = all(e.startswith("unparsable") for e in result.transient)
+        why = ("no reply followed the answer format" if unparsable else "is the teacher reachable?")
+        return [], (f"kd: {len(result.transient)} teacher call(s) failed and no rationale was recorded "
+                    f"({why}); rerun to retry them. First error: {result.transient[0]}"), summary
+    if not result.kept and result.transient:
+        # The teacher answers, but none of its parsed answers passed and the rest did not parse
+        # (a small in-process teacher that does not follow the answer format).
+        return [], (f"kd: none of the {recorded} recorded teacher rationales passed the filter "
+                    f"({kd.keep_metric} >= {kd.min_score}) and {len(result.transient)} teacher "
+                    f"call(s) failed (rerun to retry them); see {kd_dir}/traces.jsonl. First error: "
+                    f"{result.transient[0]}"), summary
+    if not result.kept:
+        return [], (f"kd: no teacher rationale passed the filter ({kd.keep_metric} >= "
+                    f"{kd.min_score}); see {kd_dir}/traces.jsonl"), summary
+    from lmcot.optimizers.bootstrap import distillation_rows
+
+    rows, counts = distillation_rows(result.kept, kd.rationale_form)
+    summary["rationale_form"] = {"form": kd.rationale_form, **counts}
+    if kd.rationale_form == "evidence":
+        say("kd:", "green", f"evidence form: answer statements removed from {counts['stated']} of "
+             f"{len(result.kept)} kept rationales ({counts['dropped']} left empty and dropped)")
+        if not rows:
+            return [], (f"kd: kd.rationale_form=evidence left no rationale to distil (every kept rationale was "
+                        f"only an answer statement); see {kd_dir}/traces.jsonl"), summary
+    return rows, None, summary

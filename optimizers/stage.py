@@ -8,10 +8,10 @@
 
     model_dir = Distill(...).run()
 
-Around a stage the compiler keeps its folder ``OUT/<stage>/`` with :class:`StageFolder`: the
-``DONE.json`` marker (``lmcot.keyed``, the one resume-marker scheme; the experiment's steps use it
-too) that lets a rerun skip a finished stage, and the ``checkpoints/`` an interrupted one resumes
-from. Every final model folder (``kd/model``, ``rl/model``, ``OUT/small_lm``) is written by
+Around its trainer a compile stage (``kd_stage`` in distill.py, ``rl_stage`` in rl.py) keeps its
+folder ``OUT/<stage>/`` with :class:`StageFolder`: the ``DONE.json`` marker (``lmcot.keyed``, the
+one resume-marker scheme; the experiment's steps use it too) that lets a rerun skip a finished
+stage, and the ``checkpoints/`` an interrupted one resumes from. Every final model folder (``kd/model``, ``rl/model``, ``OUT/small_lm``) is written by
 :func:`replacing_folder`: aside, then renamed into place, so a crash never leaves a half-written
 folder that a rerun would take for a finished one.
 """
@@ -117,6 +117,22 @@ class StageFolder:
             return json.loads((self.path / "train_log.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return []
+
+    def tokens_trained(self) -> int | None:
+        """The tokens the stage trained on, from its train_log.json (None when the log has no count)."""
+        from lmcot.curves import tokens_trained
+
+        return tokens_trained(self.train_log())
+
+    def draw_curves(self, out: Path) -> None:
+        """``out/plots/<stage>_curves.png`` from the stage's train_log.json: the loss, and for RL each
+        reward's mean per step."""
+        from lmcot.curves import curve_series, draw_curves
+
+        heading = {"kd": "KD (distillation)", "rl": "RL (policy optimisation)"}[self.name]
+        path = draw_curves(curve_series(self.train_log()), out / "plots" / f"{self.name}_curves.png", heading)
+        if path is not None:
+            say(f"{self.name}:", "green", f"training curves: {path}")
 
 
 def keep_checkpoints_if(checkpoints: Path, marker: Marker, key: str, changed: str | None = None) -> None:

@@ -1,7 +1,7 @@
 """What a compile stage's keys are made of: a stage is skipped on a rerun only when the key of its
 inputs matches its ``DONE.json`` marker (``optimizers/stage.py``'s ``StageFolder``); changed inputs
-drop stale checkpoints there and move stale teacher traces aside here (``optimizers/compiler.py``
-decides which inputs go into each key)."""
+drop stale checkpoints there and move stale teacher traces aside here (each stage decides which
+inputs go into its key: ``kd_stage`` in ``distill.py``, ``rl_stage`` in ``rl.py``)."""
 
 from __future__ import annotations
 

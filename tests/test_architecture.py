@@ -7,7 +7,8 @@
     metrics/     lmcot.metrics      answer metrics, rationale-quality scorers
     lmcot/       lmcot              core: config, LMs and the engine, cache, data, files, console
 
-Every import counts, at module level or inside a function: a module imports only its own layer or
+Every import counts, at module level or inside a function, and a relative one (``from .x import y``)
+as Python resolves it against the importing module's package: a module imports only its own layer or
 the layers below, and no group of modules imports itself round in a circle. The package's face
 (``lmcot/__init__.py``, which lends higher names lazily by string) and ``lmcot/__main__.py`` (the
 `python -m lmcot` entry, the command itself) stand outside the order.
@@ -16,6 +17,7 @@ the layers below, and no group of modules imports itself round in a circle. The 
 from __future__ import annotations
 
 import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -42,21 +44,31 @@ def _layer(module: str) -> int:
                key=lambda i: len(LAYERS[i][1]))
 
 
-def _imports(path: Path) -> dict[str, int]:
-    """lmcot modules this file imports (anywhere in it, functions included) -> first line."""
+def _package_of(path: Path) -> str:
+    """The package a module's relative imports start from: itself for an ``__init__.py``, else its parent."""
+    module = _module_name(path)
+    return module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+
+def _imports(path: Path, package: str | None = None) -> dict[str, int]:
+    """lmcot modules this file imports (anywhere in it, functions included, relative imports resolved
+    against ``package``, by default the file's own) -> first line."""
     found: dict[str, int] = {}
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
-        for name in names:
+        elif isinstance(node, ast.ImportFrom):
+            if node.level and package is None:
+                package = _package_of(path)
+            # As Python resolves it: `.` is the package itself, each further dot one package up.
+            module = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            names = [f"{module}.{a.name}" for a in node.names]
+        for name in names:  # each name of `from pkg import a, b` on its own: pkg.a and pkg.b may both be modules
             while name and name not in MODULES:  # `from pkg import name`: the module is pkg or pkg.name
                 name = name.rpartition(".")[0]
             if name and name.startswith("lmcot"):
                 found.setdefault(name, node.lineno)
-                break
     return found
 
 
@@ -122,6 +134,30 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
     assert set(_imports(probe)) == {"lmcot.commands.cli", "lmcot.programs.evaluation"}
     assert _layer("lmcot.commands.cli") > _layer("lmcot.programs.evaluation") > _layer("lmcot.metrics.answer") \
         > _layer("lmcot.config")
+
+
+def test_the_checker_resolves_relative_imports(tmp_path):
+    # A relative import counts as its absolute twin: `..optimizers` seen from programs/ is a higher layer.
+    probe = tmp_path / "probe.py"
+    probe.write_text("from . import adapter\nfrom .evaluation import evaluate_program\nfrom .. import config\n"
+                     "def f():\n    from ..optimizers.compiler import LMCoTCompiler\n")
+    found = _imports(probe, package="lmcot.programs")
+    assert set(found) == {"lmcot.programs.adapter", "lmcot.programs.evaluation", "lmcot.config",
+                          "lmcot.optimizers.compiler"}
+    assert found["lmcot.optimizers.compiler"] == 5 and _layer("lmcot.optimizers.compiler") > _layer("lmcot.programs")
+    # Each name of one `from pkg import a, b` counts, and a file's own package comes from where it lies.
+    both = tmp_path / "both.py"
+    both.write_text("from lmcot.optimizers import distill, rl_grpo\n")
+    assert set(_imports(both)) == {"lmcot.optimizers.distill", "lmcot.optimizers.rl_grpo"}
+    assert _package_of(ROOT / "metrics" / "rationale" / "scorer.py") == "lmcot.metrics.rationale"
+    assert _package_of(ROOT / "metrics" / "rationale" / "__init__.py") == "lmcot.metrics.rationale"
+    # The real tree's relative imports are in the graph: metrics/__init__.py's `from .answer import ...`.
+    assert "lmcot.metrics.answer" in GRAPH["lmcot.metrics"]
+    assert "lmcot.metrics.rationale.models" in GRAPH["lmcot.metrics.rationale.scorer"]
+    with pytest.raises(ImportError, match="beyond top-level package"):
+        too_far = tmp_path / "too_far.py"
+        too_far.write_text("from ...x import y\n")
+        _imports(too_far, package="lmcot.programs")
 
 
 def test_every_folder_is_installed_as_its_layer():
