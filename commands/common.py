@@ -158,8 +158,7 @@ def check_before_calls(cfg, out: Optional[Path] = None, roles: tuple[str, ...] =
     LM in ``endpoints`` that is set (``large_lm``, ``kd.teacher``, ``rationale_metrics.judge``): one
     that nobody listens on fails now, not after every call's retries. Returns the in-process models of
     ``roles`` resolved, by role (``lmcot.model_loading.ModelSource``), for the LMs to be built from."""
-    from lmcot.http_lm import check_endpoint
-    from lmcot.preflight import check_config_models, check_config_paths
+    from lmcot.preflight import check_config_models, check_config_paths, check_endpoint
 
     for role, lm in {"small_lm": cfg.small_lm, "large_lm": cfg.large_lm, "kd.teacher": cfg.kd.teacher,
                      "rationale_metrics.judge": cfg.rationale_metrics.judge}.items():

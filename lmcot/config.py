@@ -8,260 +8,31 @@ Secrets never live here: ``api_key_env`` names the environment variable that hol
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, Strict, ValidationError, create_model,
-                      field_validator, model_validator)
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from lmcot.aspects import ASPECTS, parse_select
-from lmcot.errors import UserError
-from lmcot.redact import SecretURL, carries_mask, is_secret_name, name_words, redact_url, register_secret_env
+# The building blocks and the model section live in their own files; they are part of this module's face.
+from lmcot.config_types import ConfigError, Float, Int, Section, no_secrets
+from lmcot.lm_config import LargeLMConfig, LMConfig, SmallLMConfig
 
-log = logging.getLogger(__name__)
-
-
-class ConfigError(UserError, ValueError):
-    """A config that cannot be used; the message names the file and the key."""
-
-
-def _not_a_bool(value: Any) -> Any:
-    # YAML reads `true` as a boolean and Python's bool is an int: `max_tokens: true` must not become 1.
-    if isinstance(value, bool):
-        raise ValueError("expected a number, got a boolean")
-    return value
-
-
-# Whole numbers are strict: no booleans, no floats (`1e8`, `2.0`), no strings. Numbers with a
-# fraction refuse booleans but still read strings, because YAML 1.1 reads `5e-5` as one.
-Int = Annotated[int, Strict()]
-Float = Annotated[float, BeforeValidator(_not_a_bool)]
+__all__ = ["ASPECTS", "ConfigError", "DataConfig", "EvalConfig", "ExperimentConfig", "KDConfig", "LMCoTConfig",
+           "LMConfig", "LargeLMConfig", "REWARDS", "RLConfig", "RationaleMetricsConfig", "SmallLMConfig",
+           "apply_overrides", "config_changes", "config_from_dict", "load_config"]
 
 
 # Trainer settings (TrainingArguments, TRL configs) that say where files are read or written.
 _TRAINER_PLACES = frozenset({"output_dir", "logging_dir", "resume_from_checkpoint", "overwrite_output_dir"})
-# litellm keyword arguments that name the endpoint (``api_base`` has its own, checked field).
-_ENDPOINT_KEYS = frozenset({"api_base", "base_url"})
-# An environment variable's name, as POSIX shells accept it.
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Prefixes of provider keys (OpenAI, Anthropic, Stripe-style, GitHub, AWS, Google, Slack, HF).
-_KEY_PREFIXES = ("sk-", "sk_", "pk_", "rk_", "ghp_", "gho_", "github_pat_", "akia", "aiza", "xox", "hf_")
-
-
-def _looks_like_a_key(value: str) -> bool:
-    """``api_key_env`` holding the key itself rather than the name of the variable that holds it."""
-    if not _ENV_NAME.match(value):
-        return True
-    lowered = value.lower()
-    return lowered.startswith(_KEY_PREFIXES) or (len(value) >= 32 and not value.isupper())
-
-
-def _secret_keys(value: Any, prefix: str = "") -> list[str]:
-    """Dotted paths of keys that look like credentials, anywhere in a nested dict."""
-    found: list[str] = []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            path = f"{prefix}{k}"
-            # Whole words of the key in any style (``max_tokens`` is fine; ``access_token``,
-            # ``accessToken``, ``X-Api-Key`` are not); any header block is refused as a whole.
-            if is_secret_name(str(k)) or {"headers", "query"} & set(name_words(str(k))):
-                found.append(path)
-            found.extend(_secret_keys(v, path + "."))
-    return found
-
-
-class _Section(BaseModel):
-    # A typo in a key is an error, not a silently ignored setting.
-    # hide_input_in_errors: a refused value may be a key (``api_key_env: sk-...``); messages name
-    # the key path, never echo the value. allow_inf_nan=False: nan/inf are never a valid setting.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(),
-                              hide_input_in_errors=True, allow_inf_nan=False)
-
-
-def _no_secrets(value: dict[str, Any]) -> dict[str, Any]:
-    # The config is printed and saved beside every result, so a credential must never be in it.
-    bad = sorted(_secret_keys(value))
-    if bad:
-        raise ValueError(f"secrets do not belong in the config ({', '.join(bad)}); put them in the environment")
-    return value
-
-
-class LMConfig(_Section):
-    """A language model in either role. ``backend`` says how it is reached:
-
-    - ``litellm``: any litellm model string (``openai/gpt-4o-mini``, ``anthropic/...``,
-      ``hosted_vllm/...``, ``ollama_chat/...``), called over HTTP.
-    - ``transformers``: an in-process Hugging Face model from a hub id or a local path
-      (causal or encoder-decoder).
-    """
-
-    model: str
-    backend: Literal["litellm", "transformers"] = "litellm"
-    temperature: Float = Field(0.0, ge=0.0)
-    max_tokens: Int = Field(256, gt=0)
-    top_p: Float | None = Field(None, gt=0.0, le=1.0)
-    seed: Int | None = Field(None, ge=0)
-    cache: bool = True
-    # litellm
-    # A URL can carry a credential (``?code=KEY``): typed as a secret, it prints and saves redacted.
-    # A list is several servers of the same model (vLLM replicas): calls are spread over the live ones
-    # through litellm's Router (lmcot.http_lm); a failing one is rested and tried again later.
-    api_base: SecretURL | list[SecretURL] | None = Field(
-        None, description="the server's base URL, e.g. http://host:8000/v1, or a list of servers of the same model "
-                          "(shown and saved with every query value hidden; user:password@ is refused)")
-    api_key_env: str | None = None
-    num_retries: Int = Field(5, ge=0, description="retries of a call that failed transiently (429, 5xx, a timeout); "
-                             "an unknown host or a refused connection fails at once")
-    timeout: Float | None = Field(120.0, gt=0, description="seconds per try; the start-up probe of api_base waits "
-                                                          "at most min(timeout, 30) s for a first reply")
-    # A hung server (answers the probe, never a completion) otherwise costs (num_retries + 1) x timeout
-    # plus backoff, ~13 minutes by default, for each question.
-    total_timeout: Float = Field(60.0, gt=0, description="seconds one call may take, all tries and waits "
-                                 "between them together; a slow model writing long replies may need more")
-    extra: dict[str, Any] = Field(default_factory=dict, description="other litellm keyword arguments")
-    # transformers
-    device: str = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    batch_size: Int = Field(8, gt=0)
-    max_input_tokens: Int = Field(2048, gt=0)
-    trust_remote_code: bool = False
-    revision: str | None = None
-    # Repetition controls (transformers' names): damp the loops small models fall into when sampling.
-    # They also drive the RL rollouts, so RL samples as inference does. Trade-off: for a causal LM both
-    # count the prompt too, so they penalise quoting the context, which a good rationale does (README,
-    # "Real models", has the measured effect); RL's gradient uses unpenalised log-probs (as TRL's).
-    repetition_penalty: Float = Field(1.0, ge=1.0, le=2.0, description=(
-        "in-process models: > 1.0 lowers the score of tokens already in the prompt or output (1.0: off; "
-        "1.1-1.3 usual)"))
-    no_repeat_ngram_size: Int = Field(0, ge=0, le=64, description="in-process models: no n-gram of this size "
-                                                                  "occurs twice in an output (0: off)")
-
-    @model_validator(mode="after")
-    def _repetition_controls_are_in_process(self) -> "LMConfig":
-        # An HTTP model never sees these: say so rather than ignore them.
-        if self.backend == "litellm" and (self.repetition_penalty != 1.0 or self.no_repeat_ngram_size):
-            raise ValueError("repetition_penalty / no_repeat_ngram_size apply to in-process models (backend: "
-                             "transformers); for a server that takes them (e.g. vLLM) put them in extra")
-        return self
-
-    @field_validator("model")
-    @classmethod
-    def _model_is_named(cls, value: str) -> str:
-        # `--set large_lm.model=` would otherwise reach DSPy (or from_pretrained) as an empty string.
-        if not value.strip():
-            raise ValueError("empty; name a litellm model (e.g. openai/gpt-4o-mini) or a model folder / hub id")
-        return value.strip()
-
-    @field_validator("extra")
-    @classmethod
-    def _no_secrets_in_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # The config is printed and saved beside every result, so a credential must never be in it,
-        # at any depth (``extra_headers.Authorization`` as much as ``api_key``; a query block as much
-        # as a header block, since any query value may be a key).
-        bad = sorted(_secret_keys(value))
-        if bad:
-            raise ValueError(f"secrets do not belong in the config ({', '.join(bad)}); "
-                             "put the key in an environment variable and name it in api_key_env")
-        # litellm's other names for the endpoint would bypass api_base's checks and redaction.
-        endpoint = sorted(k for k in value if str(k) in _ENDPOINT_KEYS)
-        if endpoint:
-            raise ValueError(f"{endpoint[0]}: set the endpoint with api_base, not in extra")
-        return value
-
-    @field_serializer("api_base", when_used="json")
-    def _api_base_shown(self, value: SecretURL | list[SecretURL] | None) -> str | list[str] | None:
-        # The redacted form, for one URL or a list (pydantic does not apply a Secret's JSON form inside
-        # the list branch of the union).
-        if isinstance(value, list):
-            return [str(url) for url in value]
-        return None if value is None else str(value)
-
-    @field_validator("api_base", mode="before")
-    @classmethod
-    def _api_base_is_a_url(cls, value: Any) -> Any:
-        # Fail at config time, not after the client's retries ("not a url" would be tried as a host).
-        if value is None:
-            return value
-        if isinstance(value, (list, tuple)):  # several servers of one model: each a URL, each once
-            if not value:
-                raise ValueError("an empty list; give one URL or a list of URLs of servers of the same model")
-            urls = []
-            for i, item in enumerate(value):
-                try:
-                    url = cls._api_base_is_a_url(item)
-                except ValueError as exc:
-                    raise ValueError(f"item {i}: {exc}") from None
-                if url is not None and url.get_secret_value() in [u.get_secret_value() for u in urls]:
-                    raise ValueError(f"item {i}: {url} is listed twice")
-                if url is not None:  # None: saved redacted, ignored with a warning
-                    urls.append(url)
-            return urls or None
-        raw = value.get_secret_value() if isinstance(value, SecretURL) else value
-        if not isinstance(raw, str):
-            raise ValueError("expected a URL string, e.g. http://host:8000/v1")
-        import urllib.parse
-
-        raw = raw.strip()
-        try:
-            parts = urllib.parse.urlsplit(raw)
-            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL ({redact_url(raw)!r}); expected e.g. http://host:8000/v1")
-        if carries_mask(raw):
-            # Read back from a saved config.json / program.json, where it was written redacted: it no
-            # longer says how to connect, and "***" must never be sent as a credential.
-            log.warning("an api_base saved with its credentials hidden (%s) is ignored; pass the real one with "
-                        "--set <role>.api_base=URL", redact_url(raw))
-            return None
-        if "@" in parts.netloc:
-            # httpx would send user:password as Basic auth in place of the Bearer key, and the URL is shown
-            # in logs and errors by libraries that do not redact it.
-            raise ValueError("credentials in the URL (user:password@host) are refused: the HTTP client would send "
-                             "them as Basic auth instead of the API key; put the key in an environment variable "
-                             "and name it in api_key_env (the value given is not shown)")
-        return SecretURL(raw)
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _api_key_env_is_a_name(cls, value: str | None) -> str | None:
-        if value is not None and _looks_like_a_key(value):
-            # Never echo it: it is most likely the key itself.
-            raise ValueError("must be the NAME of an environment variable that holds the key (e.g. OPENAI_API_KEY), "
-                             "not the key itself; the value given is not shown")
-        register_secret_env(value)  # its value is blanked in everything lmcot prints or writes (lmcot.redact)
-        return value
-
-
-
-class SmallLMConfig(LMConfig):
-    model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
-    backend: Literal["litellm", "transformers"] = "transformers"
-    temperature: Float = Field(0.0, ge=0.0)
-    max_tokens: Int = Field(128, gt=0)
-    # Training keeps float32 master weights (small Adam updates survive); the compiled program's
-    # small_lm/ is written in this dtype. auto: the pretrained checkpoint's own (bf16 for most hub
-    # models: half the disk, and what a GPU runs anyway; float32 for a GGUF file, converted so). A
-    # narrower dtype than training used rounds the trained weights: cheaper to ship, a few greedy tokens
-    # may differ from the float32 weights; float32 keeps them exactly.
-    save_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="dtype of the compiled program's small_lm/ weights; auto: the pretrained checkpoint's own")
-
-
-class LargeLMConfig(LMConfig):
-    model: str = "openai/gpt-4o-mini"
-    # Room for CoT prompting's reasoning; answers themselves are short spans.
-    max_tokens: Int = Field(512, gt=0)
 
 
 FIELDS = ("id", "question", "context", "answer", "rationale")  # lmcot's names for a record's columns
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     dataset: Literal["hotpotqa", "2wiki", "custom"] = Field("hotpotqa", description=(
         "hotpotqa / 2wiki: the benchmarks in their published layouts; custom: any question-answer task, read "
         "with data.fields (JSONL, JSON list, CSV, Parquet file, or a hub dataset with data.hub_id)"))
@@ -344,7 +115,7 @@ class DataConfig(_Section):
         return self
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     methods: list[Literal["standard", "cot", "guided"]] = Field(["standard", "cot", "guided"], min_length=1)
     num_samples: Int = Field(1, ge=1, description="rationales per question; >1 is self-consistency voting")
     sample_temperature: Float = Field(0.7, ge=0.0)
@@ -360,7 +131,7 @@ class EvalConfig(_Section):
         return value
 
 
-class _TrainingSection(_Section):
+class _TrainingSection(Section):
     """What the KD and RL sections share: LoRA and settings passed through to the trainer."""
 
     lora: bool = False
@@ -372,7 +143,7 @@ class _TrainingSection(_Section):
         "other trainer settings merged over lmcot's: SFTConfig (KD, causal) or Seq2SeqTrainingArguments (KD, "
         "encoder-decoder); GRPOConfig / RLOOConfig (RL, TRL algorithms only)"))
 
-    _no_secrets_in_trainer_args = field_validator("trainer_args")(_no_secrets)
+    _no_secrets_in_trainer_args = field_validator("trainer_args")(no_secrets)
 
     @field_validator("trainer_args")
     @classmethod
@@ -430,11 +201,11 @@ REWARDS = (*ASPECTS, "answer_f1")
 
 # One weight per reward, each 1.0 by default; the aspects come from the one table (lmcot.aspects).
 # Every reward is "higher is better": a negative weight would train against the aspect.
-RewardWeights = create_model("RewardWeights", __base__=_Section,
+RewardWeights = create_model("RewardWeights", __base__=Section,
                              **{name: (Float, Field(1.0, ge=0.0)) for name in REWARDS})
 
 
-class RationaleMetricsConfig(_Section):
+class RationaleMetricsConfig(Section):
     backends: dict[str, Literal["judge", "cheap"]] = Field(
         default_factory=lambda: {a: "cheap" for a in ASPECTS}, description="per aspect: judge LM or cheap scorer"
     )
@@ -488,7 +259,7 @@ STUDENTS = ("untrained", "kd", "kd_rl")
 RL_VARIANTS = ("both", "quality", "answer")
 
 
-class ExperimentConfig(_Section):
+class ExperimentConfig(Section):
     """The grid of ``lmcot experiment`` (the paper's three analyses on one dev set, one large LM)."""
 
     baselines: list[Literal["standard", "cot", "cot_sc"]] = ["standard", "cot", "cot_sc"]
@@ -531,7 +302,7 @@ class ExperimentConfig(_Section):
         return sorted(value)
 
 
-class LMCoTConfig(_Section):
+class LMCoTConfig(Section):
     small_lm: SmallLMConfig = Field(default_factory=SmallLMConfig)
     large_lm: LargeLMConfig = Field(default_factory=LargeLMConfig)
     data: DataConfig = Field(default_factory=DataConfig)

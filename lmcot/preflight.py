@@ -1,23 +1,28 @@
-"""Checks of a run's paths and models, run before the first paid call.
+"""Checks of a run's paths, models and endpoints, run before the first paid call.
 
 Each failure is a one-line :class:`~lmcot.errors.PathError` (or ``ConfigError``) naming the path and
-the option or config key, so a mistyped ``--out`` or ``small_lm.model`` costs nothing instead of failing
-after the teacher was paid: the output and cache folders, free space, and the in-process models of
-the roles a run uses (each checked and resolved by :mod:`lmcot.model_loading`, the one home of a model
-setting, and returned resolved for the LMs to be built from).
+the option or config key, so a mistyped ``--out`` or ``small_lm.model`` or a server not started costs
+nothing instead of failing after the teacher was paid: the output and cache folders, free space, the
+in-process models of the roles a run uses (each checked and resolved by :mod:`lmcot.model_loading`, the
+one home of a model setting, and returned resolved for the LMs to be built from), and last the start-up
+probe of every ``api_base`` (:func:`check_endpoint`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import Any, Callable
 
 from lmcot.config import LMCoTConfig, LMConfig
 from lmcot.errors import PathError
 from lmcot.model_loading import ModelSource, check_generation_bounds, check_model_path, check_model_source
 
-__all__ = ["PathError", "check_cache_dir", "check_config_models", "check_config_paths", "check_free_space",
-           "check_out_dir", "model_bytes"]
+log = logging.getLogger(__name__)
+
+__all__ = ["PathError", "check_cache_dir", "check_config_models", "check_config_paths", "check_endpoint",
+           "check_free_space", "check_out_dir", "model_bytes"]
 
 
 def _blocking_file(path: Path) -> Path | None:
@@ -135,3 +140,102 @@ def _size(n: int) -> str:
         n /= 1024
     return f"{n:.1f} TB"
 
+
+# -- the start-up probe of an HTTP model -----------------------------------------------------
+# The start-up probe waits at most this long for the server's first byte (or cfg.timeout if shorter):
+# with the 5 s connect timeout, a server that accepts but never answers is reported within ~35 s,
+# instead of after every call's retries (timeout x (num_retries + 1), ~12 minutes by default).
+PROBE_REPLY_TIMEOUT = 30.0
+
+
+def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0, reply_timeout: float | None = None) -> None:
+    """Fail at once, naming the config keys, when ``cfg.api_base`` points at a host:port that takes no
+    connection (a server not started, a wrong port or host), or that accepts one but sends nothing
+    back within ``min(cfg.timeout, PROBE_REPLY_TIMEOUT)`` seconds (a hung server, a port that is not
+    an HTTP server). Otherwise every call would first wait out the client's retries (``num_retries`` x
+    ``timeout``) before the run reports anything. The probe is a ``GET`` of ``api_base`` itself: any
+    HTTP reply (404 and 401 included) proves the server answers; no model is called, nothing is paid.
+    Skipped for in-process models, without ``api_base`` (the provider's own endpoint), and when a
+    proxy carries the request."""
+    if cfg.backend != "litellm" or not cfg.api_base:
+        return
+    from lmcot.http_lm import validated
+
+    cfg = validated(cfg, key)
+    if isinstance(cfg.api_base, list):  # several servers: at least one must answer
+        return check_each_server(cfg, key, lambda one, name: check_endpoint(one, name, timeout, reply_timeout))
+    import socket
+    import urllib.parse
+    import urllib.request
+
+    from lmcot.config import ConfigError
+
+    shown = str(cfg.api_base)  # a SecretURL prints redacted
+    url = urllib.parse.urlsplit(cfg.api_base.get_secret_value())
+    try:
+        host, port = url.hostname, url.port or {"http": 80, "https": 443}.get(url.scheme)
+    except ValueError:  # a port that is not a number
+        raise ConfigError(f"{key}.api_base={shown}: not a valid URL") from None
+    if not host or port is None:
+        return  # not an http(s) URL litellm would open a socket to directly; leave it to the client
+    proxies = urllib.request.getproxies()
+    if (proxies.get(url.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(host):
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConfigError(f"{key}.api_base={shown}: cannot connect to {host}:{port} ({reason}); "
+                          "is the server running?") from None
+    wait = reply_timeout if reply_timeout is not None else min(cfg.timeout or PROBE_REPLY_TIMEOUT, PROBE_REPLY_TIMEOUT)
+    _probe_reply(url, host, port, timeout, wait, key, shown)
+
+
+def _probe_reply(url, host: str, port: int, connect_timeout: float, wait: float, key: str, shown: str) -> None:
+    """GET the api_base path and wait for the status line (any status will do)."""
+    import http.client
+    import socket
+    import ssl
+
+    from lmcot.config import ConfigError
+
+    cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    conn = cls(host, port, timeout=connect_timeout)
+    try:
+        conn.connect()
+        conn.sock.settimeout(wait)
+        conn.request("GET", url.path or "/", headers={"User-Agent": "lmcot-probe"})
+        conn.getresponse().close()
+    except (TimeoutError, socket.timeout):
+        raise ConfigError(f"{key}.api_base={shown}: the server at {host}:{port} accepted a connection but sent no "
+                          f"reply within {wait:g} s ({key}.timeout bounds each call); is it hung, overloaded, or "
+                          "not an HTTP server?") from None
+    except (http.client.RemoteDisconnected, ConnectionResetError, http.client.BadStatusLine) as exc:
+        raise ConfigError(f"{key}.api_base={shown}: the server at {host}:{port} closed the connection without a "
+                          f"valid HTTP reply ({type(exc).__name__}); is it an HTTP server? ({key}.timeout bounds "
+                          "each call)") from None
+    except (ssl.SSLError, OSError):
+        return  # TLS set-up the client configures its own way (certificates): leave it to the client
+    finally:
+        conn.close()
+
+
+def check_each_server(cfg, key: str, check_one: Callable[[Any, str], None]) -> None:
+    """The start-up probe of every server in ``cfg.api_base``: passes when at least one answers, with a
+    (redacted) warning for each one that does not; fails naming every server when none answers."""
+    from lmcot.config import ConfigError
+    from lmcot.http_lm import COOLDOWN_S, api_bases
+    from lmcot.redact import redact
+
+    urls = api_bases(cfg.api_base)
+    dead: list[str] = []
+    for url in urls:
+        try:
+            check_one(cfg.model_copy(update={"api_base": url}), key)
+        except ConfigError as exc:
+            dead.append(redact(str(exc)))
+    if len(dead) == len(urls):
+        raise ConfigError(f"{key}.api_base: none of the {len(urls)} servers answers: " + "; ".join(dead))
+    for message in dead:
+        log.warning("%s Its calls go to the other %d server(s); it is tried again every %g s.",
+                    message, len(urls) - len(dead), COOLDOWN_S)

@@ -44,7 +44,7 @@ class TokenCounter:
 def context_token_counter(config: LMCoTConfig, small_lm: dspy.LM | ModelSource | None = None) -> TokenCounter | None:
     """Count context tokens with the small LM's tokenizer (the tighter reader, e.g. FLAN-T5's 512),
     so every method sees the same truncated context. ``None`` means the approximate word counter.
-    ``small_lm``: the small LM, or its model already resolved (``lmcot.preflight.check_model_source``)."""
+    ``small_lm``: the small LM, or its model already resolved (``lmcot.model_loading.check_model_source``)."""
     from lmcot.hf_engine import hf_engine_of
     from lmcot.memo import folder_key
     from lmcot.model_loading import ModelSource, load_tokenizer

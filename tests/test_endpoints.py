@@ -21,7 +21,7 @@ import pytest
 from lmcot.config import LargeLMConfig
 from lmcot.errors import EndpointError, UserError
 from lmcot.http_lm import HttpLM, unreachable_reason
-from lmcot.http_lm import check_endpoint
+from lmcot.preflight import check_endpoint
 from lmcot.lms import build_lm
 from support.oracle_server import OracleServer
 from support.paths import HOTPOT

@@ -51,7 +51,6 @@ def watched(monkeypatch):
     """Every TransformersEngine and PerplexityScorer built during the test (weakly held), and the
     state of both at the moment each training stage starts."""
     from lmcot.hf_engine import TransformersEngine
-    from lmcot.model_loading import resolve_source
     from lmcot.metrics.rationale import models
 
     engines: weakref.WeakSet = weakref.WeakSet()

@@ -204,7 +204,7 @@ def silent_server():
 
 
 def test_a_server_that_never_answers_fails_fast_naming_the_keys(silent_server):
-    from lmcot.http_lm import check_endpoint
+    from lmcot.preflight import check_endpoint
 
     start = time.monotonic()
     with pytest.raises(ConfigError) as err:
@@ -216,7 +216,7 @@ def test_a_server_that_never_answers_fails_fast_naming_the_keys(silent_server):
 
 
 def test_a_server_that_closes_without_replying_fails_fast():
-    from lmcot.http_lm import check_endpoint
+    from lmcot.preflight import check_endpoint
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -240,7 +240,7 @@ def test_a_server_that_closes_without_replying_fails_fast():
 def test_default_bound_for_a_first_request_is_about_a_minute():
     import inspect
 
-    from lmcot.http_lm import PROBE_REPLY_TIMEOUT, check_endpoint
+    from lmcot.preflight import PROBE_REPLY_TIMEOUT, check_endpoint
 
     connect = inspect.signature(check_endpoint).parameters["timeout"].default
     default_timeout = LargeLMConfig(model="openai/x").timeout

@@ -122,7 +122,7 @@ def test_a_failing_server_is_rested_and_its_calls_go_to_the_other(servers, tmp_p
 
 def test_start_up_check_passes_with_one_live_server_and_fails_naming_all_when_none_answers(servers, tmp_path):
     from lmcot.config import ConfigError, load_config
-    from lmcot.http_lm import check_endpoint
+    from lmcot.preflight import check_endpoint
 
     a, _ = servers
     dead, other = _dead_url(), _dead_url()

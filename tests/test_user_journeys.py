@@ -44,7 +44,7 @@ def error_lines(result) -> list[str]:
 
 
 def test_check_endpoint(closed_url, monkeypatch):
-    from lmcot.http_lm import check_endpoint
+    from lmcot.preflight import check_endpoint
 
     with pytest.raises(ConfigError, match=r"^large_lm\.api_base=http://127\.0\.0\.1:\d+/v1: cannot connect"):
         check_endpoint(LargeLMConfig(model="openai/x", api_base=closed_url), "large_lm")
