@@ -39,14 +39,14 @@ class _Run:
 
     # -- models ---------------------------------------------------------------------------
     def student(self, name: str):
-        from lmcot.lms import build_lm
+        from lmcot.lms import build_checkpoint_lm
 
         if name not in self._students:
             if name == "untrained":
                 self._students[name] = self.base_small
             else:
-                self._students[name] = build_lm(self.cfg.small_lm.model_copy(update={"model": self.paths[name]}),
-                                                name=f"{self.out.name}-{name}")
+                self._students[name] = build_checkpoint_lm(self.cfg.small_lm, self.paths[name],
+                                                           f"{self.out.name}-{name}")
         return self._students[name]
 
     def scorer(self):

@@ -144,6 +144,13 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None,
     return dspy.LM(f"hf/{label}", engine=engine, num_retries=0, **sampling)
 
 
+def build_checkpoint_lm(small: SmallLMConfig, checkpoint: str | Path, name: str) -> dspy.LM:
+    """The small LM with a trained ``checkpoint``'s weights and ``small``'s other settings (sampling,
+    device, dtype, ...), named ``name`` in its cache keys: the one way a stage's, the compiled program's or
+    an experiment student's checkpoint becomes an LM."""
+    return build_lm(small.model_copy(update={"model": str(checkpoint)}), name=name)
+
+
 def small_lm_config(lm: dspy.LM) -> SmallLMConfig:
     """The settings an in-process ``lm`` was built with (``build_lm`` read backwards), so code that
     retrains or rebuilds it takes weights and settings from the same place: the LM itself."""

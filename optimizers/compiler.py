@@ -100,7 +100,7 @@ class LMCoTCompiler:
     def _compile(self, run: _Run, program, trainset: list[dspy.Example], valset: list[dspy.Example] | None,
                  ) -> tuple[Any, dict[str, Any]]:
         from lmcot import distributed
-        from lmcot.lms import build_lm
+        from lmcot.lms import build_checkpoint_lm
 
         cfg = self.config
         main = distributed.is_main()  # several processes: only the main one calls LMs and writes files
@@ -147,7 +147,7 @@ class LMCoTCompiler:
                      f"{cfg.small_lm.save_dtype})")
         label = f"{self.out.name}-{cfg.stages[-1] if cfg.stages else 'base'}"
         compiled = program.deepcopy()
-        compiled.rationalize.lm = build_lm(run.student.model_copy(update={"model": str(final)}), name=label)
+        compiled.rationalize.lm = build_checkpoint_lm(run.student, final, label)
 
         from lmcot.programs.program_io import save_program
 
@@ -164,11 +164,10 @@ class LMCoTCompiler:
 
     # -- helpers -----------------------------------------------------------------------------
     def _with_small(self, run: _Run, checkpoint: str, label: str):
-        from lmcot.lms import build_lm
+        from lmcot.lms import build_checkpoint_lm
 
         copy = run.program.deepcopy()
-        copy.rationalize.lm = build_lm(run.student.model_copy(update={"model": checkpoint}),
-                                       name=f"{self.out.name}-{label}")
+        copy.rationalize.lm = build_checkpoint_lm(run.student, checkpoint, f"{self.out.name}-{label}")
         return copy
 
     def _evaluate(self, run: _Run, program, valset: list[dspy.Example], label: str,
