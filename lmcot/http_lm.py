@@ -4,8 +4,8 @@
                 retries=5, timeout=120, temperature=0.0, max_tokens=512)
 
 :func:`build_http_lm` builds one for every ``backend: litellm`` model (``lmcot.lms.build_lm`` hands it
-those). It is a ``dspy.LM`` (litellm
-engine, DSPy's cache and history) with two things DSPy 3.4 cannot be told:
+those). It is a ``dspy.LM`` (litellm engine, DSPy's cache and history) with two things DSPy 3.4 cannot
+be told:
 
 * **A total bound** (``ROLE.total_timeout``, one minute by default): DSPy retries a failed call
   ``num_retries`` times with backoff, each try waiting up to ``timeout``; a server that answers the
@@ -242,13 +242,29 @@ def warn_unknown_extra(model: str, extra: dict[str, Any], role: str) -> None:
 
 
 # -- building one ---------------------------------------------------------------------------
+_LITELLM_IMPORT = threading.Lock()
+
+
+def import_litellm() -> None:
+    """Import litellm completely, once, before any thread can. Two first imports racing in threads
+    break it on CPython 3.11: a cached reply being unpickled imports ``litellm.types.utils`` (holding
+    that module's import lock, then waiting for the package's) while DSPy's lazy proxy imports the
+    package in another thread (which then needs ``litellm.types.utils``); CPython breaks the deadlock
+    by handing one of them the half-initialised package, and every call of that process fails with
+    "partially initialized module 'litellm' has no attribute 'completion'". A fresh process resuming
+    an evaluation (some replies cached, some not, concurrent calls) hit it every time. The import is
+    paid anyway by the first call or cached reply."""
+    with _LITELLM_IMPORT:
+        import litellm  # noqa: F401
+
+
 def build_http_lm(cfg: LMConfig, sampling: dict[str, Any], *, role: str) -> dspy.LM:
     """An :class:`HttpLM` for ``cfg`` (``backend: litellm``): one server (``api_base`` a URL, or the
     provider's own endpoint) or several (a list: :func:`build_routed_lm`). ``sampling``: the settings
-    ``lmcot.lms.build_lm`` gives every LM. The key is read from the environment here, at build time; the
-    config's secrets were registered for redaction when it was validated (``lmcot.redact``)."""
+    ``lmcot.lms.build_lm`` gives every LM. The key is read from the environment here (:func:`api_key`)."""
     cfg = validated(cfg, role)
     if isinstance(cfg.api_base, list):  # servers of one model
+        import_litellm()
         return build_routed_lm(cfg, sampling, role=role)
     api_base = cfg.api_base.get_secret_value() if cfg.api_base is not None else None  # for the client only
     kwargs = dict(cfg.extra)
@@ -263,6 +279,7 @@ def build_http_lm(cfg: LMConfig, sampling: dict[str, Any], *, role: str) -> dspy
         # OpenAI-compatible servers (vLLM, a local test server) often need no key, but the OpenAI
         # client refuses to start without one.
         kwargs["api_key"] = "no-key"
+    import_litellm()
     warn_unknown_extra(cfg.model, cfg.extra, role)
     return HttpLM(cfg.model, role=role, shown=str(cfg.api_base) if cfg.api_base is not None else "",
                   total_timeout=cfg.total_timeout, retries=cfg.num_retries, **sampling, **kwargs)
@@ -270,14 +287,15 @@ def build_http_lm(cfg: LMConfig, sampling: dict[str, Any], *, role: str) -> dspy
 
 def api_key(cfg: LMConfig) -> str | None:
     """The key for ``cfg`` from the environment variable its ``api_key_env`` names, read when the client
-    is built (a rotated key is picked up by the next run), never stored on the config."""
-    import os
-
+    is built (a rotated key is picked up by the next run) and registered for redaction as it is read
+    (``lmcot.redact.secret_from_env``); never stored on the config."""
     if not cfg.api_key_env:
         return None
-    key = os.environ.get(cfg.api_key_env)
+    from lmcot.redact import secret_from_env
+
+    key = secret_from_env(cfg.api_key_env)
     if not key:
-        from lmcot.config import ConfigError
+        from lmcot.config_types import ConfigError
 
         raise ConfigError(f"environment variable {cfg.api_key_env} (named by api_key_env of {cfg.model}) is not set")
     return key
@@ -293,7 +311,7 @@ def validated(cfg: LMConfig, role: str) -> LMConfig:
         return cfg
     from pydantic import ValidationError
 
-    from lmcot.config import ConfigError
+    from lmcot.config_types import ConfigError
 
     try:
         return type(cfg).model_validate(cfg.model_dump())
@@ -325,7 +343,7 @@ class RouterEngine(SharedEngine):
 
     def __init__(self, model: str, urls: list[str], *, api_key: str, timeout: float | None,
                  cooldown_s: float = COOLDOWN_S):
-        import litellm  # already imported, before any thread could, by build_http_lm
+        import litellm  # already imported, before any thread could, by build_http_lm (import_litellm)
 
         self.model, self.urls = model, list(urls)
         params = [{"model": model, "api_base": url, "api_key": api_key, **({"timeout": timeout} if timeout else {})}

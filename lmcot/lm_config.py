@@ -2,8 +2,8 @@
 how it is reached (an HTTP server through litellm, or in-process transformers) and how it samples.
 
 ``api_base`` is a :class:`~lmcot.redact.SecretURL` (printed and saved redacted); a key never lives here:
-``api_key_env`` names the environment variable that holds it (read by ``lmcot.http_lm.api_key`` when the
-client is built).
+``api_key_env`` names the environment variable that holds it (read, and registered for redaction, by
+``lmcot.http_lm.api_key`` when the client is built).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, field_serializer, field_validator, model_validator
 
 from lmcot.config_types import ENDPOINT_KEYS, Float, Int, Section, looks_like_a_key, secret_keys
-from lmcot.redact import SecretURL, carries_mask, redact_url, register_secret_env
+from lmcot.redact import SecretURL, carries_mask, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +163,7 @@ class LMConfig(Section):
             # Never echo it: it is most likely the key itself.
             raise ValueError("must be the NAME of an environment variable that holds the key (e.g. OPENAI_API_KEY), "
                              "not the key itself; the value given is not shown")
-        register_secret_env(value)  # its value is blanked in everything lmcot prints or writes (lmcot.redact)
         return value
-
 
 
 class SmallLMConfig(LMConfig):

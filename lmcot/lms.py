@@ -1,15 +1,15 @@
 """Build the two LMs from config: ``build_lm(cfg) -> dspy.LM``.
 
 Either role can be either kind: a litellm model string over HTTP (OpenAI, Anthropic, a vLLM or
-Ollama server, ...) or an in-process transformers model. API keys are read from the environment at
-call time (``api_key_env``) and never stored in config, saved programs or logs.
+Ollama server, ...; ``lmcot.http_lm.build_http_lm``, which reads the key ``api_key_env`` names when the
+client is built) or an in-process transformers model. Keys are never stored in config, saved programs
+or logs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,22 +81,6 @@ def _note_pickle_cache(folder: Path) -> None:
                 folder, folder.parent / "replies", folder)
 
 
-_LITELLM_IMPORT = threading.Lock()
-
-
-def import_litellm() -> None:
-    """Import litellm completely, once, before any thread can. Two first imports racing in threads
-    break it on CPython 3.11: a cached reply being unpickled imports ``litellm.types.utils`` (holding
-    that module's import lock, then waiting for the package's) while DSPy's lazy proxy imports the
-    package in another thread (which then needs ``litellm.types.utils``); CPython breaks the deadlock
-    by handing one of them the half-initialised package, and every call of that process fails with
-    "partially initialized module 'litellm' has no attribute 'completion'". A fresh process resuming
-    an evaluation (some replies cached, some not, concurrent calls) hit it every time. The import is
-    paid anyway by the first call or cached reply."""
-    with _LITELLM_IMPORT:
-        import litellm  # noqa: F401
-
-
 def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None,
              source: ModelSource | None = None) -> dspy.LM:
     """A ``dspy.LM`` for ``cfg``. An in-process model is named ``hf/<label>@<hash of the weights>``
@@ -115,8 +99,11 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None,
         log.info("LM replies are cached in %s (lmcot.configure_cache(DIR) chooses another folder)",
                  configure_cache())
 
+    from lmcot.http_lm import validated
+
     role = role or ("large_lm" if isinstance(cfg, LargeLMConfig) else "small_lm" if isinstance(cfg, SmallLMConfig)
                     else "lm")
+    cfg = validated(cfg, role)  # an api_base set around validation is checked, whichever the backend
     sampling: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "cache": cfg.cache}
     if cfg.top_p is not None:
         sampling["top_p"] = cfg.top_p
@@ -125,7 +112,6 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None,
     if cfg.backend != "transformers":
         from lmcot.http_lm import build_http_lm
 
-        import_litellm()  # before any thread can (see import_litellm)
         return build_http_lm(cfg, sampling, role=role)
     from lmcot.hf_engine import TransformersEngine
     from lmcot.model_loading import check_generation_bounds, check_model_source

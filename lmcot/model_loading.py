@@ -232,7 +232,7 @@ def check_model_path(model: str, key: str) -> None:
 
 def check_model_source(model: str, key: str, *, revision: str | None = None,
                        trust_remote_code: bool = False) -> ModelSource:
-    """``model`` resolved (:func:`lmcot.model_loading.resolve_source`: its files and config, no weights),
+    """``model`` resolved (:func:`resolve_source`: its files and config, no weights),
     or a one-line error naming ``key`` and the value. What the LM is then built from, not resolved again."""
     check_model_path(model, key)
     if not looks_local(model) and "://" not in model and not _hub_id_available(model, revision):
@@ -267,7 +267,7 @@ def _hub_id_available(repo_id: str, revision: str | None) -> bool:
 def check_generation_bounds(lm: LMConfig, key: str, bounds: dict[str, int] | None = None, config=None) -> None:
     """``key.max_tokens`` (and the other token counts in ``bounds``, by config key) at most the
     in-process model's context: beyond it a causal model writes past its positions for minutes."""
-    from lmcot.config import ConfigError
+    from lmcot.config_types import ConfigError
 
     if lm.backend != "transformers":
         return
@@ -309,8 +309,6 @@ def checkpoint_dtype(model: str, *, trust_remote_code: bool = False, revision: s
 def save_checkpoint_as(source: str | Path, dest: str | Path, dtype: str) -> None:
     """Write the checkpoint folder ``source`` to ``dest`` with its weights cast to ``dtype``
     (safetensors); the tokenizer and every other file are copied as they are."""
-    import shutil
-
     import torch
 
     model, _, _ = load_model_and_tokenizer(str(source), device="cpu", dtype="float32")

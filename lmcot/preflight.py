@@ -168,7 +168,7 @@ def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0, reply_timeout:
     import urllib.parse
     import urllib.request
 
-    from lmcot.config import ConfigError
+    from lmcot.config_types import ConfigError
 
     shown = str(cfg.api_base)  # a SecretURL prints redacted
     url = urllib.parse.urlsplit(cfg.api_base.get_secret_value())
@@ -197,7 +197,7 @@ def _probe_reply(url, host: str, port: int, connect_timeout: float, wait: float,
     import socket
     import ssl
 
-    from lmcot.config import ConfigError
+    from lmcot.config_types import ConfigError
 
     cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
     conn = cls(host, port, timeout=connect_timeout)
@@ -223,7 +223,7 @@ def _probe_reply(url, host: str, port: int, connect_timeout: float, wait: float,
 def check_each_server(cfg, key: str, check_one: Callable[[Any, str], None]) -> None:
     """The start-up probe of every server in ``cfg.api_base``: passes when at least one answers, with a
     (redacted) warning for each one that does not; fails naming every server when none answers."""
-    from lmcot.config import ConfigError
+    from lmcot.config_types import ConfigError
     from lmcot.http_lm import COOLDOWN_S, api_bases
     from lmcot.redact import redact
 

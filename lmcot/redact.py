@@ -9,11 +9,9 @@ Keys belong in environment variables (``api_key_env``), but a URL can carry one 
 * :func:`redact_url` hides the userinfo and *every* query value (a query can carry a key under any
   name: ``?code=``, ``?sig=``, ``?api-version=`` alike); :func:`redact` does that to every URL in a
   text and also blanks every secret value registered here, for text that libraries log or raise.
-* Secrets are registered once, where they enter: a :class:`SecretURL` registers its credentials when it
-  is made (the config validates every ``api_base`` into one), and the config registers the NAME of
-  every ``api_key_env`` when it is validated (:func:`register_secret_env`), so :func:`redact` blanks
-  that variable's value as it stands when the text is redacted. Nothing that builds a client or makes
-  a call needs to register anything.
+* Secrets are registered once, where they enter the process: a :class:`SecretURL` registers its
+  credentials when it is made (the config validates every ``api_base`` into one), and a key is
+  registered as it is read from the environment (:func:`secret_from_env`, the one reader of keys).
 
 Hand-written because neither DSPy nor litellm offer a redactor for user-facing text (litellm masks
 only its own logs); the type is pydantic's ``Secret``, which only needs to be told how to display.
@@ -36,7 +34,6 @@ _SECRET_SUFFIXES = ("apikey", "accesstoken", "authtoken", "accesskey", "secretke
                     "secret", "credentials", "sessiontoken", "refreshtoken", "idtoken", "bearertoken")
 _URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 _SECRETS: set[str] = set()
-_SECRET_ENVS: set[str] = set()  # names of environment variables that hold a key (api_key_env)
 _LOCK = threading.Lock()
 
 
@@ -65,24 +62,14 @@ def register_secret(value: str | None) -> None:
                 _SECRETS.add(quoted)
 
 
-def register_secret_env(name: str | None) -> None:
-    """Remember that the environment variable ``name`` holds a secret: :func:`redact` blanks its value."""
-    if name:
-        with _LOCK:
-            _SECRET_ENVS.add(name)
-
-
-def _registered() -> list[str]:
-    """Every registered secret value, the keys' current values included, longest first."""
+def secret_from_env(name: str) -> str | None:
+    """The value of the environment variable ``name`` (a key), registered for :func:`redact` as it is
+    read; None when the variable is unset."""
     import os
 
-    with _LOCK:
-        values, envs = set(_SECRETS), list(_SECRET_ENVS)
-    for name in envs:
-        value = os.environ.get(name)
-        if value and len(value) >= 4:
-            values.update((value, urllib.parse.quote(value, safe="")))
-    return sorted(values, key=len, reverse=True)
+    value = os.environ.get(name)
+    register_secret(value)
+    return value
 
 
 def url_secrets(url: str | None) -> list[str]:
@@ -156,7 +143,9 @@ def redact(text: str) -> str:
     if not text:
         return text
     text = _URL_RE.sub(lambda m: redact_url(m.group(0)), str(text))
-    for value in _registered():
+    with _LOCK:
+        secrets = sorted(_SECRETS, key=len, reverse=True)
+    for value in secrets:
         if value in text:
             text = text.replace(value, MASK)
     return text

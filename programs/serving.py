@@ -123,7 +123,7 @@ class ProgramService:
     def warm_up(self) -> None:
         """Load what the first request would wait for: the small LM's weights and a tokenizer of its own
         for the length check (the engine's is not shared across threads)."""
-        from lmcot.lms import import_litellm
+        from lmcot.http_lm import import_litellm
 
         import_litellm()
         if self.engine is not None:

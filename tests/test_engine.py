@@ -327,7 +327,6 @@ def test_seeded_sampled_requests_are_not_batched_together(tiny_causal_path):
     from concurrent.futures import ThreadPoolExecutor
 
     from lmcot.hf_engine import TransformersEngine
-
     from lmcot.model_loading import resolve_source
 
     engine = TransformersEngine(resolve_source(str(tiny_causal_path)), batch_size=8, batch_wait_ms=50)

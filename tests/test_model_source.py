@@ -10,10 +10,8 @@ from typer.testing import CliRunner
 
 from lmcot import model_loading
 from lmcot.commands.cli import app
-from lmcot.errors import ModelLoadError
-from lmcot.model_loading import ModelSource, resolve_source
-from lmcot.errors import PathError
-from lmcot.model_loading import check_model_source
+from lmcot.errors import ModelLoadError, PathError
+from lmcot.model_loading import ModelSource, check_model_source, resolve_source
 from support.paths import HOTPOT
 
 pytestmark = pytest.mark.usefixtures("restore_dspy_cache_after_module")

@@ -347,7 +347,7 @@ def test_a_fresh_process_with_some_replies_cached_calls_concurrently_without_err
     """What a resumed evaluation does: in a new process, threads read cached replies (unpickling them
     imports litellm) while others make new calls (DSPy imports litellm lazily). On CPython 3.11 the
     two first imports raced into a half-initialised litellm and every call failed ("partially
-    initialized module 'litellm'"); it failed 4 times out of 4 before lmcot.lms.import_litellm."""
+    initialized module 'litellm'"); it failed 4 times out of 4 before lmcot.http_lm.import_litellm."""
     import sys
 
     cached = [f"cached question {i}" for i in range(8)]

@@ -85,24 +85,21 @@ def test_an_api_base_set_around_validation_is_checked_where_the_client_is_built(
     assert lm.kwargs["api_base"] == "http://127.0.0.1:9/v1"
 
 
-def test_secrets_are_registered_where_they_enter_not_where_clients_are_built(monkeypatch):
-    """Issue 19.6: the config's secrets are registered once, when it is validated: an ``api_base``'s
-    query values by the SecretURL itself, the key by the NAME its ``api_key_env`` gives, whose value is
-    blanked as it stands when a text is redacted (set after the config was read, too). Building the
-    client registers nothing (``lmcot.http_lm.build_http_lm`` never touches ``lmcot.redact``)."""
-    import inspect
-
-    import lmcot.http_lm
-    import lmcot.lms
+def test_secrets_are_registered_where_they_enter(monkeypatch):
+    """Issue 19.6: a secret is registered once, where it enters the process: an ``api_base``'s query
+    values by the SecretURL when it is made (at config validation), a key when it is read from the
+    environment (``lmcot.http_lm.api_key``, the one reader), also for a config copied or built around
+    validation. The value read stays registered after the variable changes."""
+    from lmcot.http_lm import api_key
     from lmcot.redact import redact
 
-    url_code, key = "Qv7UrlCode0099", "sk-RegisteredByName314"
-    monkeypatch.delenv("LMCOT_TEST_KEY_19_6", raising=False)
-    load_config(None, [f"large_lm.api_base=https://fn.example.com/v1?code={url_code}",
-                       "large_lm.api_key_env=LMCOT_TEST_KEY_19_6"])
+    url_code, key = "Qv7UrlCode0099", "sk-RegisteredWhenRead314"
+    load_config(None, [f"large_lm.api_base=https://fn.example.com/v1?code={url_code}"])
     assert redact(f"GET /v1?x=1 failed for {url_code}") == "GET /v1?x=1 failed for ***"
-    assert redact(f"Bearer {key}") == f"Bearer {key}"  # not set yet: nothing to blank
+
     monkeypatch.setenv("LMCOT_TEST_KEY_19_6", key)
+    copied = LargeLMConfig(model="openai/x").model_copy(update={"api_key_env": "LMCOT_TEST_KEY_19_6"})
+    assert redact(f"Bearer {key}") == f"Bearer {key}"  # not read yet: not known
+    assert api_key(copied) == key
+    monkeypatch.setenv("LMCOT_TEST_KEY_19_6", "sk-rotated-later-0001")
     assert redact(f"Bearer {key}") == "Bearer ***"
-    for module in (lmcot.http_lm, lmcot.lms):
-        assert "register_secret" not in inspect.getsource(module)

@@ -236,9 +236,8 @@ def test_remembered_fingerprint_follows_the_checkpoint_files(tmp_path, scrambled
     from support.tiny import scramble_and_save
 
     from lmcot.hf_engine import TransformersEngine
-
-    from lmcot.model_loading import resolve_source
     from lmcot.memo import memo_dir, set_memo_dir
+    from lmcot.model_loading import resolve_source
 
     path = Path(shutil.copytree(scrambled_path, tmp_path / "model"))
     memos = memo_dir()
