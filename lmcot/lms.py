@@ -99,11 +99,8 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None,
         log.info("LM replies are cached in %s (lmcot.configure_cache(DIR) chooses another folder)",
                  configure_cache())
 
-    from lmcot.http_lm import validated
-
     role = role or ("large_lm" if isinstance(cfg, LargeLMConfig) else "small_lm" if isinstance(cfg, SmallLMConfig)
                     else "lm")
-    cfg = validated(cfg, role)  # an api_base set around validation is checked, whichever the backend
     sampling: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens, "cache": cfg.cache}
     if cfg.top_p is not None:
         sampling["top_p"] = cfg.top_p
