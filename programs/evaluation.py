@@ -13,7 +13,6 @@ measures the small LM before and after training with ``evaluate_program``.
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import Future
 from typing import Any, Sequence
