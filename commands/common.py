@@ -170,7 +170,7 @@ def check_before_calls(cfg, out: Optional[Path] = None, roles: tuple[str, ...] =
     if training_cfg is not None and training_cfg.stages:
         from lmcot.optimizers.preflight import preflight_training
 
-        preflight_training(training_cfg, training_cfg.small_lm, out)
+        preflight_training(training_cfg, training_cfg.small_lm, out, source=sources.get("small_lm"))
     if scoring:
         from lmcot.metrics.rationale import check_scorer_models
 

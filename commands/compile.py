@@ -19,11 +19,12 @@ def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool)
     with guard(verbose, f"finished stages, teacher traces ({out}/kd/traces.jsonl), training checkpoints and cached "
                "LM calls are kept; rerun the same command to resume") as places:
         cfg = prepare(config, overrides, out=out, places=places, verbose=verbose)
-        check_before_calls(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"),
-                           training_cfg=cfg, endpoints=("large_lm", *(["kd.teacher"] if "kd" in cfg.stages else []),
-                                                        *(["rationale_metrics.judge"] if "rl" in cfg.stages else [])))
+        endpoints = ("large_lm", *(["kd.teacher"] if "kd" in cfg.stages else []),
+                     *(["rationale_metrics.judge"] if "rl" in cfg.stages else []))
+        sources = check_before_calls(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"),
+                                     training_cfg=cfg, endpoints=endpoints)
         with output_lock(out, "lmcot compile"):
-            report = compile_from_config(cfg, out)
+            report = compile_from_config(cfg, out, sources=sources)
     if any(k in report for k in ("untrained", "compiled")):
         table_console().print(report_table(report))
     say("", "", f"compiled program: {out}  (evaluate it with: lmcot evaluate --program {out} --config ...)")

@@ -60,7 +60,7 @@ def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_d
     ``sources``: in-process models already resolved, by role (what ``lmcot.preflight.check_config_models``
     returns), so the LMs and the token counter are built from them instead of resolving them again."""
     from lmcot.programs.evaluation import check_methods, evaluate_methods
-    from lmcot.lms import build_lm, cache_in
+    from lmcot.lms import build_lms, cache_in
     from lmcot.programs import LMGuidedCoT
     from lmcot.splits import load_split
 
@@ -76,9 +76,9 @@ def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_d
             guided = LMGuidedCoT.from_folder(program_dir, config)
             small_lm, large_lm = guided.small_lm, guided.large_lm
         else:
-            sources = sources or {}
-            small_lm = build_lm(config.small_lm, source=sources.get("small_lm")) if "guided" in methods else None
-            large_lm = build_lm(config.large_lm, source=sources.get("large_lm"))
+            lms = build_lms(config, ("small_lm", "large_lm") if "guided" in methods else ("large_lm",),
+                            sources=sources)
+            small_lm, large_lm = lms.get("small_lm"), lms["large_lm"]
         if examples is None:
             # Contexts are counted with the small LM's tokenizer: the LM's, else its model resolved above.
             counter = small_lm if small_lm is not None else (sources or {}).get("small_lm")

@@ -22,11 +22,12 @@ def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool)
     with guard(verbose, f"finished steps ({out}/steps/), trained students and cached LM calls are kept; rerun the "
                "same command to resume") as places:
         cfg = prepare(config, overrides, out=out, places=places, verbose=verbose)
-        check_before_calls(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"),
-                           training_cfg=training_config(cfg, students_needed(cfg.experiment, main_form=cfg.kd.rationale_form)), scoring=True,
-                           endpoints=("large_lm", "kd.teacher", "rationale_metrics.judge"))
+        sources = check_before_calls(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"),
+                                     training_cfg=training_config(cfg, students_needed(cfg.experiment,
+                                                                                       main_form=cfg.kd.rationale_form)),
+                                     scoring=True, endpoints=("large_lm", "kd.teacher", "rationale_metrics.judge"))
         with output_lock(out, "lmcot experiment"):
-            run_experiment(cfg, out, say=lambda m: say("experiment", "bold cyan", m))
+            run_experiment(cfg, out, say=lambda m: say("experiment", "bold cyan", m), sources=sources)
             paths = render(out)
     print_methods_table(out)
     say("", "", f"wrote {out}/results.json, {paths['md']}, {paths['html']}, {paths['plots']}/")

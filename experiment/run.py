@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from lmcot.config import LMCoTConfig
 from lmcot.experiment.grid import MethodSpec, method_grid, student_form, students_needed
 from lmcot.experiment.steps import Steps
 from lmcot.keyed import key_of
 from lmcot.jsonl import write_json
+
+if TYPE_CHECKING:
+    from lmcot.model_loading import ModelSource
 
 FORMAT = "lmcot-experiment/1"
 
@@ -161,16 +164,19 @@ class _Run:
 
 
 def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = True,
-                   say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or resume) the experiment; returns the results dict written to ``OUT/results.json``."""
+                   say: Callable[[str], None] = print, sources: dict[str, ModelSource] | None = None) -> dict[str, Any]:
+    """Run (or resume) the experiment; returns the results dict written to ``OUT/results.json``.
+    ``sources``: in-process models already resolved, by role (``lmcot.preflight.check_config_models``),
+    so the LMs are built from them instead of resolving them again."""
     from lmcot.lms import cache_in
 
     with cache_in(cfg.cache_dir):  # every LM call in the config's cache; DSPy's global one as it was after
-        return _run_experiment(cfg, Path(out_dir), progress, say)
+        return _run_experiment(cfg, Path(out_dir), progress, say, sources)
 
 
-def _run_experiment(cfg: LMCoTConfig, out: Path, progress: bool, say: Callable[[str], None]) -> dict[str, Any]:
-    from lmcot.lms import build_lm
+def _run_experiment(cfg: LMCoTConfig, out: Path, progress: bool, say: Callable[[str], None],
+                    sources: dict[str, ModelSource] | None) -> dict[str, Any]:
+    from lmcot.lms import build_lms
     from lmcot.metrics.task_metric import TaskMetric
     from lmcot.splits import load_split
 
@@ -188,8 +194,8 @@ def _run_experiment(cfg: LMCoTConfig, out: Path, progress: bool, say: Callable[[
         raise ConfigError("config: small_lm.backend must be 'transformers' to train and run the students")
     run = _Run(cfg, out, say, progress)
     run.task = task
-    run.base_small = build_lm(cfg.small_lm) if names else None
-    run.large = build_lm(cfg.large_lm)
+    lms = build_lms(cfg, ("small_lm", "large_lm") if names else ("large_lm",), sources=sources)
+    run.base_small, run.large = lms.get("small_lm"), lms["large_lm"]
     # Both data sets are read and checked before the first paid call.
     run.dev = load_split(cfg, "dev", limit=exp.dev_limit, small_lm=run.base_small)
     if not run.dev:
@@ -207,7 +213,7 @@ def _run_experiment(cfg: LMCoTConfig, out: Path, progress: bool, say: Callable[[
         from lmcot.optimizers.preflight import preflight_training
 
         # Every stage's trainer settings before the first paid call (the RL students' after KD's bootstrap).
-        preflight_training(training_config(cfg, names), cfg.small_lm, out)
+        preflight_training(training_config(cfg, names), cfg.small_lm, out, source=(sources or {}).get("small_lm"))
     from lmcot.run_lock import output_lock
 
     with output_lock(out, "run_experiment"):  # a second run on this folder fails at once

@@ -29,7 +29,7 @@ Several servers of one large LM (vLLM replicas, say) are reached through litellm
       model: hosted_vllm/Qwen/Qwen2.5-72B-Instruct
       api_base: [http://gpu1:8000/v1, http://gpu2:8000/v1]     # the same model on each
 
-:func:`build_http_lm` hands a list of ``api_base`` URLs to :func:`build_routed_lm`: one
+:func:`build_http_lm` turns a list of ``api_base`` URLs into one
 ``litellm.Router`` whose deployments are the servers, as the engine of an :class:`HttpLM` (the
 total time bound and retries every HTTP model gets). What it does:
 
@@ -260,29 +260,27 @@ def import_litellm() -> None:
 
 def build_http_lm(cfg: LMConfig, sampling: dict[str, Any], *, role: str) -> dspy.LM:
     """An :class:`HttpLM` for ``cfg`` (``backend: litellm``): one server (``api_base`` a URL, or the
-    provider's own endpoint) or several (a list: :func:`build_routed_lm`). ``sampling``: the settings
-    ``lmcot.lms.build_lm`` gives every LM. The key is read from the environment here (:func:`api_key`)."""
+    provider's own endpoint) or several (a list: one litellm Router over them, :class:`RouterEngine`).
+    ``sampling``: the settings ``lmcot.lms.build_lm`` gives every LM. The key is read from the
+    environment here (:func:`api_key`)."""
     cfg = validated(cfg, role)
-    if isinstance(cfg.api_base, list):  # servers of one model
-        import_litellm()
-        return build_routed_lm(cfg, sampling, role=role)
-    api_base = cfg.api_base.get_secret_value() if cfg.api_base is not None else None  # for the client only
-    kwargs = dict(cfg.extra)
-    if api_base:
-        kwargs["api_base"] = api_base
-    if cfg.timeout is not None:
-        kwargs["timeout"] = cfg.timeout
     key = api_key(cfg)
-    if key is not None:
-        kwargs["api_key"] = key
-    elif api_base:
+    if key is None and cfg.api_base is not None:
         # OpenAI-compatible servers (vLLM, a local test server) often need no key, but the OpenAI
         # client refuses to start without one.
-        kwargs["api_key"] = "no-key"
+        key = "no-key"
+    urls = [url.get_secret_value() for url in api_bases(cfg.api_base)]  # for the client only; shown redacted
     import_litellm()
+    client: dict[str, Any] = {}
+    if isinstance(cfg.api_base, list):  # servers of one model
+        client["engine"] = RouterEngine(cfg.model, urls, api_key=key, timeout=cfg.timeout)
+    else:
+        client.update({"api_base": urls[0]} if urls else {})
+        client.update({"timeout": cfg.timeout} if cfg.timeout is not None else {})
+        client.update({"api_key": key} if key is not None else {})
     warn_unknown_extra(cfg.model, cfg.extra, role)
-    return HttpLM(cfg.model, role=role, shown=str(cfg.api_base) if cfg.api_base is not None else "",
-                  total_timeout=cfg.total_timeout, retries=cfg.num_retries, **sampling, **kwargs)
+    return HttpLM(cfg.model, role=role, shown=", ".join(str(url) for url in api_bases(cfg.api_base)),
+                  total_timeout=cfg.total_timeout, retries=cfg.num_retries, **sampling, **{**cfg.extra, **client})
 
 
 def api_key(cfg: LMConfig) -> str | None:
@@ -383,15 +381,3 @@ class RouterEngine(SharedEngine):
     def load_state(cls, state: dict[str, Any]) -> RouterEngine:
         raise ValueError("a routed LM is rebuilt from the config (lmcot.lms.build_lm), not from a saved state: "
                          "its servers' credentials are not saved")
-
-
-def build_routed_lm(cfg, sampling: dict[str, Any], *, role: str) -> dspy.LM:
-    """An ``HttpLM`` (lmcot's total time bound and retries) for ``cfg``, an ``LMConfig`` whose ``api_base``
-    is a list, over one Router; ``sampling`` are the settings ``build_lm`` gives every LM."""
-    urls = [url.get_secret_value() for url in cfg.api_base]  # for the client only; shown redacted
-    key = api_key(cfg)
-    # OpenAI-compatible servers (vLLM) often need no key, but the OpenAI client refuses to start without one.
-    engine = RouterEngine(cfg.model, urls, api_key=key or "no-key", timeout=cfg.timeout)
-    warn_unknown_extra(cfg.model, cfg.extra, role)
-    return HttpLM(cfg.model, engine=engine, role=role, shown=", ".join(str(url) for url in cfg.api_base),
-                  total_timeout=cfg.total_timeout, retries=cfg.num_retries, **sampling, **dict(cfg.extra))

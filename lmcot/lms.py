@@ -12,11 +12,11 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import dspy
 
-from lmcot.config import LMConfig, SmallLMConfig
+from lmcot.config import LMCoTConfig, LMConfig, SmallLMConfig
 from lmcot.hf_engine import hf_engine_of
 
 if TYPE_CHECKING:
@@ -113,8 +113,7 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None,
     from lmcot.hf_engine import TransformersEngine
     from lmcot.model_loading import check_generation_bounds, check_model_source
 
-    if source is not None and (source.setting, source.revision, source.trust_remote_code) != (
-            str(cfg.model), cfg.revision, cfg.trust_remote_code):
+    if source is not None and not source.is_for(cfg):
         raise ValueError(f"{role}: the resolved source {source.setting} is not {role}.model={cfg.model}")
     if source is None:
         source = check_model_source(cfg.model, f"{role}.model", revision=cfg.revision,
@@ -125,6 +124,18 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None,
                                 no_repeat_ngram_size=cfg.no_repeat_ngram_size)
     label = f"{name}@{engine.fingerprint}{engine.settings_tag}" if name else engine.name_hint
     return dspy.LM(f"hf/{label}", engine=engine, num_retries=0, **sampling)
+
+
+def build_lms(config: LMCoTConfig, roles: Iterable[str] = ("small_lm", "large_lm"), *,
+              sources: Mapping[str, ModelSource] | None = None, names: Mapping[str, str] | None = None,
+              ) -> dict[str, dspy.LM]:
+    """A run's LMs by role (``small_lm``, ``large_lm``), each built once by :func:`build_lm` from its
+    model as resolved before the first call, where ``sources`` has it (``lmcot.preflight.check_config_models``;
+    a role missing there is resolved here). ``names``: a label by role (a program folder's small LM).
+    The one way ``lmcot evaluate``, ``compile``, ``experiment`` and a program folder build theirs."""
+    sources, names = sources or {}, names or {}
+    return {role: build_lm(getattr(config, role), names.get(role), role=role, source=sources.get(role))
+            for role in roles}
 
 
 def build_checkpoint_lm(small: SmallLMConfig, checkpoint: str | Path, name: str) -> dspy.LM:

@@ -6,7 +6,8 @@ context). Both are pure functions of the checkpoint's files, so they are remembe
 files' names, sizes and modification times: an edited or retrained checkpoint gets a new key.
 
     key = folder_key("runs/q/small_lm", "cpu", "auto")      # None for a hub id (no local files)
-    memo = JsonMemo(cache_dir / "truncation" / f"{key}-400.json")
+    fingerprint = remembered_text("fingerprints", key)      # None: compute it, then remember_text(...)
+    memo = truncation_memo(folder_key("runs/q/small_lm"), max_context_tokens=400)  # that tokenizer's cuts
 """
 
 from __future__ import annotations
@@ -69,6 +70,14 @@ def remember_text(kind: str, key: str | None, text: str) -> None:
     """Remember ``text`` under ``kind/key``, written atomically (a crash leaves the old memo or none)."""
     if key is not None and _memo_dir is not None:
         atomic_write_text(_memo_dir / kind / key, text)
+
+
+def truncation_memo(tokenizer_key: str | None, max_context_tokens: int | None) -> JsonMemo | None:
+    """The remembered context cuts for one tokenizer (``tokenizer_key``: :func:`folder_key` of its files),
+    or None when there is nothing to remember (no budget, a tokenizer not on disk, memos off)."""
+    if max_context_tokens is None or tokenizer_key is None or _memo_dir is None:
+        return None
+    return JsonMemo(_memo_dir / "truncation" / f"{tokenizer_key}.json")
 
 
 class JsonMemo:

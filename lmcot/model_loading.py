@@ -197,6 +197,11 @@ class ModelSource:
     trust_remote_code: bool
     config: Any  # its config.json (a transformers PretrainedConfig), read without weights
 
+    def is_for(self, lm) -> bool:
+        """Whether this is ``lm``'s model (an LM config section): its setting, revision and trust."""
+        return (self.setting, self.revision, self.trust_remote_code) == (str(lm.model), lm.revision,
+                                                                         lm.trust_remote_code)
+
     @property
     def is_encoder_decoder(self) -> bool:
         return bool(getattr(self.config, "is_encoder_decoder", False))

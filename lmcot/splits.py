@@ -68,17 +68,6 @@ def context_token_counter(config: LMCoTConfig, small_lm: dspy.LM | ModelSource |
     return None
 
 
-def truncation_memo(count_tokens: Callable[[str], int] | None, max_context_tokens: int | None):
-    """The remembered truncations for this tokenizer (``lmcot.memo``), or None when there is nothing
-    to remember (no budget, a tokenizer not on disk, memos off)."""
-    from lmcot.memo import JsonMemo, memo_dir
-
-    key = getattr(count_tokens, "key", None)
-    if max_context_tokens is None or key is None or memo_dir() is None:
-        return None
-    return JsonMemo(memo_dir() / "truncation" / f"{key}.json")
-
-
 _SMALL_LM_TOKENIZER = object()  # load_split's default: count with the small LM's tokenizer, as the CLI does
 
 
@@ -90,6 +79,7 @@ def load_split(config: LMCoTConfig, split: str, limit: int | None = None,
     (``small_lm``'s, or its resolved model's, when given, else ``config.small_lm``'s; the approximate
     word counter for a small LM behind an HTTP server), exactly as ``lmcot compile`` / ``evaluate`` count."""
     from lmcot.data import DataError, load_examples
+    from lmcot.memo import truncation_memo
 
     source = getattr(config.data, split)
     if not source:
@@ -97,7 +87,7 @@ def load_split(config: LMCoTConfig, split: str, limit: int | None = None,
     if count_tokens is _SMALL_LM_TOKENIZER:
         count_tokens = context_token_counter(config, small_lm)
     limit = limit if limit is not None else getattr(config.data, f"{split}_limit")
-    memo = truncation_memo(count_tokens, config.data.max_context_tokens)
+    memo = truncation_memo(getattr(count_tokens, "key", None), config.data.max_context_tokens)
     if config.data.dataset == "custom":
         from lmcot.custom_data import load_custom
 

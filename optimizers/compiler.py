@@ -29,7 +29,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dspy
 
@@ -38,6 +38,9 @@ from lmcot.jsonl import write_json
 from lmcot.optimizers.dev_report import answer_leak_share, cut_at_max_tokens
 from lmcot.console import say
 from lmcot.optimizers.stage import StageFolder, release, replacing_folder
+
+if TYPE_CHECKING:
+    from lmcot.model_loading import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +91,7 @@ class LMCoTCompiler:
         check_out_dir(self.out)  # before the first paid call
         from lmcot.optimizers.preflight import preflight_training
 
-        preflight_training(cfg, run.student, self.out)
+        preflight_training(cfg, run.student, self.out, source=run.source)
         from lmcot.run_lock import output_lock
 
         from lmcot.lms import cache_in
@@ -225,6 +228,7 @@ class _Run:
         self.config, self.program, self.task = config, program, task
         # The student's weights *and* settings come from the program's small LM (one source).
         self.student = small_lm_config(program.small_lm)
+        self.source = engine.source  # the start weights as resolved when the LM was built
         self.origin = {"student": engine.fingerprint, "train": sorted(str(ex.id) for ex in trainset)}
         self._scorer = None
         self.judge_lm = None
@@ -277,16 +281,20 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 
-def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
-    """What ``lmcot compile`` runs: load data, build both LMs, compile, return the metrics report."""
+def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: bool = True,
+                        sources: dict[str, ModelSource] | None = None) -> dict[str, Any]:
+    """What ``lmcot compile`` runs: load data, build both LMs, compile, return the metrics report.
+    ``sources``: in-process models already resolved, by role (``lmcot.preflight.check_config_models``),
+    so the LMs are built from them instead of resolving them again."""
     from lmcot import distributed
-    from lmcot.lms import build_lm, cache_in
+    from lmcot.lms import build_lms, cache_in
     from lmcot.preflight import check_out_dir
     from lmcot.programs import LMGuidedCoT
     from lmcot.splits import load_split
 
     with cache_in(config.cache_dir):  # the splits' memos and every LM call, in the config's cache
-        small_lm, large_lm = build_lm(config.small_lm), build_lm(config.large_lm)
+        lms = build_lms(config, sources=sources)
+        small_lm, large_lm = lms["small_lm"], lms["large_lm"]
         trainset = load_split(config, "train", small_lm=small_lm)
         valset = load_split(config, "dev", small_lm=small_lm) if config.data.dev else None
         program = LMGuidedCoT.from_config(small_lm, large_lm, config)

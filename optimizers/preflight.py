@@ -8,22 +8,29 @@ context, the trainer configs of the stages built exactly as training will build 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lmcot.config import LMCoTConfig
 from lmcot.optimizers.distill import kd_trainer_config
 from lmcot.optimizers.rl_grpo import rl_trainer_config
 from lmcot.optimizers.training import choose_algorithm
 
+if TYPE_CHECKING:
+    from lmcot.model_loading import ModelSource
 
-def preflight_training(config: LMCoTConfig, student, out: str | Path) -> None:
+
+def preflight_training(config: LMCoTConfig, student, out: str | Path, source: ModelSource | None = None) -> None:
     """What training will need, checked before the first paid call: the student's generation lengths
     against its context (``small_lm.max_tokens``, ``rl.max_new_tokens``), the trainer configs of the
     stages as they will be built (``kd/rl.trainer_args`` merged), and, for RL, the scorer's models
-    (``rationale_metrics.reference_lm`` / ``embedding_model``). ``student``: the small LM's settings."""
-    from lmcot.model_loading import check_generation_bounds, check_model
+    (``rationale_metrics.reference_lm`` / ``embedding_model``). ``student``: the small LM's settings;
+    ``source``: its model as already resolved (the checks' or the LM's own), not resolved again."""
+    from lmcot.model_loading import check_generation_bounds, check_model_source
 
-    model_config = check_model(student.model, "small_lm.model", revision=student.revision,
-                               trust_remote_code=student.trust_remote_code)
+    if source is None or not source.is_for(student):
+        source = check_model_source(student.model, "small_lm.model", revision=student.revision,
+                                    trust_remote_code=student.trust_remote_code)
+    model_config = source.config
     bounds = {"rl.max_new_tokens": config.rl.max_new_tokens} if "rl" in config.stages else {}
     check_generation_bounds(student, "small_lm", bounds, config=model_config)
     check_all_trainer_args(config, bool(getattr(model_config, "is_encoder_decoder", False)), out=out, student=student)

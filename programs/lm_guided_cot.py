@@ -244,7 +244,7 @@ class LMGuidedCoT(dspy.Module):
         lmcot's defaults: ``lmcot.programs.program_io.program_config``); API keys from the environment.
         The weights are hashed and compared with the saved fingerprint first. (``program.load("p.json")``
         stays DSPy's ``Module.load``, which loads predictor state into an existing program.)"""
-        from lmcot.lms import build_lm
+        from lmcot.lms import build_lms
         from lmcot.programs.program_io import check_weights, large_lm_note, program_config, read_program
 
         folder = read_program(path)
@@ -252,7 +252,8 @@ class LMGuidedCoT(dspy.Module):
         check_weights(folder.small_lm_dir, folder.small_lm_sha256)
         if config is None and folder.large_lm.get("api_base"):
             log.warning("%s", large_lm_note(folder, cfg))
-        small_lm, large_lm = build_lm(cfg.small_lm, name=folder.small_lm_label), build_lm(cfg.large_lm)
+        lms = build_lms(cfg, names={"small_lm": folder.small_lm_label})
+        small_lm, large_lm = lms["small_lm"], lms["large_lm"]
         program = cls.from_config(small_lm, large_lm, cfg, rationale_form=folder.rationale_form)
         program.load_state(folder.state)
         # DSPy's Predict.load_state sets each predictor's LM from the state, i.e. to None here (the LMs

@@ -96,6 +96,29 @@ def test_evaluate_of_a_program_folder_resolves_it_once(oracle_server, tiny_causa
     assert resolutions == [str(folder / "small_lm")]
 
 
+def test_compile_builds_its_lms_from_the_checked_resolution(oracle_server, tiny_causal_path, tmp_path, monkeypatch,
+                                                           resolutions):
+    """``lmcot compile`` resolves the small LM once, in its checks, and builds the run's LMs (and counts
+    contexts) from that: by the time training starts nothing has resolved it again."""
+    import lmcot.optimizers.distill as distill_module
+
+    seen_at_training: list[list[str]] = []
+
+    def fake_distill(kept, student, out_dir, kd, small_cfg, progress=True):
+        seen_at_training.append(list(resolutions))
+        return str(tiny_causal_path)  # the start weights stand in for the trained ones
+
+    monkeypatch.setattr(distill_module, "distill", fake_distill)
+    monkeypatch.setenv(KEY_VAR, "sk-test")
+    args = _args(oracle_server, tmp_path / "c", tmp_path / "o", small=tiny_causal_path)
+    args[:args.index("--out") + 2] = ["compile", "--out", str(tmp_path / "o")]
+    args += ["--set", f"data.train={HOTPOT}", "--set", "data.train_limit=2", "--set", "data.dev_limit=2",
+             "--set", "kd.num_samples=1", "--set", "kd.max_steps=1", "--set", "stages=kd"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert seen_at_training == [[str(tiny_causal_path)]]
+
+
 def test_the_engine_takes_a_resolved_model_only(tiny_causal_path):
     from lmcot.hf_engine import TransformersEngine
 
