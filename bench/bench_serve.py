@@ -151,7 +151,8 @@ def main() -> None:
     import httpx
 
     from lmcot.config import load_config
-    from lmcot.splits import context_token_counter, load_split
+    from lmcot.contexts import context_token_counter
+    from lmcot.splits import load_split
     from support.oracle_responder import OracleResponder
     from support.oracle_server import OracleServer
 

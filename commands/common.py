@@ -3,7 +3,7 @@ that can be checked before the first paid call, and turn errors into one line.
 
     with guard(verbose, "nothing written; ...") as places:
         cfg = prepare(config, overrides, out=out, places=places, verbose=verbose)
-        check_before_calls(cfg, out, roles=("small_lm", "large_lm"))
+        check_before_calls(cfg, out, roles=("small_lm", "large_lm"))   # or check_local, its own, check_endpoints
         ... the command's library call ...
 
 Errors: a :class:`lmcot.errors.UserError` (bad config, file, path, program folder, endpoint), an
@@ -149,16 +149,22 @@ def show_config(cfg, verbose: bool = False, saved: Optional[Path] = None) -> Non
 
 
 def check_before_calls(cfg, out: Optional[Path] = None, roles: tuple[str, ...] = ("small_lm", "large_lm"), *,
-                       training_cfg=None, scoring: bool = False, endpoints: tuple[str, ...] = ("large_lm",)) -> dict:
-    """Everything that can be checked before the first paid call, cheapest first (``lmcot.preflight``):
-    whose remote code would run; paths (output, cache, local models); the in-process models of
-    ``roles``, resolved to their config (hub ids: offline, in the local cache) with max_tokens within
-    their context; with ``training_cfg``, the trainer configs of its stages and free disk space; with
-    ``scoring``, the scorer's reference LM and embedding model; then, last, the ``api_base`` of each
-    LM in ``endpoints`` that is set (``large_lm``, ``kd.teacher``, ``rationale_metrics.judge``): one
-    that nobody listens on fails now, not after every call's retries. Returns the in-process models of
-    ``roles`` resolved, by role (``lmcot.model_loading.ModelSource``), for the LMs to be built from."""
-    from lmcot.preflight import check_config_models, check_config_paths, check_endpoint
+                       endpoints: tuple[str, ...] = ("large_lm",)) -> dict:
+    """Everything that can be checked before the first paid call: :func:`check_local`, then
+    :func:`check_endpoints`. A command with checks of its own (compile's trainer settings, score's
+    scorer models) calls those two itself, its own checks between them: the network goes last.
+    Returns the in-process models of ``roles`` resolved, by role, for the LMs to be built from."""
+    sources = check_local(cfg, out, roles)
+    check_endpoints(cfg, endpoints)
+    return sources
+
+
+def check_local(cfg, out: Optional[Path] = None, roles: tuple[str, ...] = ("small_lm", "large_lm")) -> dict:
+    """What this machine can tell, cheapest first (``lmcot.preflight``): whose remote code would run;
+    paths (output, cache, local models); the in-process models of ``roles``, resolved to their config
+    (hub ids: offline, in the local cache) with max_tokens within their context. Returns those models
+    resolved, by role (``lmcot.model_loading.ModelSource``), for the LMs to be built from."""
+    from lmcot.preflight import check_config_models, check_config_paths
 
     for role, lm in {"small_lm": cfg.small_lm, "large_lm": cfg.large_lm, "kd.teacher": cfg.kd.teacher,
                      "rationale_metrics.judge": cfg.rationale_metrics.judge}.items():
@@ -166,20 +172,18 @@ def check_before_calls(cfg, out: Optional[Path] = None, roles: tuple[str, ...] =
             say("warning:", "bold yellow", f"{role}.trust_remote_code=true: the Python code shipped with {lm.model} "
                 "will run on this machine with your permissions")
     check_config_paths(cfg, out=out, roles=roles)
-    sources = check_config_models(cfg, roles)
-    if training_cfg is not None and training_cfg.stages:
-        from lmcot.optimizers.preflight import preflight_training
+    return check_config_models(cfg, roles)
 
-        preflight_training(training_cfg, training_cfg.small_lm, out, source=sources.get("small_lm"))
-    if scoring:
-        from lmcot.metrics.rationale import check_scorer_models
 
-        check_scorer_models(cfg.rationale_metrics)
+def check_endpoints(cfg, endpoints: tuple[str, ...] = ("large_lm",)) -> None:
+    """The ``api_base`` of each LM in ``endpoints`` that is set (``large_lm``, ``kd.teacher``,
+    ``rationale_metrics.judge``): one that nobody listens on fails now, not after every call's retries."""
+    from lmcot.preflight import check_endpoint
+
     lms = {"large_lm": cfg.large_lm, "kd.teacher": cfg.kd.teacher, "rationale_metrics.judge": cfg.rationale_metrics.judge}
     for key in endpoints:
         if lms.get(key) is not None:
             check_endpoint(lms[key], key)
-    return sources
 
 
 def methods_arg(methods: Optional[str]) -> Optional[list[str]]:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 
 def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool) -> None:
-    from lmcot.commands.common import check_before_calls, guard, prepare
+    from lmcot.commands.common import check_endpoints, check_local, guard, prepare
     from lmcot.console import say, table_console
     from lmcot.optimizers.compiler import compile_from_config
     from lmcot.optimizers.dev_report import report_table
+    from lmcot.optimizers.preflight import preflight_training
     from lmcot.run_lock import output_lock
 
     with guard(verbose, f"finished stages, teacher traces ({out}/kd/traces.jsonl), training checkpoints and cached "
@@ -21,8 +22,10 @@ def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool)
         cfg = prepare(config, overrides, out=out, places=places, verbose=verbose)
         endpoints = ("large_lm", *(["kd.teacher"] if "kd" in cfg.stages else []),
                      *(["rationale_metrics.judge"] if "rl" in cfg.stages else []))
-        sources = check_before_calls(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"),
-                                     training_cfg=cfg, endpoints=endpoints)
+        sources = check_local(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"))
+        if cfg.stages:  # the stages' trainer settings as training builds them, and free disk space
+            preflight_training(cfg, cfg.small_lm, out, source=sources.get("small_lm"))
+        check_endpoints(cfg, endpoints)
         with output_lock(out, "lmcot compile"):
             report = compile_from_config(cfg, out, sources=sources)
     if any(k in report for k in ("untrained", "compiled")):

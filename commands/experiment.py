@@ -11,21 +11,25 @@ from pathlib import Path
 
 
 def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool) -> None:
-    from lmcot.commands.common import check_before_calls, guard, prepare
+    from lmcot.commands.common import check_endpoints, check_local, guard, prepare
     from lmcot.console import say
     from lmcot.experiment.grid import students_needed
     from lmcot.experiment.report import render
     from lmcot.experiment.run import run_experiment
     from lmcot.experiment.students import training_config
+    from lmcot.metrics.rationale import check_scorer_models
+    from lmcot.optimizers.preflight import preflight_training
     from lmcot.run_lock import output_lock
 
     with guard(verbose, f"finished steps ({out}/steps/), trained students and cached LM calls are kept; rerun the "
                "same command to resume") as places:
         cfg = prepare(config, overrides, out=out, places=places, verbose=verbose)
-        sources = check_before_calls(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"),
-                                     training_cfg=training_config(cfg, students_needed(cfg.experiment,
-                                                                                       main_form=cfg.kd.rationale_form)),
-                                     scoring=True, endpoints=("large_lm", "kd.teacher", "rationale_metrics.judge"))
+        sources = check_local(cfg, out, roles=("small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"))
+        training = training_config(cfg, students_needed(cfg.experiment, main_form=cfg.kd.rationale_form))
+        if training.stages:  # the students' trainer settings as training builds them, and free disk space
+            preflight_training(training, training.small_lm, out, source=sources.get("small_lm"))
+        check_scorer_models(cfg.rationale_metrics)
+        check_endpoints(cfg, ("large_lm", "kd.teacher", "rationale_metrics.judge"))
         with output_lock(out, "lmcot experiment"):
             run_experiment(cfg, out, say=lambda m: say("experiment", "bold cyan", m), sources=sources)
             paths = render(out)

@@ -33,9 +33,9 @@ def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Pa
     """``lmcot score``: check everything, score every row, print one table per method."""
     from rich.text import Text
 
-    from lmcot.commands.common import check_before_calls, guard, load, show_config
+    from lmcot.commands.common import check_endpoints, check_local, guard, load, show_config
     from lmcot.console import say, table_console
-    from lmcot.metrics.rationale import summarize
+    from lmcot.metrics.rationale import check_scorer_models, summarize
     from lmcot.errors import PathError
 
     with guard(verbose, "nothing written; the judge calls that finished are cached, so a rerun does not pay for "
@@ -48,8 +48,9 @@ def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Pa
             raise PathError(f"{out_path}: --out must be a file (per-row scores JSONL), but it is a folder")
         judged = "judge" in cfg.rationale_metrics.backends.values()
         judge_key = "rationale_metrics.judge" if cfg.rationale_metrics.judge else "large_lm"
-        check_before_calls(cfg, out_path.parent, roles=("rationale_metrics.judge",) if judged else (), scoring=True,
-                           endpoints=(judge_key,) if judged else ())
+        check_local(cfg, out_path.parent, roles=("rationale_metrics.judge",) if judged else ())
+        check_scorer_models(cfg.rationale_metrics)
+        check_endpoints(cfg, (judge_key,) if judged else ())
         # Which model reads the rationales for fluency / naturalness, and why: never a silent fallback.
         cfg, reference, why = choose_scorer(cfg, rationales, explicit=config is not None)
         if any(cfg.rationale_metrics.backends[a] == "cheap" for a in ("fluency", "naturalness")):

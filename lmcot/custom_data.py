@@ -22,7 +22,6 @@ Bad input is one line naming the source, the record and the field: a mapped colu
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, MutableMapping
@@ -32,15 +31,14 @@ from typing import Any
 import dspy
 
 from lmcot.answer_text import gold_problem
+from lmcot.contexts import approx_token_count, format_context, truncate_paragraphs, truncate_text
 from lmcot.data import (DataError, LoadResult, _collect_examples, _paragraphs, _read_json, _read_jsonl, _read_text,
-                        _RecordError, _supporting_facts, derive_id, format_context, truncate_paragraphs)
+                        _RecordError, _supporting_facts, derive_id)
 
-__all__ = ["FILE_SUFFIXES", "load_custom", "prepare_examples", "truncate_text"]
+__all__ = ["FILE_SUFFIXES", "load_custom", "prepare_examples"]
 
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 _REQUIRED = ("question", "answer")
-# Where a context may be cut: after a sentence's final punctuation, or at a line break.
-_CUT = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 # --------------------------------------------------------------------------- sources
@@ -102,33 +100,6 @@ def _is_file(source: str) -> bool:
 # --------------------------------------------------------------------------- context
 
 
-def truncate_text(text: str, max_tokens: int, count_tokens: Callable[[str], int],
-                  memo: MutableMapping[str, int] | None = None) -> str:
-    """The longest prefix of ``text`` that ends at a sentence end or line break and fits ``max_tokens``
-    (``""`` when not even the first sentence fits). ``memo`` remembers the cut, as for paragraphs."""
-    key = None
-    if memo is not None:
-        key = hashlib.sha1(json.dumps([max_tokens, "text", text], ensure_ascii=False).encode()).hexdigest()
-        if key in memo:
-            return text if memo[key] < 0 else text[: memo[key]].rstrip()
-    if count_tokens(text) <= max_tokens:
-        if memo is not None:
-            memo[key] = -1
-        return text
-    ends = [m.start() for m in _CUT.finditer(text)] + [len(text)]
-    lo, hi = 0, len(ends)  # the first `lo` pieces fit (0: none); all of them do not
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if count_tokens(text[: ends[mid - 1]]) <= max_tokens:
-            lo = mid
-        else:
-            hi = mid
-    end = ends[lo - 1] if lo else 0
-    if memo is not None:
-        memo[key] = end
-    return text[:end].rstrip()
-
-
 def _context(value: Any, max_tokens: int | None, count: Callable[[str], int] | None,
              memo: MutableMapping[str, int] | None) -> tuple[str, list | None, bool]:
     """(context text, paragraphs when HotpotQA-shaped, whether it was cut)."""
@@ -145,8 +116,6 @@ def _context(value: Any, max_tokens: int | None, count: Callable[[str], int] | N
         text = value.strip()
         if max_tokens is None or not text:
             return text, None, False
-        from lmcot.data import approx_token_count
-
         cut = truncate_text(text, max_tokens, count or approx_token_count, memo)
         return cut, None, cut != text
     paragraphs = _paragraphs(value)  # [[title, [sentences]]] (or the hub's columns): its own checks

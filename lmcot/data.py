@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,18 +25,10 @@ from typing import Any
 
 import dspy
 
+from lmcot.contexts import Paragraph, format_context, truncate_paragraphs
 from lmcot.errors import UserError
 
-__all__ = [
-    "DATASETS",
-    "DataError",
-    "LoadResult",
-    "approx_token_count",
-    "derive_id",
-    "format_context",
-    "load_examples",
-    "truncate_paragraphs",
-]
+__all__ = ["DATASETS", "DataError", "LoadResult", "derive_id", "load_examples"]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +37,6 @@ DATASETS: dict[str, dict[str, str | None]] = {
     "hotpotqa": {"hub_id": "hotpotqa/hotpot_qa", "hub_config": "distractor"},
     "2wiki": {"hub_id": "framolfese/2WikiMultihopQA", "hub_config": None},
 }
-
-Paragraph = list[Any]  # [title: str, sentences: list[str]]
 
 
 class DataError(UserError, ValueError):
@@ -77,100 +66,6 @@ class LoadResult:
 
     def __iter__(self) -> Iterator[dspy.Example]:
         return iter(self.examples)
-
-
-# --------------------------------------------------------------------------- context formatting
-
-
-def format_context(paragraphs: Iterable[Paragraph]) -> str:
-    """One line per paragraph, ``"{title}: {sent1} {sent2} ..."``, joined by ``"\\n"``.
-
-    Sentences are stripped (HotpotQA stores them with a leading space) and empty ones are left
-    out so they leave no double spaces (a few real HotpotQA paragraphs contain ``""``).
-    """
-    blocks = []
-    for title, sentences in paragraphs:
-        body = " ".join(s.strip() for s in sentences if s.strip())
-        blocks.append(f"{title}: {body}")
-    return "\n".join(blocks)
-
-
-def approx_token_count(text: str) -> int:
-    """Rough token count: white-space words x 1.3, rounded up.
-
-    Only an approximation for when no tokenizer is at hand; callers that know the reading
-    model should pass its tokenizer's length function as ``count_tokens``.
-    """
-    return math.ceil(len(text.split()) * 1.3)
-
-
-def truncate_paragraphs(
-    paragraphs: list[Paragraph],
-    max_tokens: int,
-    count_tokens: Callable[[str], int] | None = None,
-    memo: MutableMapping[str, int] | None = None,
-) -> list[Paragraph]:
-    """Shorten ``paragraphs`` so that ``count_tokens(format_context(result)) <= max_tokens``.
-
-    Sentences are taken round-robin by position (every paragraph's first sentence in paragraph
-    order, then every second sentence, ...) and the longest prefix of that order that fits is
-    kept. Paragraph and sentence order are preserved, each paragraph keeps a prefix of its
-    sentences (so supporting-fact indices stay valid for kept sentences) and paragraphs with no
-    kept sentence are dropped. Supporting facts are never consulted, so gold evidence is not
-    favoured. Deterministic; may return ``[]`` when not even one sentence fits.
-
-    ``memo`` (one per tokenizer, e.g. a ``lmcot.memo.JsonMemo``) remembers how many sentences were
-    kept, keyed on the paragraphs and ``max_tokens``: a rerun then tokenizes nothing.
-    """
-    if max_tokens < 0:
-        raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
-    count = count_tokens or approx_token_count
-    key = None
-    if memo is not None:
-        key = hashlib.sha1(json.dumps([max_tokens, paragraphs], ensure_ascii=False).encode()).hexdigest()
-        if key in memo:
-            kept_n = memo[key]
-            return ([[title, list(sents)] for title, sents in paragraphs] if kept_n < 0
-                    else _round_robin_prefix(paragraphs, kept_n))
-    if count(format_context(paragraphs)) <= max_tokens:
-        if memo is not None:
-            memo[key] = -1
-        return [[title, list(sents)] for title, sents in paragraphs]
-
-    order = _round_robin_order(paragraphs)
-
-    def build(n: int) -> list[Paragraph]:
-        return _round_robin_prefix(paragraphs, n, order)
-
-    # Binary search for the longest fitting prefix: O(log n) tokenizer calls instead of O(n).
-    # Token counts grow with added text; every returned prefix was itself measured to fit.
-    lo, hi = 0, len(order)  # prefix `lo` fits (0 sentences -> empty context), the full one does not
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if count(format_context(build(mid))) <= max_tokens:
-            lo = mid
-        else:
-            hi = mid
-    if memo is not None:
-        memo[key] = lo
-    return build(lo)
-
-
-def _round_robin_order(paragraphs: list[Paragraph]) -> list[tuple[int, int]]:
-    """Sentences as (paragraph index, sentence index), round-robin by position."""
-    order: list[tuple[int, int]] = []
-    longest = max((len(sents) for _, sents in paragraphs), default=0)
-    for position in range(longest):
-        order.extend((p, position) for p, (_, sents) in enumerate(paragraphs) if position < len(sents))
-    return order
-
-
-def _round_robin_prefix(paragraphs: list[Paragraph], n: int, order: list[tuple[int, int]] | None = None) -> list[Paragraph]:
-    """The paragraphs cut to the first ``n`` sentences of the round-robin order."""
-    kept = [0] * len(paragraphs)  # sentences kept per paragraph: always a prefix
-    for p, _ in (order if order is not None else _round_robin_order(paragraphs))[:n]:
-        kept[p] += 1
-    return [[title, list(sents[: kept[p]])] for p, (title, sents) in enumerate(paragraphs) if kept[p]]
 
 
 # --------------------------------------------------------------------------- record normalisation
@@ -411,7 +306,8 @@ def load_examples(
     ``limit`` keeps the first N good examples (records after that are not read). With
     ``skip_bad`` malformed records are skipped and counted in ``.skipped``; otherwise the first
     one raises :class:`DataError`. ``max_context_tokens`` truncates each context with
-    :func:`truncate_paragraphs`, counting with ``count_tokens`` (default: :func:`approx_token_count`)
+    :func:`lmcot.contexts.truncate_paragraphs`, counting with ``count_tokens`` (default: the approximate
+    :func:`lmcot.contexts.approx_token_count`)
     and remembering the cut in ``truncation_memo`` (one per tokenizer).
     Positions in messages are 0-based record indices for JSON and hub data, 1-based lines for JSONL.
     """
@@ -433,17 +329,3 @@ def load_examples(
     return _collect_examples(
         items, origin, lambda record: _record_to_example(record, max_context_tokens, count_tokens, truncation_memo),
         limit=limit, skip_bad=skip_bad)
-
-
-def evidence_survival(examples: Iterable[dspy.Example]) -> dict[str, int]:
-    """How much gold evidence a (possibly truncated) context still holds: supporting sentences kept of
-    all, and questions that keep every one of theirs. A supporting fact counts as kept when its
-    paragraph is in ``paragraphs`` with that sentence index (truncation keeps sentence prefixes)."""
-    kept = total = complete = n = 0
-    for ex in examples:
-        sizes = {title: len(sents) for title, sents in (ex.get("paragraphs") or [])}
-        facts = ex.get("supporting_facts") or []
-        here = sum(1 for title, idx in facts if isinstance(idx, int) and idx < sizes.get(title, 0))
-        kept, total, n = kept + here, total + len(facts), n + 1
-        complete += here == len(facts)
-    return {"sentences_kept": kept, "sentences": total, "questions_complete": complete, "questions": n}

@@ -5,67 +5,25 @@
 
 Library code (the compiler, ``lmcot evaluate``, ``lmcot score``, ``lmcot experiment``) loads its examples
 here, so every caller truncates contexts the same way: by default with the small LM's tokenizer
-(:func:`context_token_counter`, loaded only when a context needs cutting), as the command line does.
+(:func:`lmcot.contexts.context_token_counter`, loaded only when a context needs cutting), as the
+command line does.
 ``data.dataset: custom`` reads the user's own layout (``lmcot.custom_data``).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING, Callable
 
 import dspy
 
 from lmcot.config import LMCoTConfig
+from lmcot.contexts import context_token_counter, evidence_survival
 
 if TYPE_CHECKING:
     from lmcot.model_loading import ModelSource
 
 log = logging.getLogger(__name__)
-
-
-class TokenCounter:
-    """``count(text) -> tokens`` with the small LM's tokenizer, loaded at the first count (a rerun
-    whose truncations are all remembered never loads it). ``key`` names the tokenizer's files for
-    the truncation memo (None: not local, nothing remembered)."""
-
-    def __init__(self, load_tokenizer: Callable[[], object], key: str | None):
-        self._load, self._tok, self.key = load_tokenizer, None, key
-        self._lock = threading.Lock()
-
-    def __call__(self, text: str) -> int:
-        with self._lock:  # one thread loads; a fast tokenizer is not shared by threads at once
-            if self._tok is None:
-                self._tok = self._load()
-            return len(self._tok(text, add_special_tokens=False).input_ids)
-
-
-def context_token_counter(config: LMCoTConfig, small_lm: dspy.LM | ModelSource | None = None) -> TokenCounter | None:
-    """Count context tokens with the small LM's tokenizer (the tighter reader, e.g. FLAN-T5's 512),
-    so every method sees the same truncated context. ``None`` means the approximate word counter.
-    ``small_lm``: the small LM, or its model already resolved (``lmcot.model_loading.check_model_source``)."""
-    from lmcot.hf_engine import hf_engine_of
-    from lmcot.memo import folder_key
-    from lmcot.model_loading import ModelSource, load_tokenizer
-
-    if isinstance(small_lm, ModelSource):
-        source = small_lm
-        return TokenCounter(lambda: load_tokenizer(source), folder_key(source.files))
-    engine = hf_engine_of(small_lm) if small_lm is not None else None
-    if engine is not None:
-        return TokenCounter(lambda: engine.tokenizer, engine.files_key)
-    if config.small_lm.backend == "transformers":
-        from lmcot.model_loading import resolve_package_file
-
-        small = config.small_lm
-
-        def load():  # the one tokenizer loader (lmcot.model_loading): the revision and errors as elsewhere
-            return load_tokenizer(small.model, trust_remote_code=small.trust_remote_code, revision=small.revision)
-
-        # Keyed on the files as configured (a GGUF is not converted just to name it).
-        return TokenCounter(load, folder_key(resolve_package_file(str(config.small_lm.model))))
-    return None
 
 
 _SMALL_LM_TOKENIZER = object()  # load_split's default: count with the small LM's tokenizer, as the CLI does
@@ -103,8 +61,6 @@ def load_split(config: LMCoTConfig, split: str, limit: int | None = None,
     if result.skipped:
         log.warning("%s: skipped %d malformed record(s) (--skip-bad)", source, result.skipped)
     if result.truncated:
-        from lmcot.data import evidence_survival
-
         ev = evidence_survival(result.examples)
         if ev["sentences_kept"] < ev["sentences"]:
             log.warning("data.%s: contexts cut to data.max_context_tokens=%s keep %d of %d gold supporting "

@@ -127,7 +127,8 @@ def _calibrate(cfg, args) -> int:
     from lmcot.metrics.answer import answer_em
     from lmcot.parallel import map_concurrently
     from lmcot.programs import LMGuidedCoT
-    from lmcot.splits import context_token_counter, load_split
+    from lmcot.contexts import context_token_counter
+    from lmcot.splits import load_split
 
     dev = load_split(cfg, "dev", limit=args.n, count_tokens=context_token_counter(cfg))
     reader = build_lm(cfg.large_lm)

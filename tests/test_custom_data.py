@@ -216,8 +216,7 @@ def test_cli_bad_data_is_one_line_before_any_call(oracle_server, tiny_causal_pat
 
 def test_load_split_cuts_contexts_with_the_small_lms_tokenizer_by_default(tiny_causal_path):
     """One way to load a split (issue 20): the library default is the CLI's count, not the word approximation."""
-    from lmcot.data import approx_token_count
-    from lmcot.splits import context_token_counter
+    from lmcot.contexts import approx_token_count, context_token_counter
     from support.paths import HOTPOT
 
     cfg = load_config(None, [f"small_lm.model={tiny_causal_path}", f"data.dev={HOTPOT}", "data.dev_limit=6",

@@ -9,15 +9,8 @@ from typing import Any
 
 import pytest
 
-from lmcot.data import (
-    DATASETS,
-    DataError,
-    approx_token_count,
-    derive_id,
-    format_context,
-    load_examples,
-    truncate_paragraphs,
-)
+from lmcot.contexts import approx_token_count, format_context, truncate_paragraphs
+from lmcot.data import DATASETS, DataError, derive_id, load_examples
 from support.paths import HOTPOT, TWOWIKI
 
 

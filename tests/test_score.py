@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lmcot.config import ASPECTS, LMConfig, RationaleMetricsConfig, config_from_dict
-from lmcot.data import format_context
+from lmcot.contexts import format_context
 from lmcot.metrics.rationale import RationaleScorer, context_sentences_of, summarize
 from lmcot.metrics.rationale.cheap import factuality, fluency
 from lmcot.metrics.rationale import reference_lm_for

@@ -201,7 +201,8 @@ def test_score_reads_evaluate_predictions(oracle_server, tiny_causal_path, tmp_p
     scored = [json.loads(line) for line in (out / "predictions.scores.jsonl").read_text().splitlines()]
     assert [r["method"] for r in scored] == ["cot"] * 3 + ["guided"] * 3  # standard writes no rationale
     # Each rationale is scored against the context evaluate gave it (same dev file, same truncation).
-    from lmcot.splits import context_token_counter, load_split
+    from lmcot.contexts import context_token_counter
+    from lmcot.splits import load_split
     from lmcot.commands.score import run_score
 
     saved = json.loads((out / "config.json").read_text())

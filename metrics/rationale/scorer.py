@@ -63,7 +63,7 @@ def rationale_row(example: Any, rationale: str | None) -> dict[str, Any]:
 def _context_text(row: Mapping[str, Any]) -> str:
     if row.get("context"):
         return str(row["context"])
-    from lmcot.data import format_context
+    from lmcot.contexts import format_context
 
     return format_context(row.get("paragraphs") or [])
 
