@@ -29,7 +29,7 @@ def main() -> None:
 
     import lmcot.memo
     from lmcot.config import load_config
-    from lmcot.commands.evaluate import run_evaluate
+    from lmcot.programs.evaluation import evaluate_from_config
     from support.oracle_responder import OracleResponder
     from support.oracle_server import OracleServer
 
@@ -54,12 +54,12 @@ def main() -> None:
             if not memos:  # the pre-memo behaviour: nothing remembered, everything loaded and counted
                 lmcot.memo.set_memo_dir = lambda _path: set_memo_dir(None)
             try:
-                run_evaluate(cfg, methods=args.methods, out_dir=f"{tmp}/out", progress=False)
+                evaluate_from_config(cfg, methods=args.methods, out_dir=f"{tmp}/out", progress=False)
             finally:
                 lmcot.memo.set_memo_dir = set_memo_dir
             assert srv.request_count == before, "a cached rerun sent requests"
 
-        fill = _common.timed(lambda: run_evaluate(cfg, methods=args.methods, out_dir=f"{tmp}/out", progress=False))
+        fill = _common.timed(lambda: evaluate_from_config(cfg, methods=args.methods, out_dir=f"{tmp}/out", progress=False))
         base, new = [], []
         for _ in range(args.repeats):
             base.append(_common.timed(lambda: rerun(False)))

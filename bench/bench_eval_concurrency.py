@@ -24,7 +24,7 @@ DATA = os.path.join(HERE, "..", "configs", "quickstart", "hotpotqa_dev.json")
 
 def run(url: str, n: int, concurrency: int, methods: list[str], small: str) -> float:
     from lmcot.config import load_config
-    from lmcot.commands.evaluate import run_evaluate
+    from lmcot.programs.evaluation import evaluate_from_config
 
     tmp = tempfile.mkdtemp(prefix="lmcot-bench-")
     # The small LM's tokenizer truncates the contexts (as in any evaluation); a tiny local one here.
@@ -32,7 +32,7 @@ def run(url: str, n: int, concurrency: int, methods: list[str], small: str) -> f
                              f"data.dev={DATA}",
                              f"cache_dir={tmp}/cache", f"eval.concurrency={concurrency}"])
     start = time.perf_counter()
-    run_evaluate(cfg, methods=methods, out_dir=f"{tmp}/out", limit=n, progress=False)
+    evaluate_from_config(cfg, methods=methods, out_dir=f"{tmp}/out", limit=n, progress=False)
     return time.perf_counter() - start
 
 

@@ -6,20 +6,13 @@
 Writes ``OUT/predictions.jsonl`` (one line per example and method), ``OUT/metrics.json``
 (``{method: {"em", "f1", "n", ...}}``) and ``OUT/config.json`` (the resolved config, no secrets).
 Large-LM calls go through DSPy's disk cache, so a rerun makes no new paid call. A thin layer over
-the library: examples from ``lmcot.splits``, the loop from ``lmcot.programs.evaluation``.
+the library: ``lmcot.programs.evaluation.evaluate_from_config`` does the work.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
-
-import dspy
-
-from lmcot.config import LMCoTConfig
-from lmcot.jsonl import atomic_write_text, write_json
-from lmcot.model_loading import ModelSource
 
 
 def main(config: Path | None, overrides: list[str], *, methods: str | None, limit: int | None, out: Path | None,
@@ -27,6 +20,7 @@ def main(config: Path | None, overrides: list[str], *, methods: str | None, limi
     """``lmcot evaluate``: read and check everything, then evaluate, write and print the table."""
     from lmcot.commands.common import check_before_calls, guard, load, methods_arg, show_config
     from lmcot.console import say, table_console
+    from lmcot.programs.evaluation import evaluate_from_config
     from lmcot.run_lock import output_lock
 
     with guard(verbose, "nothing written; the LM calls that finished are cached, so a rerun does not pay for them "
@@ -46,56 +40,10 @@ def main(config: Path | None, overrides: list[str], *, methods: str | None, limi
         small = program is None and ("guided" in chosen or cfg.data.max_context_tokens is not None)
         sources = check_before_calls(cfg, out_dir, roles=("small_lm", "large_lm") if small else ("large_lm",))
         with output_lock(out_dir, "lmcot evaluate"):
-            metrics = run_evaluate(cfg, methods=method_list, out_dir=out_dir, limit=limit, program_dir=program,
-                                   sources=sources)
+            metrics = evaluate_from_config(cfg, methods=method_list, out_dir=out_dir, limit=limit, program_dir=program,
+                                           sources=sources)
     table_console().print(metrics_table(metrics))
     say("", "", f"wrote {out_dir}/metrics.json, {out_dir}/predictions.jsonl, {out_dir}/config.json")
-
-
-def run_evaluate(config: LMCoTConfig, *, methods: list[str] | None = None, out_dir: str | Path | None = None,
-                 limit: int | None = None, program_dir: str | Path | None = None, progress: bool = True,
-                 examples: list[dspy.Example] | None = None,
-                 sources: dict[str, ModelSource] | None = None) -> dict[str, Any]:
-    """Evaluate ``methods`` on the dev set; returns the metrics dict that is written to metrics.json.
-    ``sources``: in-process models already resolved, by role (what ``lmcot.preflight.check_config_models``
-    returns), so the LMs and the token counter are built from them instead of resolving them again."""
-    from lmcot.programs.evaluation import check_methods, evaluate_methods
-    from lmcot.lms import build_lms, cache_in
-    from lmcot.programs import LMGuidedCoT
-    from lmcot.splits import load_split
-
-    methods = check_methods(methods if methods is not None else config.eval.methods)
-    out = Path(out_dir or config.eval.out)
-    from lmcot.preflight import check_cache_dir, check_out_dir
-
-    check_out_dir(out)  # before any paid call, not when the results are written
-    check_cache_dir(config.cache_dir)
-    with cache_in(config.cache_dir):  # DSPy's global cache as it was, after the run
-        guided = None
-        if program_dir is not None and "guided" in methods:
-            guided = LMGuidedCoT.from_folder(program_dir, config)
-            small_lm, large_lm = guided.small_lm, guided.large_lm
-        else:
-            lms = build_lms(config, ("small_lm", "large_lm") if "guided" in methods else ("large_lm",),
-                            sources=sources)
-            small_lm, large_lm = lms.get("small_lm"), lms["large_lm"]
-        if examples is None:
-            # Contexts are counted with the small LM's tokenizer: the LM's, else its model resolved above.
-            counter = small_lm if small_lm is not None else (sources or {}).get("small_lm")
-            examples = load_split(config, "dev", limit=limit, small_lm=counter)
-        elif limit is not None:
-            examples = examples[:limit]
-
-        from lmcot.run_lock import output_lock
-
-        with output_lock(out, "run_evaluate"):  # a second run on this folder fails at once, before any call
-            all_rows, metrics = evaluate_methods(config, methods, examples, small_lm, large_lm, guided=guided,
-                                                 progress=progress)
-            atomic_write_text(out / "predictions.jsonl",
-                              "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in all_rows))
-            write_json(out / "metrics.json", metrics)
-            write_json(out / "config.json", {**config.to_public_dict(), "program": str(program_dir) if program_dir else None})
-        return metrics
 
 
 def metrics_table(metrics: dict[str, Any], title: str = "dev results"):

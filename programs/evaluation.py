@@ -1,27 +1,34 @@
-"""The evaluation loop: run a program on examples and measure it (library code, no files written).
+"""The evaluation loop: run a program on examples and measure it; and ``lmcot evaluate``'s whole run.
 
     rows, summary = evaluate_program(program, devset, metric=my_metric)     # any dspy.Example list
     rows, summary = evaluate_program(program, devset, concurrency=8, label="guided", lms=[small, large], task=task)
     rows, metrics = evaluate_methods(config, ["standard", "cot", "guided"], devset, small_lm, large_lm)
+    metrics = evaluate_from_config(config, out_dir="runs/eval")     # what `lmcot evaluate` runs: files written
 
 Answers are scored by the task's ``TaskMetric`` (``data.answer_type``, ``data.labels``, the user metric):
 ``em``, ``f1`` and, when they apply, ``metric`` and ``off_label`` per row and in the summary.
 
-``lmcot evaluate`` (``commands/evaluate.py``) writes what ``evaluate_methods`` returns; the compiler
-measures the small LM before and after training with ``evaluate_program``.
+:func:`evaluate_from_config` is what ``lmcot evaluate`` runs (the LMs built, the dev split read, every
+method evaluated, predictions / metrics / config written); the compiler measures the small LM before
+and after training with ``evaluate_program``.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import Future
-from typing import Any, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
 
 import dspy
 
 from lmcot.config import ConfigError, LMCoTConfig
 from lmcot.errors import RunError
 from lmcot.usage import UsageMeter
+
+if TYPE_CHECKING:
+    from lmcot.model_loading import ModelSource
 
 METHODS = ("standard", "cot", "guided")
 
@@ -188,3 +195,48 @@ def evaluate_methods(config: LMCoTConfig, methods: Sequence[str], examples: list
                                                  progress=progress, lms=[small_lm, large_lm], task=task)
         all_rows.extend(rows)
     return all_rows, metrics
+
+
+def evaluate_from_config(config: LMCoTConfig, *, methods: list[str] | None = None, out_dir: str | Path | None = None,
+                         limit: int | None = None, program_dir: str | Path | None = None, progress: bool = True,
+                         examples: list[dspy.Example] | None = None,
+                         sources: dict[str, ModelSource] | None = None) -> dict[str, Any]:
+    """What ``lmcot evaluate`` runs: ``methods`` (default ``eval.methods``) on the dev split (or
+    ``examples``), ``program_dir``'s compiled program as ``guided``; writes ``OUT/predictions.jsonl``,
+    ``metrics.json`` and ``config.json`` and returns the metrics. ``sources``: in-process models already
+    resolved, by role (what ``lmcot.preflight.check_config_models`` returns), so the LMs and the token
+    counter are built from them instead of resolving them again."""
+    from lmcot.jsonl import atomic_write_text, write_json
+    from lmcot.lms import build_lms, cache_in
+    from lmcot.preflight import check_cache_dir, check_out_dir
+    from lmcot.programs.lm_guided_cot import LMGuidedCoT
+    from lmcot.run_lock import output_lock
+    from lmcot.splits import load_split
+
+    methods = check_methods(methods if methods is not None else config.eval.methods)
+    out = Path(out_dir or config.eval.out)
+    check_out_dir(out)  # before any paid call, not when the results are written
+    check_cache_dir(config.cache_dir)
+    with cache_in(config.cache_dir):  # DSPy's global cache as it was, after the run
+        guided = None
+        if program_dir is not None and "guided" in methods:
+            guided = LMGuidedCoT.from_folder(program_dir, config)
+            small_lm, large_lm = guided.small_lm, guided.large_lm
+        else:
+            lms = build_lms(config, ("small_lm", "large_lm") if "guided" in methods else ("large_lm",),
+                            sources=sources)
+            small_lm, large_lm = lms.get("small_lm"), lms["large_lm"]
+        if examples is None:
+            # Contexts are counted with the small LM's tokenizer: the LM's, else its model resolved above.
+            counter = small_lm if small_lm is not None else (sources or {}).get("small_lm")
+            examples = load_split(config, "dev", limit=limit, small_lm=counter)
+        elif limit is not None:
+            examples = examples[:limit]
+        with output_lock(out, "evaluate_from_config"):  # a second run on this folder fails at once, before any call
+            all_rows, metrics = evaluate_methods(config, methods, examples, small_lm, large_lm, guided=guided,
+                                                 progress=progress)
+            atomic_write_text(out / "predictions.jsonl",
+                              "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in all_rows))
+            write_json(out / "metrics.json", metrics)
+            write_json(out / "config.json", {**config.to_public_dict(), "program": str(program_dir) if program_dir else None})
+        return metrics

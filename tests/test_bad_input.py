@@ -172,7 +172,7 @@ def test_ctrl_c_in_score_exits_130_with_a_message(tmp_path, monkeypatch):
 
 
 def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkeypatch):
-    import lmcot.commands.evaluate
+    import lmcot.programs.evaluation
     from lmcot.errors import RunError
 
     common = ["evaluate", "--methods", "standard", "--out", tmp_path / "o", "--set", f"data.dev={HOTPOT}",
@@ -181,13 +181,13 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkey
     def user_error(*a, **k):
         raise RunError("standard: every example failed; first error: X")
 
-    monkeypatch.setattr(lmcot.commands.evaluate, "run_evaluate", user_error)
+    monkeypatch.setattr(lmcot.programs.evaluation, "evaluate_from_config", user_error)
     assert_one_line_error(invoke(common), "every example failed")
 
     def bug(*a, **k):
         return {}["missing"]
 
-    monkeypatch.setattr(lmcot.commands.evaluate, "run_evaluate", bug)
+    monkeypatch.setattr(lmcot.programs.evaluation, "evaluate_from_config", bug)
     result = invoke(common)
     assert result.exit_code == 1
     assert "Traceback" in result.output and "KeyError" in result.output
@@ -240,10 +240,10 @@ def test_empty_methods_is_an_error_not_every_method(tmp_path):
     for methods in (",", " , ", ""):
         result = invoke(["evaluate", "--methods", methods, "--out", tmp_path / "o", "--set", f"data.dev={HOTPOT}"])
         assert_one_line_error(result, "--methods", "no method named")
-    from lmcot.commands.evaluate import run_evaluate
+    from lmcot.programs.evaluation import evaluate_from_config
 
     with pytest.raises(ConfigError, match="no method to evaluate"):
-        run_evaluate(config_from_dict({}), methods=[], out_dir=tmp_path / "o")
+        evaluate_from_config(config_from_dict({}), methods=[], out_dir=tmp_path / "o")
 
 
 def test_the_command_line_is_checked_before_the_network(tmp_path):

@@ -91,14 +91,14 @@ def test_other_errors_are_not_taken_for_a_full_disk():
 
 
 def test_the_cli_maps_a_full_disk_in_a_library_to_one_line(tmp_path, monkeypatch):
-    import lmcot.commands.evaluate
+    import lmcot.programs.evaluation
     import lmcot.preflight
     from support.reliability import assert_one_line_error, invoke
 
     def full(*args, **kwargs):
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(lmcot.commands.evaluate, "run_evaluate", full)
+    monkeypatch.setattr(lmcot.programs.evaluation, "evaluate_from_config", full)
     monkeypatch.setattr(lmcot.preflight, "check_endpoint", lambda *a, **k: None)  # no server needed to reach the run
     result = invoke(["evaluate", "--methods", "standard", "--out", tmp_path / "o", "--set", f"data.dev={HOTPOT}",
                      "--set", "data.max_context_tokens=null", "--set", f"cache_dir={tmp_path / 'c'}"])

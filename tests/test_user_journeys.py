@@ -171,12 +171,12 @@ def test_ctrl_c_in_compile_says_how_to_resume(oracle_server, tmp_path, monkeypat
 
 
 def test_ctrl_c_in_evaluate_says_nothing_was_written(oracle_server, tmp_path, monkeypatch):
-    import lmcot.commands.evaluate
+    import lmcot.programs.evaluation
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lmcot.commands.evaluate, "run_evaluate", interrupted)
+    monkeypatch.setattr(lmcot.programs.evaluation, "evaluate_from_config", interrupted)
     result = invoke(["evaluate", "--set", f"large_lm.api_base={oracle_server.url}", "--out", str(tmp_path / "o"),
                      "--methods", "standard", "--set", "data.max_context_tokens=null"])
     assert result.exit_code == 130
