@@ -19,11 +19,13 @@ _LAZY = {
     "LMCoTConfig": "lmcot.config",
     "load_config": "lmcot.config",
     "build_lm": "lmcot.lms",
+    "build_lms": "lmcot.lms",
     "configure_cache": "lmcot.lms",
     "load_examples": "lmcot.data",
     "load_split": "lmcot.splits",
     "evaluate_methods": "lmcot.programs.evaluation",
     "evaluate_program": "lmcot.programs.evaluation",
+    "evaluate_from_config": "lmcot.programs.evaluation",
 }
 
 
