@@ -51,13 +51,31 @@ def configure_cache(cache_dir: str | Path = _DEFAULT_CACHE, *, memory: bool = Tr
     return path
 
 
+def _installed(cache_dir: str | Path, memory: bool) -> Path | None:
+    """The replies folder when lmcot's cache in ``cache_dir`` is the one in use (and its memos), else None."""
+    from lmcot.memo import memo_dir
+    from lmcot.reply_cache import ReplyCache
+
+    root = Path(os.path.expanduser(str(cache_dir)))
+    current = dspy.cache
+    if (isinstance(current, ReplyCache) and Path(current.disk_cache_dir) == root / "replies"
+            and current.enable_memory_cache == memory and memo_dir() == root / "memo"):
+        return root / "replies"
+    return None
+
+
 @contextmanager
 def cache_in(cache_dir: str | Path = _DEFAULT_CACHE, *, memory: bool = True):
     """:func:`configure_cache` for a block: a library call (``compile``, an evaluation, an experiment)
     uses lmcot's cache in ``cache_dir`` and leaves DSPy's global cache (and lmcot's memo folder) as it
-    found them."""
+    found them. Inside a block that already uses that cache (``compile`` under ``compile_from_config``,
+    a student's compile inside an experiment) it changes nothing: the cache is installed once per run."""
     from lmcot.memo import memo_dir, set_memo_dir
 
+    already = _installed(cache_dir, memory)
+    if already is not None:
+        yield already
+        return
     before, memos = dspy.cache, memo_dir()
     try:
         yield configure_cache(cache_dir, memory=memory)

@@ -99,7 +99,8 @@ def test_evaluate_of_a_program_folder_resolves_it_once(oracle_server, tiny_causa
 def test_compile_builds_its_lms_from_the_checked_resolution(oracle_server, tiny_causal_path, tmp_path, monkeypatch,
                                                            resolutions):
     """``lmcot compile`` resolves the small LM once, in its checks, and builds the run's LMs (and counts
-    contexts) from that: by the time training starts nothing has resolved it again."""
+    contexts) from that: by the time training starts nothing has resolved it again. Its reply cache is
+    installed once, too."""
     import lmcot.optimizers.distill as distill_module
 
     seen_at_training: list[list[str]] = []
@@ -108,6 +109,11 @@ def test_compile_builds_its_lms_from_the_checked_resolution(oracle_server, tiny_
         seen_at_training.append(list(resolutions))
         return str(tiny_causal_path)  # the start weights stand in for the trained ones
 
+    import lmcot.lms as lms
+
+    installs: list[str] = []
+    configure = lms.configure_cache
+    monkeypatch.setattr(lms, "configure_cache", lambda d, **kw: installs.append(str(d)) or configure(d, **kw))
     monkeypatch.setattr(distill_module, "distill", fake_distill)
     monkeypatch.setenv(KEY_VAR, "sk-test")
     args = _args(oracle_server, tmp_path / "c", tmp_path / "o", small=tiny_causal_path)
@@ -117,6 +123,7 @@ def test_compile_builds_its_lms_from_the_checked_resolution(oracle_server, tiny_
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert seen_at_training == [[str(tiny_causal_path)]]
+    assert installs == [str(tmp_path / "c")]  # the run's cache installed once (compile inside compile_from_config)
 
 
 def test_the_engine_takes_a_resolved_model_only(tiny_causal_path):
