@@ -151,8 +151,9 @@ def show_config(cfg, verbose: bool = False, saved: Optional[Path] = None) -> Non
 def check_before_calls(cfg, out: Optional[Path] = None, roles: tuple[str, ...] = ("small_lm", "large_lm"), *,
                        endpoints: tuple[str, ...] = ("large_lm",)) -> dict:
     """Everything that can be checked before the first paid call: :func:`check_local`, then
-    :func:`check_endpoints`. A command with checks of its own (compile's trainer settings, score's
-    scorer models) calls those two itself, its own checks between them: the network goes last.
+    :func:`check_endpoints`. A command with checks of its own (compile's and experiment's trainer
+    settings, experiment's and score's scorer models) calls those two itself, its own checks between
+    them: the network goes last.
     Returns the in-process models of ``roles`` resolved, by role, for the LMs to be built from."""
     sources = check_local(cfg, out, roles)
     check_endpoints(cfg, endpoints)

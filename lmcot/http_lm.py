@@ -272,12 +272,15 @@ def build_http_lm(cfg: LMConfig, sampling: dict[str, Any], *, role: str) -> dspy
     urls = [url.get_secret_value() for url in api_bases(cfg.api_base)]  # for the client only; shown redacted
     import_litellm()
     client: dict[str, Any] = {}
-    if isinstance(cfg.api_base, list):  # servers of one model
+    if isinstance(cfg.api_base, list):  # servers of one model (a list is never empty: key is set above)
         client["engine"] = RouterEngine(cfg.model, urls, api_key=key, timeout=cfg.timeout)
     else:
-        client.update({"api_base": urls[0]} if urls else {})
-        client.update({"timeout": cfg.timeout} if cfg.timeout is not None else {})
-        client.update({"api_key": key} if key is not None else {})
+        if urls:
+            client["api_base"] = urls[0]
+        if cfg.timeout is not None:
+            client["timeout"] = cfg.timeout
+        if key is not None:
+            client["api_key"] = key
     warn_unknown_extra(cfg.model, cfg.extra, role)
     return HttpLM(cfg.model, role=role, shown=", ".join(str(url) for url in api_bases(cfg.api_base)),
                   total_timeout=cfg.total_timeout, retries=cfg.num_retries, **sampling, **{**cfg.extra, **client})

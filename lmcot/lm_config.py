@@ -99,6 +99,8 @@ class LMConfig(Section):
         endpoint = sorted(k for k in value if str(k) in ENDPOINT_KEYS)
         if endpoint:
             raise ValueError(f"{endpoint[0]}: set the endpoint with api_base, not in extra")
+        if "engine" in value:  # lmcot builds the engine from backend and api_base; one here would be dropped
+            raise ValueError("engine: lmcot chooses the engine (backend, api_base), not extra")
         return value
 
     @field_serializer("api_base", when_used="json")

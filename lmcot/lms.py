@@ -1,4 +1,5 @@
-"""Build the two LMs from config: ``build_lm(cfg) -> dspy.LM``.
+"""Build the LMs from config: ``build_lm(cfg) -> dspy.LM``; a run's by role, from the models its checks
+resolved: ``build_lms(config, roles, sources)``; lmcot's reply cache for a block: ``cache_in(dir)``.
 
 Either role can be either kind: a litellm model string over HTTP (OpenAI, Anthropic, a vLLM or
 Ollama server, ...; ``lmcot.http_lm.build_http_lm``, which reads the key ``api_key_env`` names when the
@@ -72,13 +73,9 @@ def cache_in(cache_dir: str | Path = _DEFAULT_CACHE, *, memory: bool = True):
     a student's compile inside an experiment) it changes nothing: the cache is installed once per run."""
     from lmcot.memo import memo_dir, set_memo_dir
 
-    already = _installed(cache_dir, memory)
-    if already is not None:
-        yield already
-        return
     before, memos = dspy.cache, memo_dir()
     try:
-        yield configure_cache(cache_dir, memory=memory)
+        yield _installed(cache_dir, memory) or configure_cache(cache_dir, memory=memory)
     finally:
         dspy.cache = before
         set_memo_dir(memos)

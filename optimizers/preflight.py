@@ -2,7 +2,7 @@
 context, the trainer configs of the stages built exactly as training will build them (``kd`` /
 ``rl.trainer_args`` merged over lmcot's settings), the scorer's models for RL, and free disk space.
 
-    preflight_training(config, config.small_lm, out)      # lmcot compile / experiment, before any call
+    preflight_training(config, config.small_lm, out, source=sources["small_lm"])   # before any call
 """
 
 from __future__ import annotations

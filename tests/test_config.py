@@ -260,6 +260,12 @@ def test_secret_in_extra_via_set_is_refused():
         load_config(None, [f"large_lm.extra.api_key={SECRET}"])
 
 
+@pytest.mark.parametrize("key", ["api_base", "base_url", "engine"])
+def test_extra_cannot_choose_the_endpoint_or_engine(key):
+    with pytest.raises(ConfigError, match=rf"large_lm\.extra.*{key}"):
+        config_from_dict({"large_lm": {"model": "openai/x", "extra": {key: "http://h:1/v1"}}})
+
+
 def test_harmless_extra_is_kept():
     cfg = load_config(None, ["large_lm.extra.drop_params=true"])
     assert cfg.large_lm.extra == {"drop_params": True}

@@ -126,6 +126,20 @@ def test_compile_builds_its_lms_from_the_checked_resolution(oracle_server, tiny_
     assert installs == [str(tmp_path / "c")]  # the run's cache installed once (compile inside compile_from_config)
 
 
+def test_the_training_check_resolves_a_source_of_another_model_again(tiny_causal_path, tiny_seq2seq_path, resolutions):
+    """``preflight_training`` uses the source it is given only when it is the student's own model."""
+    from lmcot.config import LMCoTConfig
+    from lmcot.optimizers.preflight import preflight_training
+
+    cfg = LMCoTConfig.model_validate({"small_lm": {"model": str(tiny_causal_path), "max_tokens": 8}, "stages": []})
+    own, other = resolve_source(str(tiny_causal_path)), resolve_source(str(tiny_seq2seq_path))
+    resolutions.clear()
+    preflight_training(cfg, cfg.small_lm, "unused", source=own)
+    assert resolutions == []  # its own model: not resolved again
+    preflight_training(cfg, cfg.small_lm, "unused", source=other)
+    assert resolutions == [str(tiny_causal_path)]
+
+
 def test_the_engine_takes_a_resolved_model_only(tiny_causal_path):
     from lmcot.hf_engine import TransformersEngine
 

@@ -263,3 +263,20 @@ def test_the_python_api_gets_lmcots_cache_unless_the_user_chose_one(tmp_path, mo
     dspy.cache = mine
     build_lm(LargeLMConfig(model="openai/x", api_base="http://127.0.0.1:9/v1"))
     assert dspy.cache is mine, "the user's own choice is left alone"
+
+
+def test_a_nested_cache_in_installs_once_and_leaves_the_cache_as_it_found_it(tmp_path):
+    """compile() inside compile_from_config: the inner block reuses the outer's cache (installed once),
+    and whatever the inner block changes is undone when it ends."""
+    from lmcot.lms import cache_in, configure_cache
+    from lmcot.memo import memo_dir
+
+    before = dspy.cache
+    with cache_in(tmp_path / "a") as path:
+        outer = dspy.cache
+        with cache_in(tmp_path / "a") as again:
+            assert again == path and dspy.cache is outer  # the same cache, not a second one
+            configure_cache(tmp_path / "b")  # the block reconfigures ...
+            assert memo_dir() == tmp_path / "b" / "memo"
+        assert dspy.cache is outer and memo_dir() == tmp_path / "a" / "memo"  # ... and that is undone
+    assert dspy.cache is before

@@ -75,6 +75,20 @@ def test_training_settings_fail_before_the_first_paid_call(settings, needles, or
     assert oracle_server.request_count == before and not (tmp_path / "out").exists()
 
 
+def test_trainer_settings_are_checked_before_the_network(tmp_path, tiny_causal_path):
+    """The command's own checks come before the endpoint probe: a bad trainer setting is reported as
+    such even when nobody listens on large_lm.api_base."""
+    import socket
+    from types import SimpleNamespace
+
+    with socket.socket() as s:  # a port that was free a moment ago: nobody listens there
+        s.bind(("127.0.0.1", 0))
+        dead = SimpleNamespace(url=f"http://127.0.0.1:{s.getsockname()[1]}/v1")
+    result = invoke(_compile_args(dead, tmp_path, tiny_causal_path, "kd.trainer_args.warmup_steps=abc"))
+    assert_one_line_error(result, "kd.trainer_args.warmup_steps='abc'")
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_library_compile_checks_before_the_bootstrap(oracle_server, tmp_path, tiny_causal_path):
     """LMCoTCompiler.compile (the Python API) runs the same pre-flight before any teacher call."""
     from lmcot.data import load_examples
