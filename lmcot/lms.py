@@ -70,7 +70,8 @@ def cache_in(cache_dir: str | Path = _DEFAULT_CACHE, *, memory: bool = True):
     """:func:`configure_cache` for a block: a library call (``compile``, an evaluation, an experiment)
     uses lmcot's cache in ``cache_dir`` and leaves DSPy's global cache (and lmcot's memo folder) as it
     found them. Inside a block that already uses that cache (``compile`` under ``compile_from_config``,
-    a student's compile inside an experiment) it changes nothing: the cache is installed once per run."""
+    a student's compile inside an experiment) it installs nothing, so the cache is installed once per
+    run; what the block changes is still undone at its end."""
     from lmcot.memo import memo_dir, set_memo_dir
 
     before, memos = dspy.cache, memo_dir()
