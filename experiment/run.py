@@ -210,15 +210,14 @@ def _run_experiment(cfg: LMCoTConfig, out: Path, progress: bool, say: Callable[[
         names = students_needed(exp, dataset_rationales=True, main_form=form)
     if trained:
         from lmcot.experiment.students import training_config
+        from lmcot.hf_engine import hf_engine_of
         from lmcot.optimizers.preflight import preflight_training
 
-        # Every stage's trainer settings before the first paid call (the RL students' after KD's bootstrap).
-        from lmcot.hf_engine import hf_engine_of
-
-        # The small LM as resolved once: by the command's checks, else when it was built above.
+        # Every stage's trainer settings before the first paid call (the RL students' after KD's bootstrap),
+        # against the small LM's model as it was resolved once (by the checks, or when it was built above).
         engine = hf_engine_of(run.base_small)
-        source = (sources or {}).get("small_lm") or (engine.source if engine is not None else None)
-        preflight_training(training_config(cfg, names), cfg.small_lm, out, source=source)
+        preflight_training(training_config(cfg, names), cfg.small_lm, out,
+                           source=engine.source if engine is not None else None)
     from lmcot.run_lock import output_lock
 
     with output_lock(out, "run_experiment"):  # a second run on this folder fails at once

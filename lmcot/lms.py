@@ -43,26 +43,29 @@ def configure_cache(cache_dir: str | Path = _DEFAULT_CACHE, *, memory: bool = Tr
     root = Path(os.path.expanduser(str(cache_dir)))
     _note_pickle_cache(root / "dspy")
     path = root / "replies"
-    current = dspy.cache
-    if not (isinstance(current, ReplyCache) and Path(current.disk_cache_dir) == path
-            and current.enable_memory_cache == memory):  # already installed there: one cache, one open store
+    if not _reply_cache_in_use(path, memory):  # already installed there: one cache, one open store
         dspy.cache = ReplyCache(path, enable_memory_cache=memory)
     # Fingerprints and truncations remembered next to the calls, so a cached rerun loads no model.
     set_memo_dir(root / "memo")
     return path
 
 
+def _reply_cache_in_use(path: Path, memory: bool) -> bool:
+    """Whether ``dspy.cache`` is lmcot's reply cache in ``path`` with that memory setting."""
+    from lmcot.reply_cache import ReplyCache
+
+    current = dspy.cache
+    return (isinstance(current, ReplyCache) and Path(current.disk_cache_dir) == path
+            and current.enable_memory_cache == memory)
+
+
 def _installed(cache_dir: str | Path, memory: bool) -> Path | None:
     """The replies folder when lmcot's cache in ``cache_dir`` is the one in use (and its memos), else None."""
     from lmcot.memo import memo_dir
-    from lmcot.reply_cache import ReplyCache
 
     root = Path(os.path.expanduser(str(cache_dir)))
-    current = dspy.cache
-    if (isinstance(current, ReplyCache) and Path(current.disk_cache_dir) == root / "replies"
-            and current.enable_memory_cache == memory and memo_dir() == root / "memo"):
-        return root / "replies"
-    return None
+    in_use = _reply_cache_in_use(root / "replies", memory) and memo_dir() == root / "memo"
+    return root / "replies" if in_use else None
 
 
 @contextmanager
