@@ -102,8 +102,8 @@ def quality_threshold(rows: list[dict[str, Any]], path: Path) -> Path:
 def cost_accuracy(ms: dict[str, Any], path: Path) -> Path:
     plt = _plt()
     dollars = all(m["usd_per_correct"] is not None for m in ms.values() if m["correct"])
-    key, label = ("usd_per_correct", "$ per correct answer") if dollars else \
-        ("tokens_per_correct", "large-LM tokens per correct answer (no $ price known)")
+    key, label = (("usd_per_correct", "$ per correct answer") if dollars
+                  else ("tokens_per_correct", "large-LM tokens per correct answer (no $ price known)"))
     fig, ax = plt.subplots(figsize=(9, 4.2))
     markers = "osD^vP*Xh<>p"
     for i, (name, m) in enumerate(ms.items()):

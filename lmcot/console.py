@@ -33,8 +33,8 @@ def _fmt(seconds: float) -> str:
 
 def _rate(per_second: float) -> str:
     """Items per second, else per minute (down to 0.1/min), else per hour."""
-    unit, value = ("s", per_second) if per_second >= 1 else ("min", per_second * 60) if per_second * 60 >= 0.1 \
-        else ("h", per_second * 3600)
+    unit, value = (("s", per_second) if per_second >= 1 else ("min", per_second * 60) if per_second * 60 >= 0.1
+                   else ("h", per_second * 3600))
     return f"{value:.2f}/{unit}" if value < 10 else f"{value:.0f}/{unit}"
 
 

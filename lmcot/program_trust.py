@@ -162,8 +162,8 @@ def _check_sha256(value: Any, file: Path, small_lm: Path) -> dict[str, str]:
     if not isinstance(value, dict) or not value:
         raise _fail(file, key, "must be an object {file: sha256} naming the small LM's weights")
     for name, digest in value.items():
-        if not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors") \
-                or name.startswith("."):
+        if (not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors")
+                or name.startswith(".")):
             raise _fail(file, key, f"{str(name)[:80]!r} is not a weights file name in small_lm/")
         if not isinstance(digest, str) or not _SHA256.match(digest):
             raise _fail(file, f"{key}.{name}", "not a sha256 (64 lower-case hex digits)")
@@ -220,8 +220,8 @@ def _check_state(state: Any, predictors: dict[str, int], file: Path) -> dict[str
         if not isinstance(fields, list) or len(fields) != n_fields:
             raise _fail(file, f"{key}.signature.fields", f"must be a list of {n_fields} fields")
         for i, item in enumerate(fields):
-            if not isinstance(item, dict) or set(item) != {"prefix", "description"} \
-                    or not all(isinstance(v, str) for v in item.values()):
+            if (not isinstance(item, dict) or set(item) != {"prefix", "description"}
+                    or not all(isinstance(v, str) for v in item.values())):
                 raise _fail(file, f"{key}.signature.fields[{i}]", "must be {\"prefix\": str, \"description\": str}")
         for part in ("traces", "train", "demos"):
             if not isinstance(entry.get(part, []), list):
@@ -270,9 +270,9 @@ def read_program_folder(path: str | Path, predictors: dict[str, int]) -> Program
     legacy_large = saved.get("large_lm") if isinstance(saved.get("large_lm"), dict) else {}
     # The one path a folder names: where its small LM is. Anything but its own small_lm/ is refused.
     named = legacy_small.get("model", SMALL_LM_DIR)
-    if legacy_small.get("backend", "transformers") != "transformers" or not isinstance(named, str) \
-            or (Path(named).resolve() if Path(named).is_absolute() else (folder / named).resolve()) \
-            != (folder / SMALL_LM_DIR).resolve():
+    if (legacy_small.get("backend", "transformers") != "transformers" or not isinstance(named, str)
+            or (Path(named).resolve() if Path(named).is_absolute() else (folder / named).resolve())
+            != (folder / SMALL_LM_DIR).resolve()):
         raise _fail(file, "config.small_lm.model", f"{str(named)[:200]!r}: a program's small LM is the folder's own "
                     f"{SMALL_LM_DIR}/ (in-process weights), nothing else")
     small_dir = folder / SMALL_LM_DIR

@@ -237,8 +237,8 @@ class Distill(Stage):
         self.model_fp = _fingerprint(kept, student, kd, small_cfg, _RESUME_KEYS + _BUDGET_KEYS)
 
     def finished(self) -> Path | None:
-        if Marker(self.model_dir / _MARKER, "fingerprint").matches(self.model_fp) and \
-                (self.model_dir / "config.json").is_file():
+        if (Marker(self.model_dir / _MARKER, "fingerprint").matches(self.model_fp)
+                and (self.model_dir / "config.json").is_file()):
             log.info("KD: %s already holds the model trained from these rationales; reusing it", self.model_dir)
             return self.model_dir
         return None

@@ -92,8 +92,8 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
         try:
             if isinstance(rationales, Exception):
                 raise rationales
-            pred = program.answer_from(ex.question, ex.get("context"), rationales) if phased \
-                else program(**ex.inputs())
+            pred = (program.answer_from(ex.question, ex.get("context"), rationales) if phased
+                    else program(**ex.inputs()))
             row["answer"] = pred.answer
             for key in ("rationale", "rationales", "answers", "scores", "selected"):
                 if key in pred.keys():
