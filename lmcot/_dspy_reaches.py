@@ -13,6 +13,7 @@ loudly (naming the reach) when a DSPy release changes what it relies on:
 * ``dspy_cache_is_set``: whether ``dspy.cache`` exists yet. DSPy builds its default cache lazily, on
   the first read of the module attribute (a module ``__getattr__``); until then nothing is in the
   module's namespace, so lmcot can tell "nobody chose a cache" from a cache the user configured.
+  ``chosen_dspy_cache`` / ``restore_dspy_cache`` read and put back that state without building it.
 * ``litellm_errors``, ``finish_legacy_call``, ``lm15_to_litellm``, ``litellm_to_lm15``: what DSPy's
   own litellm engine does around a ``litellm.completion`` call (error mapping, the bookkeeping and
   result of an ordinary call, the typed-request conversions), for ``lmcot.http_lm``'s RouterEngine, which
@@ -54,9 +55,25 @@ def state_without_lms(program) -> dict[str, Any]:
 
 def dspy_cache_is_set() -> bool:
     """Whether ``dspy.cache`` was assigned, configured or built (read) yet in this process."""
+    return chosen_dspy_cache() is not None
+
+
+def chosen_dspy_cache():
+    """``dspy.cache`` when one is set, else None, without building DSPy's default (reading the
+    attribute would build it, and create its folder)."""
     import dspy
 
-    return "cache" in vars(dspy)
+    return vars(dspy).get("cache")
+
+
+def restore_dspy_cache(cache) -> None:
+    """Put back what :func:`chosen_dspy_cache` returned: that cache, or none chosen at all."""
+    import dspy
+
+    if cache is not None:
+        dspy.cache = cache
+    elif "cache" in vars(dspy):
+        del dspy.cache
 
 
 def litellm_errors(*, model: str):

@@ -52,9 +52,10 @@ def configure_cache(cache_dir: str | Path = _DEFAULT_CACHE, *, memory: bool = Tr
 
 def _reply_cache_in_use(path: Path, memory: bool) -> bool:
     """Whether ``dspy.cache`` is lmcot's reply cache in ``path`` with that memory setting."""
+    from lmcot._dspy_reaches import chosen_dspy_cache
     from lmcot.reply_cache import ReplyCache
 
-    current = dspy.cache
+    current = chosen_dspy_cache()
     return (isinstance(current, ReplyCache) and Path(current.disk_cache_dir) == path
             and current.enable_memory_cache == memory)
 
@@ -75,13 +76,14 @@ def cache_in(cache_dir: str | Path = _DEFAULT_CACHE, *, memory: bool = True):
     found them. Inside a block that already uses that cache (``compile`` under ``compile_from_config``,
     a student's compile inside an experiment) it installs nothing, so the cache is installed once per
     run; what the block changes is still undone at its end."""
+    from lmcot._dspy_reaches import chosen_dspy_cache, restore_dspy_cache
     from lmcot.memo import memo_dir, set_memo_dir
 
-    before, memos = dspy.cache, memo_dir()
+    before, memos = chosen_dspy_cache(), memo_dir()  # None: nobody had chosen one, and after the block nobody has
     try:
         yield _installed(cache_dir, memory) or configure_cache(cache_dir, memory=memory)
     finally:
-        dspy.cache = before
+        restore_dspy_cache(before)
         set_memo_dir(memos)
 
 

@@ -57,12 +57,19 @@ def test_dump_state_has_one_lm_entry_per_predictor():
 
 
 def test_dspy_builds_its_cache_lazily_so_an_unset_cache_can_be_told_apart(monkeypatch):
-    from lmcot._dspy_reaches import dspy_cache_is_set
+    from lmcot._dspy_reaches import chosen_dspy_cache, dspy_cache_is_set, restore_dspy_cache
 
     monkeypatch.delattr(dspy, "cache")  # as in a fresh process (conftest set one)
+    assert not dspy_cache_is_set() and chosen_dspy_cache() is None
+    assert not dspy_cache_is_set(), "reading the chosen cache built one"
+    built = dspy.cache
+    assert built is not None, "DSPy no longer builds its default cache on first read: rework dspy_cache_is_set"
+    assert dspy_cache_is_set() and chosen_dspy_cache() is built
+    restore_dspy_cache(None)  # "nobody chose one" again: the next read builds a new default
     assert not dspy_cache_is_set()
-    assert dspy.cache is not None, "DSPy no longer builds its default cache on first read: rework dspy_cache_is_set"
-    assert dspy_cache_is_set()
+    assert dspy.cache is not built
+    restore_dspy_cache(built)
+    assert dspy.cache is built
 
 
 def test_litellm_call_reaches_behave_as_dspys_litellm_engine():

@@ -280,3 +280,18 @@ def test_a_nested_cache_in_installs_once_and_leaves_the_cache_as_it_found_it(tmp
             assert memo_dir() == tmp_path / "b" / "memo"
         assert dspy.cache is outer and memo_dir() == tmp_path / "a" / "memo"  # ... and that is undone
     assert dspy.cache is before
+
+
+def test_cache_in_leaves_an_unchosen_cache_unchosen(tmp_path, monkeypatch):
+    """A library call (compile, an evaluation) in a fresh process: before it nobody had chosen a cache, and
+    after it nobody has; DSPy's own pickle cache is neither built nor left behind, so a later build_lm still
+    installs lmcot's cache."""
+    from lmcot._dspy_reaches import dspy_cache_is_set
+    from lmcot.lms import cache_in
+
+    monkeypatch.setenv("DSPY_CACHEDIR", str(tmp_path / "dspy-default"))
+    monkeypatch.delattr(dspy, "cache")  # as in a fresh process
+    with cache_in(tmp_path / "run"):
+        assert isinstance(dspy.cache, ReplyCache)
+    assert not dspy_cache_is_set(), "cache_in left DSPy's default cache installed"
+    assert not (tmp_path / "dspy-default").exists(), "cache_in built DSPy's pickle cache"
