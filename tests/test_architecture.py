@@ -11,7 +11,9 @@ Every import counts, at module level or inside a function, and a relative one (`
 as Python resolves it against the importing module's package: a module imports only its own layer or
 the layers below, and no group of modules imports itself round in a circle. The package's face
 (``lmcot/__init__.py``, which lends higher names lazily by string) and ``lmcot/__main__.py`` (the
-`python -m lmcot` entry, the command itself) stand outside the order.
+`python -m lmcot` entry, the command itself) stand outside the order; a name taken from the face
+(``from lmcot import evaluate_from_config``) counts as an import of the module that defines it, as does
+``importlib.import_module("lmcot.x")``.
 """
 
 from __future__ import annotations
@@ -64,12 +66,33 @@ def _imports(path: Path, package: str | None = None) -> dict[str, int]:
             # As Python resolves it: `.` is the package itself, each further dot one package up.
             module = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
             names = [f"{module}.{a.name}" for a in node.names]
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "lmcot"
+              and node.attr in FACE_LENDS):  # `import lmcot` ... `lmcot.evaluate_from_config(...)`
+            names = [f"lmcot.{node.attr}"]
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            names = [node.args[0].value]  # importlib.import_module("lmcot.x")
         for name in names:  # each name of `from pkg import a, b` on its own: pkg.a and pkg.b may both be modules
+            face, _, lent = name.rpartition(".")
+            if face == "lmcot" and lent in FACE_LENDS:  # a name the face lends counts as an import of its module
+                name = FACE_LENDS[lent]
             while name and name not in MODULES:  # `from pkg import name`: the module is pkg or pkg.name
                 name = name.rpartition(".")[0]
             if name and name.startswith("lmcot"):
                 found.setdefault(name, node.lineno)
     return found
+
+
+def _face_lends() -> dict[str, str]:
+    """The package face's lazy names -> the module that defines each (``lmcot/__init__.py``'s ``_LAZY``)."""
+    tree = ast.parse((ROOT / "lmcot" / "__init__.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_LAZY" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError("lmcot/__init__.py has no _LAZY table: teach the checker how the face lends names")
+
+
+FACE_LENDS = _face_lends()
 
 
 GRAPH = {m: {t: line for t, line in _imports(p).items() if t != m} for m, p in MODULES.items()}
@@ -134,6 +157,21 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
     assert set(_imports(probe)) == {"lmcot.commands.cli", "lmcot.programs.evaluation"}
     assert _layer("lmcot.commands.cli") > _layer("lmcot.programs.evaluation") > _layer("lmcot.metrics.answer") \
         > _layer("lmcot.config")
+
+
+def test_the_checker_sees_through_the_package_face(tmp_path):
+    # `from lmcot import evaluate_from_config` reaches programs/ through the face's lazy table: it counts as
+    # an import of lmcot.programs.evaluation, not of the face (which stands outside the order).
+    probe = tmp_path / "probe.py"
+    probe.write_text("import importlib\nimport lmcot\n"
+                     "def f():\n    from lmcot import evaluate_from_config, load_config\n"
+                     "def g():\n    return lmcot.evaluate_methods\n"
+                     "def h():\n    return importlib.import_module('lmcot.optimizers.compiler')\n")
+    found = _imports(probe, package="lmcot")
+    assert {"lmcot.programs.evaluation", "lmcot.config", "lmcot.optimizers.compiler"} <= set(found)
+    assert found["lmcot.programs.evaluation"] == 4
+    assert FACE_LENDS["evaluate_from_config"] == "lmcot.programs.evaluation"
+    assert all(target in MODULES for target in FACE_LENDS.values()), "the face lends a name from a module that is gone"
 
 
 def test_the_checker_resolves_relative_imports(tmp_path):
