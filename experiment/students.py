@@ -54,7 +54,11 @@ def _link_kd(folder: Path, kd_stage: Path) -> None:
     try:
         os.symlink(os.path.relpath(kd_stage, folder), link, target_is_directory=True)
     except OSError:  # a file system without links: a copy works the same for the compiler
-        shutil.copytree(kd_stage, link)
+        from lmcot.optimizers.stage import replacing_folder
+
+        # Copied aside and renamed in: a crash mid-copy never leaves a `kd` that looks finished.
+        with replacing_folder(link) as tmp:
+            shutil.copytree(kd_stage, tmp)
 
 
 def train_students(cfg: LMCoTConfig, out: Path, names: list[str], trainset, base_small, large_lm,

@@ -419,3 +419,36 @@ def test_a_bad_experiment_setting_fails_in_one_line_before_any_call(setting, nam
     errors = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and named in errors[0]
     assert server.request_count == before and not (tmp_path / "out").exists()
+
+
+def test_a_kd_copy_cut_off_midway_leaves_no_kd_folder(tmp_path, monkeypatch):
+    """Without links the RL students get a copy of the KD stage; a crash mid-copy must not leave a `kd`
+    folder (holding KD's DONE marker) that a rerun would take as finished."""
+    import shutil
+
+    from lmcot.experiment import students
+
+    kd_stage = tmp_path / "students" / "kd" / "kd"
+    (kd_stage / "model").mkdir(parents=True)
+    (kd_stage / "DONE.json").write_text("{}")
+    (kd_stage / "model" / "model.safetensors").write_text("weights")
+    monkeypatch.setattr(students.os, "symlink", lambda *a, **k: (_ for _ in ()).throw(OSError("no links here")))
+    real_copytree = shutil.copytree
+
+    def copy_file(src, dst, **kwargs):  # the weights fail to copy, after DONE.json was copied
+        if str(src).endswith(".safetensors"):
+            raise OSError("disk full")
+        return shutil.copy2(src, dst, **kwargs)
+
+    def copy_then_die(src, dst, *args, **kwargs):  # copytree calls itself (positionally) for each subfolder
+        return real_copytree(src, dst, copy_function=copy_file)
+
+    folder = tmp_path / "students" / "kd_rl"
+    monkeypatch.setattr(shutil, "copytree", copy_then_die)
+    with pytest.raises(shutil.Error, match="disk full"):
+        students._link_kd(folder, kd_stage)
+    assert not (folder / "kd").exists() and list(folder.iterdir()) == []
+    monkeypatch.setattr(shutil, "copytree", real_copytree)
+    students._link_kd(folder, kd_stage)  # the rerun copies it whole
+    assert (folder / "kd" / "model" / "model.safetensors").read_text() == "weights"
+    assert (folder / "kd" / "DONE.json").is_file() and not (folder / "kd").is_symlink()
