@@ -65,19 +65,19 @@ class _Run:
 
     # -- one method row -------------------------------------------------------------------
     def program(self, spec: MethodSpec):
-        from lmcot.programs import CoTPrompting, CoTSelfConsistency, LMGuidedCoT, StandardPrompting
+        from lmcot.programs import CoTSelfConsistency, LMGuidedCoT
+        from lmcot.programs.evaluation import build_program
 
         exp = self.cfg.experiment
-        if spec.kind == "standard":
-            return StandardPrompting(self.large)
-        if spec.kind == "cot":
-            return CoTPrompting(self.large)
+        if spec.kind in ("standard", "cot"):
+            return build_program(spec.kind, None, self.large, self.cfg)
         if spec.kind == "cot_sc":  # votes compare answers as the task does ("$18" == "18" for numbers)
             return CoTSelfConsistency(self.large, spec.k, exp.sample_temperature, answer_key=self.task.vote_key)
-        return LMGuidedCoT(self.student(spec.student), self.large, num_samples=spec.k,
-                           sample_temperature=exp.sample_temperature, select=spec.select,
-                           scorer=self.scorer() if spec.select != "vote" else None, answer_key=self.task.vote_key,
-                           rationale_form=student_form(spec.student, self.cfg.kd.rationale_form))
+        # One scorer for every row, so the models load once and its seconds are metered per row.
+        return LMGuidedCoT.from_config(self.student(spec.student), self.large, self.cfg, num_samples=spec.k,
+                                       sample_temperature=exp.sample_temperature, select=spec.select,
+                                       rationale_form=student_form(spec.student, self.cfg.kd.rationale_form),
+                                       scorer=self.scorer() if spec.select != "vote" else None)
 
     def run_method(self, spec: MethodSpec) -> dict[str, Any]:
         """One method row on the dev set, and what it costs on its own (``lmcot.usage``'s rule: calls
