@@ -196,12 +196,14 @@ def _run_experiment(cfg: LMCoTConfig, out: Path, progress: bool, say: Callable[[
     run.task = task
     lms = build_lms(cfg, ("small_lm", "large_lm") if names else ("large_lm",), sources=sources)
     run.base_small, run.large = lms.get("small_lm"), lms["large_lm"]
-    # Both data sets are read and checked before the first paid call.
-    run.dev = load_split(cfg, "dev", limit=exp.dev_limit, small_lm=run.base_small)
+    # Both data sets are read and checked before the first paid call. Contexts are counted with the small
+    # LM's tokenizer: the LM's, else (no student) its model as the checks resolved it.
+    counter = run.base_small if run.base_small is not None else (sources or {}).get("small_lm")
+    run.dev = load_split(cfg, "dev", limit=exp.dev_limit, small_lm=counter)
     if not run.dev:
         raise DataError(f"{cfg.data.dev}: the dev set is empty")
     trained = [n for n in names if n != "untrained"]
-    trainset = load_split(cfg, "train", small_lm=run.base_small) if trained else []
+    trainset = load_split(cfg, "train", small_lm=counter) if trained else []
     if task.metric is not None:
         task.metric.check_on(run.dev[0])
     # The data has rationales of its own and KD learns from the teacher's: add the student distilled from them.

@@ -145,3 +145,20 @@ def test_the_engine_takes_a_resolved_model_only(tiny_causal_path):
 
     with pytest.raises(TypeError, match="resolved model"):
         TransformersEngine(str(tiny_causal_path))
+
+
+def test_an_experiment_without_students_counts_contexts_with_the_checked_resolution(
+        oracle_server, tiny_causal_path, tmp_path, monkeypatch, resolutions):
+    """Baselines only: no small LM is built, yet contexts are counted with its tokenizer, loaded from the
+    model the checks resolved rather than resolved again."""
+    monkeypatch.setenv(KEY_VAR, "sk-test")
+    args = _args(oracle_server, tmp_path / "c", tmp_path / "o", small=tiny_causal_path)
+    args[:args.index("--out") + 2] = ["experiment", "--out", str(tmp_path / "o")]
+    args += ["--set", "experiment.students=[]", "--set", "experiment.rl_ablation=[]",
+             "--set", "experiment.quality_analysis=false", "--set", "experiment.self_consistency=false",
+             "--set", "experiment.baselines=[standard]", "--set", "experiment.rationale_forms=[]",
+             "--set", "experiment.dev_limit=2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o" / "results.json").is_file()
+    assert resolutions == [str(tiny_causal_path)]
