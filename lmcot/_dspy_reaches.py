@@ -14,6 +14,9 @@ loudly (naming the reach) when a DSPy release changes what it relies on:
   the first read of the module attribute (a module ``__getattr__``); until then nothing is in the
   module's namespace, so lmcot can tell "nobody chose a cache" from a cache the user configured.
   ``chosen_dspy_cache`` / ``restore_dspy_cache`` read and put back that state without building it.
+* ``response_extras`` / ``set_response_extras``: litellm's per-response bookkeeping
+  (``_hidden_params``: the endpoint, ``response_cost``), which DSPy reads for a call's cost; the reply
+  cache scrubs the endpoint from it and keeps the cost of a cached reply.
 * ``litellm_errors``, ``finish_legacy_call``, ``lm15_to_litellm``, ``litellm_to_lm15``: what DSPy's
   own litellm engine does around a ``litellm.completion`` call (error mapping, the bookkeeping and
   result of an ordinary call, the typed-request conversions), for ``lmcot.http_lm``'s RouterEngine, which
@@ -74,6 +77,17 @@ def restore_dspy_cache(cache) -> None:
         dspy.cache = cache
     elif "cache" in vars(dspy):
         del dspy.cache
+
+
+def response_extras(value: Any) -> dict[str, Any] | None:
+    """litellm's bookkeeping of a response (``_hidden_params``), the live dict; None when it has none."""
+    extras = getattr(value, "_hidden_params", None)
+    return extras if isinstance(extras, dict) else None
+
+
+def set_response_extras(value: Any, extras: dict[str, Any]) -> None:
+    """Give a rebuilt response the bookkeeping it had (DSPy reads its ``response_cost``)."""
+    value._hidden_params = dict(extras)
 
 
 def litellm_errors(*, model: str):

@@ -270,10 +270,20 @@ def prepare_examples(examples: list[Any], answer_type: str = "span", labels: Any
         fields = dict(ex.toDict() if hasattr(ex, "toDict") else ex)
         fields["id"] = str(fields.get("id") or derive_id(question))
         fields["context"] = fields.get("context") or ""
-        inputs = [k for k in getattr(ex, "_input_keys", None) or ("question", "context") if k in fields]
+        inputs = [k for k in _input_keys(ex) or ("question", "context") if k in fields]
         if fields["context"] and "context" not in inputs:
             inputs.append("context")
         if not fields["context"]:
             inputs = [k for k in inputs if k != "context"]
         out.append(dspy.Example(**fields).with_inputs(*inputs))
     return out
+
+
+def _input_keys(ex: Any) -> list[str]:
+    """The input fields a ``dspy.Example`` was given (``with_inputs``); none for a dict or an Example without."""
+    if not isinstance(ex, dspy.Example):
+        return []
+    try:
+        return list(ex.inputs().keys())
+    except ValueError:  # with_inputs was never called
+        return []

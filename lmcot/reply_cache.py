@@ -206,10 +206,11 @@ _PARSE_WATCH = _ParseWatch()
 def scrub(value: Any) -> Any:
     """Redact the endpoint a response records (litellm's ``_hidden_params``, ``api_base`` keys of a
     dict record) in place; the reply itself is left as it came."""
+    from lmcot._dspy_reaches import response_extras
     from lmcot.redact import redact, redact_tree
 
-    hidden = getattr(value, "_hidden_params", None)
-    if isinstance(hidden, dict):
+    hidden = response_extras(value)
+    if hidden is not None:
         for key, item in list(hidden.items()):
             hidden[key] = redact_tree(item) if isinstance(item, (str, dict, list)) else item
     if isinstance(value, dict):

@@ -61,8 +61,10 @@ def encode(value: Any) -> str | None:
     cls = type(value)
     tag = f"{cls.__module__}.{cls.__qualname__}"
     if tag in REBUILDABLE:
-        hidden = getattr(value, "_hidden_params", None) or {}
-        # litellm keeps the call's cost in _hidden_params["response_cost"]: lmcot.usage reads it from
+        from lmcot._dspy_reaches import response_extras
+
+        hidden = response_extras(value) or {}
+        # litellm keeps the call's cost in its extras ("response_cost"): lmcot.usage reads it from
         # cache hits too. What does not serialise (a client object, say) is dropped.
         row = {"t": tag, "v": value.model_dump(mode="json"),
                "h": {k: v for k, v in ((k, _jsonable(v)) for k, v in hidden.items()) if v is not None}}
@@ -87,7 +89,9 @@ def decode(text: str) -> Any:
     cls = getattr(importlib.import_module(module), name)
     value = cls(**row["v"])
     if isinstance(row.get("h"), dict):
-        value._hidden_params = dict(row["h"])
+        from lmcot._dspy_reaches import set_response_extras
+
+        set_response_extras(value, row["h"])
     return value
 
 

@@ -226,3 +226,17 @@ def test_load_split_cuts_contexts_with_the_small_lms_tokenizer_by_default(tiny_c
     approximate = [ex.context for ex in load_split(cfg, "dev", count_tokens=approx_token_count)]
     assert default == as_the_cli
     assert default != approximate  # the two counts cut differently: the default must be the tokenizer's
+
+
+def test_prepared_examples_keep_the_inputs_the_user_chose():
+    import dspy
+
+    from lmcot.custom_data import prepare_examples
+
+    chosen = dspy.Example(question="Pick one", choices="a, b", answer="a").with_inputs("question", "choices")
+    unset = dspy.Example(question="2 + 2?", answer="4")  # with_inputs never called
+    plain = {"question": "3 + 4?", "context": "Numbers.", "answer": "7"}
+    a, b, c = prepare_examples([chosen, unset, plain], "span", None, what="trainset")
+    assert set(a.inputs().keys()) == {"question", "choices"} and a.id
+    assert set(b.inputs().keys()) == {"question"} and b.context == ""
+    assert set(c.inputs().keys()) == {"question", "context"}

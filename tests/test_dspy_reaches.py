@@ -91,3 +91,21 @@ def test_litellm_call_reaches_behave_as_dspys_litellm_engine():
     data = lm15_to_litellm(request)
     assert data["messages"] == [{"role": "user", "content": "hi"}] and data["top_k"] == 3 and "model" not in data
     assert litellm_to_lm15(raw, request).text == "Paris"
+
+
+def test_litellm_keeps_a_responses_cost_where_dspy_reads_it():
+    """The reply cache keeps a cached reply's cost (and scrubs its endpoint) in litellm's per-response
+    extras; DSPy reads a call's cost from there."""
+    import litellm
+
+    from lmcot._dspy_reaches import finish_legacy_call, response_extras, set_response_extras
+
+    raw = litellm.completion(model="openai/x", messages=[{"role": "user", "content": "hi"}], mock_response="Paris",
+                             api_key="sk-none")
+    assert response_extras(raw) is not None, "litellm no longer keeps _hidden_params on a response"
+    rebuilt = litellm.ModelResponse(**raw.model_dump(mode="json"))
+    set_response_extras(rebuilt, {"response_cost": 0.25, "api_base": "http://h/v1"})
+    assert response_extras(rebuilt)["response_cost"] == 0.25
+    result = finish_legacy_call(dspy.LM("openai/x"), rebuilt, {"messages": [{"role": "user", "content": "hi"}]})
+    assert result.cost == 0.25, "DSPy no longer reads a call's cost from litellm's _hidden_params"
+    assert response_extras(object()) is None
