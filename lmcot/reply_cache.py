@@ -138,6 +138,15 @@ class ReplyCache(Cache):
             self.memory_cache.pop(key, None)
         self.store.delete(key)
 
+    # DSPy's own memory-tier methods, under this cache's lock too (the tier is not thread-safe).
+    def save_memory_cache(self, filepath: str) -> None:
+        with self._memory_lock:
+            super().save_memory_cache(filepath)
+
+    def load_memory_cache(self, filepath: str, allow_pickle: bool = False) -> None:
+        with self._memory_lock:
+            super().load_memory_cache(filepath, allow_pickle=allow_pickle)
+
     def reset_memory_cache(self) -> None:
         with self._memory_lock:
             self.memory_cache.clear()

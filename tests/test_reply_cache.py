@@ -295,3 +295,36 @@ def test_cache_in_leaves_an_unchosen_cache_unchosen(tmp_path, monkeypatch):
         assert isinstance(dspy.cache, ReplyCache)
     assert not dspy_cache_is_set(), "cache_in left DSPy's default cache installed"
     assert not (tmp_path / "dspy-default").exists(), "cache_in built DSPy's pickle cache"
+
+
+def test_dspys_memory_tier_methods_run_under_the_reply_caches_lock(tmp_path, monkeypatch):
+    """reset/save/load_memory_cache are DSPy's; lmcot's cache runs each under its own lock (save and load
+    wrap DSPy's), so they must still exist on DSPy's Cache with these signatures, and take the lock."""
+    import inspect
+
+    from dspy.clients.cache import Cache
+
+    for name, params in (("reset_memory_cache", ["self"]), ("save_memory_cache", ["self", "filepath"]),
+                         ("load_memory_cache", ["self", "filepath", "allow_pickle"])):
+        assert list(inspect.signature(getattr(Cache, name)).parameters) == params, f"DSPy changed Cache.{name}"
+    cache = ReplyCache(tmp_path)
+    cache.write("k", {"x": 1})
+    taken = []
+    lock = cache._memory_lock
+
+    class Spy:
+        def __enter__(self):
+            taken.append(True)
+            return lock.__enter__()
+
+        def __exit__(self, *exc):
+            return lock.__exit__(*exc)
+
+    cache._memory_lock = Spy()
+    cache.save_memory_cache(str(tmp_path / "memory.pkl"))
+    assert taken == [True]
+    cache.reset_memory_cache()
+    assert taken == [True, True] and "k" not in cache.memory_cache
+    assert cache.store.get("k") == {"x": 1}  # the disk tier keeps it
+    cache.load_memory_cache(str(tmp_path / "memory.pkl"), allow_pickle=True)  # a file this test wrote
+    assert len(taken) == 3 and cache.memory_cache["k"] == {"x": 1}
