@@ -36,6 +36,7 @@ def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Pa
     from lmcot.commands.common import check_endpoints, check_local, guard, load, show_config
     from lmcot.console import say, table_console
     from lmcot.metrics.rationale import check_scorer_models, summarize
+    from lmcot.metrics.rationale.cheap import LM_ASPECTS
     from lmcot.errors import PathError
 
     with guard(verbose, "nothing written; the judge calls that finished are cached, so a rerun does not pay for "
@@ -53,7 +54,7 @@ def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Pa
         check_endpoints(cfg, (judge_key,) if judged else ())
         # Which model reads the rationales for fluency / naturalness, and why: never a silent fallback.
         cfg, reference, why = choose_scorer(cfg, rationales, explicit=config is not None)
-        if any(cfg.rationale_metrics.backends[a] == "cheap" for a in ("fluency", "naturalness")):
+        if any(cfg.rationale_metrics.backends[a] == "cheap" for a in LM_ASPECTS):
             by = f"perplexity under {reference}" if reference else "the lexical proxy"
             say("scorer:", "bold", f"fluency and naturalness by {by}: {why}")
         rows, means = run_score(cfg, rationales, out_path, progress=True, reference=(reference, why))
@@ -223,13 +224,14 @@ def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None 
     from lmcot.jsonl import atomic_write_text
     from lmcot.lms import cache_in
     from lmcot.metrics.rationale import LEXICAL, reference_lm_for, scorer_from_config, summarize
+    from lmcot.metrics.rationale.cheap import LM_ASPECTS
 
     rows = read_rationale_rows(rationales_path, contexts=lambda: dev_contexts(config, rationales_path))
     metrics = config.rationale_metrics
     judged = any(metrics.backends[a] == "judge" for a in ASPECTS)
     # The judge's calls are cached (DSPy's global cache as it was, after); cheap scorers call no LM.
     with cache_in(config.cache_dir) if judged else nullcontext():
-        needs_lm = any(metrics.backends[a] == "cheap" for a in ("fluency", "naturalness"))
+        needs_lm = any(metrics.backends[a] == "cheap" for a in LM_ASPECTS)
         if not needs_lm:
             reference_lm = None
         elif reference is not None:

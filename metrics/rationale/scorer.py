@@ -24,7 +24,7 @@ from typing import Any
 from lmcot.aspects import PASSAGE_ASPECTS
 from lmcot.config import ASPECTS, LMCoTConfig, RationaleMetricsConfig
 
-from .cheap import CHEAP_SCORERS
+from .cheap import CHEAP_SCORERS, EMBEDDER_ASPECTS, LM_ASPECTS
 from .text import context_sentences_from_paragraphs, context_sentences_from_text, split_sentences
 
 __all__ = ["LEXICAL", "LazyScorer", "PASSAGE_ASPECTS", "RationaleScorer", "backend_name", "choose_reference_lm",
@@ -32,13 +32,11 @@ __all__ = ["LEXICAL", "LazyScorer", "PASSAGE_ASPECTS", "RationaleScorer", "backe
 
 log = logging.getLogger(__name__)
 
-_LM_ASPECTS = ("fluency", "naturalness")
 LEXICAL = "lexical"  # the rationale_metrics.reference_lm value that asks for the lexical fluency proxy
 
 
 def _named(reference_lm: str | None) -> str | None:
     return None if reference_lm == LEXICAL else reference_lm
-_EMBED_ASPECTS = ("relevance", "coherence")
 
 
 def context_sentences_of(row: Mapping[str, Any]) -> list[str]:
@@ -72,9 +70,9 @@ def backend_name(cfg: RationaleMetricsConfig, aspect: str, reference_lm: str | N
     """What scores ``aspect`` under ``cfg``: ``judge``, ``reference LM``, ``embeddings`` or ``lexical``."""
     if cfg.backends[aspect] == "judge":
         return "judge"
-    if aspect in _LM_ASPECTS and _named(reference_lm or cfg.reference_lm):
+    if aspect in LM_ASPECTS and _named(reference_lm or cfg.reference_lm):
         return "reference LM"
-    if aspect in _EMBED_ASPECTS and cfg.embedding_model:
+    if aspect in EMBEDDER_ASPECTS and cfg.embedding_model:
         return "embeddings"
     return "lexical"
 
@@ -269,8 +267,8 @@ class RationaleScorer:
             out[i].update({a: None for a in aspects if a in PASSAGE_ASPECTS})
 
         rationales = [r for _, _, r in prepared if r.strip()]
-        lm = self.lm if any(a in _LM_ASPECTS for a in cheap) else None
-        embedder = self.embedder if any(a in _EMBED_ASPECTS for a in cheap) else None
+        lm = self.lm if any(a in LM_ASPECTS for a in cheap) else None
+        embedder = self.embedder if any(a in EMBEDDER_ASPECTS for a in cheap) else None
         # Batch the model work once for all rows; the per-row formulas then read cached values.
         if lm is not None:
             lm.warm(rationales, progress=progress)
@@ -284,7 +282,7 @@ class RationaleScorer:
                 for a in cheap:
                     if a in out[i]:  # n/a
                         continue
-                    kwargs = {"lm": lm} if a in _LM_ASPECTS else {"embedder": embedder} if a in _EMBED_ASPECTS else {}
+                    kwargs = {"lm": lm} if a in LM_ASPECTS else {"embedder": embedder} if a in EMBEDDER_ASPECTS else {}
                     out[i][a] = float(CHEAP_SCORERS[a](q, ctx, r, **kwargs))
         if judged:
             self._score_judged(rows, prepared, judged, out, call_limit)
