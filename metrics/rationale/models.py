@@ -48,14 +48,14 @@ class _TextCache:
 
 
 def _batches(items: list[str], size: int, progress: bool, label: str):
-    """Yield slices of ``items``; with ``progress`` a rich bar counts the texts."""
+    """Yield slices of ``items``; with ``progress`` a bar counts the texts (plain lines off a terminal)."""
     if not progress:
         for i in range(0, len(items), size):
             yield items[i : i + size]
         return
-    from rich.progress import Progress
+    from lmcot.console import progress_bar
 
-    with Progress(transient=True) as bar:
+    with progress_bar(label=label, transient=True) as bar:
         task = bar.add_task(label, total=len(items))
         for i in range(0, len(items), size):
             yield items[i : i + size]

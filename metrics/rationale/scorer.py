@@ -327,13 +327,18 @@ class RationaleScorer:
                 out[i].update({a: float(res[a]) for a in asked})
 
     @staticmethod
-    def _track(items, progress: bool, label: str):
+    def _track(items: Sequence[int], progress: bool, label: str):
+        """``items``; with ``progress`` a bar counts them (plain lines off a terminal: lmcot.console)."""
         if not progress:
             yield from items
             return
-        from rich.progress import track
+        from lmcot.console import progress_bar
 
-        yield from track(items, description=label, transient=True)
+        with progress_bar(label=label, transient=True) as bar:
+            task = bar.add_task(label, total=len(items))
+            for item in items:
+                yield item
+                bar.advance(task)
 
 
 class LazyScorer:
