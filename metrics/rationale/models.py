@@ -190,16 +190,15 @@ class SentenceEmbedder(_CachedModel):
 
     _progress_label = "sentence embeddings"
 
-    def __init__(self, model_path_or_id: str, *, device: str = "auto", batch_size: int = 32, max_length: int = 256):
-        from transformers import AutoModel, AutoTokenizer
+    def __init__(self, model_path_or_id: str, *, device: str = "auto", batch_size: int = 32, max_length: int = 256,
+                 trust_remote_code: bool = False, revision: str | None = None):
+        from lmcot.model_loading import load_encoder, resolve_source
 
-        from lmcot.model_loading import pick_device
-
-        path = resolve_embedding_model(model_path_or_id)
+        source = resolve_source(resolve_embedding_model(model_path_or_id), trust_remote_code=trust_remote_code,
+                                revision=revision)
         self.name = model_path_or_id
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path, use_safetensors=True).to(pick_device(device)).eval()
-        self.pooling = _pooling_mode(path)
+        self.model, self.tokenizer = load_encoder(source, device=device)
+        self.pooling = _pooling_mode(source.path)
         self.batch_size = batch_size
         self.max_length = max_length
         self._cache = _TextCache()
