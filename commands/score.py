@@ -35,7 +35,7 @@ def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Pa
 
     from lmcot.commands.common import check_endpoints, check_local, guard, load, show_config
     from lmcot.console import say, table_console
-    from lmcot.metrics.rationale import check_scorer_models, summarize
+    from lmcot.metrics.rationale import check_scorer_models, reference_name, summarize
     from lmcot.metrics.rationale.cheap import LM_ASPECTS
     from lmcot.errors import PathError
 
@@ -55,7 +55,7 @@ def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Pa
         # Which model reads the rationales for fluency / naturalness, and why: never a silent fallback.
         cfg, reference, why = choose_scorer(cfg, rationales, explicit=config is not None)
         if any(cfg.rationale_metrics.backends[a] == "cheap" for a in LM_ASPECTS):
-            by = f"perplexity under {reference}" if reference else "the lexical proxy"
+            by = f"perplexity under {reference_name(reference)}" if reference else "the lexical proxy"
             say("scorer:", "bold", f"fluency and naturalness by {by}: {why}")
         rows, means = run_score(cfg, rationales, out_path, progress=True, reference=(reference, why))
     backends = score_backends(cfg, (reference, why))
