@@ -1,4 +1,4 @@
-"""RationaleScorer (backends, routing, row formats) and `lmcot score`'s run_score on real records."""
+"""RationaleScorer (backends, routing, row formats) and run_score (behind `lmcot score`) on real records."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from lmcot.contexts import format_context
 from lmcot.metrics.rationale import RationaleScorer, context_sentences_of, summarize
 from lmcot.metrics.rationale.cheap import factuality, fluency
 from lmcot.metrics.rationale import reference_lm_for, reference_name
-from lmcot.commands.score import ScoreInputError, render_score_table, run_score, score_backends
+from lmcot.commands.score import render_score_table
+from lmcot.metrics.rationale.score_file import ScoreInputError, run_score, score_backends
 from support.paths import HOTPOT as HOTPOT_PATH
 
 HOTPOT = json.loads(HOTPOT_PATH.read_text(encoding="utf-8"))
