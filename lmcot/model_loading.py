@@ -359,6 +359,20 @@ def load_model_and_tokenizer(model: str | ModelSource, *, device: str = "auto", 
     return net, load_tokenizer(source), source.is_encoder_decoder
 
 
+def load_encoder(model: str | ModelSource, *, device: str = "auto", trust_remote_code: bool = False,
+                 revision: str | None = None):
+    """A bare encoder (``AutoModel``: hidden states, no head; safetensors only; e.g. a sentence-embedding
+    checkpoint) and its tokenizer. A ``ModelSource`` brings its own revision and trust_remote_code."""
+    from transformers import AutoModel
+
+    source = resolve_source(model, trust_remote_code=trust_remote_code, revision=revision)
+    with _load_errors(source.path):
+        net = AutoModel.from_pretrained(source.path, use_safetensors=True, trust_remote_code=source.trust_remote_code,
+                                        revision=source.revision).to(pick_device(device))
+    net.eval()
+    return net, load_tokenizer(source)
+
+
 def load_tokenizer(model: str | ModelSource, *, trust_remote_code: bool = False, revision: str | None = None):
     """The checkpoint's tokenizer alone (no weights), with a pad token (EOS when it has none)."""
     from transformers import AutoTokenizer

@@ -7,7 +7,7 @@ answers from question + context + rationale.
     program(question="...", context="...").answer
     # 5 rationales scored on the eight aspects; the large LM reads only the best one (one answer call)
     program = LMGuidedCoT(small, large, num_samples=5, select="quality",
-                          scorer=RationaleScorer(cfg.rationale_metrics, judge_lm=judge))
+                          scorer=scorer_from_config(cfg, judge_lm=judge))
 """
 
 from __future__ import annotations
@@ -202,10 +202,12 @@ class LMGuidedCoT(dspy.Module):
 
     def _answer_best(self, question: str, context: str | None, rationales: list[str]) -> dspy.Prediction:
         if self.scorer is None:
-            from lmcot.config import RationaleMetricsConfig
-            from lmcot.metrics.rationale import RationaleScorer
+            from lmcot.config import LMCoTConfig
+            from lmcot.metrics.rationale import LEXICAL, scorer_from_config
 
-            self.scorer = RationaleScorer(RationaleMetricsConfig())  # all cheap: no model, no judge
+            # The default config's scorer: every aspect cheap (no judge); LEXICAL, not the default small
+            # LM's perplexity: a program given no scorer loads no model.
+            self.scorer = scorer_from_config(LMCoTConfig(), reference_lm=LEXICAL)
         scores = self.scorer.score([{"question": question, "context": context or "", "rationale": r}
                                     for r in rationales])
         best = best_rationale(scores, self.select_aspect)

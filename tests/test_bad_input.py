@@ -158,7 +158,7 @@ def test_duplicate_dev_ids_are_warned_and_dropped_with_skip_bad(tmp_path, caplog
 
 
 def test_ctrl_c_in_score_exits_130_with_a_message(tmp_path, monkeypatch):
-    import lmcot.commands.score
+    import lmcot.metrics.rationale.score_file
 
     rows = tmp_path / "r.jsonl"
     rows.write_text(json.dumps({"question": "q", "context": "c", "rationale": "r"}) + "\n")
@@ -166,7 +166,7 @@ def test_ctrl_c_in_score_exits_130_with_a_message(tmp_path, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lmcot.commands.score, "run_score", interrupted)
+    monkeypatch.setattr(lmcot.metrics.rationale.score_file, "run_score", interrupted)
     result = invoke(["score", "--rationales", rows])
     assert result.exit_code == 130 and "interrupted:" in result.output
 

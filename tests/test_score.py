@@ -1,4 +1,4 @@
-"""RationaleScorer (backends, routing, row formats) and `lmcot score`'s run_score on real records."""
+"""RationaleScorer (backends, routing, row formats) and run_score (behind `lmcot score`) on real records."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from lmcot.config import ASPECTS, LMConfig, RationaleMetricsConfig, config_from_
 from lmcot.contexts import format_context
 from lmcot.metrics.rationale import RationaleScorer, context_sentences_of, summarize
 from lmcot.metrics.rationale.cheap import factuality, fluency
-from lmcot.metrics.rationale import reference_lm_for
-from lmcot.commands.score import ScoreInputError, render_score_table, run_score, score_backends
+from lmcot.metrics.rationale import reference_lm_for, reference_name
+from lmcot.commands.score import render_score_table
+from lmcot.metrics.rationale.score_file import ScoreInputError, run_score, score_backends
 from support.paths import HOTPOT as HOTPOT_PATH
 
 HOTPOT = json.loads(HOTPOT_PATH.read_text(encoding="utf-8"))
@@ -211,7 +212,7 @@ def test_run_score_bad_row_names_file_line_and_field(tmp_path, text, message):
 def test_reference_lm_choice(tiny_ref, tmp_path):
     from support.tiny import build_tiny_seq2seq
 
-    assert reference_lm_for(config_from_dict({"small_lm": {"model": tiny_ref}})) == tiny_ref
+    assert reference_name(reference_lm_for(config_from_dict({"small_lm": {"model": tiny_ref}}))) == tiny_ref
     lexical = {"small_lm": {"model": tiny_ref}, "rationale_metrics": {"reference_lm": "lexical"}}
     assert reference_lm_for(config_from_dict(lexical)) is None
     assert score_backends(config_from_dict(lexical))["fluency"] == "lexical"

@@ -203,7 +203,7 @@ def test_score_reads_evaluate_predictions(oracle_server, tiny_causal_path, tmp_p
     # Each rationale is scored against the context evaluate gave it (same dev file, same truncation).
     from lmcot.contexts import context_token_counter
     from lmcot.splits import load_split
-    from lmcot.commands.score import run_score
+    from lmcot.metrics.rationale.score_file import run_score
 
     saved = json.loads((out / "config.json").read_text())
     saved.pop("program")

