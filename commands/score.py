@@ -25,7 +25,7 @@ def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Pa
     from lmcot.console import say, table_console
     from lmcot.errors import PathError
     from lmcot.metrics.rationale import check_scorer_models, reference_name, summarize
-    from lmcot.metrics.rationale.cheap import LM_ASPECTS
+    from lmcot.aspects import LM_ASPECTS
     from lmcot.metrics.rationale.score_file import choose_scorer, run_score, score_backends
     from lmcot.programs.program_io import program_config
 

@@ -1,14 +1,15 @@
-"""Which model each aspect's cheap scorer reads comes from the scorer itself, not from retyped lists."""
+"""Which model each aspect's cheap scorer reads is one column of the aspect table (lmcot.aspects),
+and it matches what each scorer takes."""
 
 from __future__ import annotations
 
 import inspect
 
-from lmcot.aspects import ASPECTS
-from lmcot.metrics.rationale.cheap import CHEAP_SCORERS, EMBEDDER_ASPECTS, LM_ASPECTS
+from lmcot.aspects import ASPECTS, EMBEDDER_ASPECTS, LM_ASPECTS
+from lmcot.metrics.rationale.cheap import CHEAP_SCORERS
 
 
-def test_model_aspects_are_read_off_the_cheap_scorers():
+def test_the_aspect_tables_models_match_the_cheap_scorers_keywords():
     assert LM_ASPECTS == ("fluency", "naturalness")
     assert EMBEDDER_ASPECTS == ("relevance", "coherence")
     for aspect in ASPECTS:

@@ -49,7 +49,6 @@ readability    Flesch reading ease 206.835 - 1.015 words/sentence - 84.6 syllabl
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -76,8 +75,7 @@ if TYPE_CHECKING:
     from .models import PerplexityScorer, SentenceEmbedder
 
 __all__ = [
-    "ANAPHOR_LINK", "CHEAP_SCORERS", "EMBEDDER_ASPECTS", "FACT_THRESHOLD", "LM_ASPECTS", "NLL_SCALE",
-    "SINGLE_STEP_COHERENCE",
+    "ANAPHOR_LINK", "CHEAP_SCORERS", "FACT_THRESHOLD", "NLL_SCALE", "SINGLE_STEP_COHERENCE",
     "coherence", "consistency", "factuality", "fluency", "logicality", "naturalness", "readability",
     "relevance",
 ]  # fmt: skip
@@ -326,17 +324,7 @@ def logicality(question: str, context_sentences: Sequence[str], rationale: str) 
     return chained / len(steps)
 
 
-# Aspect -> scorer. fluency/naturalness take ``lm=``, relevance/coherence take ``embedder=``.
-# From the one aspect table (lmcot.aspects): each row names its scorer among the functions above.
+# Aspect -> scorer, from the one aspect table (lmcot.aspects): each row names its scorer among the
+# functions above and the model it takes (``lm=`` or ``embedder=``).
 CHEAP_SCORERS: dict[str, Callable[..., float]] = {a.name: globals()[a.cheap_scorer] for a in TABLE}
 
-
-def _reading(model: str) -> tuple[str, ...]:
-    """The aspects whose cheap scorer reads ``model`` (its keyword parameter), in ``ASPECTS`` order."""
-    return tuple(a for a, scorer in CHEAP_SCORERS.items() if model in inspect.signature(scorer).parameters)
-
-
-# Which model each cheap scorer reads, from the scorer's own keywords (no list of names to keep in step):
-# the reference LM (``lm=``: perplexity) and the sentence embedder (``embedder=``).
-LM_ASPECTS: tuple[str, ...] = _reading("lm")
-EMBEDDER_ASPECTS: tuple[str, ...] = _reading("embedder")

@@ -184,7 +184,7 @@ def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None 
 
     from lmcot.jsonl import atomic_write_text
     from lmcot.lms import cache_in
-    from .cheap import LM_ASPECTS
+    from lmcot.aspects import LM_ASPECTS
     from .scorer import LEXICAL, reference_lm_for, scorer_from_config, summarize
 
     rows = read_rationale_rows(rationales_path, contexts=lambda: dev_contexts(config, rationales_path))

@@ -21,10 +21,10 @@ from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
-from lmcot.aspects import PASSAGE_ASPECTS
+from lmcot.aspects import EMBEDDER_ASPECTS, LM_ASPECTS, PASSAGE_ASPECTS
 from lmcot.config import ASPECTS, LMCoTConfig, RationaleMetricsConfig
 
-from .cheap import CHEAP_SCORERS, EMBEDDER_ASPECTS, LM_ASPECTS
+from .cheap import CHEAP_SCORERS
 from .text import context_sentences_from_paragraphs, context_sentences_from_text, split_sentences
 
 if TYPE_CHECKING:
