@@ -325,3 +325,30 @@ def test_perplexity_batching_matches_one_by_one(reference_lm):
     single = PerplexityScorer(reference_lm.name, batch_size=1)
     assert single.nll(texts) == pytest.approx(batched, abs=1e-4)
     assert reference_lm.nll([""]) == [math.inf]
+
+
+def test_cheap_scores_do_not_depend_on_the_process_hash_seed(tmp_path):
+    """Sums over a set run in the set's order, which follows the process's hash seed: the same rationale
+    would score differently in the last digit from run to run (and an RL reward with it)."""
+    import os
+    import subprocess
+    import sys
+
+    from support.paths import HOTPOT
+
+    script = tmp_path / "score.py"
+    script.write_text(
+        "import json, sys\n"
+        "from lmcot.metrics.rationale.cheap import CHEAP_SCORERS\n"
+        "out = []\n"
+        "for ex in json.load(open(sys.argv[1])):\n"
+        "    ctx = [f'{title}: {s}' for title, sents in ex['context'] for s in sents]\n"
+        "    rationale = ' '.join(ctx[1:4]) + ' So the answer is ' + ex['answer'] + '.'\n"
+        "    out.append([repr(f(ex['question'], ctx, rationale)) for f in CHEAP_SCORERS.values()])\n"
+        "print(out)\n")
+    outputs = set()
+    for seed in ("1", "2", "3", "4"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        outputs.add(subprocess.run([sys.executable, str(script), str(HOTPOT)], env=env, capture_output=True,
+                                   text=True, check=True).stdout)
+    assert len(outputs) == 1, "cheap scores changed with PYTHONHASHSEED"

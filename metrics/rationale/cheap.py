@@ -221,7 +221,7 @@ def _claims(steps: Sequence[str]) -> list[str]:
 def _supported(claim: str, evidence: list[tuple[str, set[str]]], idf: dict[str, float], unseen: float) -> bool:
     """One evidence sentence, or two of the same paragraph (same title), hold all the claim's
     entities and >= FACT_THRESHOLD of its IDF-weighted stems."""
-    stems, ents = set(content_stems(claim)), entity_stems(claim)
+    stems, ents = content_stems(claim), entity_stems(claim)  # stems in order: weighted_recall's sum is then fixed
 
     def ok(have: set[str]) -> bool:
         return ents <= have and weighted_recall(stems, have, idf, unseen) >= FACT_THRESHOLD

@@ -166,7 +166,9 @@ def weighted_cosine(a: Sequence[str], b: Sequence[str], idf: dict[str, float], u
     if not ca or not cb:
         return 0.0
     w = lambda t: idf.get(t, unseen)  # noqa: E731
-    dot = sum(ca[t] * cb[t] * w(t) ** 2 for t in ca.keys() & cb.keys())
+    # Sums run in the sequences' own order, never a set's: a set's order changes with the process's hash
+    # seed, and so would the last digit of a float sum.
+    dot = sum(ca[t] * cb[t] * w(t) ** 2 for t in ca if t in cb)
     na = math.sqrt(sum((c * w(t)) ** 2 for t, c in ca.items()))
     nb = math.sqrt(sum((c * w(t)) ** 2 for t, c in cb.items()))
     return dot / (na * nb)
@@ -174,7 +176,7 @@ def weighted_cosine(a: Sequence[str], b: Sequence[str], idf: dict[str, float], u
 
 def weighted_recall(needles: Iterable[str], haystack: set[str], idf: dict[str, float], unseen: float) -> float:
     """IDF-weighted share of the distinct ``needles`` found in ``haystack`` (0 for no needles)."""
-    uniq = set(needles)
+    uniq = dict.fromkeys(needles)  # distinct, in order (a set's order would vary the float sums by process)
     total = sum(idf.get(t, unseen) for t in uniq)
     if total == 0:
         return 0.0
