@@ -52,6 +52,8 @@ def metrics_table(metrics: dict[str, Any], title: str = "dev results"):
     count what they used when paid, and say how much of it was cached)."""
     from rich.table import Table
 
+    from lmcot.usage import network_usage
+
     first = next(iter(metrics.values()), {})
     extra = [c for c, key in (("metric", "metric"), ("off-label", "off_label")) if key in first]
     kind = first.get("answer_type", "span")
@@ -63,7 +65,7 @@ def metrics_table(metrics: dict[str, Any], title: str = "dev results"):
     for col in ("method", "EM", "F1", *extra, "n", "errors", "large-LM calls", "tokens", "cost ($)", "small-LM s"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for method, m in metrics.items():
-        large = _large_lm_usage(m.get("usage", {}))
+        large = network_usage(m.get("usage", {}))
         cost = large["cost"]
         more = [f"{m['metric']:.3f}" if c == "metric" else str(m.get("off_label", 0)) for c in extra]
         table.add_row(method, f"{m['em']:.3f}", f"{m['f1']:.3f}", *more, str(m["n"]), str(m.get("errors", 0)),
@@ -77,12 +79,3 @@ def metrics_table(metrics: dict[str, Any], title: str = "dev results"):
 def _cached(n: int) -> str:
     return f" ({n} cached)" if n else ""
 
-
-def _large_lm_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    """Calls, tokens and dollars of the models reached over the network (in-process ones cost seconds)."""
-    parts = [p for p in usage.get("by_model", {}).values() if not p.get("in_process")]
-    costs = [p.get("cost") for p in parts if p.get("calls")]
-    return {"calls": sum(p["calls"] for p in parts), "cached_calls": sum(p["cached_calls"] for p in parts),
-            "tokens": sum(p["prompt_tokens"] + p["completion_tokens"] for p in parts),
-            "cached_tokens": sum(p.get("cached_tokens", 0) for p in parts),
-            "cost": None if any(c is None for c in costs) else float(sum(costs))}

@@ -253,6 +253,18 @@ class UsageMeter:
         return total
 
 
+def network_usage(report: dict[str, Any]) -> dict[str, Any]:
+    """What the models reached over the network used, from a :meth:`UsageMeter.report` (in-process
+    models cost seconds, not tokens): calls, tokens (and how many of each were cached) and dollars,
+    None when a model with calls has no known price."""
+    parts = [p for p in report.get("by_model", {}).values() if not p.get("in_process")]
+    costs = [p.get("cost") for p in parts if p.get("calls")]
+    return {"calls": sum(p["calls"] for p in parts), "cached_calls": sum(p["cached_calls"] for p in parts),
+            "tokens": sum(p["prompt_tokens"] + p["completion_tokens"] for p in parts),
+            "cached_tokens": sum(p.get("cached_tokens", 0) for p in parts),
+            "cost": None if any(c is None for c in costs) else float(sum(costs))}
+
+
 def _sum_parts(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     for key in _SUMMED:
