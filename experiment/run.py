@@ -34,8 +34,10 @@ def _lm_identity(lm_cfg) -> dict[str, Any]:
 
 
 class _Run:
-    def __init__(self, cfg: LMCoTConfig, out: Path, say: Callable[[str], None], progress: bool):
+    def __init__(self, cfg: LMCoTConfig, out: Path, say: Callable[[str], None], progress: bool,
+                 sources: dict[str, ModelSource] | None = None):
         self.cfg, self.out, self.say, self.progress = cfg, out, say, progress
+        self.sources = dict(sources or {})  # in-process models the checks resolved, by role
         self.steps = Steps(out, say)
         self._students: dict[str, Any] = {}
         self._scorer = None
@@ -56,7 +58,7 @@ class _Run:
         if self._scorer is None:
             from lmcot.metrics.rationale import scorer_from_config
 
-            self._scorer = scorer_from_config(self.cfg)
+            self._scorer = scorer_from_config(self.cfg, sources=self.sources)
         return self._scorer
 
     def scorer_identity(self) -> dict[str, Any]:
@@ -192,7 +194,7 @@ def _run_experiment(cfg: LMCoTConfig, out: Path, progress: bool, say: Callable[[
         raise ConfigError("config: experiment: the grid is empty (no baselines, students or analysis)")
     if names and cfg.small_lm.backend != "transformers":
         raise ConfigError("config: small_lm.backend must be 'transformers' to train and run the students")
-    run = _Run(cfg, out, say, progress)
+    run = _Run(cfg, out, say, progress, sources)
     run.task = task
     lms = build_lms(cfg, ("small_lm", "large_lm") if names else ("large_lm",), sources=sources)
     run.base_small, run.large = lms.get("small_lm"), lms["large_lm"]
@@ -235,7 +237,8 @@ def _run_grid(run: _Run, cfg: LMCoTConfig, out: Path, grid: list[MethodSpec], na
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", cfg.to_public_dict())
 
-    run.paths = train_students(cfg, out, names, trainset, run.base_small, run.large, say, progress)
+    run.paths = train_students(cfg, out, names, trainset, run.base_small, run.large, say, progress,
+                               sources=run.sources)
 
     results: dict[str, Any] = {
         "format": FORMAT, "config": cfg.to_public_dict(),

@@ -62,10 +62,15 @@ def _link_kd(folder: Path, kd_stage: Path) -> None:
 
 
 def train_students(cfg: LMCoTConfig, out: Path, names: list[str], trainset, base_small, large_lm,
-                   say: Callable[[str], None], progress: bool = True) -> dict[str, str]:
-    """Train what ``names`` needs; returns ``{student: checkpoint folder}`` (``untrained``: the configured model)."""
+                   say: Callable[[str], None], progress: bool = True, *, sources=None) -> dict[str, str]:
+    """Train what ``names`` needs; returns ``{student: checkpoint folder}`` (``untrained``: the configured model).
+    ``sources``: in-process models the checks resolved, by role (an in-process teacher or judge)."""
     from lmcot.optimizers.compiler import LMCoTCompiler
     from lmcot.programs import LMGuidedCoT
+
+    def compile_student(student_cfg: LMCoTConfig, folder: Path) -> None:
+        program = LMGuidedCoT(base_small, large_lm)
+        LMCoTCompiler(student_cfg, folder, progress=progress, sources=sources).compile(program, trainset)
 
     paths: dict[str, str] = {}
     if "untrained" in names:
@@ -75,14 +80,13 @@ def train_students(cfg: LMCoTConfig, out: Path, names: list[str], trainset, base
         say("student kd: teacher rationales + distillation (compiler stage kd)")
         kd_cfg = cfg.model_copy(deep=True)
         kd_cfg.stages = ["kd"]
-        LMCoTCompiler(kd_cfg, root / "kd", progress=progress).compile(LMGuidedCoT(base_small, large_lm), trainset)
+        compile_student(kd_cfg, root / "kd")
         paths["kd"] = str(root / "kd" / "small_lm")
     if "kd_dataset" in names:
         say("student kd_dataset: distillation of the dataset's own rationales (compiler stage kd, kd.source: dataset)")
         own_cfg = cfg.model_copy(deep=True)
         own_cfg.stages, own_cfg.kd.source = ["kd"], "dataset"
-        LMCoTCompiler(own_cfg, root / "kd_dataset", progress=progress).compile(LMGuidedCoT(base_small, large_lm),
-                                                                                trainset)
+        compile_student(own_cfg, root / "kd_dataset")
         paths["kd_dataset"] = str(root / "kd_dataset" / "small_lm")
     for name, variant in RL_STUDENTS.items():
         if name not in names:
@@ -92,7 +96,7 @@ def train_students(cfg: LMCoTConfig, out: Path, names: list[str], trainset, base
         _link_kd(folder, root / "kd" / "kd")
         rl_cfg = variant_config(cfg, variant)
         rl_cfg.stages = ["rl"]
-        LMCoTCompiler(rl_cfg, folder, progress=progress).compile(LMGuidedCoT(base_small, large_lm), trainset)
+        compile_student(rl_cfg, folder)
         paths[name] = str(folder / "small_lm")
     from lmcot.experiment.grid import FORMS
 
@@ -106,7 +110,7 @@ def train_students(cfg: LMCoTConfig, out: Path, names: list[str], trainset, base
         say(f"student {name}: teacher rationales + distillation in the {form} form (compiler stage kd)")
         form_cfg = cfg.model_copy(deep=True)
         form_cfg.stages, form_cfg.kd.rationale_form = ["kd"], form
-        LMCoTCompiler(form_cfg, root / name, progress=progress).compile(LMGuidedCoT(base_small, large_lm), trainset)
+        compile_student(form_cfg, root / name)
         paths[name] = str(root / name / "small_lm")
     return paths
 

@@ -46,10 +46,14 @@ log = logging.getLogger(__name__)
 
 
 class LMCoTCompiler:
-    def __init__(self, config: LMCoTConfig, out_dir: str | Path = "runs/lmcot", *, progress: bool = True):
+    def __init__(self, config: LMCoTConfig, out_dir: str | Path = "runs/lmcot", *, progress: bool = True,
+                 sources: dict[str, ModelSource] | None = None):
+        """``sources``: in-process models already resolved, by role (``lmcot.preflight.check_config_models``):
+        an in-process ``kd.teacher`` or judge is built from its own instead of resolved again."""
         self.config = config
         self.out = Path(out_dir)
         self.progress = progress
+        self.sources = dict(sources or {})
 
     # -- the stages in order, and the evaluations between them -----------------------------
     def compile(self, program, trainset: list[dspy.Example], valset: list[dspy.Example] | None = None, *,
@@ -70,7 +74,7 @@ class LMCoTCompiler:
         if getattr(program, "rationale_form", cfg.kd.rationale_form) != cfg.kd.rationale_form:
             # kd.rationale_form decides the form the student is trained and run in (a copy; the input stays).
             program = program.with_rationale_form(cfg.kd.rationale_form)
-        run = _Run(cfg, program, [], task)  # the student's settings first; the examples' ids once prepared
+        run = _Run(cfg, program, [], task, sources=self.sources)  # the student's settings first; the examples' ids once prepared
         if distributed.world_size() > 1 and "rl" in cfg.stages:
             from lmcot.model_loading import is_encoder_decoder
 
@@ -217,7 +221,8 @@ class _Run:
     stages read it: config, program, student (settings), task, origin (the start weights' fingerprint,
     the training ids), scorer() and judge_lm."""
 
-    def __init__(self, config: LMCoTConfig, program, trainset: list[dspy.Example], task=None):
+    def __init__(self, config: LMCoTConfig, program, trainset: list[dspy.Example], task=None, *,
+                 sources: dict[str, ModelSource] | None = None):
         from lmcot.hf_engine import hf_engine_of
         from lmcot.lms import small_lm_config
 
@@ -226,6 +231,7 @@ class _Run:
             raise ConfigError("small_lm must be an in-process transformers model (small_lm.backend: transformers) "
                               "to be trained")
         self.config, self.program, self.task = config, program, task
+        self.sources = dict(sources or {})  # in-process models the checks resolved, by role (the teacher, the judge)
         # The student's weights *and* settings come from the program's small LM (one source).
         self.student = small_lm_config(program.small_lm)
         self.source = engine.source  # the start weights as resolved when the LM was built
@@ -248,6 +254,7 @@ class _Run:
             # The judge: rationale_metrics.judge, else this program's own large LM (not the config's).
             judged = any(b == "judge" for b in rm.backends.values())
             self._scorer = scorer_from_config(self.config, judge_lm=None if rm.judge or not judged else self.program.large_lm,
+                                              sources=self.sources,
                                               # Perplexity needs a fixed reader of English: the student before any
                                               # training (scoring with the policy would reward it for agreeing with
                                               # itself) when causal; else the lexical proxy, unless reference_lm names one.
@@ -302,7 +309,8 @@ def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: b
         if distributed.is_main():
             # The whole resolved config (no secrets) once the data are read, as evaluate and experiment do.
             write_json(Path(out_dir) / "config.json", config.to_public_dict())
-        return LMCoTCompiler(config, out_dir, progress=progress).compile_with_report(program, trainset, valset)[1]
+        return LMCoTCompiler(config, out_dir, progress=progress, sources=sources).compile_with_report(
+            program, trainset, valset)[1]
 
 
 def _check_task(cfg: LMCoTConfig, task, trainset: list[dspy.Example]) -> None:

@@ -321,7 +321,8 @@ def kd_stage(run: Any, trainset: list, student: str, out: Path, *, progress: boo
     cfg, stage = run.config, StageFolder(out / "kd")
     kd_dir = stage.path
     source = cfg.kd.source
-    teacher = build_lm(cfg.kd.teacher, role="kd.teacher") if cfg.kd.teacher else run.program.large_lm
+    teacher = (build_lm(cfg.kd.teacher, role="kd.teacher", source=run.sources.get("kd.teacher")) if cfg.kd.teacher
+               else run.program.large_lm)
     # What the teacher traces depend on (not api_base: a local server's port changes between runs).
     traces_key = key_of({"teacher": teacher.model, "teacher_kwargs": sampling_settings(teacher), "kd_temperature":
                        cfg.kd.temperature})

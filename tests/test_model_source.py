@@ -162,3 +162,54 @@ def test_an_experiment_without_students_counts_contexts_with_the_checked_resolut
     assert result.exit_code == 0, result.output
     assert (tmp_path / "o" / "results.json").is_file()
     assert resolutions == [str(tiny_causal_path)]
+
+
+def test_compile_builds_an_in_process_teacher_from_the_checked_resolution(
+        oracle_server, tiny_causal_path, tmp_path, monkeypatch, resolutions):
+    """An in-process ``kd.teacher`` is resolved by the checks and built from that resolution, as the small
+    LM is: when the KD stage builds it, each model has been resolved once."""
+    import lmcot.lms as lms
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_causal_path, teacher)
+    built: list[tuple[list[str], object]] = []
+    real_build_lm = lms.build_lm
+
+    class TeacherBuilt(Exception):
+        pass
+
+    def watching_build_lm(cfg, name=None, *, role=None, source=None):
+        if role == "kd.teacher":  # the KD stage builds its teacher: what has been resolved by now?
+            built.append((list(resolutions), source))
+            raise TeacherBuilt
+        return real_build_lm(cfg, name, role=role, source=source)
+
+    monkeypatch.setattr(lms, "build_lm", watching_build_lm)
+    monkeypatch.setenv(KEY_VAR, "sk-test")
+    args = _args(oracle_server, tmp_path / "c", tmp_path / "o", small=tiny_causal_path)
+    args[:args.index("--out") + 2] = ["compile", "--out", str(tmp_path / "o")]
+    args += ["--set", f"data.train={HOTPOT}", "--set", "data.train_limit=2", "--set", "data.dev_limit=2",
+             "--set", "stages=kd", "--set", f"kd.teacher.model={teacher}", "--set", "kd.teacher.backend=transformers",
+             "--set", "kd.teacher.max_tokens=8"]
+    CliRunner().invoke(app, args)
+    assert len(built) == 1, "the KD stage did not build its teacher"
+    seen, source = built[0]
+    assert sorted(seen) == sorted([str(tiny_causal_path), str(teacher)])  # each resolved once, by the checks
+    assert isinstance(source, ModelSource) and source.setting == str(teacher)  # and built from that
+
+
+def test_the_scorer_builds_an_in_process_judge_from_a_resolved_source(tiny_causal_path, tmp_path, resolutions):
+    from lmcot.config import LMCoTConfig
+    from lmcot.lms import cache_in
+    from lmcot.metrics.rationale import scorer_from_config
+
+    cfg = LMCoTConfig.model_validate({
+        "rationale_metrics": {"judge": {"model": str(tiny_causal_path), "backend": "transformers", "max_tokens": 4},
+                              "backends": {"fluency": "judge"}}})
+    judge = resolve_source(str(tiny_causal_path))
+    resolutions.clear()
+    with cache_in(tmp_path / "c"):
+        scorer = scorer_from_config(cfg, reference_lm="lexical", sources={"rationale_metrics.judge": judge})
+        assert scorer.judge_lm is not None and resolutions == []  # built from the given resolution
+        scorer_from_config(cfg, reference_lm="lexical")
+        assert resolutions == [str(tiny_causal_path)]  # without one, it resolves the setting itself

@@ -158,17 +158,20 @@ def check_scorer_models(cfg: RationaleMetricsConfig) -> None:
         check_model(resolve_embedding_model(cfg.embedding_model), "rationale_metrics.embedding_model")
 
 
-def scorer_from_config(config: LMCoTConfig, *, judge_lm: Any = None, reference_lm: ReferenceLM = None) -> RationaleScorer:
+def scorer_from_config(config: LMCoTConfig, *, judge_lm: Any = None, reference_lm: ReferenceLM = None,
+                       sources: Mapping[str, ModelSource] | None = None) -> RationaleScorer:
     """The scorer ``config.rationale_metrics`` describes (the one factory: evaluation, the compiler's
     RL rewards, the experiment and ``lmcot score`` all build theirs here). Its judge, when an aspect
     is on the judge backend: ``judge_lm`` if given (e.g. a program's own large LM), else
-    ``rationale_metrics.judge``, else the large LM. Its reference LM for perplexity: ``reference_lm``
+    ``rationale_metrics.judge``, else the large LM, built from ``sources`` (in-process models the checks
+    resolved, by role) when it is among them. Its reference LM for perplexity: ``reference_lm``
     if given (``"lexical"`` for the proxy), else ``reference_lm_for(config)``."""
     from lmcot.lms import build_lm
 
     rm = config.rationale_metrics
     if judge_lm is None and "judge" in rm.backends.values():
-        judge_lm = build_lm(config.judge(), role="rationale_metrics.judge" if rm.judge else "large_lm")
+        role = "rationale_metrics.judge" if rm.judge else "large_lm"
+        judge_lm = build_lm(config.judge(), role=role, source=(sources or {}).get(role))
     if reference_lm is None:
         reference_lm = reference_lm_for(config, quiet=True)
     return RationaleScorer(rm, judge_lm=judge_lm, reference_lm=reference_lm)
