@@ -16,8 +16,6 @@ from openai import OpenAI
 
 from support.reliability import assert_one_line_error, invoke, program_folder
 
-pytestmark = pytest.mark.usefixtures("restore_dspy_cache_after_module")
-
 
 @pytest.fixture(autouse=True)
 def _a_service_sets_the_process_cache(monkeypatch):
@@ -119,10 +117,18 @@ def folder(tiny_causal_path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def served(folder, oracle_server, upstream_key, tmp_path_factory):
-    service = _service(folder, _config(folder, oracle_server.url, tmp_path_factory.mktemp("serve-cache")))
-    server = InProcessServer(_app(service))
-    yield service, server
-    server.stop()
+    import dspy
+
+    from lmcot.memo import memo_dir
+
+    # Module-scoped, so set up before the per-test monkeypatch records the cache: it puts back its own.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dspy, "cache", dspy.cache)
+        mp.setattr("lmcot.memo._memo_dir", memo_dir())
+        service = _service(folder, _config(folder, oracle_server.url, tmp_path_factory.mktemp("serve-cache")))
+        server = InProcessServer(_app(service))
+        yield service, server
+        server.stop()
 
 
 def _ask(client: OpenAI, example, **kw):
