@@ -35,12 +35,11 @@ from lmcot.programs.serving import ProgramService, ServeError
 def main(program, config, overrides: list[str], *, host: str, port: int, api_key_env: str | None,
          request_timeout: float, max_request_bytes: int, served_model_name: str | None, verbose: bool) -> None:
     """``lmcot serve``: check the listening side and the program, then serve until SIGTERM."""
-    import os
     import re
 
     from lmcot.commands.common import check_before_calls, fail, guard, load, show_config
     from lmcot.console import say
-    from lmcot.redact import register_secret
+    from lmcot.redact import secret_from_env
 
     with guard(verbose, "server stopped; every request in flight was answered, and the LM calls that finished are "
                "cached") as places:
@@ -49,10 +48,10 @@ def main(program, config, overrides: list[str], *, host: str, port: int, api_key
         if api_key_env is None and not is_loopback(host):
             fail(f"--host {host} is not a loopback address: anyone who reaches it could spend your large-LM budget; "
                  "pass --api-key-env NAME (clients then send that key as a bearer token) or use --host 127.0.0.1")
-        key = os.environ.get(api_key_env) if api_key_env else None
+        # Read through the one reader of keys: registered for redaction as it is read, before any message.
+        key = secret_from_env(api_key_env) if api_key_env else None
         if api_key_env and not key:
             fail(f"--api-key-env {api_key_env}: the environment variable is not set (or empty)")
-        register_secret(key)
         cfg = load(config, overrides, program)
         show_config(cfg, verbose)
         places.update({"cache_dir": cfg.cache_dir})

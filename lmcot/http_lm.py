@@ -35,11 +35,17 @@ total time bound and retries every HTTP model gets). What it does:
 
 - **Spreads calls** over the servers (litellm's ``simple-shuffle``), not hand-written balancing.
 - **Rests a failing server.** A server that refuses the connection, times out or answers 5xx/429 is
-  put in litellm's cooldown for ``COOLDOWN_S`` seconds (``allowed_fails=0``) and the call is retried at
-  once on another server (the Router's ``num_retries`` = the number of servers); after the cooldown it
-  is tried again. When every server is resting the Router's "no deployments available" arrives as a
-  rate limit, which ``HttpLM`` waits out and asks again (``num_retries``, within ``total_timeout``): no
-  answer is lost while one server lives. Only when every server refuses does the call fail at once.
+  put in litellm's cooldown for ``COOLDOWN_S`` seconds (``allowed_fails=0``) and the call fails over at
+  once to another server; after the cooldown it is tried again. When every server is resting the
+  Router's "no deployments available" arrives as a rate limit, which ``HttpLM`` waits out and asks
+  again: no answer is lost while one server lives. Only when every server refuses does the call fail
+  at once.
+- **Retries in one layer.** The Router only fails over: one HttpLM try sends at most one request per
+  server (the Router's ``num_retries`` = servers - 1, the resting of a failed server steering the next
+  request elsewhere). ``HttpLM``'s loop owns ``num_retries`` (backoff, ``total_timeout``) as for one
+  server, so one call sends at most (``num_retries`` + 1) x servers requests. (The Router used to
+  retry ``servers`` times inside each of HttpLM's tries: (``num_retries`` + 1) x (servers + 1), once a
+  call's backoff outlasted the cooldown.)
 - **Keeps DSPy's cache.** DSPy 3.4's ``dspy.LM(engine="litellm")`` calls the module-level
   ``litellm.completion`` itself and takes one ``api_base``: it has no seam for a Router. A custom engine
   is DSPy's seam (``dspy.LM(name, engine=...)``); DSPy keeps its disk cache, history and usage around
@@ -349,8 +355,9 @@ class RouterEngine(SharedEngine):
         self.model, self.urls = model, list(urls)
         params = [{"model": model, "api_base": url, "api_key": api_key, **({"timeout": timeout} if timeout else {})}
                   for url in self.urls]
+        # Failover only (one request per server per try): HttpLM's loop owns the retries and their count.
         self.router = litellm.Router(model_list=[{"model_name": GROUP, "litellm_params": p} for p in params],
-                                     num_retries=len(self.urls), allowed_fails=0, cooldown_time=cooldown_s,
+                                     num_retries=len(self.urls) - 1, allowed_fails=0, cooldown_time=cooldown_s,
                                      retry_after=0)
 
     def complete_legacy(self, lm, request: dict[str, Any], **context):

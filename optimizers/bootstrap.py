@@ -13,8 +13,9 @@ Crash safety and cost: every finished sample is appended (flushed, fsynced) to `
 once. A rerun reads the file (cutting a torn last line), skips the (id, sample) pairs it holds and
 asks the teacher only for the rest, so no paid call is repeated. A reply that cannot be parsed is
 asked again (``lmcot.reply_cache``: at most 3 tries, the bad replies never cached); if every try
-fails it is, like a transient error (rate limit, 5xx, timeout) that survives DSPy's retries (the
-one layer that retries transport errors), *not* recorded, so the next run tries it again; both are counted
+fails it is, like a transient error (rate limit, 5xx, timeout) that survives the teacher's retries
+(``lmcot.http_lm.HttpLM``'s loop, the one layer that retries transport errors), *not* recorded, so
+the next run tries it again; both are counted
 in the summary. Only a reply cut off at ``max_tokens`` (a config problem), a prompt too long for
 the teacher, or an unparsable reply of an in-process teacher decoding greedily (it would write the
 same again) is recorded as a failed sample (``ok: false``). Parse failures recorded by older
@@ -110,11 +111,13 @@ def _answer_adapter_for(lm):
 
 def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig, *, task: Any = None) -> dict[str, Any]:
     """One teacher sample for one question -> a trace row (``ok: false`` with ``error`` when the
-    answer cannot be parsed or the prompt is too long for the teacher). Transport errors are retried
-    in one layer, DSPy's (``kd.teacher.num_retries``, with litellm's backoff); one that survives them
-    is raised as ``_Transient`` (not recorded: the next run asks again). Other errors
-    (authentication, billing, an unknown model, bugs) propagate and stop the run: they would fail
-    every sample, and recording them would poison the resume."""
+    answer cannot be parsed or the prompt is too long for the teacher). Transport errors of an HTTP
+    teacher are retried in one layer, ``lmcot.http_lm.HttpLM``'s loop (``kd.teacher.num_retries`` with
+    DSPy's backoff schedule, within ``kd.teacher.total_timeout``; DSPy's own retries are off and a
+    list of servers only fails over); one that survives them is raised as ``_Transient`` (not
+    recorded: the next run asks again). Other errors (authentication, billing, an unknown model, an
+    unreachable host or a spent ``total_timeout``: ``EndpointError``, bugs) propagate and stop the run:
+    they would fail every sample, and recording them would poison the resume."""
     from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError, is_retryable_lm_error
 
     from lmcot.programs.signatures import AnswerDirectly, context_inputs

@@ -217,7 +217,9 @@ class ProgramService:
         from lmcot.prompting import render_prompt, tokenize_prompts
 
         encoder_decoder = self.engine.is_encoder_decoder
-        prompt = render_prompt(self._tokenizer, rationale_messages(request.question, request.context), encoder_decoder)
+        # The program's own signature (its rationale form, its loaded instructions): the prompt it sends.
+        messages = rationale_messages(request.question, request.context, self.program.rationalize.signature)
+        prompt = render_prompt(self._tokenizer, messages, encoder_decoder)
         with self._tokenizer_lock:  # a fast tokenizer used by two threads at once fails ("Already borrowed")
             ids = tokenize_prompts(self._tokenizer, [prompt], is_encoder_decoder=encoder_decoder, max_length=None)
         n = len(ids["input_ids"][0])
@@ -233,8 +235,10 @@ class ProgramService:
                 from lmcot._dspy_reaches import state_without_lms
 
                 base = self.program
+                # The base's rationale form: a compiled program's own (its program.json), not the config's.
                 variant = type(base).from_config(base.small_lm, base.large_lm, self.config, num_samples=num_samples,
-                                                 sample_temperature=base.sample_temperature, select=select)
+                                                 sample_temperature=base.sample_temperature, select=select,
+                                                 rationale_form=base.rationale_form)
                 variant.load_state(state_without_lms(base))
                 variant.rationalize.lm, variant.answer.lm = base.small_lm, base.large_lm
                 variant.answer_limit = self.answer_limit

@@ -243,7 +243,7 @@ def test_persistent_server_errors_are_counted_not_recorded_then_retried(examples
         srv.fail_next(1000, 503)
         lm = teacher(srv, num_retries=2)
         result = run(trainset, lm, kd_cfg(), tmp_path / "kd")
-        # every sample: 1 try + 2 retries, all DSPy's (the one layer that retries transport errors)
+        # every sample: 1 try + 2 retries, all HttpLM's (the one layer that retries transport errors)
         assert srv.request_count == 4 * 3
         assert result.summary["transient_errors"] == 4 and result.summary["recorded_samples"] == 0
         assert result.summary["missing_samples"] == 4 and result.kept == []

@@ -103,3 +103,49 @@ def test_secrets_are_registered_where_they_enter(monkeypatch):
     assert api_key(copied) == key
     monkeypatch.setenv("LMCOT_TEST_KEY_19_6", "sk-rotated-later-0001")
     assert redact(f"Bearer {key}") == "Bearer ***"
+
+
+def test_keys_named_at_run_time_are_read_only_through_secret_from_env():
+    """``lmcot.redact.secret_from_env`` is the one reader of keys (it registers the value for redaction as
+    it is read): no shipped module reads an environment variable whose name comes from the user
+    (``api_key_env``, ``--api-key-env``) any other way. Variables with a fixed name (RANK, COLUMNS) hold
+    no secret and may be read directly."""
+    import ast
+
+    from support.paths import ROOT
+
+    def reads_environ(node: ast.AST) -> ast.AST | None:
+        """The name expression of ``os.environ.get(X)``, ``os.getenv(X)`` or ``os.environ[X]``."""
+        if isinstance(node, ast.Call) and node.args and isinstance(node.func, ast.Attribute):
+            func = node.func
+            if func.attr == "getenv" or (func.attr == "get" and isinstance(func.value, ast.Attribute)
+                                         and func.value.attr == "environ"):
+                return node.args[0]
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "environ":
+            return node.slice
+        return None
+
+    found = []
+    for folder in ("lmcot", "metrics", "programs", "optimizers", "experiment", "commands"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path == ROOT / "lmcot" / "redact.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                name = reads_environ(node)
+                if name is not None and not isinstance(name, ast.Constant):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == [], f"read a user-named variable with secret_from_env: {found}"
+
+
+def test_serve_reads_its_bearer_key_registered_and_never_shows_it(monkeypatch, tmp_path):
+    """``lmcot serve --api-key-env NAME``: the key is registered for redaction as it is read, so a
+    failure after reading it (here: no program folder) shows neither the key nor a traceback."""
+    from lmcot.redact import redact
+    from support.reliability import invoke
+
+    key = "serve-bearer-SECRET-6613"
+    monkeypatch.setenv("LMCOT_TEST_SERVE_BEARER", key)
+    result = invoke(["serve", "--program", tmp_path / "missing", "--port", "0", "--api-key-env",
+                     "LMCOT_TEST_SERVE_BEARER", "--set", f"cache_dir={tmp_path / 'cache'}"])
+    assert result.exit_code == 2 and key not in result.output and "Traceback" not in result.output, result.output
+    assert redact(f"Authorization: Bearer {key}") == "Authorization: Bearer ***"

@@ -16,8 +16,6 @@ from openai import OpenAI
 
 from support.reliability import assert_one_line_error, invoke, program_folder
 
-pytestmark = pytest.mark.usefixtures("restore_dspy_cache_after_module")
-
 
 @pytest.fixture(autouse=True)
 def _a_service_sets_the_process_cache(monkeypatch):
@@ -119,10 +117,18 @@ def folder(tiny_causal_path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def served(folder, oracle_server, upstream_key, tmp_path_factory):
-    service = _service(folder, _config(folder, oracle_server.url, tmp_path_factory.mktemp("serve-cache")))
-    server = InProcessServer(_app(service))
-    yield service, server
-    server.stop()
+    import dspy
+
+    from lmcot.memo import memo_dir
+
+    # Module-scoped, so set up before the per-test monkeypatch records the cache: it puts back its own.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dspy, "cache", dspy.cache)
+        mp.setattr("lmcot.memo._memo_dir", memo_dir())
+        service = _service(folder, _config(folder, oracle_server.url, tmp_path_factory.mktemp("serve-cache")))
+        server = InProcessServer(_app(service))
+        yield service, server
+        server.stop()
 
 
 def _ask(client: OpenAI, example, **kw):
@@ -390,3 +396,37 @@ def test_a_busy_port_is_a_one_line_error_before_the_program_loads(folder, oracle
         line = assert_one_line_error(invoke(["serve", "--program", folder, "--port", port,
                                              "--set", f"large_lm.api_base={oracle_server.url}"]), f"--port {port}")
     assert "cannot listen there" in line
+
+
+def test_the_length_check_counts_the_prompt_of_the_programs_own_rationale_form(tiny_causal_path):
+    """A program asking for ``evidence`` rationales sends the RationalizeEvidence prompt (longer
+    instructions than the full form's): the 400 comes at that prompt's length, not the full form's."""
+    from types import SimpleNamespace
+
+    from lmcot.config import load_config
+    from lmcot.model_loading import load_tokenizer
+    from lmcot.programs import LMGuidedCoT
+    from lmcot.programs.adapter import rationale_messages
+    from lmcot.programs.serving import ChatRequest, ProgramService, ServeError
+    from lmcot.prompting import render_prompt, tokenize_prompts
+
+    program = LMGuidedCoT(num_samples=3, rationale_form="evidence")
+    service = ProgramService(program, load_config(None, []), model_id="tiny")  # the config's form: full
+    assert service._variant(1, "vote").rationale_form == "evidence"  # a request's variant keeps the program's
+    tokenizer = load_tokenizer(str(tiny_causal_path))
+    question, context = "Where is Paris?", "Paris is the capital of France."
+
+    def tokens(form: str) -> int:
+        prompt = render_prompt(tokenizer, rationale_messages(question, context, form=form), False)
+        return len(tokenize_prompts(tokenizer, [prompt], is_encoder_decoder=False, max_length=None)["input_ids"][0])
+
+    sent, full = tokens("evidence"), tokens("full")
+    assert sent > full  # else this test could not tell the two prompts apart
+    service._tokenizer = tokenizer
+    request = ChatRequest(question=question, context=context, num_samples=1, select="vote")
+    service.engine = SimpleNamespace(is_encoder_decoder=False, max_input_tokens=sent)
+    service.check_length(request)  # fits exactly
+    service.engine = SimpleNamespace(is_encoder_decoder=False, max_input_tokens=sent - 1)
+    with pytest.raises(ServeError) as err:
+        service.check_length(request)
+    assert err.value.status == 400 and f"a {sent}-token prompt" in str(err.value)
