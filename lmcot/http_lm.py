@@ -43,9 +43,7 @@ total time bound and retries every HTTP model gets). What it does:
 - **Retries in one layer.** The Router only fails over: one HttpLM try sends at most one request per
   server (the Router's ``num_retries`` = servers - 1, the resting of a failed server steering the next
   request elsewhere). ``HttpLM``'s loop owns ``num_retries`` (backoff, ``total_timeout``) as for one
-  server, so one call sends at most (``num_retries`` + 1) x servers requests. (The Router used to
-  retry ``servers`` times inside each of HttpLM's tries: (``num_retries`` + 1) x (servers + 1), once a
-  call's backoff outlasted the cooldown.)
+  server, so one call sends at most (``num_retries`` + 1) x servers requests.
 - **Keeps DSPy's cache.** DSPy 3.4's ``dspy.LM(engine="litellm")`` calls the module-level
   ``litellm.completion`` itself and takes one ``api_base``: it has no seam for a Router. A custom engine
   is DSPy's seam (``dspy.LM(name, engine=...)``); DSPy keeps its disk cache, history and usage around
