@@ -1,7 +1,7 @@
 """Shared test set-up: offline, single-threaded, every cache in a temporary folder.
 
 The environment is set before anything imports litellm, transformers or dspy: without it imports try
-the network (and hang here), and two busy cores make tiny-model training up to 70x slower.
+the network (and hang here), and threads oversubscribing a few busy cores make tiny-model training crawl.
 """
 
 from __future__ import annotations
