@@ -135,15 +135,12 @@ def _sigint_left_as_found():
 
 @pytest.fixture()
 def fresh_cache(tmp_path):
-    """lmcot's reply cache in a fresh folder (and memory cache off) for tests that count calls."""
-    import dspy
+    """lmcot's reply cache in a fresh folder (and memory cache off) for tests that count calls; yields
+    its replies folder. cache_in puts the session's cache (and memo folder) back afterwards."""
+    from lmcot.lms import cache_in
 
-    from lmcot.reply_cache import ReplyCache
-
-    before = dspy.cache
-    dspy.cache = ReplyCache(tmp_path / "dspy", enable_memory_cache=False)
-    yield tmp_path / "dspy"
-    dspy.cache = before
+    with cache_in(tmp_path, memory=False) as replies:
+        yield replies
 
 
 @pytest.fixture(scope="module")
