@@ -175,11 +175,8 @@ class KDConfig(_TrainingSection):
     min_score: Float = Field(1.0, ge=0.0, le=1.0)
     keep: Literal["best", "all"] = "best"
     concurrency: Int = Field(8, ge=1)
-    # full: distil the teacher's rationales as written, answer statement included. evidence: drop every
-    # answer statement ("So the answer is X", lmcot.metrics.stated_answer) from them and prompt the student
-    # (at training and inference alike) for reasoning and evidence without a final answer, leaving the
-    # answering to the large LM. A small student's stated conclusions are often wrong and a reader follows
-    # them; evidence-only rationales cannot mislead it that way, but they leak no answer either.
+    # evidence: a small student's stated conclusions are often wrong and the large LM follows them; without
+    # answer statements (lmcot.metrics.stated_answer), in training and at inference, it cannot be misled so.
     rationale_form: Literal["full", "evidence"] = Field(
         "full", description="full: the teacher's rationales as written; evidence: without their answer statements, "
                             "and the student prompted for reasoning and evidence without a final answer")

@@ -230,11 +230,8 @@ class TransformersEngine(SharedEngine):
         return job.future.result()
 
     def _lead(self) -> None:
-        # Gather until the queue holds two batches (enough to choose one of similar lengths) or is
-        # drained: no caller is between complete()'s entry and the queue, and none arrived for
-        # batch_wait_s. A fixed wait from the start split 32 concurrent requests into generates of
-        # 1-7 and 25-31; waiting on arrivals does not. While one batch generates the next queues,
-        # so under load a leader rarely waits at all.
+        # Gather until two batches queue (to pick one of similar lengths) or none arrived for batch_wait_s
+        # with no caller on its way in: a fixed wait from the start splits a burst of callers unevenly.
         with self._cond:
             quiet_until, seen = time.monotonic() + self.batch_wait_s, len(self._queue)
             while len(self._queue) < 2 * self.batch_size:

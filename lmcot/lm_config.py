@@ -173,11 +173,8 @@ class SmallLMConfig(LMConfig):
     backend: Literal["litellm", "transformers"] = "transformers"
     temperature: Float = Field(0.0, ge=0.0)
     max_tokens: Int = Field(128, gt=0)
-    # Training keeps float32 master weights (small Adam updates survive); the compiled program's
-    # small_lm/ is written in this dtype. auto: the pretrained checkpoint's own (bf16 for most hub
-    # models: half the disk, and what a GPU runs anyway; float32 for a GGUF file, converted so). A
-    # narrower dtype than training used rounds the trained weights: cheaper to ship, a few greedy tokens
-    # may differ from the float32 weights; float32 keeps them exactly.
+    # auto: the checkpoint's own dtype (bf16 for most hub models, float32 for a converted GGUF); narrower than
+    # training's float32 rounds the trained weights: half the disk, but a few greedy tokens may differ.
     save_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="dtype of the compiled program's small_lm/ weights; auto: the pretrained checkpoint's own")
 

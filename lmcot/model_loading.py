@@ -84,7 +84,7 @@ def gguf_cache_root() -> Path:
 def gguf_key(path: Path) -> str:
     """The converted folder's key: the GGUF file's content (sha256), so another copy of the same file (a
     new virtual environment, a fresh clone) reuses the conversion and an edited file never does. Hashed
-    once per process and file version (~0.25 s for the quickstart's 98 MB on one core)."""
+    once per process and file version (it reads the whole file)."""
     st = path.stat()
     return _content_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
@@ -423,7 +423,7 @@ class _load_errors:
 def weights_fingerprint(model: Any) -> str:
     """A short hash of the weights. Names the checkpoint in DSPy's cache key, so a trained
     checkpoint never gets its parent's cached outputs. Hashes a strided sample of every tensor:
-    any training step changes it, and it costs milliseconds even for a 1B model."""
+    any training step changes it, and the cost stays small however large the model."""
     import torch
 
     h = hashlib.sha256()

@@ -237,8 +237,8 @@ def is_parse_failure(exc: BaseException) -> bool:
 
 def attempts_for(lm: Any, temperature: float | None = None) -> int:
     """How many times to ask ``lm`` for a reply that parses: once for an in-process model decoding
-    greedily or with a seed (it writes the same reply again: each retry of the 135M reader of
-    configs/real_reader.yaml cost ~10 s on CPU for nothing), else ``PARSE_ATTEMPTS``. ``temperature``
+    greedily or with a seed (it writes the same reply again: a retry is a whole generate for nothing),
+    else ``PARSE_ATTEMPTS``. ``temperature``
     is the call's own when it overrides the LM's. An API model at temperature 0 is not bitwise
     deterministic, so it is asked again."""
     from lmcot.hf_engine import hf_engine_of

@@ -262,15 +262,15 @@ class RewardSet:
     # -- aggregating ----------------------------------------------------------------------
     def summands(self, components: dict[str, list[float]]) -> dict[str, list[float]]:
         """The per-reward values that are weighted and summed: the raw components for
-        ``weighted_sum``, their batch z-scores for ``normalize_sum``."""
-        # Why not GRPOConfig(multi_objective_aggregation="normalize_then_sum") (TRL 1.16): it is a
-        # different estimator, not the same one built in. TRL z-scores each reward within each prompt's
-        # *group* (std + 1e-4), so a component with a tiny spread inside a group (e.g. F1 0.50 vs 0.51) is
-        # blown up to +-1 and one constant within a group drops out; it then normalises the advantage
-        # over the whole batch, ignoring scale_rewards. Ours z-scores over the *batch* (one scale per
-        # component for the step) and leaves the advantage to each trainer's own baseline (GRPO's group
-        # mean/std, RLOO's leave-one-out, the seq2seq loop), so all three algorithms (RLOOConfig has no
-        # such setting) share one definition and the logged ``rewards/<name>/mean`` mean the same thing.
+        ``weighted_sum``, their batch z-scores for ``normalize_sum``.
+
+        Not TRL's ``GRPOConfig(multi_objective_aggregation="normalize_then_sum")`` (TRL 1.16), a different
+        estimator: it z-scores each reward within each prompt's *group* (std + 1e-4), so a tiny in-group
+        spread (F1 0.50 vs 0.51) is blown up to +-1 and a reward constant in a group drops out, then
+        normalises the advantage over the batch, ignoring ``scale_rewards``. Here each component gets one
+        scale per step (the *batch*) and the advantage is left to each trainer's own baseline (GRPO's group
+        mean/std, RLOO's leave-one-out, the seq2seq loop), so all three (RLOOConfig has no such setting)
+        share one definition and log ``rewards/<name>/mean`` with the same meaning."""
         if self.aggregation == "normalize_sum":
             return {n: zscore(v) for n, v in components.items()}
         return {n: [float(x) for x in v] for n, v in components.items()}

@@ -1,7 +1,7 @@
 """Shared test set-up: offline, single-threaded, every cache in a temporary folder.
 
 The environment is set before anything imports litellm, transformers or dspy: without it imports try
-the network (and hang here), and two busy cores make tiny-model training up to 70x slower.
+the network (and hang here), and threads oversubscribing a few busy cores make tiny-model training crawl.
 """
 
 from __future__ import annotations
@@ -135,15 +135,12 @@ def _sigint_left_as_found():
 
 @pytest.fixture()
 def fresh_cache(tmp_path):
-    """lmcot's reply cache in a fresh folder (and memory cache off) for tests that count calls."""
-    import dspy
+    """lmcot's reply cache in a fresh folder (and memory cache off) for tests that count calls; yields
+    its replies folder. cache_in puts the session's cache (and memo folder) back afterwards."""
+    from lmcot.lms import cache_in
 
-    from lmcot.reply_cache import ReplyCache
-
-    before = dspy.cache
-    dspy.cache = ReplyCache(tmp_path / "dspy", enable_memory_cache=False)
-    yield tmp_path / "dspy"
-    dspy.cache = before
+    with cache_in(tmp_path, memory=False) as replies:
+        yield replies
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def server():
         yield srv
 
 
-@pytest.mark.slow  # ~10-20 s: KD of the tiny student and three small evaluations
+@pytest.mark.slow  # KD of the tiny student and three small evaluations
 def test_the_example_compiles_evaluates_and_reloads(server, tiny_causal_path, tmp_path, monkeypatch, capsys):
     shutil.copytree(ROOT / "configs", tmp_path / "configs")  # the example reads configs/ from where it runs
     monkeypatch.chdir(tmp_path)

@@ -197,8 +197,8 @@ def test_parse_failures_recorded_by_older_versions_are_redone(examples, fresh_ca
 
 def test_a_greedy_in_process_teacher_is_asked_once_and_its_unparsable_reply_recorded(
         examples, tiny_causal_path, fresh_cache, monkeypatch):
-    """Asking a greedy in-process model again gives the same reply (configs/real_reader.yaml: each
-    retry of the 135M teacher cost ~10 s): one call, recorded as failed, not retried on a rerun."""
+    """Asking a greedy in-process model again gives the same reply (a retry is a whole generate for
+    nothing): one call, recorded as failed, not retried on a rerun."""
     import lmcot.usage
     from lmcot.lms import build_lm
     from lmcot.optimizers.bootstrap import _redo, teacher_sample

@@ -6,15 +6,14 @@
 * 20.14: a host name that does not resolve and a refused connection are not transient: no retry, no
   backoff, the one-line message at once. 429, 5xx and timeouts are still retried.
 
-No assertion on wall-clock windows except a generous upper bound where the point is "fails fast";
-retries are counted on the server and backoff waits through an injected sleep.
+No assertion on wall-clock windows: retries are counted on the server, backoff waits go through an
+injected sleep, and a hung server holds its request until the test ends.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
-import time
 
 import pytest
 
@@ -32,9 +31,9 @@ ANSWER = "[[ ## answer ## ]]\nParis\n\n[[ ## completed ## ]]"
 
 @pytest.fixture()
 def hung_on_post():
-    """Answers GET at once (the start-up probe passes) and never finishes a completion."""
+    """Answers GET at once (the start-up probe passes) and holds every completion until the test ends."""
     with OracleServer(lambda body: ANSWER) as srv:
-        srv.delay = 600.0
+        srv.hold_after(0)
         yield srv
 
 
@@ -49,14 +48,16 @@ def waits(monkeypatch):
 # ------------------------------------------------------------------ 16.4 a total bound per call
 
 
+# A hang guard, not a measurement: without the bound this call waits for a reply that never comes.
+@pytest.mark.timeout(60)
 def test_a_server_that_hangs_on_post_fails_within_total_timeout_naming_the_keys(hung_on_post):
     cfg = LargeLMConfig(model="openai/oracle", api_base=hung_on_post.url, total_timeout=1.5, cache=False)
     check_endpoint(cfg, "large_lm")  # GET answers: the probe cannot catch this server
     lm = build_lm(cfg)
-    start = time.monotonic()
     with pytest.raises(EndpointError) as err:
         lm("What is the capital of France?")
-    assert time.monotonic() - start < 30  # generous: the old code took 120 s per try, 6 tries
+    [post] = [r for r in hung_on_post.records if r.method == "POST"]
+    assert post.status == 0, "the call ended only after the server answered: it waited the server out"
     message = str(err.value)
     assert message.startswith(f"large_lm.api_base={hung_on_post.url}: no reply within large_lm.total_timeout=1.5 s")
     assert "large_lm.timeout=120 s per try" in message and "\n" not in message

@@ -45,8 +45,7 @@ def test_missing_gguf_file_is_a_clear_error(tmp_path):
 # cheap for CI (2 cores, no GPU): short contexts (see `short_contexts`) cut to 128 tokens, 40-token
 # rationales, 6 KD steps of 4 (full fine-tuning), batched greedy generation for the dev evaluations.
 # kd.concurrency 1: the scripted teacher numbers its samples by arrival, so one at a time keeps the KD
-# data the same every run. Measured on the 2-core box: the whole test 187 s wall with the box quiet
-# (188 s of CPU, 99% of one core), 332 s with other jobs running; ~4.4-5.3 GB peak memory.
+# data the same every run. Its time and memory on CI's box: bench/README.md.
 LEARN = {
     "small_lm.max_tokens": 40, "small_lm.batch_size": 12, "small_lm.max_input_tokens": 384,
     "data.dev_limit": 12, "data.max_context_tokens": 128, "eval.methods": "[guided]", "eval.concurrency": 12,
@@ -105,9 +104,9 @@ def test_gguf_student_learns_from_kd_saves_and_reloads(reader_server, tmp_path):
     assert before["n"] == after["n"] == 12 and before["errors"] == after["errors"] == 0
     # Thresholds from measured runs with these seeds and settings (lr 2e-4). Full form, lenient reader (before
     # issue 15): untrained 2 of 12 held-out rationales stated the evidence, after KD 7-9 of 12. Evidence form,
-    # conclusion-following reader (now; measured once, 225 s with the box busy): untrained 3 of 12 state the
-    # evidence (2 of 12 state an answer, both wrong), after KD 7 of 12 and none states an answer; with no
-    # stated answer the reader is right exactly on those, so guided EM moved the same way (3 -> 7 of 12).
+    # conclusion-following reader (now; measured once): untrained 3 of 12 state the evidence (2 of 12 state an
+    # answer, both wrong), after KD 7 of 12 and none states an answer; with no stated answer the reader is
+    # right exactly on those, so guided EM moved the same way (3 -> 7 of 12).
     # Required: 3 more of 12, one question below the gain measured.
     assert after["evidence_stated"] >= before["evidence_stated"] + 0.25, (before, after)
     assert after["em"] >= before["em"] + 0.25, (before, after)

@@ -31,7 +31,7 @@ ROW = {
 
 @pytest.fixture(scope="module", autouse=True)
 def _fresh_cache(tmp_path_factory):
-    """One DSPy disk cache for this module (opening one costs ~0.8 s). DSPy's cache key ignores
+    """One DSPy disk cache for this module (opening one is not free). DSPy's cache key ignores
     ``api_base``, so each test names its judge differently (``judge_lm``) to keep entries apart."""
     with cache_in(tmp_path_factory.mktemp("dspy-cache")):
         yield

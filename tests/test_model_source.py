@@ -14,8 +14,6 @@ from lmcot.errors import ModelLoadError, PathError
 from lmcot.model_loading import ModelSource, check_model_source, resolve_source
 from support.paths import HOTPOT
 
-pytestmark = pytest.mark.usefixtures("restore_dspy_cache_after_module")
-
 KEY_VAR = "LMCOT_TEST_SOURCE_KEY"
 
 

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -184,7 +185,9 @@ def test_fail_next_then_litellm_retries(srv: OracleServer) -> None:
     assert srv.request_count == 6
 
 
-def test_unknown_question_and_responder_forms() -> None:
+def test_unknown_question_and_responder_forms(monkeypatch) -> None:
+    import support.oracle_server as oracle_server_module
+
     responder = OracleResponder(EXAMPLES)
     assert responder({"messages": user("What is the airspeed of a swallow?")}) == [{"text": FALLBACK}]
     with OracleServer(lambda body: ["a", {"text": "b"}]) as server:
@@ -194,10 +197,14 @@ def test_unknown_question_and_responder_forms() -> None:
             model="openai/x", api_base=server.url, api_key="k", messages=user("q"), n=3, stop=["zz"]
         )
         assert [c.message.content for c in resp.choices] == ["a", "b", "a"]
+        # `delay`: the server sleeps that long before it answers; the sleep is recorded, not timed.
+        events: list = []
+        monkeypatch.setattr(oracle_server_module, "time",
+                            SimpleNamespace(sleep=lambda s: events.append(("sleep", s)), time=time.time))
+        server.responder = lambda body: events.append("answer") or "a"
         server.delay = 0.2
-        start = time.perf_counter()
         litellm.completion(model="openai/x", api_base=server.url, api_key="k", messages=user("q"))
-        assert time.perf_counter() - start >= 0.2
+        assert events == [("sleep", 0.2), "answer"]
 
 
 def test_responder_reads_a_real_chat_adapter_prompt() -> None:

@@ -48,7 +48,8 @@ def test_lines_from_concurrent_bars_never_interleave_and_name_the_label_once():
             pass
 
     stream = Stream()
-    bar = PlainProgress("before RL", every_s=0.0, stream=stream)
+    # A clock that stands still: every line says "0s elapsed" however busy the machine is.
+    bar = PlainProgress("before RL", every_s=0.0, stream=stream, clock=_Clock())
     tasks = [bar.add_task("before RL: rationales", total=200), bar.add_task("before RL", total=200)]
     # two threads per bar, 100 advances each: every count lands, each bar ends at 200/200
     threads = [threading.Thread(target=lambda t=t: [bar.advance(t) for _ in range(100)]) for t in tasks + tasks]

@@ -257,7 +257,7 @@ def test_lexical_fluency_prefers_word_order_of_real_text():
 
 
 def _train_reference_lm(out: Path) -> Path:
-    """A tiny Llama taught English word order on the first records' context sentences (~20 s)."""
+    """A tiny Llama taught English word order on the first records' context sentences."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

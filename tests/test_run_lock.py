@@ -72,10 +72,11 @@ def test_a_stale_lock_file_with_a_dead_pid_is_taken_over(tmp_path):
 
 def test_ranks_of_one_launch_share_the_lock(holder, monkeypatch):
     """torchrun / accelerate launch: rank 0 holds it, the other ranks of the launch do not ask."""
-    out, _ = holder
+    out, proc = holder
     monkeypatch.setenv("RANK", "1")
-    with output_lock(out, "lmcot compile"):
-        pass
+    with output_lock(out, "lmcot compile"):  # no OutputBusyError, though another process holds the lock
+        assert (out / LOCK_FILE).read_text().startswith(f"{proc.pid}\n")  # rank 1 neither took nor rewrote it
+    assert (out / LOCK_FILE).read_text().startswith(f"{proc.pid}\n")  # nor removed it on leaving
 
 
 def test_the_lock_is_reentrant_and_leaves_no_empty_folder(tmp_path):
