@@ -142,10 +142,3 @@ def fresh_cache(tmp_path):
     with cache_in(tmp_path, memory=False) as replies:
         yield replies
 
-
-@pytest.fixture(scope="module")
-def restore_dspy_cache_after_module():
-    """For tests/test_serve.py: ``lmcot serve`` owns its process, so its service sets the process-wide
-    cache as the command does (configure_cache); the session's comes back after the module."""
-    yield
-    _session_cache()
