@@ -55,13 +55,14 @@ class RationaleAdapter(BlankEmptyCompletions):
 
 
 def rationale_messages(question: str, context: str | None, signature: type[dspy.Signature] = Rationalize, *,
-                       form: str | None = None) -> list[dict[str, Any]]:
+                       form: str | None = None, demos: list | None = None) -> list[dict[str, Any]]:
     """The chat messages the small LM sees for one question (inference, KD and RL alike); a question
     without a context gets the context-free prompt, as ``LMGuidedCoT`` sends it. ``form``
-    (``kd.rationale_form``: full | evidence) picks the signature of that rationale form instead."""
+    (``kd.rationale_form``: full | evidence) picks the signature of that rationale form instead;
+    ``demos``: the predictor's few-shot examples, when it has any (none by default)."""
     if form is not None:
         from lmcot.programs.signatures import rationalize_signature
 
         signature = rationalize_signature(form)
     inputs = context_inputs(signature, question, context)
-    return RationaleAdapter().format(inputs.pop("signature", signature), demos=[], inputs=inputs)
+    return RationaleAdapter().format(inputs.pop("signature", signature), demos=list(demos or []), inputs=inputs)

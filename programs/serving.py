@@ -217,8 +217,10 @@ class ProgramService:
         from lmcot.prompting import render_prompt, tokenize_prompts
 
         encoder_decoder = self.engine.is_encoder_decoder
-        # The program's own signature (its rationale form, its loaded instructions): the prompt it sends.
-        messages = rationale_messages(request.question, request.context, self.program.rationalize.signature)
+        # The program's own signature (its rationale form, its loaded instructions) and demos: the prompt it sends.
+        rationalize = self.program.rationalize
+        messages = rationale_messages(request.question, request.context, rationalize.signature,
+                                      demos=rationalize.demos)
         prompt = render_prompt(self._tokenizer, messages, encoder_decoder)
         with self._tokenizer_lock:  # a fast tokenizer used by two threads at once fails ("Already borrowed")
             ids = tokenize_prompts(self._tokenizer, [prompt], is_encoder_decoder=encoder_decoder, max_length=None)

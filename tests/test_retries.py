@@ -45,7 +45,7 @@ def _servers(n: int, failing: int):
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_a_call_to_failing_servers_sends_at_most_retries_plus_one_requests_per_server(n, waits, no_cooldown):
+def test_a_call_to_failing_servers_sends_at_most_retries_plus_one_times_servers_requests(n, waits, no_cooldown):
     servers = _servers(n, failing=n)
     try:
         lm = build_lm(LargeLMConfig(model="openai/oracle", api_base=[s.url for s in servers], num_retries=2,
@@ -53,7 +53,7 @@ def test_a_call_to_failing_servers_sends_at_most_retries_plus_one_requests_per_s
         assert isinstance(lm.engine, RouterEngine)
         with pytest.raises(Exception):
             lm("q")
-        assert sum(s.request_count for s in servers) == 3 * n  # 3 tries (num_retries=2), each server once a try
+        assert sum(s.request_count for s in servers) == 3 * n  # 3 tries (num_retries=2), n requests a try
         assert len(waits) == 2  # HttpLM's backoff between its tries; the Router's failover waits for nothing
     finally:
         for srv in servers:

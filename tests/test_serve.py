@@ -430,3 +430,41 @@ def test_the_length_check_counts_the_prompt_of_the_programs_own_rationale_form(t
     with pytest.raises(ServeError) as err:
         service.check_length(request)
     assert err.value.status == 400 and f"a {sent}-token prompt" in str(err.value)
+
+
+def test_the_length_check_counts_the_programs_demos(tiny_causal_path):
+    """A program folder may carry few-shot demos in its rationalize state; they are part of the prompt sent."""
+    from types import SimpleNamespace
+
+    import dspy
+
+    from lmcot.config import load_config
+    from lmcot.model_loading import load_tokenizer
+    from lmcot.programs import LMGuidedCoT
+    from lmcot.programs.adapter import rationale_messages
+    from lmcot.programs.serving import ChatRequest, ProgramService, ServeError
+    from lmcot.prompting import render_prompt, tokenize_prompts
+
+    program = LMGuidedCoT(num_samples=1)
+    demo = dspy.Example(question="Where is Rome?", context="Rome is the capital of Italy.",
+                        rationale="Rome is the capital of Italy, so it is in Italy.")
+    program.rationalize.demos = [demo]
+    service = ProgramService(program, load_config(None, []), model_id="tiny")
+    tokenizer = load_tokenizer(str(tiny_causal_path))
+    question, context = "Where is Paris?", "Paris is the capital of France."
+
+    def tokens(demos) -> int:
+        messages = rationale_messages(question, context, program.rationalize.signature, demos=demos)
+        prompt = render_prompt(tokenizer, messages, False)
+        return len(tokenize_prompts(tokenizer, [prompt], is_encoder_decoder=False, max_length=None)["input_ids"][0])
+
+    sent = tokens([demo])
+    assert sent > tokens([])  # else this test could not tell the two prompts apart
+    service._tokenizer = tokenizer
+    request = ChatRequest(question=question, context=context, num_samples=1, select="vote")
+    service.engine = SimpleNamespace(is_encoder_decoder=False, max_input_tokens=sent)
+    service.check_length(request)  # fits exactly
+    service.engine = SimpleNamespace(is_encoder_decoder=False, max_input_tokens=sent - 1)
+    with pytest.raises(ServeError) as err:
+        service.check_length(request)
+    assert err.value.status == 400 and f"a {sent}-token prompt" in str(err.value)

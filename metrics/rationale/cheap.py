@@ -327,4 +327,3 @@ def logicality(question: str, context_sentences: Sequence[str], rationale: str) 
 # Aspect -> scorer, from the one aspect table (lmcot.aspects): each row names its scorer among the
 # functions above and the model it takes (``lm=`` or ``embedder=``).
 CHEAP_SCORERS: dict[str, Callable[..., float]] = {a.name: globals()[a.cheap_scorer] for a in TABLE}
-

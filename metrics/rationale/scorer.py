@@ -1,6 +1,6 @@
 """``RationaleScorer``: the eight aspects for many rows at once, each from its configured backend.
 
-    scorer = RationaleScorer(cfg.rationale_metrics, judge_lm=judge, reference_lm="HuggingFaceTB/SmolLM2-135M")
+    scorer = scorer_from_config(cfg, reference_lm="HuggingFaceTB/SmolLM2-135M")   # the one factory
     scores = scorer.score([{"question": q, "context": ctx, "rationale": r}], progress=True)
     summarize(scores)   # {"factuality": 0.71, ...}
 
