@@ -18,7 +18,8 @@ from typing import Any
 def main(config: Path | None, overrides: list[str], *, methods: str | None, limit: int | None, out: Path | None,
          program: Path | None, verbose: bool) -> None:
     """``lmcot evaluate``: read and check everything, then evaluate, write and print the table."""
-    from lmcot.commands.common import check_before_calls, guard, load, methods_arg, show_config
+    from lmcot.commands.common import check_endpoints, check_local, guard, load, methods_arg, show_config
+    from lmcot.metrics.rationale import check_scorer_models
     from lmcot.console import say, table_console
     from lmcot.programs.evaluation import evaluate_from_config
     from lmcot.run_lock import output_lock
@@ -38,7 +39,15 @@ def main(config: Path | None, overrides: list[str], *, methods: str | None, limi
         chosen = method_list if method_list is not None else cfg.eval.methods
         # The small LM writes guided rationales, and its tokenizer counts every method's context.
         small = program is None and ("guided" in chosen or cfg.data.max_context_tokens is not None)
-        sources = check_before_calls(cfg, out_dir, roles=("small_lm", "large_lm") if small else ("large_lm",))
+        roles, endpoints = ("small_lm", "large_lm") if small else ("large_lm",), ("large_lm",)
+        # Picking among sampled rationales by quality scores them: the scorer's models and judge count too.
+        scored = "guided" in chosen and cfg.eval.select != "vote"
+        if scored and cfg.rationale_metrics.judge is not None and "judge" in cfg.rationale_metrics.backends.values():
+            roles, endpoints = (*roles, "rationale_metrics.judge"), (*endpoints, "rationale_metrics.judge")
+        sources = check_local(cfg, out_dir, roles=roles)
+        if scored:
+            check_scorer_models(cfg.rationale_metrics)
+        check_endpoints(cfg, endpoints)
         with output_lock(out_dir, "lmcot evaluate"):
             metrics = evaluate_from_config(cfg, methods=method_list, out_dir=out_dir, limit=limit, program_dir=program,
                                            sources=sources)

@@ -251,14 +251,15 @@ class _Run:
             from lmcot.metrics.rationale import LEXICAL, reference_lm_for, scorer_from_config
 
             rm = self.config.rationale_metrics
+            # Perplexity needs a fixed reader of English: the student before any training (scoring with the
+            # policy would reward it for agreeing with itself) when causal; else the lexical proxy, unless
+            # reference_lm names one.
+            untrained = self.config.model_copy(update={"small_lm": self.student})
+            reference = reference_lm_for(untrained, small_source=self.source) or LEXICAL
             # The judge: rationale_metrics.judge, else this program's own large LM (not the config's).
             judged = any(b == "judge" for b in rm.backends.values())
-            self._scorer = scorer_from_config(self.config, judge_lm=None if rm.judge or not judged else self.program.large_lm,
-                                              sources=self.sources,
-                                              # Perplexity needs a fixed reader of English: the student before any
-                                              # training (scoring with the policy would reward it for agreeing with
-                                              # itself) when causal; else the lexical proxy, unless reference_lm names one.
-                                              reference_lm=reference_lm_for(self.config.model_copy(update={"small_lm": self.student})) or LEXICAL)
+            self._scorer = scorer_from_config(self.config, reference_lm=reference, sources=self.sources,
+                                              judge_lm=None if rm.judge or not judged else self.program.large_lm)
             self.judge_lm = self._scorer.judge_lm
         return self._scorer
 

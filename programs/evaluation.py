@@ -43,7 +43,9 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     return methods
 
 
-def build_program(method: str, small_lm: dspy.LM | None, large_lm: dspy.LM, config: LMCoTConfig):
+def build_program(method: str, small_lm: dspy.LM | None, large_lm: dspy.LM, config: LMCoTConfig, *,
+                  sources: dict[str, ModelSource] | None = None):
+    """The program of one method; ``sources``: in-process models the checks resolved (a guided program's judge)."""
     from lmcot.programs import CoTPrompting, LMGuidedCoT, StandardPrompting
 
     if method == "standard":
@@ -51,7 +53,7 @@ def build_program(method: str, small_lm: dspy.LM | None, large_lm: dspy.LM, conf
     if method == "cot":
         return CoTPrompting(large_lm)
     if method == "guided":
-        return LMGuidedCoT.from_config(small_lm, large_lm, config)
+        return LMGuidedCoT.from_config(small_lm, large_lm, config, sources=sources)
     raise ConfigError(f"unknown method {method!r}; methods are {', '.join(METHODS)}")
 
 
@@ -180,17 +182,19 @@ def summarize_rows(rows: list[dict[str, Any]], task: Any = None) -> dict[str, An
 
 def evaluate_methods(config: LMCoTConfig, methods: Sequence[str], examples: list[dspy.Example],
                      small_lm: dspy.LM | None, large_lm: dspy.LM, *, guided: dspy.Module | None = None,
-                     progress: bool = True, task: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                     progress: bool = True, task: Any = None, sources: dict[str, ModelSource] | None = None,
+                     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Each method on ``examples``: all rows, and ``{method: summary}``. ``guided`` replaces the
     LM-guided program built from ``small_lm`` (e.g. a compiled one). ``task``: the ``TaskMetric``
-    (default: from the config)."""
+    (default: from the config). ``sources``: in-process models the checks resolved (see :func:`build_program`)."""
     from lmcot.metrics.task_metric import TaskMetric
 
     task = task or TaskMetric.from_config(config)
     all_rows: list[dict[str, Any]] = []
     metrics: dict[str, Any] = {}
     for method in check_methods(methods):
-        program = guided if (method == "guided" and guided is not None) else build_program(method, small_lm, large_lm, config)
+        program = (guided if (method == "guided" and guided is not None)
+                   else build_program(method, small_lm, large_lm, config, sources=sources))
         rows, metrics[method] = evaluate_program(program, examples, concurrency=config.eval.concurrency, label=method,
                                                  progress=progress, lms=[small_lm, large_lm], task=task)
         all_rows.extend(rows)
@@ -234,7 +238,7 @@ def evaluate_from_config(config: LMCoTConfig, *, methods: list[str] | None = Non
             examples = examples[:limit]
         with output_lock(out, "evaluate_from_config"):  # a second run on this folder fails at once, before any call
             all_rows, metrics = evaluate_methods(config, methods, examples, small_lm, large_lm, guided=guided,
-                                                 progress=progress)
+                                                 progress=progress, sources=sources)
             atomic_write_text(out / "predictions.jsonl",
                               "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in all_rows))
             write_json(out / "metrics.json", metrics)

@@ -221,12 +221,13 @@ class LMGuidedCoT(dspy.Module):
     @classmethod
     def from_config(cls, small_lm: dspy.LM | None, large_lm: dspy.LM | None, config, *, num_samples: int | None = None,
                     sample_temperature: float | None = None, select: str | None = None,
-                    rationale_form: str | None = None, scorer: Any = None) -> LMGuidedCoT:
+                    rationale_form: str | None = None, scorer: Any = None, sources: Any = None) -> LMGuidedCoT:
         """The program ``config.eval`` describes (k samples, temperature, how to pick among them) with the
         rationale form of ``config.kd.rationale_form``; the keyword arguments override them (a compiled
         program's own form comes from its ``program.json``). ``select="quality..."`` scores rationales
         with ``scorer`` if given (one shared by several programs), else with ``config.rationale_metrics``
-        (its judge and backends), the scorer built on first use."""
+        (its judge and backends; an in-process judge from ``sources``, the models the checks resolved),
+        the scorer built on first use."""
         from lmcot.metrics.rationale import LazyScorer
         from lmcot.metrics.task_metric import vote_key_for
 
@@ -235,7 +236,7 @@ class LMGuidedCoT(dspy.Module):
                    num_samples=config.eval.num_samples if num_samples is None else num_samples,
                    sample_temperature=(config.eval.sample_temperature if sample_temperature is None
                                        else sample_temperature),
-                   select=select, scorer=None if select == "vote" else scorer or LazyScorer(config),
+                   select=select, scorer=None if select == "vote" else scorer or LazyScorer(config, sources),
                    answer_key=vote_key_for(config.data.answer_type),
                    rationale_form=config.kd.rationale_form if rationale_form is None else rationale_form)
 

@@ -211,3 +211,33 @@ def test_the_scorer_builds_an_in_process_judge_from_a_resolved_source(tiny_causa
         assert scorer.judge_lm is not None and resolutions == []  # built from the given resolution
         scorer_from_config(cfg, reference_lm="lexical")
         assert resolutions == [str(tiny_causal_path)]  # without one, it resolves the setting itself
+
+
+def test_the_perplexity_reference_reuses_the_small_lms_resolution(tiny_causal_path, tiny_seq2seq_path, resolutions):
+    from lmcot.config import LMCoTConfig
+    from lmcot.metrics.rationale import choose_reference_lm, reference_name
+
+    cfg = LMCoTConfig.model_validate({"small_lm": {"model": str(tiny_causal_path), "max_tokens": 8}})
+    own, other = resolve_source(str(tiny_causal_path)), resolve_source(str(tiny_seq2seq_path))
+    resolutions.clear()
+    reference, _ = choose_reference_lm(cfg, own)
+    assert reference is own and resolutions == []  # the small LM as the checks resolved it
+    reference, _ = choose_reference_lm(cfg, other)  # another model's resolution is not taken for it
+    assert reference_name(reference) == str(tiny_causal_path) and resolutions == [str(tiny_causal_path)]
+
+
+def test_evaluate_checks_the_quality_judge_before_any_call(oracle_server, tiny_causal_path, tmp_path, monkeypatch):
+    """Guided rationales picked by quality are scored by the judge: a judge model that is not there fails the
+    run before the first call, in one line naming its key, as the small and large LM do."""
+    monkeypatch.setenv(KEY_VAR, "sk-test")
+    args = _args(oracle_server, tmp_path / "c", tmp_path / "o", small=tiny_causal_path)
+    args += ["--set", "eval.select=quality", "--set", "eval.num_samples=2",
+             "--set", f"rationale_metrics.judge.model={tmp_path / 'no-judge'}",
+             "--set", "rationale_metrics.judge.backend=transformers", "--set", "rationale_metrics.backends.fluency=judge"]
+    posts_before = len([r for r in oracle_server.records if r.method == "POST"])  # the server is shared
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "rationale_metrics.judge.model" in result.output and str(tmp_path / "no-judge") in result.output
+    assert "rationales:" not in result.output  # stopped before the small LM wrote a rationale, not at scoring
+    assert len([r for r in oracle_server.records if r.method == "POST"]) == posts_before  # nothing asked of it
+    assert not (tmp_path / "o").exists()

@@ -104,11 +104,13 @@ def summarize(scores: Sequence[Mapping[str, float | None]]) -> dict[str, float |
     return out
 
 
-def choose_reference_lm(config: LMCoTConfig) -> tuple[ReferenceLM, str]:
+def choose_reference_lm(config: LMCoTConfig, small_source: ModelSource | None = None) -> tuple[ReferenceLM, str]:
     """The reference LM for perplexity and why: ``rationale_metrics.reference_lm`` (``lexical`` asks
     for the lexical proxy, e.g. for a student without pretrained weights), else the small LM when that
     is an in-process causal transformers model, as its resolved ``ModelSource`` (so it loads with
-    ``small_lm.revision`` and ``small_lm.trust_remote_code``); ``(None, why)`` means the lexical proxy."""
+    ``small_lm.revision`` and ``small_lm.trust_remote_code``; ``small_source``, when it is that model
+    already resolved, is used as it is); ``(None, why)`` means the lexical proxy. A ``ModelSource`` is
+    not a string: name it with :func:`reference_name`."""
     named = config.rationale_metrics.reference_lm
     if named:
         if named == LEXICAL:
@@ -122,7 +124,8 @@ def choose_reference_lm(config: LMCoTConfig) -> tuple[ReferenceLM, str]:
     try:
         from lmcot.model_loading import resolve_source
 
-        source = resolve_source(small.model, trust_remote_code=small.trust_remote_code, revision=small.revision)
+        source = (small_source if small_source is not None and small_source.is_for(small) else
+                  resolve_source(small.model, trust_remote_code=small.trust_remote_code, revision=small.revision))
     except Exception as exc:  # an unreachable hub id, a broken folder: the proxy, and the reason said
         return None, f"the small LM {small.model} cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
     if source.is_encoder_decoder:
@@ -130,10 +133,10 @@ def choose_reference_lm(config: LMCoTConfig) -> tuple[ReferenceLM, str]:
     return source, "the small LM (small_lm.model), an in-process causal LM"
 
 
-def reference_lm_for(config: LMCoTConfig, quiet: bool = False) -> ReferenceLM:
+def reference_lm_for(config: LMCoTConfig, quiet: bool = False, small_source: ModelSource | None = None) -> ReferenceLM:
     """:func:`choose_reference_lm`'s model; a fallback to the lexical proxy is logged with its
     reason as a warning unless ``quiet``."""
-    reference, why = choose_reference_lm(config)
+    reference, why = choose_reference_lm(config, small_source)
     if reference is None and not config.rationale_metrics.reference_lm:
         (log.debug if quiet else log.warning)("fluency/naturalness use the lexical proxy: %s", why)
     return reference
@@ -173,7 +176,7 @@ def scorer_from_config(config: LMCoTConfig, *, judge_lm: Any = None, reference_l
         role = "rationale_metrics.judge" if rm.judge else "large_lm"
         judge_lm = build_lm(config.judge(), role=role, source=(sources or {}).get(role))
     if reference_lm is None:
-        reference_lm = reference_lm_for(config, quiet=True)
+        reference_lm = reference_lm_for(config, quiet=True, small_source=(sources or {}).get("small_lm"))
     return RationaleScorer(rm, judge_lm=judge_lm, reference_lm=reference_lm)
 
 
@@ -360,16 +363,17 @@ class RationaleScorer:
 
 class LazyScorer:
     """A ``RationaleScorer`` from the config, built at its first ``score`` call: loading the reference
-    LM and the judge waits until a rationale is actually selected (a cached rerun never does)."""
+    LM and the judge waits until a rationale is actually selected (a cached rerun never does).
+    ``sources``: in-process models the checks resolved, by role (see :func:`scorer_from_config`)."""
 
-    def __init__(self, config: LMCoTConfig) -> None:
-        self.config, self._scorer, self._lock = config, None, threading.Lock()
+    def __init__(self, config: LMCoTConfig, sources: Mapping[str, ModelSource] | None = None) -> None:
+        self.config, self.sources, self._scorer, self._lock = config, sources, None, threading.Lock()
 
     def __deepcopy__(self, memo):  # ``program.deepcopy()``: a lock cannot be copied, and a copy builds its own
-        return LazyScorer(self.config)
+        return LazyScorer(self.config, self.sources)
 
     def score(self, *args, **kwargs):
         with self._lock:
             if self._scorer is None:
-                self._scorer = scorer_from_config(self.config)
+                self._scorer = scorer_from_config(self.config, sources=self.sources)
         return self._scorer.score(*args, **kwargs)
