@@ -39,7 +39,7 @@ def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Pa
             raise PathError(f"{out_path}: --out must be a file (per-row scores JSONL), but it is a folder")
         judged = "judge" in cfg.rationale_metrics.backends.values()
         judge_key = "rationale_metrics.judge" if cfg.rationale_metrics.judge else "large_lm"
-        check_local(cfg, out_path.parent, roles=("rationale_metrics.judge",) if judged else ())
+        sources = check_local(cfg, out_path.parent, roles=(judge_key,) if judged else ())
         check_scorer_models(cfg.rationale_metrics)
         check_endpoints(cfg, (judge_key,) if judged else ())
         # Which model reads the rationales for fluency / naturalness, and why: never a silent fallback.
@@ -48,7 +48,7 @@ def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Pa
         if any(cfg.rationale_metrics.backends[a] == "cheap" for a in LM_ASPECTS):
             by = f"perplexity under {reference_name(reference)}" if reference else "the lexical proxy"
             say("scorer:", "bold", f"fluency and naturalness by {by}: {why}")
-        rows, means = run_score(cfg, rationales, out_path, progress=True, reference=(reference, why))
+        rows, means = run_score(cfg, rationales, out_path, progress=True, reference=(reference, why), sources=sources)
     backends = score_backends(cfg, (reference, why))
     methods = list(dict.fromkeys(r["method"] for r in rows if "method" in r))
     if len(methods) > 1:  # a predictions.jsonl: CoT prompting's and the small LM's rationales apart

@@ -241,3 +241,19 @@ def test_evaluate_checks_the_quality_judge_before_any_call(oracle_server, tiny_c
     assert "rationales:" not in result.output  # stopped before the small LM wrote a rationale, not at scoring
     assert len([r for r in oracle_server.records if r.method == "POST"]) == posts_before  # nothing asked of it
     assert not (tmp_path / "o").exists()
+
+
+def test_score_builds_an_in_process_judge_from_its_checked_resolution(tiny_causal_path, tmp_path, resolutions):
+    import json
+
+    rationales = tmp_path / "r.jsonl"
+    rationales.write_text(json.dumps({"id": "1", "question": "Where is Paris?", "context": "Paris is in France.",
+                                      "rationale": "Paris is in France. So the answer is France."}) + "\n")
+    result = CliRunner().invoke(app, [
+        "score", "--rationales", str(rationales), "--set", f"cache_dir={tmp_path / 'c'}",
+        "--set", f"rationale_metrics.judge.model={tiny_causal_path}", "--set", "rationale_metrics.judge.backend=transformers",
+        "--set", "rationale_metrics.judge.max_tokens=4", "--set", "rationale_metrics.backends.fluency=judge",
+        "--set", "rationale_metrics.reference_lm=lexical"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.scores.jsonl").is_file()
+    assert resolutions == [str(tiny_causal_path)]  # checked once, and the judge built from that

@@ -24,12 +24,15 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmcot.config import ASPECTS, LMCoTConfig, config_from_dict
 from lmcot.errors import UserError
 
 from .scorer import ReferenceLM
+
+if TYPE_CHECKING:
+    from lmcot.model_loading import ModelSource
 
 __all__ = ["ScoreInputError", "choose_scorer", "dev_contexts", "read_rationale_rows", "run_score", "score_backends"]
 
@@ -175,11 +178,12 @@ def _small_lm_beside(path: Path, program_config: Callable[[str], LMCoTConfig]):
 
 def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None = None,
               progress: bool = False, reference: tuple[ReferenceLM, str] | None = None,
-              ) -> tuple[list[dict[str, Any]], dict[str, float]]:
+              sources: dict[str, ModelSource] | None = None) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Score every row of ``rationales_path``; write ``{id, question, <8 aspects>}`` per row to
     ``out_path`` (atomically, when given). Returns those rows and the per-aspect means.
     ``reference``: ``(reference LM or None, why)`` as :func:`choose_scorer` chose it (default: from
-    ``config``, a fallback to the lexical proxy logged with its reason)."""
+    ``config``, a fallback to the lexical proxy logged with its reason). ``sources``: in-process models
+    the checks resolved, by role (an in-process judge is built from its own)."""
     from contextlib import nullcontext
 
     from lmcot.jsonl import atomic_write_text
@@ -200,7 +204,7 @@ def run_score(config: LMCoTConfig, rationales_path: Path, out_path: Path | None 
         else:
             reference_lm = reference_lm_for(config)
         # "lexical" (not None): None would let the scorer fall back to rationale_metrics.reference_lm.
-        scorer = scorer_from_config(config, reference_lm=reference_lm or LEXICAL)
+        scorer = scorer_from_config(config, reference_lm=reference_lm or LEXICAL, sources=sources)
         scores = scorer.score(rows, ASPECTS, progress=progress)
         out_rows = [{"id": row.get("id"), "question": row["question"],
                      **({"method": row["method"]} if "method" in row else {}), **s} for row, s in zip(rows, scores)]

@@ -173,8 +173,9 @@ def scorer_from_config(config: LMCoTConfig, *, judge_lm: Any = None, reference_l
 
     rm = config.rationale_metrics
     if judge_lm is None and "judge" in rm.backends.values():
-        role = "rationale_metrics.judge" if rm.judge else "large_lm"
-        judge_lm = build_lm(config.judge(), role=role, source=(sources or {}).get(role))
+        role, judge = "rationale_metrics.judge" if rm.judge else "large_lm", config.judge()
+        source = (sources or {}).get(role)
+        judge_lm = build_lm(judge, role=role, source=source if source is not None and source.is_for(judge) else None)
     if reference_lm is None:
         reference_lm = reference_lm_for(config, quiet=True, small_source=(sources or {}).get("small_lm"))
     return RationaleScorer(rm, judge_lm=judge_lm, reference_lm=reference_lm)
