@@ -93,6 +93,8 @@ def test_secrets_are_registered_where_they_enter(monkeypatch):
     from lmcot.http_lm import api_key
     from lmcot.redact import redact
 
+    # Registered secrets live for the process: earlier tests' keys (e.g. "sk-test") would mask parts of this one.
+    monkeypatch.setattr("lmcot.redact._SECRETS", set())
     url_code, key = "Qv7UrlCode0099", "sk-test-registered-when-read-314"
     load_config(None, [f"large_lm.api_base=https://fn.example.com/v1?code={url_code}"])
     assert redact(f"GET /v1?x=1 failed for {url_code}") == "GET /v1?x=1 failed for ***"

@@ -401,13 +401,11 @@ def test_a_busy_port_is_a_one_line_error_before_the_program_loads(folder, oracle
 def test_the_length_check_counts_the_prompt_of_the_programs_own_rationale_form(tiny_causal_path):
     """A program asking for ``evidence`` rationales sends the RationalizeEvidence prompt (longer
     instructions than the full form's): the 400 comes at that prompt's length, not the full form's."""
-    from types import SimpleNamespace
-
     from lmcot.config import load_config
     from lmcot.model_loading import load_tokenizer
     from lmcot.programs import LMGuidedCoT
     from lmcot.programs.adapter import rationale_messages
-    from lmcot.programs.serving import ChatRequest, ProgramService, ServeError
+    from lmcot.programs.serving import ProgramService
     from lmcot.prompting import render_prompt, tokenize_prompts
 
     program = LMGuidedCoT(num_samples=3, rationale_form="evidence")
@@ -422,27 +420,18 @@ def test_the_length_check_counts_the_prompt_of_the_programs_own_rationale_form(t
 
     sent, full = tokens("evidence"), tokens("full")
     assert sent > full  # else this test could not tell the two prompts apart
-    service._tokenizer = tokenizer
-    request = ChatRequest(question=question, context=context, num_samples=1, select="vote")
-    service.engine = SimpleNamespace(is_encoder_decoder=False, max_input_tokens=sent)
-    service.check_length(request)  # fits exactly
-    service.engine = SimpleNamespace(is_encoder_decoder=False, max_input_tokens=sent - 1)
-    with pytest.raises(ServeError) as err:
-        service.check_length(request)
-    assert err.value.status == 400 and f"a {sent}-token prompt" in str(err.value)
+    _assert_the_limit_is_at(service, tokenizer, question, context, sent)
 
 
 def test_the_length_check_counts_the_programs_demos(tiny_causal_path):
     """A program folder may carry few-shot demos in its rationalize state; they are part of the prompt sent."""
-    from types import SimpleNamespace
-
     import dspy
 
     from lmcot.config import load_config
     from lmcot.model_loading import load_tokenizer
     from lmcot.programs import LMGuidedCoT
     from lmcot.programs.adapter import rationale_messages
-    from lmcot.programs.serving import ChatRequest, ProgramService, ServeError
+    from lmcot.programs.serving import ProgramService
     from lmcot.prompting import render_prompt, tokenize_prompts
 
     program = LMGuidedCoT(num_samples=1)
@@ -460,6 +449,16 @@ def test_the_length_check_counts_the_programs_demos(tiny_causal_path):
 
     sent = tokens([demo])
     assert sent > tokens([])  # else this test could not tell the two prompts apart
+    _assert_the_limit_is_at(service, tokenizer, question, context, sent)
+
+
+def _assert_the_limit_is_at(service, tokenizer, question: str, context: str, sent: int) -> None:
+    """``service``'s length check passes a request whose prompt is exactly ``sent`` tokens at a limit of
+    ``sent`` and refuses it (400, naming the length) one token below."""
+    from types import SimpleNamespace
+
+    from lmcot.programs.serving import ChatRequest, ServeError
+
     service._tokenizer = tokenizer
     request = ChatRequest(question=question, context=context, num_samples=1, select="vote")
     service.engine = SimpleNamespace(is_encoder_decoder=False, max_input_tokens=sent)
