@@ -39,12 +39,12 @@ def main(config: Path | None, overrides: list[str], *, methods: str | None, limi
         chosen = method_list if method_list is not None else cfg.eval.methods
         # The small LM writes guided rationales, and its tokenizer counts every method's context.
         small = program is None and ("guided" in chosen or cfg.data.max_context_tokens is not None)
-        roles, endpoints = ("small_lm", "large_lm") if small else ("large_lm",), ("large_lm",)
+        roles = ["small_lm", "large_lm"] if small else ["large_lm"]
         # Picking among sampled rationales by quality scores them: the scorer's models and judge count too.
         scored = "guided" in chosen and cfg.eval.select != "vote"
-        if scored and cfg.rationale_metrics.judge is not None and "judge" in cfg.rationale_metrics.backends.values():
-            roles, endpoints = (*roles, "rationale_metrics.judge"), (*endpoints, "rationale_metrics.judge")
-        sources = check_local(cfg, out_dir, roles=roles)
+        judge = [cfg.judge_role()] if scored and "judge" in cfg.rationale_metrics.backends.values() else []
+        endpoints = tuple(dict.fromkeys(["large_lm", *judge]))
+        sources = check_local(cfg, out_dir, roles=tuple(dict.fromkeys(roles + judge)))
         if scored:
             check_scorer_models(cfg.rationale_metrics)
         check_endpoints(cfg, endpoints)

@@ -38,7 +38,7 @@ def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Pa
         if out_path.is_dir():
             raise PathError(f"{out_path}: --out must be a file (per-row scores JSONL), but it is a folder")
         judged = "judge" in cfg.rationale_metrics.backends.values()
-        judge_key = "rationale_metrics.judge" if cfg.rationale_metrics.judge else "large_lm"
+        judge_key = cfg.judge_role()
         sources = check_local(cfg, out_path.parent, roles=(judge_key,) if judged else ())
         check_scorer_models(cfg.rationale_metrics)
         check_endpoints(cfg, (judge_key,) if judged else ())

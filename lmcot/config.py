@@ -332,6 +332,10 @@ class LMCoTConfig(Section):
     def judge(self) -> LMConfig:
         return self.rationale_metrics.judge or self.large_lm
 
+    def judge_role(self) -> str:
+        """The config key of :meth:`judge`'s section (how checks and messages name it)."""
+        return "rationale_metrics.judge" if self.rationale_metrics.judge else "large_lm"
+
     def to_public_dict(self) -> dict[str, Any]:
         """The resolved config as printed and saved beside results. Keys come from the environment and
         ``extra`` refuses secrets; the one value that may carry a credential, ``api_base``, is a

@@ -173,7 +173,7 @@ def scorer_from_config(config: LMCoTConfig, *, judge_lm: Any = None, reference_l
 
     rm = config.rationale_metrics
     if judge_lm is None and "judge" in rm.backends.values():
-        role, judge = "rationale_metrics.judge" if rm.judge else "large_lm", config.judge()
+        role, judge = config.judge_role(), config.judge()
         source = (sources or {}).get(role)
         judge_lm = build_lm(judge, role=role, source=source if source is not None and source.is_for(judge) else None)
     if reference_lm is None:
