@@ -3,7 +3,8 @@ that can be checked before the first paid call, and turn errors into one line.
 
     with guard(verbose, "nothing written; ...") as places:
         cfg = prepare(config, overrides, out=out, places=places, verbose=verbose)
-        check_before_calls(cfg, out, roles=("small_lm", "large_lm"))   # or check_local, its own, check_endpoints
+        check_before_calls(cfg, out, roles=("small_lm", "large_lm"))   # lmcot.preflight: or check_local, its own
+                                                                       # checks, check_endpoints
         ... the command's library call ...
 
 Errors: a :class:`lmcot.errors.UserError` (bad config, file, path, program folder, endpoint), an
@@ -146,45 +147,6 @@ def show_config(cfg, verbose: bool = False, saved: Optional[Path] = None) -> Non
         sections.setdefault(section if rest else "", []).append(f"{rest or section}={shown(value)}")
     for section, items in sections.items():
         say("", "", f"  {section + ': ' if section else ''}{' '.join(items)}")
-
-
-def check_before_calls(cfg, out: Optional[Path] = None, roles: tuple[str, ...] = ("small_lm", "large_lm"), *,
-                       endpoints: tuple[str, ...] = ("large_lm",)) -> dict:
-    """Everything that can be checked before the first paid call: :func:`check_local`, then
-    :func:`check_endpoints`. A command with checks of its own (compile's and experiment's trainer
-    settings, experiment's and score's scorer models) calls those two itself, its own checks between
-    them: the network goes last.
-    Returns the in-process models of ``roles`` resolved, by role, for the LMs to be built from."""
-    sources = check_local(cfg, out, roles)
-    check_endpoints(cfg, endpoints)
-    return sources
-
-
-def check_local(cfg, out: Optional[Path] = None, roles: tuple[str, ...] = ("small_lm", "large_lm")) -> dict:
-    """What this machine can tell, cheapest first (``lmcot.preflight``): whose remote code would run;
-    paths (output, cache, local models); the in-process models of ``roles``, resolved to their config
-    (hub ids: offline, in the local cache) with max_tokens within their context. Returns those models
-    resolved, by role (``lmcot.model_loading.ModelSource``), for the LMs to be built from."""
-    from lmcot.preflight import check_config_models, check_config_paths
-
-    for role, lm in {"small_lm": cfg.small_lm, "large_lm": cfg.large_lm, "kd.teacher": cfg.kd.teacher,
-                     "rationale_metrics.judge": cfg.rationale_metrics.judge}.items():
-        if lm is not None and lm.backend == "transformers" and lm.trust_remote_code:
-            say("warning:", "bold yellow", f"{role}.trust_remote_code=true: the Python code shipped with {lm.model} "
-                "will run on this machine with your permissions")
-    check_config_paths(cfg, out=out, roles=roles)
-    return check_config_models(cfg, roles)
-
-
-def check_endpoints(cfg, endpoints: tuple[str, ...] = ("large_lm",)) -> None:
-    """The ``api_base`` of each LM in ``endpoints`` that is set (``large_lm``, ``kd.teacher``,
-    ``rationale_metrics.judge``): one that nobody listens on fails now, not after every call's retries."""
-    from lmcot.preflight import check_endpoint
-
-    lms = {"large_lm": cfg.large_lm, "kd.teacher": cfg.kd.teacher, "rationale_metrics.judge": cfg.rationale_metrics.judge}
-    for key in endpoints:
-        if lms.get(key) is not None:
-            check_endpoint(lms[key], key)
 
 
 def methods_arg(methods: Optional[str]) -> Optional[list[str]]:

@@ -10,11 +10,12 @@ from pathlib import Path
 
 
 def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool) -> None:
-    from lmcot.commands.common import check_endpoints, check_local, guard, prepare
+    from lmcot.commands.common import guard, prepare
     from lmcot.console import say, table_console
     from lmcot.optimizers.compiler import compile_from_config
     from lmcot.optimizers.dev_report import report_table
     from lmcot.optimizers.preflight import preflight_training
+    from lmcot.preflight import check_endpoints, check_local
     from lmcot.run_lock import output_lock
 
     with guard(verbose, f"finished stages, teacher traces ({out}/kd/traces.jsonl), training checkpoints and cached "

@@ -18,9 +18,10 @@ from typing import Any
 def main(config: Path | None, overrides: list[str], *, methods: str | None, limit: int | None, out: Path | None,
          program: Path | None, verbose: bool) -> None:
     """``lmcot evaluate``: read and check everything, then evaluate, write and print the table."""
-    from lmcot.commands.common import check_endpoints, check_local, guard, load, methods_arg, show_config
-    from lmcot.metrics.rationale import check_scorer_models
+    from lmcot.commands.common import guard, load, methods_arg, show_config
     from lmcot.console import say, table_console
+    from lmcot.metrics.rationale import check_scorer_models
+    from lmcot.preflight import check_endpoints, check_local
     from lmcot.programs.evaluation import evaluate_from_config
     from lmcot.run_lock import output_lock
 
@@ -34,7 +35,7 @@ def main(config: Path | None, overrides: list[str], *, methods: str | None, limi
             raise ConfigError("config: data.dev is not set: a program folder never supplies data paths "
                               "(lmcot.program_trust); pass the task's --config or --set data.dev=...")
         out_dir = out or Path(cfg.eval.out)
-        places.update({"--out": out_dir, "cache_dir": cfg.cache_dir})
+        places["--out"], places["cache_dir"] = out_dir, cfg.cache_dir
         show_config(cfg, verbose, out_dir / "config.json")
         chosen = method_list if method_list is not None else cfg.eval.methods
         # The small LM writes guided rationales, and its tokenizer counts every method's context.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool) -> None:
-    from lmcot.commands.common import check_endpoints, check_local, guard, prepare
+    from lmcot.commands.common import guard, prepare
     from lmcot.console import say
     from lmcot.experiment.grid import students_needed
     from lmcot.experiment.report import render
@@ -19,6 +19,7 @@ def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool)
     from lmcot.experiment.students import training_config
     from lmcot.metrics.rationale import check_scorer_models
     from lmcot.optimizers.preflight import preflight_training
+    from lmcot.preflight import check_endpoints, check_local
     from lmcot.run_lock import output_lock
 
     with guard(verbose, f"finished steps ({out}/steps/), trained students and cached LM calls are kept; rerun the "

@@ -21,12 +21,13 @@ def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Pa
     """``lmcot score``: check everything, score every row, print one table per method."""
     from rich.text import Text
 
-    from lmcot.commands.common import check_endpoints, check_local, guard, load, show_config
+    from lmcot.aspects import LM_ASPECTS
+    from lmcot.commands.common import guard, load, show_config
     from lmcot.console import say, table_console
     from lmcot.errors import PathError
     from lmcot.metrics.rationale import check_scorer_models, reference_name, summarize
-    from lmcot.aspects import LM_ASPECTS
     from lmcot.metrics.rationale.score_file import choose_scorer, run_score, score_backends
+    from lmcot.preflight import check_endpoints, check_local
     from lmcot.programs.program_io import program_config
 
     with guard(verbose, "nothing written; the judge calls that finished are cached, so a rerun does not pay for "

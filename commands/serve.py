@@ -37,8 +37,9 @@ def main(program, config, overrides: list[str], *, host: str, port: int, api_key
     """``lmcot serve``: check the listening side and the program, then serve until SIGTERM."""
     import re
 
-    from lmcot.commands.common import check_before_calls, fail, guard, load, show_config
+    from lmcot.commands.common import fail, guard, load, show_config
     from lmcot.console import say
+    from lmcot.preflight import check_before_calls
     from lmcot.redact import secret_from_env
 
     with guard(verbose, "server stopped; every request in flight was answered, and the LM calls that finished are "

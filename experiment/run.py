@@ -168,7 +168,7 @@ class _Run:
 def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = True,
                    say: Callable[[str], None] = print, sources: dict[str, ModelSource] | None = None) -> dict[str, Any]:
     """Run (or resume) the experiment; returns the results dict written to ``OUT/results.json``.
-    ``sources``: in-process models already resolved, by role (``lmcot.preflight.check_config_models``),
+    ``sources``: in-process models already resolved, by role (``lmcot.preflight.check_local``),
     so the LMs are built from them instead of resolving them again."""
     from lmcot.lms import cache_in
 

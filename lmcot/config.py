@@ -326,6 +326,12 @@ class LMCoTConfig(Section):
                 raise ValueError(f"{value!r}: expected 'package.module:function' or 'path/to/file.py:function'")
         return value
 
+    def lm_roles(self) -> dict[str, LMConfig | None]:
+        """Every LM section by its config key (its role), the unset optional ones as None: how checks,
+        warnings and resolved sources name an LM."""
+        return {"small_lm": self.small_lm, "large_lm": self.large_lm, "kd.teacher": self.kd.teacher,
+                "rationale_metrics.judge": self.rationale_metrics.judge}
+
     def teacher(self) -> LMConfig:
         return self.kd.teacher or self.large_lm
 

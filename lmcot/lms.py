@@ -109,7 +109,7 @@ def build_lm(cfg: LMConfig, name: str | None = None, *, role: str | None = None,
     parent's cached outputs, whatever it is called. An HTTP model is a :class:`lmcot.http_lm.HttpLM`
     (a total time bound per call, no retries of an unreachable host; :func:`lmcot.http_lm.build_http_lm`);
     ``role`` is its config key in messages (default ``large_lm`` / ``small_lm`` by the config's type).
-    ``source``: an in-process ``cfg.model`` already resolved and checked (``lmcot.preflight.check_config_models``),
+    ``source``: an in-process ``cfg.model`` already resolved and checked (``lmcot.preflight.check_local``),
     not resolved again."""
     from lmcot._dspy_reaches import dspy_cache_is_set
     from lmcot.config import LargeLMConfig
@@ -151,7 +151,7 @@ def build_lms(config: LMCoTConfig, roles: Iterable[str] = ("small_lm", "large_lm
               sources: Mapping[str, ModelSource] | None = None, names: Mapping[str, str] | None = None,
               ) -> dict[str, dspy.LM]:
     """A run's LMs by role (``small_lm``, ``large_lm``), each built once by :func:`build_lm` from its
-    model as resolved before the first call, where ``sources`` has it (``lmcot.preflight.check_config_models``;
+    model as resolved before the first call, where ``sources`` has it (``lmcot.preflight.check_local``;
     a role missing there is resolved here). ``names``: a label by role (a program folder's small LM).
     The one way ``lmcot evaluate``, ``compile``, ``experiment`` and a program folder build theirs."""
     sources, names = sources or {}, names or {}

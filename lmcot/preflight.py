@@ -21,8 +21,8 @@ from lmcot.model_loading import ModelSource, check_generation_bounds, check_mode
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PathError", "check_cache_dir", "check_config_models", "check_config_paths", "check_endpoint",
-           "check_free_space", "check_out_dir", "model_bytes"]
+__all__ = ["PathError", "check_before_calls", "check_cache_dir", "check_endpoint", "check_endpoints",
+           "check_free_space", "check_local", "check_out_dir", "model_bytes"]
 
 
 def _blocking_file(path: Path) -> Path | None:
@@ -51,39 +51,54 @@ def check_cache_dir(cache_dir: str) -> None:
         raise PathError(f"{blocker}: cache_dir={cache_dir} must be a folder, but {blocker} is a file")
 
 
-def _lm(lm: LMConfig | None, key: str) -> None:
-    if lm is not None and lm.backend == "transformers":
-        check_model_path(lm.model, f"{key}.model")
+def check_local(cfg: LMCoTConfig, out: str | Path | None = None,
+                roles: tuple[str, ...] = ("small_lm", "large_lm")) -> dict[str, ModelSource]:
+    """What this machine can tell, cheapest first: whose remote code would run; the output and cache
+    folders and the local model paths of ``roles`` (keys of :meth:`LMCoTConfig.lm_roles`; plus the
+    reference LM); then each in-process model of ``roles`` resolved to its config (hub ids: offline, in
+    the local cache), its ``max_tokens`` within its context. Returns those resolved sources by role,
+    for the LMs to be built from (``lmcot.lms.build_lm(..., source=)``), so none is resolved twice."""
+    from lmcot.console import say
 
-
-def check_config_paths(cfg: LMCoTConfig, *, out: str | Path | None = None, roles: tuple[str, ...] = ("small_lm",
-                       "large_lm")) -> None:
-    """The output folder, the cache folder and the local model folders of ``roles`` (any of
-    ``small_lm``, ``large_lm``, ``kd.teacher``, ``rationale_metrics.judge``; plus the reference LM)."""
+    for role, lm in cfg.lm_roles().items():
+        if lm is not None and lm.backend == "transformers" and lm.trust_remote_code:
+            say("warning:", "bold yellow", f"{role}.trust_remote_code=true: the Python code shipped with {lm.model} "
+                "will run on this machine with your permissions")
     if out is not None:
         check_out_dir(out)
     check_cache_dir(cfg.cache_dir)
-    sections = {"small_lm": cfg.small_lm, "large_lm": cfg.large_lm, "kd.teacher": cfg.kd.teacher,
-                "rationale_metrics.judge": cfg.rationale_metrics.judge}
-    for role in roles:
-        _lm(sections.get(role), role)
+    sections = cfg.lm_roles()
+    local = {role: sections[role] for role in roles
+             if sections.get(role) is not None and sections[role].backend == "transformers"}
+    for role, lm in local.items():  # every path before any model is read: a typo costs no load
+        check_model_path(lm.model, f"{role}.model")
     if cfg.rationale_metrics.reference_lm:
         check_model_path(cfg.rationale_metrics.reference_lm, "rationale_metrics.reference_lm")
-
-
-def check_config_models(cfg: LMCoTConfig, roles: tuple[str, ...]) -> dict[str, ModelSource]:
-    """Each in-process model among ``roles`` resolves to its config.json, its ``max_tokens`` within its
-    context (:func:`check_model_source`, :func:`check_generation_bounds`). Returns the resolved
-    sources by role, for the LMs to be built from (``lmcot.lms.build_lm(..., source=)``)."""
-    sections = {"small_lm": cfg.small_lm, "large_lm": cfg.large_lm, "kd.teacher": cfg.kd.teacher,
-                "rationale_metrics.judge": cfg.rationale_metrics.judge}
     sources: dict[str, ModelSource] = {}
+    for role, lm in local.items():
+        sources[role] = check_model_source(lm.model, f"{role}.model", revision=lm.revision,
+                                           trust_remote_code=lm.trust_remote_code)
+        check_generation_bounds(lm, role, config=sources[role].config)
+    return sources
+
+
+def check_endpoints(cfg: LMCoTConfig, roles: tuple[str, ...] = ("large_lm",)) -> None:
+    """The start-up probe (:func:`check_endpoint`) of each LM of ``roles`` that is set: a server that
+    nobody listens on fails now, not after every call's retries. The network goes last."""
     for role in roles:
-        lm = sections.get(role)
-        if lm is not None and lm.backend == "transformers":
-            sources[role] = check_model_source(lm.model, f"{role}.model", revision=lm.revision,
-                                               trust_remote_code=lm.trust_remote_code)
-            check_generation_bounds(lm, role, config=sources[role].config)
+        lm = cfg.lm_roles().get(role)
+        if lm is not None:
+            check_endpoint(lm, role)
+
+
+def check_before_calls(cfg: LMCoTConfig, out: str | Path | None = None,
+                       roles: tuple[str, ...] = ("small_lm", "large_lm"), *,
+                       endpoints: tuple[str, ...] = ("large_lm",)) -> dict[str, ModelSource]:
+    """Everything that can be checked before the first paid call: :func:`check_local`, then
+    :func:`check_endpoints`. A caller with checks of its own (trainer settings, scorer models) calls
+    the two itself, its own checks between them. Returns :func:`check_local`'s resolved sources."""
+    sources = check_local(cfg, out, roles)
+    check_endpoints(cfg, endpoints)
     return sources
 
 
@@ -224,10 +239,10 @@ def check_each_server(cfg, key: str, check_one: Callable[[Any, str], None]) -> N
     """The start-up probe of every server in ``cfg.api_base``: passes when at least one answers, with a
     (redacted) warning for each one that does not; fails naming every server when none answers."""
     from lmcot.config_types import ConfigError
-    from lmcot.http_lm import COOLDOWN_S, api_bases
+    from lmcot.http_lm import COOLDOWN_S
     from lmcot.redact import redact
 
-    urls = api_bases(cfg.api_base)
+    urls = list(cfg.api_base)
     dead: list[str] = []
     for url in urls:
         try:

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 class LMCoTCompiler:
     def __init__(self, config: LMCoTConfig, out_dir: str | Path = "runs/lmcot", *, progress: bool = True,
                  sources: dict[str, ModelSource] | None = None):
-        """``sources``: in-process models already resolved, by role (``lmcot.preflight.check_config_models``):
+        """``sources``: in-process models already resolved, by role (``lmcot.preflight.check_local``):
         an in-process ``kd.teacher`` or judge is built from its own instead of resolved again."""
         self.config = config
         self.out = Path(out_dir)
@@ -292,7 +292,7 @@ def _link_or_copy(src: str, dst: str) -> None:
 def compile_from_config(config: LMCoTConfig, out_dir: str | Path, *, progress: bool = True,
                         sources: dict[str, ModelSource] | None = None) -> dict[str, Any]:
     """What ``lmcot compile`` runs: load data, build both LMs, compile, return the metrics report.
-    ``sources``: in-process models already resolved, by role (``lmcot.preflight.check_config_models``),
+    ``sources``: in-process models already resolved, by role (``lmcot.preflight.check_local``),
     so the LMs are built from them instead of resolving them again."""
     from lmcot import distributed
     from lmcot.lms import build_lms, cache_in

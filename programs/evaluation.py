@@ -208,7 +208,7 @@ def evaluate_from_config(config: LMCoTConfig, *, methods: list[str] | None = Non
     """What ``lmcot evaluate`` runs: ``methods`` (default ``eval.methods``) on the dev split (or
     ``examples``), ``program_dir``'s compiled program as ``guided``; writes ``OUT/predictions.jsonl``,
     ``metrics.json`` and ``config.json`` and returns the metrics. ``sources``: in-process models already
-    resolved, by role (what ``lmcot.preflight.check_config_models`` returns), so the LMs and the token
+    resolved, by role (what ``lmcot.preflight.check_local`` returns), so the LMs and the token
     counter are built from them instead of resolving them again."""
     from lmcot.jsonl import atomic_write_text, write_json
     from lmcot.lms import build_lms, cache_in

@@ -257,3 +257,31 @@ def test_score_builds_an_in_process_judge_from_its_checked_resolution(tiny_causa
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r.scores.jsonl").is_file()
     assert resolutions == [str(tiny_causal_path)]  # checked once, and the judge built from that
+
+
+def test_every_local_path_is_checked_before_any_model_is_read(tiny_causal_path, tmp_path, monkeypatch):
+    """``check_local`` reads no model while a later role's path is missing: a typo costs no load."""
+    from lmcot import preflight
+    from lmcot.config import LMCoTConfig
+
+    cfg = LMCoTConfig.model_validate({
+        "small_lm": {"model": str(tiny_causal_path)}, "cache_dir": str(tmp_path / "cache"),
+        "kd": {"teacher": {"model": str(tmp_path / "no-such-teacher"), "backend": "transformers"}}})
+    read: list[str] = []
+    monkeypatch.setattr(preflight, "check_model_source", lambda model, key, **kw: read.append(key))
+    with pytest.raises(PathError, match=r"no-such-teacher: kd\.teacher\.model: no such model folder"):
+        preflight.check_local(cfg, tmp_path / "out", roles=("small_lm", "large_lm", "kd.teacher"))
+    assert read == []
+
+
+def test_check_local_resolves_only_the_in_process_models_of_its_roles(tiny_causal_path, tmp_path):
+    from lmcot.config import LMCoTConfig
+    from lmcot.preflight import check_local
+
+    cfg = LMCoTConfig.model_validate({
+        "small_lm": {"model": str(tiny_causal_path)}, "cache_dir": str(tmp_path / "cache"),
+        "rationale_metrics": {"judge": {"model": str(tiny_causal_path), "backend": "transformers"}}})
+    assert set(cfg.lm_roles()) == {"small_lm", "large_lm", "kd.teacher", "rationale_metrics.judge"}
+    sources = check_local(cfg, roles=("small_lm", "large_lm", "kd.teacher"))
+    assert list(sources) == ["small_lm"], "large_lm is litellm, kd.teacher unset, the judge not among the roles"
+    assert list(check_local(cfg, roles=("rationale_metrics.judge",))) == ["rationale_metrics.judge"]
