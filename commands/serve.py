@@ -35,16 +35,16 @@ from lmcot.programs.serving import ProgramService, ServeError
 def main(program, config, overrides: list[str], *, host: str, port: int, api_key_env: str | None,
          request_timeout: float, max_request_bytes: int, served_model_name: str | None, verbose: bool) -> None:
     """``lmcot serve``: check the listening side and the program, then serve until SIGTERM."""
-    import re
-
     from lmcot.commands.common import fail, guard, load, show_config
+    from lmcot.config_types import looks_like_a_key
     from lmcot.console import say
     from lmcot.preflight import check_before_calls
     from lmcot.redact import secret_from_env
 
     with guard(verbose, "server stopped; every request in flight was answered, and the LM calls that finished are "
                "cached") as places:
-        if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+        # The key's own value (``sk-...``, ``ghp_...``) would be printed back below: refuse it unnamed.
+        if api_key_env is not None and looks_like_a_key(api_key_env):
             fail("--api-key-env must be the NAME of an environment variable that holds the key, not the key itself")
         if api_key_env is None and not is_loopback(host):
             fail(f"--host {host} is not a loopback address: anyone who reaches it could spend your large-LM budget; "

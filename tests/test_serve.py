@@ -360,8 +360,10 @@ def test_a_public_address_needs_a_key_and_the_key_variable_must_be_set(folder):
                           "--api-key-env")
     assert_one_line_error(invoke(["serve", "--program", folder, "--host", "0.0.0.0", "--api-key-env",
                                   "LMCOT_TEST_UNSET_SERVE_KEY"]), "LMCOT_TEST_UNSET_SERVE_KEY", "not set")
-    line = assert_one_line_error(invoke(["serve", "--program", folder, "--api-key-env", "sk-live-123456"]), "NAME")
-    assert "sk-live-123456" not in line
+    # A key pasted in place of the name is refused without being echoed, even one shaped like a name.
+    for pasted in ("sk-live-123456", "ghp_abcdefghijklmnopqrstuvwxyz0123456789", "hf_AbCdEfGhIjKlMnOpQrStUv"):
+        line = assert_one_line_error(invoke(["serve", "--program", folder, "--api-key-env", pasted]), "NAME")
+        assert pasted not in line
 
 
 def test_parse_keeps_what_the_program_allows():
