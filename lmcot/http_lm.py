@@ -273,7 +273,7 @@ def build_http_lm(cfg: LMConfig, sampling: dict[str, Any], *, role: str) -> dspy
         # OpenAI-compatible servers (vLLM, a local test server) often need no key, but the OpenAI
         # client refuses to start without one.
         key = "no-key"
-    urls = [url.get_secret_value() for url in api_bases(cfg.api_base)]  # for the client only; shown redacted
+    urls = [url.get_secret_value() for url in cfg.servers()]  # for the client only; shown redacted
     import_litellm()
     client: dict[str, Any] = {}
     if isinstance(cfg.api_base, list):  # servers of one model (a list is never empty: key is set above)
@@ -286,7 +286,7 @@ def build_http_lm(cfg: LMConfig, sampling: dict[str, Any], *, role: str) -> dspy
         if key is not None:
             client["api_key"] = key
     warn_unknown_extra(cfg.model, cfg.extra, role)
-    return HttpLM(cfg.model, role=role, shown=", ".join(str(url) for url in api_bases(cfg.api_base)),
+    return HttpLM(cfg.model, role=role, shown=cfg.endpoint_shown(),
                   total_timeout=cfg.total_timeout, retries=cfg.num_retries, **sampling, **{**cfg.extra, **client})
 
 
@@ -334,13 +334,6 @@ GROUP = "lmcot-large-lm"  # the Router's name for the servers' shared model
 # DSPy 3.4 marks the complete_legacy() shortcut deprecated (removed in 3.5, which pyproject excludes);
 # it is the one door that carries litellm-only settings, so the per-call warning is silenced here.
 warnings.filterwarnings("ignore", message=r"The custom-engine complete_legacy\(\) shortcut", category=DeprecationWarning)
-
-
-def api_bases(value: Any) -> list[Any]:
-    """The servers of an ``api_base`` setting (none, one, or a list)."""
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
 
 
 class RouterEngine(SharedEngine):

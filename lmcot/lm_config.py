@@ -103,6 +103,17 @@ class LMConfig(Section):
             raise ValueError("engine: lmcot chooses the engine (backend, api_base), not extra")
         return value
 
+    def servers(self) -> list[SecretURL]:
+        """The servers ``api_base`` names: none (the provider's own endpoint), one, or several."""
+        if self.api_base is None:
+            return []
+        return list(self.api_base) if isinstance(self.api_base, list) else [self.api_base]
+
+    def endpoint_shown(self) -> str:
+        """``api_base`` as messages and records show it: each server redacted, comma-separated; ``""``
+        for the provider's own endpoint. The one redacted form, so a list never shows as a repr."""
+        return ", ".join(str(url) for url in self.servers())  # a SecretURL prints redacted
+
     @field_serializer("api_base", when_used="json")
     def _api_base_shown(self, value: SecretURL | list[SecretURL] | None) -> str | list[str] | None:
         # The redacted form, for one URL or a list (pydantic does not apply a Secret's JSON form inside

@@ -240,15 +240,14 @@ def check_each_server(cfg, key: str, check_one: Callable[[Any, str], None]) -> N
     (redacted) warning for each one that does not; fails naming every server when none answers."""
     from lmcot.config_types import ConfigError
     from lmcot.http_lm import COOLDOWN_S
-    from lmcot.redact import redact
 
     urls = list(cfg.api_base)
     dead: list[str] = []
     for url in urls:
         try:
             check_one(cfg.model_copy(update={"api_base": url}), key)
-        except ConfigError as exc:
-            dead.append(redact(str(exc)))
+        except ConfigError as exc:  # its message shows the server as a SecretURL prints it: redacted
+            dead.append(str(exc))
     if len(dead) == len(urls):
         raise ConfigError(f"{key}.api_base: none of the {len(urls)} servers answers: " + "; ".join(dead))
     for message in dead:

@@ -90,6 +90,7 @@ def _small_lm_record(lm, config: LMCoTConfig) -> dict[str, Any]:
 def _large_lm_record(lm, config: LMCoTConfig) -> dict[str, Any]:
     """The large LM the program answers with: model string, sampling settings and (redacted, as a
     record only) the endpoint. ``config.large_lm`` when the program has none attached."""
+    from lmcot.http_lm import HttpLM
     from lmcot.lms import hf_engine_of
     from lmcot.redact import redact
 
@@ -97,7 +98,7 @@ def _large_lm_record(lm, config: LMCoTConfig) -> dict[str, Any]:
         cfg = config.large_lm
         record = {"model": cfg.model, "backend": cfg.backend,
                   **{k: getattr(cfg, k) for k in LARGE_LM_SAMPLING if getattr(cfg, k) is not None}}
-        return {**record, **({"api_base": redact(cfg.api_base)} if cfg.api_base else {})}
+        return {**record, **({"api_base": cfg.endpoint_shown()} if cfg.api_base else {})}
     kwargs = dict(getattr(lm, "kwargs", None) or {})
     if kwargs.get("max_tokens") is None and kwargs.get("max_completion_tokens") is not None:
         kwargs["max_tokens"] = kwargs["max_completion_tokens"]  # DSPy's name for reasoning models
@@ -105,8 +106,9 @@ def _large_lm_record(lm, config: LMCoTConfig) -> dict[str, Any]:
     record = {"model": str(engine.model_id) if engine is not None else lm.model,
               "backend": "transformers" if engine is not None else "litellm",
               **{k: kwargs[k] for k in LARGE_LM_SAMPLING if kwargs.get(k) is not None}}
-    endpoint = kwargs.get("api_base") or kwargs.get("base_url")
-    return {**record, **({"api_base": redact(str(endpoint))} if endpoint else {})}
+    # lmcot's own LM knows its endpoint(s) shown; a dspy.LM of the caller's, only its keyword arguments.
+    endpoint = lm.shown if isinstance(lm, HttpLM) else redact(str(kwargs.get("api_base") or kwargs.get("base_url") or ""))
+    return {**record, **({"api_base": endpoint} if endpoint else {})}
 
 
 def weights_digest(folder: Path) -> dict[str, str]:
@@ -185,8 +187,6 @@ def large_lm_note(path: str | Path | ProgramFolder, cfg: LMCoTConfig) -> str | N
     record = folder.large_lm
     if not record.get("model"):
         return None
-    from lmcot.redact import redact
-
     def where(backend: str, api_base: str | None) -> str:
         if backend == "transformers":
             return " (in-process)"
@@ -194,7 +194,7 @@ def large_lm_note(path: str | Path | ProgramFolder, cfg: LMCoTConfig) -> str | N
 
     was = f"large_lm.model={shown(record['model'])}{where(record.get('backend', 'litellm'), record.get('api_base'))}"
     large = cfg.large_lm
-    now = f"large_lm.model={large.model}{where(large.backend, redact(large.api_base) if large.api_base else None)}"
+    now = f"large_lm.model={large.model}{where(large.backend, large.endpoint_shown() or None)}"
     note = f"program was compiled with {was}; using {now}"
     if record.get("api_base") and not large.api_base and large.backend == "litellm":
         note += (" (a program folder never sets an endpoint, key or extra setting: give large_lm.api_base in your "

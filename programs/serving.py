@@ -134,11 +134,8 @@ class ProgramService:
 
     def upstream(self) -> str:
         """The large LM, named as errors show it: model and server(s), credentials redacted."""
-        from lmcot.http_lm import api_bases
-
         lm = self.config.large_lm
-        urls = [str(url) for url in api_bases(lm.api_base)]  # a SecretURL prints redacted
-        return f"{lm.model} at {', '.join(urls)}" if urls else lm.model
+        return f"{lm.model} at {lm.endpoint_shown()}" if lm.api_base else lm.model
 
     def models(self) -> dict[str, Any]:
         return {"object": "list", "data": [{"id": self.model_id, "object": "model", "created": 0, "owned_by": "lmcot"}]}

@@ -252,6 +252,33 @@ def test_the_saved_large_lm_is_the_one_the_program_ran_with(tmp_path, tiny_causa
     assert mine.large_lm.model == "openai/mine" and mine.large_lm.kwargs["api_base"] == "http://host-c/v1"
 
 
+def test_several_servers_are_recorded_and_shown_as_one_redacted_line(tmp_path, tiny_causal_path):
+    """A list ``api_base``: program.json's record is the servers' redacted URLs, one string (the form
+    program_trust accepts), whether the program carries its large LM or the config names it; never a
+    repr, never dropped."""
+    from lmcot.config import LMCoTConfig, SmallLMConfig, config_from_dict
+    from lmcot.lms import build_lm
+    from lmcot.programs import LMGuidedCoT
+    from lmcot.programs.program_io import PROGRAM_FILE, large_lm_note, program_config, save_program
+
+    servers = ["http://host-a:8000/v1", "http://host-b:8000/v1?code=SECRETQUERY"]
+    shown = "http://host-a:8000/v1, http://host-b:8000/v1?code=***"
+    config = config_from_dict({"large_lm": {"model": "openai/several", "api_base": servers}})
+    small = build_lm(SmallLMConfig(model=str(tiny_causal_path), max_tokens=7))
+    for name, large in (("carried", build_lm(config.large_lm)), ("from-config", None)):
+        out = tmp_path / name
+        shutil.copytree(tiny_causal_path, out / "small_lm")
+        save_program(LMGuidedCoT(small, large), out, config)
+        text = (out / PROGRAM_FILE).read_text()
+        assert json.loads(text)["large_lm"]["api_base"] == shown, name
+        assert "SECRETQUERY" not in text and "SecretURL" not in text
+        note = large_lm_note(out, config.model_copy(deep=True))
+        assert note.startswith(f"program was compiled with large_lm.model=openai/several at {shown};"), note
+        assert note.endswith(f"using large_lm.model=openai/several at {shown}"), note
+        assert program_config(out).large_lm.api_base is None, "a record, never an endpoint"
+    assert LMCoTConfig().large_lm.endpoint_shown() == ""
+
+
 def test_an_in_process_reader_is_shown_never_loaded_from_the_folder(good, tmp_path):
     from lmcot.config import LMCoTConfig
     from lmcot.programs.program_io import large_lm_note, program_config
