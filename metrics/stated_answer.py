@@ -1,6 +1,7 @@
 """What a text states as its answer: the one reader of "So the answer is X" (and "Answer: X").
 
     stated_answer("Paris is in France. So the answer is Paris.")        -> "Paris"
+    leading_answer("The answer is:\nParis")                              -> "Paris"   (an answer-only reply)
     answer_statements(text)                                              -> [Statement(start, end, span)]
     without_stated_answer("A is B. So the answer is B. B is old.")       -> "A is B. B is old."
 
@@ -23,9 +24,13 @@ from dataclasses import dataclass
 
 # The announcement up to the answer span. Lead-ins and the "to this question" tail are optional.
 _LEAD = r"(?:(?:so|thus|therefore|hence|in conclusion|overall|finally)\s*,?\s+)?"
-_ANNOUNCE = (r"(?:the\s+)?(?:final\s+|correct\s+)?answer(?:\s+to\s+(?:the|this)\s+question)?"
-             r"(?:\s+(?:is|would be|will be|should be|must be)\s*:?|\s*:)")
+_HEAD = r"(?:the\s+)?(?:final\s+|correct\s+)?answer(?:\s+to\s+(?:the|this)\s+question)?"
+_VERB = r"(?:is|would be|will be|should be|must be)"
+_ANNOUNCE = rf"{_HEAD}(?:\s+{_VERB}\s*:?|\s*:)"
 _STATEMENT = re.compile(rf"(?P<quote>[\"“'‘]?)(?P<lead>{_LEAD}){_ANNOUNCE}[ \t]*(?P<span>[^\n]*)", re.IGNORECASE)
+# A reply's first line read as a label: "Answer: X", "Answer - X", "The answer is X", or the announcement
+# alone ("The answer is:", "Answer"), its answer then on the next line.
+_LABEL = re.compile(rf"\s*{_LEAD}{_HEAD}(?:\s+{_VERB}\s*[:\-]?|\s*[:\-]|\s*$)\s*(?P<span>.*)", re.IGNORECASE)
 # Where a sentence ends inside a line: . ! ? followed by white space (not "18.00", not "U.S.A").
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")
 # A dot after these ends no sentence ("St. Louis", "J. R. R. Tolkien", "Mt. Fuji").
@@ -94,6 +99,19 @@ def stated_answer(text: str) -> str | None:
     return statements[-1].span if statements else None
 
 
+def leading_answer(text: str) -> str:
+    """The answer of a reply asked for the answer only: its first non-empty line, without an answer
+    label ("Answer: X", "The answer is X."); a line that only announces ("The answer is:") gives the
+    next line's. ``""`` when there is none."""
+    lines = [line for line in (text or "").splitlines() if line.strip()][:2]
+    for line in lines:
+        label = _LABEL.match(line)
+        span = clean_span(label.group("span") if label else line)
+        if span or not label:
+            return span
+    return ""
+
+
 def without_stated_answer(text: str) -> str:
     """``text`` with every answer statement removed (wherever it sits, quoted or not), white space
     tidied: what is left is the reasoning and evidence alone."""
@@ -120,4 +138,4 @@ def conclusion_span(sentence: str) -> str | None:
 
 
 __all__ = ["Statement", "answer_statements", "stated_answer", "without_stated_answer", "conclusion_span",
-           "clean_span"]
+           "clean_span", "leading_answer"]

@@ -6,7 +6,7 @@ scored as answers. ``PlainAnswerAdapter`` writes the signature's instructions as
 the inputs as labelled blocks, and asks for a plain reply:
 
 * answer-only signatures (``Answer``, ``AnswerDirectly``): the first non-empty line of the reply,
-  without an "Answer:" label or a final full stop;
+  without an "Answer:" / "The answer is" label or a final full stop (``leading_answer``);
 * with a reasoning field (CoT prompting): "think step by step, then a last line ``Answer: ...``";
   the answer is the reply's last answer statement ("Answer: X", "the answer is X":
   ``lmcot.metrics.stated_answer``).
@@ -17,21 +17,15 @@ never scored with a made-up answer. There is no fallback to another format.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import dspy
 from dspy.adapters.base import Adapter
 from dspy.utils.exceptions import AdapterParseError
 
-from lmcot.metrics.stated_answer import answer_statements, clean_span
+from lmcot.metrics.stated_answer import answer_statements, leading_answer
 
 _REASON = {"reasoning", "rationale"}
-# A line that only announces the answer ("The answer is:", "Answer:"): the answer is on the next line.
-_ANNOUNCE = re.compile(r"^\s*(?:so\s+)?(?:the\s+)?(?:final\s+)?answer(?: to (?:the|this) question)?(?:\s+is)?\s*[:\-]?\s*$",
-                       re.IGNORECASE)
-# "Answer: X" / "Answer - X" as a reply's first line: the label is not part of the answer.
-_ANSWER_LABEL = re.compile(r"^\s*(?:final\s+)?answer\s*[:\-]\s*(.+?)\s*$", re.IGNORECASE)
 
 
 def _title(name: str) -> str:
@@ -65,12 +59,7 @@ class PlainAnswerAdapter(Adapter):
             body = text[: statements[-1].start].strip() if statements else text
             result = {reason[0]: body, answer_field: answer}
         else:
-            lines = [ln for ln in text.splitlines() if ln.strip()]
-            first = lines[0] if lines else ""
-            if _ANNOUNCE.match(first):
-                first = lines[1] if len(lines) > 1 else ""
-            m = _ANSWER_LABEL.match(first)
-            answer = clean_span(m.group(1) if m else first)
+            answer = leading_answer(text)
             result = {answer_field: answer}
         if not answer:
             raise AdapterParseError(adapter_name="PlainAnswerAdapter", signature=signature, lm_response=completion,

@@ -21,7 +21,10 @@ def test_prompt_is_plain_text():
 @pytest.mark.parametrize("reply, answer", [("Vienna", "Vienna"), ("Answer: Vienna.\nBecause ...", "Vienna"),
                                            ("\n  \"Vienna\"  \n", "Vienna"),
                                            # SmolLM2-135M announces the answer on a line of its own
-                                           ("The answer is:\nVienna", "Vienna"), ("Answer:\n\nVienna.", "Vienna")])
+                                           ("The answer is:\nVienna", "Vienna"), ("Answer:\n\nVienna.", "Vienna"),
+                                           # the label is never part of the answer, in any of its forms
+                                           ("The answer is Vienna.", "Vienna"), ("Answer - Vienna", "Vienna"),
+                                           ("Answer\nVienna", "Vienna"), ("Answering machines", "Answering machines")])
 def test_answer_is_the_first_line(reply, answer):
     assert PlainAnswerAdapter().parse(Answer, reply) == {"answer": answer}
 
