@@ -32,7 +32,7 @@ def main(config: Path | None, overrides: list[str], *, out: Path, verbose: bool)
         check_scorer_models(cfg.rationale_metrics)
         check_endpoints(cfg, ("large_lm", "kd.teacher", "rationale_metrics.judge"))
         with output_lock(out, "lmcot experiment"):
-            run_experiment(cfg, out, say=lambda m: say("experiment", "bold cyan", m), sources=sources)
+            run_experiment(cfg, out, sources=sources)
             paths = render(out)
     print_methods_table(out)
     say("", "", f"wrote {out}/results.json, {paths['md']}, {paths['html']}, {paths['plots']}/")

@@ -166,12 +166,18 @@ class _Run:
 
 
 def run_experiment(cfg: LMCoTConfig, out_dir: str | Path, *, progress: bool = True,
-                   say: Callable[[str], None] = print, sources: dict[str, ModelSource] | None = None) -> dict[str, Any]:
+                   say: Callable[[str], None] | None = None,
+                   sources: dict[str, ModelSource] | None = None) -> dict[str, Any]:
     """Run (or resume) the experiment; returns the results dict written to ``OUT/results.json``.
+    ``say``: where its progress lines go (default: stderr through ``lmcot.console.say``, redacted).
     ``sources``: in-process models already resolved, by role (``lmcot.preflight.check_local``),
     so the LMs are built from them instead of resolving them again."""
+    from lmcot.console import say as console_say
     from lmcot.lms import cache_in
 
+    if say is None:
+        def say(message: str) -> None:
+            console_say("experiment", "bold cyan", message)
     with cache_in(cfg.cache_dir):  # every LM call in the config's cache; DSPy's global one as it was after
         return _run_experiment(cfg, Path(out_dir), progress, say, sources)
 

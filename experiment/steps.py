@@ -13,7 +13,7 @@ from lmcot.keyed import Marker
 
 
 class Steps:
-    def __init__(self, out: str | Path, say: Callable[[str], None] = print):
+    def __init__(self, out: str | Path, say: Callable[[str], None]):
         self.dir = Path(out) / "steps"
         self.say = say
 
