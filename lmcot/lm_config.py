@@ -47,8 +47,8 @@ class LMConfig(Section):
                              "an unknown host or a refused connection fails at once")
     timeout: Float | None = Field(120.0, gt=0, description="seconds per try; the start-up probe of api_base waits "
                                                           "at most min(timeout, 30) s for a first reply")
-    # A hung server (answers the probe, never a completion) otherwise costs (num_retries + 1) x timeout
-    # plus backoff, ~13 minutes by default, for each question.
+    # Without it a hung server (answers the probe, never a completion) costs each question every try's
+    # timeout plus backoff (lmcot.http_lm's docstring works the default out).
     total_timeout: Float = Field(60.0, gt=0, description="seconds one call may take, all tries and waits "
                                  "between them together; a slow model writing long replies may need more")
     extra: dict[str, Any] = Field(default_factory=dict, description="other litellm keyword arguments")

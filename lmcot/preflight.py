@@ -159,7 +159,7 @@ def _size(n: int) -> str:
 # -- the start-up probe of an HTTP model -----------------------------------------------------
 # The start-up probe waits at most this long for the server's first byte (or cfg.timeout if shorter):
 # with the 5 s connect timeout, a server that accepts but never answers is reported within ~35 s,
-# instead of after every call's retries (timeout x (num_retries + 1), ~12 minutes by default).
+# before any question waits out its tries (up to ROLE.total_timeout each).
 PROBE_REPLY_TIMEOUT = 30.0
 
 
