@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"EM: answers compared as {answer_type}s" + (" (numeric equality)" if answer_type == "number" else "") + ".")
     if evidence:
         print("evid. = share of the student's rationales stating a gold supporting sentence or the answer\n"
-              "  (lmcot/metrics/rationale/evidence.py).")
+              "  (metrics/rationale/evidence.py).")
     print("states = share of rationales stating an answer ('So the answer is X'); right = of those, the share whose\n"
           "  stated answer is the gold. A reader that follows the rationale answers the stated X"
           + ("; with no stated answer\n  the stand-in answers right exactly when evid. holds.\n" if evidence else
