@@ -32,7 +32,8 @@ def rl_changes(results: dict[str, Any]) -> dict[str, dict[str, int]]:
     if "guided_kd" not in methods:
         return {}
     start = methods["guided_kd"]["rows"]
-    return {st: changed_predictions(start, methods[f"guided_{st}"]["rows"])
+    answer_type = ((results.get("config") or {}).get("data") or {}).get("answer_type") or "span"
+    return {st: changed_predictions(start, methods[f"guided_{st}"]["rows"], answer_type)
             for st in RL_STUDENTS if f"guided_{st}" in methods}
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lmcot.metrics.answer import answer_em
+from lmcot.metrics.answer_types import answer_key
 from lmcot.metrics.stated_answer import stated_answer
 
 GROUPS = ("stated_right", "stated_wrong", "none")
@@ -77,15 +78,23 @@ def answer_leak(rows: Iterable[dict[str, Any]], same: Callable[[str, str], float
     }
 
 
-def changed_predictions(before: Iterable[dict[str, Any]], after: Iterable[dict[str, Any]]) -> dict[str, int]:
-    """How many of the questions both ran on got another rationale / another answer (normalised EM
-    differs) / another score after a training stage than before it (rows matched by ``id``)."""
+def changed_predictions(before: Iterable[dict[str, Any]], after: Iterable[dict[str, Any]],
+                        answer_type: str = "span") -> dict[str, int]:
+    """How many of the questions both ran on got another rationale / another answer (as the task
+    compares answers: "$18" is "18" for numbers) / another score after a training stage than before
+    it (rows matched by ``id``)."""
     old = {str(r.get("id")): r for r in before}
     both = [(old[str(r.get("id"))], r) for r in after if str(r.get("id")) in old]
+
+    def same_answer(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        x, y = str(a.get("answer") or ""), str(b.get("answer") or "")
+        kx, ky = answer_key(x, answer_type), answer_key(y, answer_type)
+        return kx == ky if kx and ky else answer_em(x, y) == 1.0  # no number in either: compare the texts
+
     return {
         "questions": len(both),
         "rationales_changed": sum(1 for a, b in both if (a.get("rationale") or "").strip() != (b.get("rationale") or "").strip()),
-        "answers_changed": sum(1 for a, b in both if not answer_em(str(a.get("answer") or ""), str(b.get("answer") or ""))),
+        "answers_changed": sum(1 for a, b in both if not same_answer(a, b)),
         "scores_changed": sum(1 for a, b in both if float(a.get("em") or 0) != float(b.get("em") or 0)),
     }
 

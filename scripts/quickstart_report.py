@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
           "[scripted]: standard / CoT rows are set by the stand-in's script (right on 35% / 45% of questions by a\n"
           "  hash of the question), not measured.")
     if after_rl and after_kd and after_kd[1] != after_rl[1] and dev[after_kd[1]]:
-        change = changed_predictions(dev[after_kd[1]].values(), dev[after_rl[1]].values())
+        change = changed_predictions(dev[after_kd[1]].values(), dev[after_rl[1]].values(), answer_type)
         if unchanged(change):
             print(f"RL: no measurable change: 0 of {change['questions']} dev rationales differ from after KD.")
         else:

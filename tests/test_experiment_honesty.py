@@ -44,6 +44,11 @@ def test_changed_predictions_counts_per_question():
     after = [_row(0, "a", "Vienna"), _row(1, "b2", "graz"), _row(2, "c2", "Vienna")]
     assert changed_predictions(before, after) == {"questions": 3, "rationales_changed": 2, "answers_changed": 1,
                                                   "scores_changed": 1}
+    # A number task compares values: "$18" is "18"; two answers without a number compare as texts.
+    before = [_row(0, "a", "18"), _row(1, "b", "I do not know"), _row(2, "c", "7")]
+    after = [_row(0, "a", "$18.00"), _row(1, "b", "no idea"), _row(2, "c", "8")]
+    assert changed_predictions(before, after, "number")["answers_changed"] == 2
+    assert changed_predictions(before, after)["answers_changed"] == 3
 
 
 def _method(name, label, kind, group, rows, student=None, k=1):
