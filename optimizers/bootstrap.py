@@ -34,7 +34,6 @@ import dspy
 
 from lmcot.config import KDConfig
 from lmcot.jsonl import append_jsonl, read_jsonl, write_json
-from lmcot.metrics.answer import answer_em, answer_f1
 from lmcot.parallel import map_concurrently
 
 log = logging.getLogger(__name__)
@@ -172,10 +171,10 @@ def teacher_sample(example: Any, sample: int, teacher_lm: dspy.LM, kd: KDConfig,
 
 
 def _scores(task: Any, answer: str, example: Any, rationale: str) -> dict[str, Any]:
-    """em / f1 (and ``metric``) of a teacher answer, under the task's answer type."""
-    if task is None:
-        return {"em": answer_em(answer, str(example.answer)), "f1": answer_f1(answer, str(example.answer))}
-    scores = task.score(answer, example, dspy.Prediction(answer=answer, rationale=rationale))
+    """em / f1 (and ``metric``) of a teacher answer, under the task's answer type (no task: spans)."""
+    from lmcot.metrics.task_metric import TaskMetric
+
+    scores = (task or TaskMetric()).score(answer, example, dspy.Prediction(answer=answer, rationale=rationale))
     return {k: v for k, v in scores.items() if k in ("em", "f1", "metric")}
 
 

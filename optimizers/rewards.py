@@ -110,7 +110,9 @@ class RewardSet:
                  extra: dict[str, RewardFn] | None = None, weights: dict[str, float] | None = None,
                  task: Any = None, examples: list | None = None, with_context: bool = True):
         self.rl = rl
-        self.task = task  # a TaskMetric: how the answer reward scores (None: span F1)
+        from lmcot.metrics.task_metric import TaskMetric
+
+        self.task = task if task is not None else TaskMetric()  # how the answer reward scores (default: span F1)
         # The full training examples, by question: the user metric sees the example, not just the gold.
         self._examples = {str(ex.get("question")): ex for ex in examples or []}
         self.aggregation = rl.aggregation
@@ -222,7 +224,6 @@ class RewardSet:
         the task scores the answer (F1 under the answer type, or the user metric)."""
         from dspy.utils.exceptions import AdapterParseError
 
-        from lmcot.metrics.answer import answer_f1
         from lmcot.parallel import distinct, map_concurrently
         from lmcot.programs.signatures import context_inputs
 
@@ -246,9 +247,6 @@ class RewardSet:
         # Rollouts that wrote the same rationale for a question (common in a GRPO group) are asked once.
         unique, where = distinct(rows, key=lambda r: (r["question"], r["context"], r["rationale"]))
         answers = map_concurrently(one, unique, max_workers=self.concurrency, limit=self.call_limit)
-        if self.task is None:
-            return [0.0 if answers[j] is None else float(answer_f1(answers[j], row["answer"]))
-                    for row, j in zip(rows, where)]
         return [0.0 if answers[j] is None else self._task_reward(row, answers[j]) for row, j in zip(rows, where)]
 
     def _task_reward(self, row: dict[str, Any], answer: str) -> float:
