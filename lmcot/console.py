@@ -2,7 +2,7 @@
 
     say("kd:", "green", "complete under runs/q/kd, skipped")   # one labelled line, plain text, redacted
     rule("stage kd: teacher rationales")                       # a section heading
-    with progress_bar(..., label="KD") as bar: ...              # rich's bar, or plain lines off a terminal
+    with progress_bar("KD") as bar: ...                         # rich's bar, or plain lines off a terminal
     setup_logging(verbose)                                      # the commands' logging, secrets redacted
 
 Every message goes to stderr as plain text (a path with ``[/x]`` in it is never read as rich markup)
@@ -70,9 +70,7 @@ class PlainProgress:
         now = self.clock()
         total, done = task["total"], task["completed"]
         share = f" ({done / total:.0%})" if total else ""
-        desc = task["description"]
-        # The label once: descriptions often repeat it ("before RL: rationales" under "before RL").
-        name = desc if desc.startswith(self.label) else " ".join(x for x in (self.label, desc) if x)
+        name = task_name(self.label, task["description"])
         elapsed = now - task["start"]
         line = (f"{name}: {int(done)}/{int(total) if total else '?'}{share}, {_fmt(elapsed)} elapsed"
                 f"{_pace(done, task['start_completed'], total, elapsed)}\n")
@@ -119,13 +117,29 @@ def is_terminal() -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-def progress_bar(*columns: Any, label: str = "", disable: bool = False, **kwargs: Any):
-    """rich ``Progress(*columns, **kwargs)`` on a terminal; :class:`PlainProgress` lines otherwise."""
-    from rich.progress import Progress
+def progress_bar(label: str = "", *, disable: bool = False, transient: bool = False):
+    """The one progress display. On a terminal, rich's bar: the name (``label`` and the task's
+    description, the label once), the bar, done/total, time elapsed and left; ``transient`` clears it
+    when done. Otherwise :class:`PlainProgress` lines under the same name."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+    from rich.text import Text
 
-    if disable or is_terminal():
-        return Progress(*columns, disable=disable, **kwargs)
-    return PlainProgress(label)
+    if not (disable or is_terminal()):
+        return PlainProgress(label)
+
+    class Name(ProgressColumn):
+        def render(self, task) -> Text:  # plain text: a description with [brackets] is never markup
+            return Text(task_name(label, task.description), style="bold")
+
+    return Progress(Name(), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                    disable=disable, transient=transient)
+
+
+def task_name(label: str, description: str) -> str:
+    """A bar's name: ``label`` then the description, the label once (descriptions often repeat it:
+    "before RL: rationales" under "before RL")."""
+    return description if description.startswith(label) else " ".join(x for x in (label, description) if x)
 
 
 def table_console(stderr: bool = False):

@@ -191,12 +191,9 @@ def _dedupe(trainset: list[Any]) -> tuple[list[Any], int]:
 
 
 def _progress(enabled: bool, total: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-
     from lmcot.console import progress_bar
 
-    return progress_bar(TextColumn("teacher rationales"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        TextColumn("{task.description}"), label="teacher rationales", disable=not enabled or total == 0)
+    return progress_bar("teacher rationales", disable=not enabled or total == 0)
 
 
 def bootstrap_traces(trainset: list[dspy.Example], teacher_lm: dspy.LM, kd: KDConfig, out_dir: Path, *,

@@ -22,13 +22,10 @@ def rich_progress(label: str, metric: str = "loss", enabled: bool = True, value=
             # Several processes: one bar, drawn by the main one (as transformers' own tqdm bar).
             if not enabled or state.max_steps <= 0 or not state.is_world_process_zero:
                 return
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-
             from lmcot.console import progress_bar
 
             # Plain lines when stderr is not a terminal (a CI log, nohup): every step is minutes there.
-            self._progress = progress_bar(TextColumn(f"{label} {{task.description}}"), BarColumn(),
-                                          MofNCompleteColumn(), TimeRemainingColumn(), label=label, transient=False)
+            self._progress = progress_bar(label)
             self._progress.start()
             self._task = self._progress.add_task("", total=state.max_steps, completed=state.global_step)
 

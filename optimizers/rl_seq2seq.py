@@ -256,8 +256,6 @@ class Seq2SeqRL(Stage):
 
     def train(self) -> None:
         import torch
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-
         from lmcot.console import progress_bar
 
         rl, small_cfg, tokenizer, rewards, accelerator = self.rl, self.small_cfg, self.tokenizer, self.rewards, self.accelerator
@@ -266,9 +264,7 @@ class Seq2SeqRL(Stage):
         prompts_per_step = -(-rl.batch_size // G)
         eos_id = tokenizer.eos_token_id
         window: list[dict[str, float]] = []
-        bar = progress_bar(TextColumn(f"RL ({self.algorithm}) {{task.description}}"), BarColumn(), MofNCompleteColumn(),
-                           TimeRemainingColumn(), label=f"RL ({self.algorithm})", transient=False,
-                           disable=not accelerator.is_local_main_process)
+        bar = progress_bar(f"RL ({self.algorithm})", disable=not accelerator.is_local_main_process)
         bar.start()
         bar_task = bar.add_task("", total=rl.max_steps, completed=step)
         try:

@@ -78,8 +78,6 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
     small LM sees every request at once and the large LM works while it generates. The calls (and
     so the results and cache entries) are the same as ``forward``'s. Each row is scored by ``task`` (a
     ``TaskMetric``; default: span EM/F1)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-
     from lmcot.metrics.task_metric import TaskMetric
     from lmcot.console import progress_bar
     from lmcot.parallel import ContextPool, map_concurrently
@@ -113,8 +111,7 @@ def predict_all(program: dspy.Module, examples: list[dspy.Example], *, concurren
             row.update(em=0.0, f1=0.0, **({"metric": 0.0} if task.metric is not None else {}))
         return row
 
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with progress_bar(*columns, label=label, disable=not progress, transient=False) as bar:
+    with progress_bar(label, disable=not progress) as bar:
         if not phased:
             done_bar = bar.add_task(label, total=len(examples))
             return map_concurrently(run_one, [(ex, None) for ex in examples], max(1, concurrency),

@@ -124,3 +124,19 @@ def test_a_resumed_bar_measures_its_rate_from_where_it_started_and_units_follow_
     quiet = PlainProgress("x", every_s=0, stream=out2, clock=_Clock())
     quiet.update(quiet.add_task("", total=3), completed=1)  # under a second: no rate yet
     assert out2.getvalue() == "x: 1/3 (33%), 0s elapsed\n"
+
+
+def test_the_terminal_bar_names_a_task_as_the_plain_lines_do(monkeypatch):
+    """One shape for every bar: on a terminal rich's bar carries the same name as the plain lines
+    (the label once, then the description), as plain text, with done/total and the time left."""
+    from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    monkeypatch.setattr("lmcot.console.is_terminal", lambda: True)
+    bar = progress_bar("before RL")
+    assert isinstance(bar, Progress)
+    assert any(isinstance(c, MofNCompleteColumn) for c in bar.columns)
+    assert any(isinstance(c, TimeRemainingColumn) for c in bar.columns)
+    repeated, extra = bar.add_task("before RL: rationales [/x]", total=3), bar.add_task("loss 0.5", total=3)
+    name, tasks = bar.columns[0], {task.id: task for task in bar.tasks}
+    assert name.render(tasks[repeated]).plain == "before RL: rationales [/x]"
+    assert name.render(tasks[extra]).plain == "before RL loss 0.5"

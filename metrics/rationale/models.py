@@ -58,7 +58,7 @@ def _batches(items: list[str], size: int, progress: bool, label: str):
         return
     from lmcot.console import progress_bar
 
-    with progress_bar(label=label, transient=True) as bar:
+    with progress_bar(label, transient=True) as bar:
         task = bar.add_task(label, total=len(items))
         for i in range(0, len(items), size):
             yield items[i : i + size]

@@ -355,7 +355,7 @@ class RationaleScorer:
             return
         from lmcot.console import progress_bar
 
-        with progress_bar(label=label, transient=True) as bar:
+        with progress_bar(label, transient=True) as bar:
             task = bar.add_task(label, total=len(items))
             for item in items:
                 yield item
