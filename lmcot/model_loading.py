@@ -116,11 +116,9 @@ def load_gguf(path: str | Path, dtype=None):
         # numpy or struct raises (struct.error, ValueError, IndexError ...): all mean "not a GGUF it can read".
         detail = " ".join(str(exc).split())[:200]
         raise ModelLoadError(f"{path}: not a GGUF model transformers can read ({type(exc).__name__}: {detail})") from None
-    # The weights are already plain tensors; the marker only records where they came from.
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    from lmcot._hf_reaches import clear_gguf_marks
+
+    clear_gguf_marks(model)  # the weights are already plain tensors; the marks only record their origin
     return model, tokenizer
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from lmcot.config import ConfigError, RLConfig, SmallLMConfig
 from lmcot.optimizers.progress import quiet_trainer, rich_progress
-from lmcot.optimizers._trl_reaches import inference_prompt_trainer
+from lmcot._hf_reaches import inference_prompt_trainer
 from lmcot.optimizers.stage import Stage, save_model
 from lmcot.optimizers.training import build_prompt_rows
 

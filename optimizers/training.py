@@ -86,23 +86,13 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _choices(field) -> tuple[str, ...]:
-    """The values a TRL / transformers ``str`` setting lists as "Supported values are 'a', 'b' ..."
-    in its help (TRL's ``loss_type``): it is typed ``str`` and an unknown value fails only in the
-    middle of training. Pinned by tests/test_trl_reaches.py."""
-    import re
-
-    match = re.search(r"Supported values are (.+?)\.(?:\s|$)", str(field.metadata.get("help", "")))
-    found = re.findall(r"'([A-Za-z0-9_\-]+)'", match.group(1)) if match else []
-    return tuple(found) if len(found) >= 2 else ()
-
-
 def check_trainer_args(config_cls, extra: dict[str, Any], key: str) -> None:
     import dataclasses
     import typing
 
     from pydantic import TypeAdapter, ValidationError
 
+    from lmcot._hf_reaches import documented_choices
     from lmcot.config import ConfigError
 
     fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
@@ -125,7 +115,7 @@ def check_trainer_args(config_cls, extra: dict[str, Any], key: str) -> None:
                 except ValidationError as err:
                     raise ConfigError(f"{key}.{name}={_short(value)}: {err.errors()[0]['msg']} (the type of "
                                       f"{config_cls.__name__}.{name})") from None
-        choices = _choices(fields[name])
+        choices = documented_choices(fields[name])
         if choices and isinstance(value, str) and value not in choices:
             raise ConfigError(f"{key}.{name}={_short(value)}: not one of {', '.join(choices)} "
                               f"({config_cls.__name__}.{name})")
@@ -168,12 +158,8 @@ def tensorboard_dir(stage_dir: str | Path) -> Path:
 
 
 def keep_tensorboard_logs(trainer, stage_dir: str | Path) -> None:
-    """Point a trainer's TensorBoard callback (``report_to: tensorboard``) at :func:`tensorboard_dir`.
-    transformers 5 has no ``logging_dir`` setting: the callback writes to ``$TENSORBOARD_LOGGING_DIR``
-    or ``output_dir/runs``, which are the checkpoints; its ``logging_dir`` attribute is what it reads
-    when training starts (pinned by tests/test_training_preflight.py)."""
-    from transformers.integrations import TensorBoardCallback
+    """Point a trainer's TensorBoard callback (``report_to: tensorboard``) at :func:`tensorboard_dir`,
+    not at the checkpoints its default writes into (``lmcot._hf_reaches.log_tensorboard_to``)."""
+    from lmcot._hf_reaches import log_tensorboard_to
 
-    for callback in trainer.callback_handler.callbacks:
-        if isinstance(callback, TensorBoardCallback):
-            callback.logging_dir = str(tensorboard_dir(stage_dir))
+    log_tensorboard_to(trainer, str(tensorboard_dir(stage_dir)))

@@ -151,7 +151,7 @@ def test_real_chat_template_gives_the_same_prompt_ids_in_inference_kd_and_rl():
     assert example["input_ids"][: len(engine_ids)] == engine_ids
     assert example["input_ids"][-1] == tok.eos_token_id == cfg.eos_token_id  # generation stops where KD taught
     rl_prompt = build_prompt_rows([{"question": q, "context": c, "answer": "Anna Keller"}], tok, False)[0]["prompt"]
-    # RL's trainer tokenizes string prompts with the same rule (optimizers/_trl_reaches.py).
+    # RL's trainer tokenizes string prompts with the same rule (lmcot/_hf_reaches.py).
     assert tok(rl_prompt, add_special_tokens=adds_special_tokens(tok, False)).input_ids == engine_ids
     generated = example["input_ids"][len(engine_ids):]
     assert "<|im_end|>" not in tok.decode(generated, skip_special_tokens=True)  # as the engine decodes

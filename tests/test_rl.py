@@ -230,7 +230,7 @@ def test_trl_prompts_are_tokenized_like_inference(tiny_causal_path):
     from tokenizers import processors
     from transformers import AutoTokenizer
 
-    from lmcot.optimizers._trl_reaches import inference_prompt_trainer
+    from lmcot._hf_reaches import inference_prompt_trainer
     from lmcot.optimizers.training import build_prompt_rows
 
     tok = AutoTokenizer.from_pretrained(str(tiny_causal_path))

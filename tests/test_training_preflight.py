@@ -106,18 +106,6 @@ def test_the_library_compile_checks_before_the_bootstrap(oracle_server, tmp_path
     assert oracle_server.request_count == before and not (tmp_path / "out").exists()
 
 
-def test_the_choices_of_a_str_setting_come_from_trl():
-    """lmcot reads the choices of TRL's `loss_type` from its help text (it is typed `str`)."""
-    import dataclasses
-
-    from trl import GRPOConfig
-
-    from lmcot.optimizers.training import _choices
-
-    field = next(f for f in dataclasses.fields(GRPOConfig) if f.name == "loss_type")
-    assert {"grpo", "dapo", "dr_grpo", "bnpo"} <= set(_choices(field)), "TRL's help for loss_type changed"
-
-
 def test_a_float_for_a_whole_number_is_refused():
     with pytest.raises(ValueError):
         RLConfig(max_new_tokens=1e8)
