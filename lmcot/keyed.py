@@ -26,6 +26,16 @@ def key_of(parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def file_sha256(path: str | Path) -> str:
+    """The sha256 (hex) of a file's content, read in 1 MiB blocks: the one hash of a file's bytes
+    (a program folder's weights, a GGUF file's conversion key)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class Marker:
     """One marker file: ``{"key": ..., **info}`` (``field`` names the key's entry when a file that
     predates this scheme calls it otherwise)."""

@@ -92,11 +92,9 @@ def gguf_key(path: Path) -> str:
 @functools.lru_cache(maxsize=32)
 def _content_digest(resolved: str, size: int, mtime_ns: int) -> str:
     # size and mtime_ns only key the in-process cache: a file rewritten in place is hashed again.
-    digest = hashlib.sha256()
-    with open(resolved, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
+    from lmcot.keyed import file_sha256
+
+    return file_sha256(resolved)[:12]
 
 
 def load_gguf(path: str | Path, dtype=None):

@@ -113,16 +113,9 @@ def _large_lm_record(lm, config: LMCoTConfig) -> dict[str, Any]:
 
 def weights_digest(folder: Path) -> dict[str, str]:
     """``{file name: sha256}`` of the ``*.safetensors`` files of a checkpoint folder."""
-    import hashlib
+    from lmcot.keyed import file_sha256
 
-    digest = {}
-    for file in sorted(Path(folder).glob("*.safetensors")):
-        h = hashlib.sha256()
-        with file.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        digest[file.name] = h.hexdigest()
-    return digest
+    return {file.name: file_sha256(file) for file in sorted(Path(folder).glob("*.safetensors"))}
 
 
 def check_weights(folder: Path, saved: dict[str, str]) -> None:
