@@ -30,7 +30,9 @@ _ANNOUNCE = rf"{_HEAD}(?:\s+{_VERB}\s*:?|\s*:)"
 _STATEMENT = re.compile(rf"(?P<quote>[\"“'‘]?)(?P<lead>{_LEAD}){_ANNOUNCE}[ \t]*(?P<span>[^\n]*)", re.IGNORECASE)
 # A reply's first line read as a label: "Answer: X", "Answer - X", "The answer is X", or the announcement
 # alone ("The answer is:", "Answer"), its answer then on the next line.
-_LABEL = re.compile(rf"\s*{_LEAD}{_HEAD}(?:\s+{_VERB}\s*[:\-]?|\s*[:\-]|\s*$)\s*(?P<span>.*)", re.IGNORECASE)
+# A dash is a label's only as a separate mark ("Answer - X"), never a sign ("The answer is -5").
+_LABEL = re.compile(rf"\s*{_LEAD}{_HEAD}(?:\s+{_VERB}\s*:?|\s*(?::|-(?=\s|$))|\s*$)\s*(?P<span>.*)",
+                    re.IGNORECASE)
 # Where a sentence ends inside a line: . ! ? followed by white space (not "18.00", not "U.S.A").
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")
 # A dot after these ends no sentence ("St. Louis", "J. R. R. Tolkien", "Mt. Fuji").
@@ -106,9 +108,8 @@ def leading_answer(text: str) -> str:
     lines = [line for line in (text or "").splitlines() if line.strip()][:2]
     for line in lines:
         label = _LABEL.match(line)
-        span = clean_span(label.group("span") if label else line)
-        if span or not label:
-            return span
+        if label is None or label.group("span").strip():  # a label with nothing after it: the next line
+            return clean_span(label.group("span") if label else line)
     return ""
 
 

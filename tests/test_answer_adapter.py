@@ -24,7 +24,9 @@ def test_prompt_is_plain_text():
                                            ("The answer is:\nVienna", "Vienna"), ("Answer:\n\nVienna.", "Vienna"),
                                            # the label is never part of the answer, in any of its forms
                                            ("The answer is Vienna.", "Vienna"), ("Answer - Vienna", "Vienna"),
-                                           ("Answer\nVienna", "Vienna"), ("Answering machines", "Answering machines")])
+                                           ("Answer\nVienna", "Vienna"), ("Answering machines", "Answering machines"),
+                                           # a minus sign is the answer's, never a label's dash
+                                           ("The answer is -5.", "-5"), ("Answer: -2", "-2")])
 def test_answer_is_the_first_line(reply, answer):
     assert PlainAnswerAdapter().parse(Answer, reply) == {"answer": answer}
 
@@ -46,6 +48,8 @@ def test_empty_reply_is_an_error_not_an_answer():
         PlainAnswerAdapter().parse(Answer, "   \n ")
     with pytest.raises(AdapterParseError):  # an announcement with nothing after it
         PlainAnswerAdapter().parse(Answer, "The answer to this question is:")
+    with pytest.raises(AdapterParseError):  # a label whose answer is only punctuation: no answer, not the next line
+        PlainAnswerAdapter().parse(Answer, "Answer: .\nBecause Vienna is a city")
 
 
 def test_failed_answer_call_keeps_the_rationale():
