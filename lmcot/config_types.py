@@ -35,17 +35,18 @@ Float = Annotated[float, BeforeValidator(_not_a_bool)]
 # litellm keyword arguments that name the endpoint (``api_base`` has its own, checked field).
 ENDPOINT_KEYS = frozenset({"api_base", "base_url"})
 # An environment variable's name, as POSIX shells accept it.
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Prefixes of provider keys (OpenAI, Anthropic, Stripe-style, GitHub, AWS, Google, Slack, HF).
-_KEY_PREFIXES = ("sk-", "sk_", "pk_", "rk_", "ghp_", "gho_", "github_pat_", "akia", "aiza", "xox", "hf_")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Provider keys as they are written (OpenAI, Anthropic, Stripe-style, GitHub, Google, Slack, HF), case and
+# all: an upper-case variable name (HF_TOKEN, SK_SERVE_KEY) is a name. An AWS key id is AKIA + 16 characters.
+_KEY_PREFIXES = ("sk-", "sk_", "pk_", "rk_", "ghp_", "gho_", "github_pat_", "AIza", "xox", "hf_")
+_AWS_KEY_ID = re.compile(r"AKIA[A-Z0-9]{16}")
 
 
 def looks_like_a_key(value: str) -> bool:
     """``api_key_env`` holding the key itself rather than the name of the variable that holds it."""
-    if not _ENV_NAME.match(value):
+    if not _ENV_NAME.fullmatch(value):
         return True
-    lowered = value.lower()
-    return lowered.startswith(_KEY_PREFIXES) or (len(value) >= 32 and not value.isupper())
+    return value.startswith(_KEY_PREFIXES) or bool(_AWS_KEY_ID.fullmatch(value)) or (len(value) >= 32 and not value.isupper())
 
 
 def secret_keys(value: Any, prefix: str = "") -> list[str]:

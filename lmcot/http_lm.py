@@ -1,6 +1,6 @@
 """A model behind an HTTP API (litellm) whose calls end within a bound and whose unreachable host fails at once.
 
-    lm = HttpLM("openai/gpt-4o-mini", role="large_lm", shown="(provider default)", total_timeout=60,
+    lm = HttpLM("openai/gpt-4o-mini", role="large_lm", shown="", total_timeout=60,
                 retries=5, timeout=120, temperature=0.0, max_tokens=512)
 
 :func:`build_http_lm` builds one for every ``backend: litellm`` model (``lmcot.lms.build_lm`` hands it

@@ -106,8 +106,9 @@ def _large_lm_record(lm, config: LMCoTConfig) -> dict[str, Any]:
     record = {"model": str(engine.model_id) if engine is not None else lm.model,
               "backend": "transformers" if engine is not None else "litellm",
               **{k: kwargs[k] for k in LARGE_LM_SAMPLING if kwargs.get(k) is not None}}
-    # lmcot's own LM knows its endpoint(s) shown; a dspy.LM of the caller's, only its keyword arguments.
-    endpoint = lm.shown if isinstance(lm, HttpLM) else redact(str(kwargs.get("api_base") or kwargs.get("base_url") or ""))
+    # lmcot's LMs know their endpoint(s) shown (a Router keeps none in kwargs); else the keyword arguments.
+    endpoint = ((lm.shown if isinstance(lm, HttpLM) else "")
+                or redact(str(kwargs.get("api_base") or kwargs.get("base_url") or "")))
     return {**record, **({"api_base": endpoint} if endpoint else {})}
 
 
@@ -180,6 +181,7 @@ def large_lm_note(path: str | Path | ProgramFolder, cfg: LMCoTConfig) -> str | N
     record = folder.large_lm
     if not record.get("model"):
         return None
+
     def where(backend: str, api_base: str | None) -> str:
         if backend == "transformers":
             return " (in-process)"

@@ -217,6 +217,19 @@ def test_api_key_read_from_named_env_var(monkeypatch):
     assert SECRET not in json.dumps(cfg.to_public_dict())
 
 
+def test_api_key_env_takes_names_and_refuses_keys():
+    """A key pasted where its variable's name belongs is refused; upper-case names that start like a
+    key's prefix (HF_TOKEN) are names."""
+    from lmcot.config_types import looks_like_a_key
+
+    for name in ("OPENAI_API_KEY", "HF_TOKEN", "SK_SERVE_KEY", "AKIA_PROFILE", "GHP_BACKUP", "_private"):
+        assert not looks_like_a_key(name), name
+        assert load_config(None, [f"large_lm.api_key_env={name}"]).large_lm.api_key_env == name
+    for key in ("sk-proj-abc123", "hf_AbCdEfGhIjKlMn", "ghp_abcdefghijklmnopqrstu", "AKIAIOSFODNN7EXAMPLE",
+                "AIzaSyA1b2C3d4", "xoxb-123-456", "abcdefghijklmnopqrstuvwxyz0123456789", "LMCOT_KEY\n", "a b"):
+        assert looks_like_a_key(key), key
+
+
 def test_no_api_key_env_means_no_key():
     from lmcot.http_lm import api_key
 
