@@ -96,8 +96,8 @@ def load(config: Optional[Path], overrides: Optional[list[str]], program: Option
     from lmcot.programs.program_io import large_lm_note, program_config, read_program
 
     folder = read_program(program)
-    cfg = program_config(folder, load_config(config, list(overrides or [])) if config is not None else None,
-                         list(overrides or []))
+    mine = load_config(config, list(overrides or [])) if config is not None else None  # the user's own, if any
+    cfg = program_config(folder, mine, list(overrides or []))
     note = large_lm_note(folder, cfg)
     if note:
         say("note:", "bold cyan", note)
