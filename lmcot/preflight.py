@@ -241,7 +241,7 @@ def check_each_server(cfg, key: str, check_one: Callable[[Any, str], None]) -> N
     from lmcot.config_types import ConfigError
     from lmcot.http_lm import COOLDOWN_S
 
-    urls = list(cfg.api_base)
+    urls = cfg.servers()
     dead: list[str] = []
     for url in urls:
         try:
