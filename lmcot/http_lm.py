@@ -132,9 +132,16 @@ class HttpLM(dspy.LM):
         self.total_timeout, self.retries = float(total_timeout), int(dspy_retries if retries is None else retries)
 
     def dump_state(self) -> dict[str, Any]:
-        # DSPy rebuilds a saved LM as cls(**state): the bound and the role travel with it.
-        return {**super().dump_state(), "role": self.role, "shown": self.shown, "total_timeout": self.total_timeout,
-                "retries": self.retries}
+        # DSPy rebuilds a saved LM as cls(**state): the bound and the role travel with it. DSPy's state
+        # leaves out the key but not a URL's credentials (``?code=KEY``): the URL is saved redacted, so a
+        # ``program.save()`` never writes them (a masked URL read back fails at its own server).
+        from lmcot.redact import redact_url
+
+        state = {**super().dump_state(), "role": self.role, "shown": self.shown, "total_timeout": self.total_timeout,
+                 "retries": self.retries}
+        if isinstance(state.get("api_base"), str):
+            state["api_base"] = redact_url(state["api_base"])
+        return state
 
     def __call__(self, *args: Any, **kwargs: Any):
         return self._bounded(lambda: super(HttpLM, self).__call__(*args, **kwargs))

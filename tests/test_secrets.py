@@ -38,6 +38,21 @@ def test_the_client_gets_the_real_url(monkeypatch):
     assert lm.kwargs["api_base"] == f"http://127.0.0.1:9/v1?code={KEY}"
 
 
+def test_dspy_save_of_a_program_never_writes_the_url_credentials(tmp_path):
+    """DSPy's own ``program.save()`` records each predictor's LM through ``dump_state``."""
+    import dspy
+
+    from lmcot.lms import build_lm
+
+    lm = build_lm(LargeLMConfig(model="openai/x", api_base=f"http://127.0.0.1:9/v1?code={KEY}"))
+    program = dspy.Predict("question -> answer")
+    program.set_lm(lm)
+    program.save(str(tmp_path / "p.json"))
+    saved = (tmp_path / "p.json").read_text()
+    assert KEY not in saved and "http://127.0.0.1:9/v1?code=***" in saved
+    assert lm.kwargs["api_base"].endswith(KEY)  # the live client still has the real URL
+
+
 def test_userinfo_in_api_base_is_refused_without_echoing_it():
     with pytest.raises(ConfigError) as err:
         load_config(None, [f"large_lm.api_base=https://user:{KEY}@host/v1"])
