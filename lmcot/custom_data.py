@@ -22,6 +22,7 @@ Bad input is one line naming the source, the record and the field: a mapped colu
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Callable, Iterator, MutableMapping
@@ -46,8 +47,9 @@ _REQUIRED = ("question", "answer")
 
 def _read_csv(path: Path) -> tuple[list[str], Iterator[tuple[str, Any]]]:
     # The stdlib reader: values stay the exact strings of the file (pandas would turn "007" into 7).
-    text = _read_text(path)
-    reader = csv.DictReader(text.splitlines())
+    # newline="" as the csv module asks: a quoted field keeps its line breaks, and U+2028 or a form
+    # feed inside a value is no row break (``str.splitlines`` broke rows at both).
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
     columns = list(reader.fieldnames or [])
 
     def rows():

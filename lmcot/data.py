@@ -201,7 +201,9 @@ _Item = tuple[str, Any]
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8", Notepad) is dropped, not read into the
+        # first column's name or the first JSON value; a file without one reads as plain UTF-8.
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
 

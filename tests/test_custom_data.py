@@ -55,6 +55,25 @@ def test_each_file_format_loads_through_the_field_mapping(tmp_path, fmt):
     assert set(examples[0].inputs().keys()) == {"question"}  # no context: not an input at all
 
 
+def test_csv_values_keep_their_line_breaks_and_unicode_separators(tmp_path):
+    """A quoted CSV field may hold line breaks; U+2028 or a form feed in a value breaks no row."""
+    records = [{"problem": "Who wrote\u2028 it?", "final": "Tolkien", "why": "Para one.\nPara two."},
+               {"problem": "q\x0ctail", "final": "5", "why": "r"}]
+    examples = load_split(_cfg(_write(tmp_path, "csv", records), "data.fields={question: problem, answer: final, "
+                               "rationale: why}"), "train")
+    assert [(e.question, e.answer, e.rationale) for e in examples] == [
+        ("Who wrote\u2028 it?", "Tolkien", "Para one.\nPara two."), ("q\x0ctail", "5", "r")]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path, fmt):
+    """Excel's "CSV UTF-8" and Notepad write a BOM; it must not rename the first column or break JSON."""
+    path = _write(tmp_path, fmt, RECORDS)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    examples = load_split(_cfg(path, MAPPING), "train")
+    assert [(e.id, e.answer) for e in examples] == [("a1", "7"), ("a2", "30")]
+
+
 def test_a_hub_dataset_is_read_with_datasets_load_dataset(monkeypatch):
     import datasets
 
