@@ -12,7 +12,8 @@ the cheap scorers' claim steps (``metrics/rationale/cheap.py``), the scripted st
 
 A statement is an announcement of the answer, optionally led by "so / thus / therefore / hence / in
 conclusion", with "answer is / answer would be / answer:" ("the final answer is", "the answer to this
-question is" too), running to the end of its sentence or line. The *stated* answer is the last one:
+question is" too; markdown emphasis around "Answer" too), running to the end of its sentence or line
+(a line may hold several). The *stated* answer is the last one:
 a rationale that revises itself ends with what it settled on. A statement inside quotes counts (the
 reader sees it all the same); its quotes are part of the statement and are removed with it.
 """
@@ -26,13 +27,15 @@ from dataclasses import dataclass
 _LEAD = r"(?:(?:so|thus|therefore|hence|in conclusion|overall|finally)\s*,?\s+)?"
 _HEAD = r"(?:the\s+)?(?:final\s+|correct\s+)?answer(?:\s+to\s+(?:the|this)\s+question)?"
 _VERB = r"(?:is|would be|will be|should be|must be)"
-_ANNOUNCE = rf"{_HEAD}(?:\s+{_VERB}\s*:?|\s*:)"
+# Markdown emphasis around the label ("**Answer**: X", "**Answer:** X") is part of the announcement.
+_EMPH = r"[*_]{0,2}"
+_ANNOUNCE = rf"{_EMPH}{_HEAD}{_EMPH}(?:\s+{_VERB}\s*:?|\s*:){_EMPH}"
 _STATEMENT = re.compile(rf"(?P<quote>[\"“'‘]?)(?P<lead>{_LEAD}){_ANNOUNCE}[ \t]*(?P<span>[^\n]*)", re.IGNORECASE)
 # A reply's first line read as a label: "Answer: X", "Answer - X", "The answer is X", or the announcement
 # alone ("The answer is:", "Answer"), its answer then on the next line.
 # A dash is a label's only as a separate mark ("Answer - X"), never a sign ("The answer is -5").
-_LABEL = re.compile(rf"\s*{_LEAD}{_HEAD}(?:\s+{_VERB}\s*:?|\s*(?::|-(?=\s|$))|\s*$)\s*(?P<span>.*)",
-                    re.IGNORECASE)
+_LABEL = re.compile(rf"\s*{_LEAD}{_EMPH}{_HEAD}{_EMPH}(?:\s+{_VERB}\s*:?|\s*(?::|-(?=\s|$))|\s*$){_EMPH}\s*"
+                    rf"(?P<span>.*)", re.IGNORECASE)
 # Where a sentence ends inside a line: . ! ? followed by white space (not "18.00", not "U.S.A").
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")
 # A dot after these ends no sentence ("St. Louis", "J. R. R. Tolkien", "Mt. Fuji").
@@ -74,7 +77,10 @@ def answer_statements(text: str) -> list[Statement]:
     """Every answer statement in ``text``, in order (see the module docstring)."""
     text = text or ""
     found: list[Statement] = []
-    for m in _STATEMENT.finditer(text):
+    at = 0
+    # Searched from the end of the last statement, not of its line: "At first the answer is 5. So the
+    # answer is 7." states two answers on one line, and the last is the one settled on.
+    while (m := _STATEMENT.search(text, at)) is not None:
         line_end = text.find("\n", m.start())
         line_end = len(text) if line_end < 0 else line_end
         span_start = m.start("span")
@@ -92,6 +98,7 @@ def answer_statements(text: str) -> list[Statement]:
         span = clean_span(raw)
         if span:
             found.append(Statement(m.start(), end, span))
+        at = max(end, span_start)
     return found
 
 

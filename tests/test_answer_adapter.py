@@ -39,6 +39,11 @@ def test_cot_reply_needs_an_answer_line():
     # SmolLM2-135M's way of saying it (greedy, configs/real_reader.yaml)
     assert PlainAnswerAdapter().parse(COT, 'The answer to this question is: "The Anti-Nebraska movement"') == {
         "reasoning": "", "answer": "The Anti-Nebraska movement"}
+    # a markdown label, and a revision on one line: the last statement is the answer
+    assert PlainAnswerAdapter().parse(COT, "Paris is the capital.\n**Answer**: Paris") == {
+        "reasoning": "Paris is the capital.", "answer": "Paris"}
+    assert PlainAnswerAdapter().parse(COT, "At first the answer is 5. But 2 were eaten, so the answer is 3.") == {
+        "reasoning": "At first the answer is 5. But 2 were eaten,", "answer": "3"}
     with pytest.raises(AdapterParseError):
         PlainAnswerAdapter().parse(COT, "I am not sure what to say here")
 
