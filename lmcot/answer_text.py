@@ -20,6 +20,9 @@ _NUMBER = re.compile(
     r"(?:(?<![\w.])[-+])?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?"
     r"|(?:(?<![\w.])[-+])?\.\d+")
 _PUNCTUATION = frozenset(string.punctuation)
+_SIGN_BEFORE_CURRENCY = re.compile(r"(?<![\w.])([-+])([$€£¥])(?=\d)")
+# A minus sign that belongs to a number ("-1", not the dash of "A-1"): kept when punctuation is dropped.
+_MINUS_OF_A_NUMBER = re.compile(r"(?<![\w.])-(?=\d)")
 
 
 def _value(token: str) -> float | None:
@@ -36,14 +39,19 @@ def _value(token: str) -> float | None:
 def numbers_in(text: str | None) -> list[float]:
     """Every number in ``text``, in order ("$1,234.50" -> 1234.5, "3/4" -> 0.75; a Unicode minus counts)."""
     text = (text or "").replace("\u2212", "-").replace("\u2013", "-")
+    text = _SIGN_BEFORE_CURRENCY.sub(r"\2\1", text)  # "-$5" is -5, as "$-5" is
     values = (_value(m.group(0)) for m in _NUMBER.finditer(text))
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
 def normalize_label(text: str | None) -> str:
-    """Lower case, ASCII punctuation dropped, white space collapsed (articles kept: "a" may be a label)."""
-    text = "".join(ch for ch in (text or "").lower() if ch not in _PUNCTUATION)
-    return " ".join(text.split())
+    """Lower case, ASCII punctuation dropped, white space collapsed (articles kept: "a" may be a label).
+    Punctuation that is the label stays: a number's sign ("-1" is not "1"; "+1" is "1"), and a label of
+    punctuation alone ("+", "-") keeps its marks, without a trailing full stop or quotes."""
+    text = " ".join((text or "").lower().replace("\u2212", "-").split())
+    signs = {m.start() for m in _MINUS_OF_A_NUMBER.finditer(text)}
+    kept = " ".join("".join(ch for i, ch in enumerate(text) if ch not in _PUNCTUATION or i in signs).split())
+    return kept or text.strip(" .,;:!?\"'`()[]{}")
 
 
 def gold_problem(answer: str, answer_type: str, labels: Sequence[str] | None = None) -> str | None:

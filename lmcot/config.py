@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
+from lmcot.answer_text import normalize_label
 from lmcot.aspects import ASPECTS, parse_select
 # The building blocks and the model section live in their own files; they are part of this module's face.
 from lmcot.config_types import ConfigError, Float, Int, Section, no_secrets
@@ -112,6 +113,15 @@ class DataConfig(Section):
                 raise ValueError("data.labels applies to answer_type: label")
             if not self.labels:
                 raise ValueError("data.labels is empty")
+            seen: dict[str, str] = {}
+            for label in self.labels:  # labels are compared in their normal form: two that share it are one
+                key = normalize_label(label)
+                if not key:
+                    raise ValueError(f"data.labels: {label!r} is no label (nothing is left to compare)")
+                if key in seen:
+                    raise ValueError(f"data.labels: {seen[key]!r} and {label!r} are the same label once case, "
+                                     "punctuation and spacing are set aside")
+                seen[key] = label
         return self
 
 

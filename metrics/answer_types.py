@@ -11,7 +11,8 @@
   first; otherwise the text's last number). EM is numeric equality with relative tolerance 1e-6; F1 equals
   EM (partial credit for a number that shares digits would be noise).
 * ``label``: a closed set of classes. Case-insensitive equality after dropping ASCII punctuation and
-  collapsing white space (no article removal: "a" may be a label). With ``labels`` given, a prediction
+  collapsing white space (no article removal: "a" may be a label; a number's minus sign and a label of
+  punctuation alone, "+" / "-", are kept). With ``labels`` given, a prediction
   outside the set is wrong and flagged ``off_label``. F1 equals EM.
 """
 
@@ -62,7 +63,7 @@ def answer_key(answer: str | None, answer_type: str = "span") -> str:
     normalisation for spans, the number's value for numbers ("" when none), the normalised label."""
     if answer_type == "number":
         value = parse_number(answer)
-        return "" if value is None else format(value, ".9g")
+        return "" if value is None else format(value + 0.0, ".9g")  # + 0.0: -0 and 0 are one answer
     if answer_type == "label":
         return normalize_label(answer)
     return normalize_answer(answer)

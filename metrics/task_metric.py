@@ -14,10 +14,11 @@ user's own metric (``metrics/user_metric.py``) when one is given; ``off_label`` 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from lmcot.metrics.answer_types import answer_key, label_scores, number_scores, span_scores
+from lmcot.metrics.answer_types import answer_key, label_scores, normalize_label, number_scores, span_scores
 from lmcot.metrics.user_metric import UserMetric, as_user_metric
 
 __all__ = ["TaskMetric", "vote_key_for"]
@@ -72,7 +73,7 @@ class TaskMetric:
         return self.em_f1(answer, gold)[0]
 
     def vote_key(self, answer: str | None) -> str:
-        return answer_key(answer, self.answer_type)
+        return vote_key_for(self.answer_type, self.labels)(answer)
 
     @property
     def metric_name(self) -> str | None:
@@ -88,6 +89,14 @@ class TaskMetric:
         return text
 
 
-def vote_key_for(answer_type: str = "span") -> Callable[[str | None], str]:
-    """The voting key of an answer type as a plain function (programs keep it; it deep-copies)."""
-    return functools.partial(answer_key, answer_type=answer_type)
+def _vote_key(answer: str | None, answer_type: str, labels: tuple[str, ...] | None) -> str:
+    key = answer_key(answer, answer_type)
+    if labels is not None and answer_type == "label" and key not in {normalize_label(x) for x in labels}:
+        return ""  # an off-label answer is wrong whatever its count: it votes only when every answer is off-label
+    return key
+
+
+def vote_key_for(answer_type: str = "span", labels: Sequence[str] | None = None) -> Callable[[str | None], str]:
+    """The voting key of an answer type (and label set) as a plain function (programs keep it; it
+    deep-copies). An answer outside ``labels`` gets the empty key, which ``majority_vote`` sets aside."""
+    return functools.partial(_vote_key, answer_type=answer_type, labels=tuple(labels) if labels else None)

@@ -237,7 +237,7 @@ class LMGuidedCoT(dspy.Module):
                    sample_temperature=(config.eval.sample_temperature if sample_temperature is None
                                        else sample_temperature),
                    select=select, scorer=None if select == "vote" else scorer or LazyScorer(config, sources),
-                   answer_key=vote_key_for(config.data.answer_type),
+                   answer_key=vote_key_for(config.data.answer_type, config.data.labels),
                    rationale_form=config.kd.rationale_form if rationale_form is None else rationale_form)
 
     @classmethod

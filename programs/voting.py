@@ -11,7 +11,8 @@ from lmcot.metrics.answer import normalize_answer
 def majority_vote(answers: list[str], key: Callable[[str], str] | None = None) -> int:
     """Index of the winning answer. Answers are compared under ``key``, the task's answer form
     (``TaskMetric.vote_key``: "$18.00" == "18" for numbers), by default the official HotpotQA
-    normalisation ("The Beatles." == "beatles"); answers that normalise to nothing vote only if all do;
+    normalisation ("The Beatles." == "beatles"); answers whose key is empty (no answer, or a label off the
+    task's set) vote only if all do;
     among answers with the most votes the one that appeared first wins, so the result is deterministic."""
     if not answers:
         raise ValueError("majority_vote needs at least one answer")

@@ -3,10 +3,12 @@ a task everywhere, and self-consistency voting under the task's normalisation.""
 
 from __future__ import annotations
 
+import re
+
 import dspy
 import pytest
 
-from lmcot.config import load_config
+from lmcot.config import ConfigError, load_config
 from lmcot.metrics.answer_types import answer_key, label_scores, number_scores, parse_number
 from lmcot.metrics.task_metric import TaskMetric, vote_key_for
 from lmcot.programs import majority_vote
@@ -18,6 +20,7 @@ from lmcot.programs import majority_vote
     ("She had 5, then 3 more. So the answer is 8.", 8.0),  # the stated answer, not a number before it
     ("He is 12 and she is 14", 14.0),  # no stated answer: the last number
     ("COVID-19", 19.0),  # a hyphen glued to a word is no minus sign
+    ("-$5", -5.0), ("The loss was -$1,200.", -1200.0), ("$-5", -5.0),  # a sign before the currency symbol
     ("no number here", None), ("", None), (None, None),
 ])
 def test_numbers_are_read_from_answers(text, value):
@@ -49,6 +52,34 @@ def test_span_stays_the_official_em_f1():
     assert task.em_f1("The Beatles.", "beatles") == (1.0, 1.0)
     em, f1 = task.em_f1("the Rolling Stones band", "Rolling Stones")
     assert em == 0.0 and f1 == pytest.approx(0.8)
+
+
+def test_a_label_keeps_the_punctuation_that_is_the_label():
+    """A sign is part of a numeric label; "+" / "-" labels keep their marks; an empty answer is no label."""
+    assert label_scores("-1", "1", ("-1", "0", "1")) == (0.0, 0.0, False)
+    assert label_scores("-1.", "-1", ("-1", "0", "1")) == (1.0, 1.0, False)
+    assert label_scores("+1", "1", ("-1", "0", "1")) == (1.0, 1.0, False)
+    assert label_scores("\u22121", "-1", ("-1", "0", "1")) == (1.0, 1.0, False)
+    assert label_scores("+", "-", ("+", "-")) == (0.0, 0.0, False)
+    assert label_scores("-.", "-", ("+", "-")) == (1.0, 1.0, False)
+    assert label_scores("", "-", ("+", "-")) == (0.0, 0.0, True)
+    assert label_scores("A-1", "a1") == (1.0, 1.0, False)  # a dash inside a word is no sign
+
+
+@pytest.mark.parametrize("labels, needle", [("[Entailment, 'entailment.']", "'Entailment' and 'entailment.' are the same label"),
+                                            ("['?', a]", "'?' is no label")])
+def test_labels_that_cannot_be_told_apart_are_refused(labels, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_config(None, ["data.dataset=custom", "data.answer_type=label", f"data.labels={labels}"])
+
+
+def test_off_label_answers_vote_only_when_all_are_off_label():
+    key = vote_key_for("label", ("yes", "no"))
+    assert majority_vote(["maybe", "maybe", "yes"], key=key) == 2
+    assert majority_vote(["maybe", "unsure"], key=key) == 0
+    task = TaskMetric("label", ("yes", "no"))
+    assert task.vote_key("maybe") == "" and task.vote_key("Yes.") == "yes"
+    assert answer_key("-0", "number") == answer_key("0", "number")
 
 
 def test_task_metric_from_config_scores_with_the_answer_type_labels_and_user_metric():
