@@ -261,8 +261,12 @@ def prepare_examples(examples: list[Any], answer_type: str = "span", labels: Any
         question, answer = get("question"), get("answer")
         if not isinstance(question, str) or not question.strip():
             raise DataError(f"{what}[{i}]: no question (each example needs question= and answer=)")
-        if answer is None:
+        if answer is None or (isinstance(answer, str) and not answer.strip()):
             raise DataError(f"{what}[{i}]: no answer (each example needs question= and answer=)")
+        if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+            # as the file loaders: one gold answer, as text (a list would be scored as its repr)
+            raise DataError(f"{what}[{i}] (id {get('id')!r}): answer must be one gold answer as text, got "
+                            f"{type(answer).__name__}" + (" (write 'yes' / 'no')" if isinstance(answer, bool) else ""))
         problem = gold_problem(str(answer), answer_type, labels)
         if problem:
             raise DataError(f"{what}[{i}] (id {get('id')!r}): {problem}")

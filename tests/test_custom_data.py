@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,18 @@ def test_prepared_examples_keep_the_inputs_the_user_chose():
     assert set(a.inputs().keys()) == {"question", "choices"} and a.id
     assert set(b.inputs().keys()) == {"question"} and b.context == ""
     assert set(c.inputs().keys()) == {"question", "context"}
+
+
+@pytest.mark.parametrize("answer, needle", [(["Paris", "City of Paris"], "got list"), ("  ", "no answer"),
+                                            (True, "got bool (write 'yes' / 'no')"), ({"a": 1}, "got dict")])
+def test_prepared_examples_need_one_gold_answer_as_text(answer, needle):
+    """The Python API refuses what the file loaders refuse: a list of golds was scored against its repr."""
+    import dspy
+
+    from lmcot.custom_data import prepare_examples
+
+    with pytest.raises(DataError, match=re.escape(needle)) as err:
+        prepare_examples([dspy.Example(question="Q?", answer="A"), dspy.Example(question="Where?", answer=answer)],
+                         what="devset")
+    assert str(err.value).startswith("devset[1]")
+    assert [e.answer for e in prepare_examples([dspy.Example(question="Q?", answer=18)])] == [18]
