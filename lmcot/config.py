@@ -149,6 +149,15 @@ class _TrainingSection(Section):
     lora_alpha: Int = Field(32, gt=0)
     lora_dropout: Float = Field(0.0, ge=0.0, lt=1.0)
     lora_target_modules: list[str] | str = "all-linear"
+
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _module_names_listed_with_commas(cls, value: list[str] | str) -> list[str] | str:
+        # "q_proj,v_proj" (as --set writes a list) is two names; peft would take the string as one regex
+        # that matches no module, and fail only when training starts, after the teacher's calls.
+        if isinstance(value, str) and re.fullmatch(r"[\w.]+(?:\s*,\s*[\w.]+)+", value.strip()):
+            return [name.strip() for name in value.split(",")]
+        return value
     trainer_args: dict[str, Any] = Field(default_factory=dict, description=(
         "other trainer settings merged over lmcot's: SFTConfig (KD, causal) or Seq2SeqTrainingArguments (KD, "
         "encoder-decoder); GRPOConfig / RLOOConfig (RL, TRL algorithms only)"))
@@ -359,6 +368,25 @@ class LMCoTConfig(Section):
         return self.model_dump(mode="json")
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML as lmcot's config reads it, a file or a ``--set`` value: a date stays text
+    (``extra.api_version: 2024-06-01`` is a string for litellm, not a ``datetime.date``) and so does a
+    number YAML 1.1 would read as octal, hex or base 60 (label ``010`` is not 8, ``1:30`` is not 90)."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+# Plain decimal integers only (YAML 1.2's core schema, with 1_000 as 1.1 allows).
+_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"),
+                                    list("-+0123456789"))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _parse_override(item: str, position: int = 1) -> tuple[list[str], Any]:
     if "=" not in item:
         # Not echoed: a value pasted without its key (an API key, say) would end up in the log.
@@ -368,13 +396,16 @@ def _parse_override(item: str, position: int = 1) -> tuple[list[str], Any]:
     path = [p for p in key.strip().split(".") if p]
     if not path:
         raise ConfigError(f"--set {item!r}: empty key")
-    # YAML parsing gives numbers, booleans, null and lists (``[kd, rl]``) their types.
+    # YAML parsing gives numbers, booleans, null, lists (``[kd, rl]``) and mappings (``{a: b}``) their types.
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    if value is None and raw.strip().startswith("#"):
-        value = raw.strip()  # YAML reads "#..." as a comment; here it is a value (a regex such as "####\\s*(.+)$")
+    text = raw.strip()
+    if isinstance(value, dict) and not text.startswith("{"):
+        value = text  # "Answer: (.+)" is a value with a colon in it; a mapping on the command line is {a: b}
+    elif "#" in text and text[:1] not in "'\"[{" and value != text:
+        value = text  # a command line has no comments: "#..." or "... #..." is part of the value (a regex)
     return path, value
 
 
@@ -422,7 +453,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not p.is_file():
             raise ConfigError(f"{source}: no such config file")
         try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+            loaded = _yaml(p.read_text(encoding="utf-8"))
         except UnicodeDecodeError as exc:
             line = p.read_bytes()[: exc.start].count(b"\n") + 1
             raise ConfigError(f"{source}: line {line}: not UTF-8 text; save the file as UTF-8") from None

@@ -105,6 +105,35 @@ def test_stages_comma_list(value, expected):
     assert load_config(None, [f"stages={value}"]).stages == expected
 
 
+@pytest.mark.parametrize("item, expected", [
+    ("data.answer_regex=Answer: (.+)", "Answer: (.+)"),  # a colon, not a mapping
+    ("data.answer_regex=The answer is (.+) #", "The answer is (.+) #"),  # no comments on a command line
+    ("data.answer_regex=####\\s*(.+)$", "####\\s*(.+)$"),
+])
+def test_a_set_value_that_yaml_would_misread_stays_text(item, expected):
+    cfg = load_config(None, ["data.dataset=custom", item])
+    assert cfg.data.answer_regex == expected
+
+
+def test_dates_and_yaml_1_1_numbers_stay_text_in_files_and_sets(tmp_path):
+    """No config value is a date; "010" (a label) is not octal 8 and "1:30" is not 90."""
+    path = tmp_path / "c.yaml"
+    path.write_text("large_lm:\n  extra: {api_version: 2024-06-01}\ndata:\n  dataset: custom\n"
+                    "  answer_type: label\n  labels: [010, '1:30', 7]\n")
+    cfg = load_config(path, ["small_lm.extra.api_version=2025-01-31"])
+    assert cfg.large_lm.extra == {"api_version": "2024-06-01"}
+    assert cfg.small_lm.extra == {"api_version": "2025-01-31"}
+    assert cfg.data.labels == ["010", "1:30", "7"]
+    with pytest.raises(ConfigError, match="eval.concurrency"):  # refused, where YAML 1.1 read 8
+        load_config(None, ["eval.concurrency=010"])
+
+
+@pytest.mark.parametrize("value, expected", [("q_proj,v_proj", ["q_proj", "v_proj"]), ("all-linear", "all-linear"),
+                                             ("[q_proj]", ["q_proj"]), (".*(q|v){1,2}_proj", ".*(q|v){1,2}_proj")])
+def test_lora_target_modules_comma_list(value, expected):
+    assert load_config(None, [f"kd.lora_target_modules={value}"]).kd.lora_target_modules == expected
+
+
 def test_set_creates_nested_sections():
     cfg = load_config(None, ["kd.teacher.model=openai/gpt-4o", "rl.weights.fluency=0.5"])
     assert cfg.kd.teacher is not None and cfg.kd.teacher.model == "openai/gpt-4o"
