@@ -53,8 +53,6 @@ def report_table(report: dict[str, Any]):
     table.add_row("n", *(str(report[k]["n"]) for k, _ in points))
     if any("evidence_stated" in report[k] for k, _ in points):  # only a task with gold evidence has it
         table.add_row("rationale states evidence", *(f"{report[k].get('evidence_stated', 0):.3f}" for k, _ in points))
-    if any("answer_stated" in report[k] for k, _ in points):
-        table.add_row("rationale states an answer", *(f"{report[k].get('answer_stated', 0):.3f}" for k, _ in points))
     if any("rationales_cut" in report[k] for k, _ in points):
         table.add_row("rationales cut at max_tokens", *(str(report[k].get("rationales_cut", 0)) for k, _ in points))
     if any("answer_stated" in report[k] for k, _ in points):

@@ -281,3 +281,14 @@ def test_save_dtype_auto_is_the_pretrained_checkpoints_own(tiny_causal_path, tmp
     assert save_dtype("auto", SmallLMConfig(model=str(half))) == "bfloat16"
     assert save_dtype("auto", SmallLMConfig(model=str(tiny_causal_path))) == "float32"
     assert save_dtype("float16", SmallLMConfig(model=str(half))) == "float16"
+
+
+def test_the_compile_table_names_each_measure_once():
+    """One row per measure: "rationale states an answer" was printed twice."""
+    from lmcot.optimizers.dev_report import report_table
+
+    point = {"em": 0.5, "f1": 0.5, "n": 2, "evidence_stated": 0.5, "answer_stated": 0.5, "stated_right": 1.0,
+             "rationales_cut": 1}
+    table = report_table({"untrained": point, "before_rl": point})
+    names = [str(cell) for cell in table.columns[0].cells]
+    assert len(names) == len(set(names)) and "rationale states an answer" in names
