@@ -100,6 +100,24 @@ def unreachable_reason(exc: BaseException) -> str | None:
     return None
 
 
+def client_setup_problem(exc: BaseException) -> str | None:
+    """What the OpenAI client refused before sending anything (a missing key: "Missing credentials"),
+    found among ``exc``'s causes, or None. litellm wraps it as a 500, which would be retried as
+    transient; no retry can mend it. An ``openai.OpenAIError`` that is no ``APIError`` never reached a
+    server."""
+    try:
+        import openai
+    except ImportError:  # litellm without the OpenAI SDK: nothing of it to recognise
+        return None
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, openai.OpenAIError) and not isinstance(exc, openai.APIError):
+            return (str(exc).splitlines() or [type(exc).__name__])[0]
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _backoff(exc: BaseException, attempt: int) -> float:
     """DSPy's schedule: the provider's ``retry_after`` hint, else 1, 2, 4, ... capped at 60 s."""
     hint = getattr(exc, "retry_after", None)
@@ -169,6 +187,10 @@ class HttpLM(dspy.LM):
                 reason = unreachable_reason(exc)
                 if reason is not None:
                     raise self._unreachable(reason) from exc
+                problem = client_setup_problem(exc)
+                if problem is not None:
+                    raise EndpointError(f"{self._where()}: the client sent nothing: {problem} (not retried: "
+                                        "no retry can mend it)") from exc
                 if not is_retryable_lm_error(exc) or tries > self.retries:
                     raise
                 wait = _backoff(exc, tries - 1)

@@ -172,8 +172,10 @@ def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0, reply_timeout:
     HTTP reply (404 and 401 included) proves the server answers; no model is called, nothing is paid.
     Skipped for in-process models, without ``api_base`` (the provider's own endpoint), and when a
     proxy carries the request."""
-    if cfg.backend != "litellm" or not cfg.api_base:
+    if cfg.backend != "litellm":
         return
+    if not cfg.api_base:
+        return check_provider_key(cfg, key)
     from lmcot.http_lm import validated
 
     cfg = validated(cfg, key)
@@ -204,6 +206,29 @@ def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0, reply_timeout:
                           "is the server running?") from None
     wait = reply_timeout if reply_timeout is not None else min(cfg.timeout or PROBE_REPLY_TIMEOUT, PROBE_REPLY_TIMEOUT)
     _probe_reply(url, host, port, timeout, wait, key, shown)
+
+
+def check_provider_key(cfg: LMConfig, key: str) -> None:
+    """A model on its provider's own endpoint (no ``api_base``) whose key is not in the environment fails
+    now, naming the variable: litellm reports a missing key only when called, as a 500 that looks
+    transient. The variables are litellm's own (``litellm.validate_environment``); only ``*_API_KEY``
+    ones count, since other credentials (an AWS role, Google's default credentials, a local Ollama) can
+    be present where the environment does not show them. With ``api_key_env`` set, the client names it."""
+    if cfg.api_key_env:
+        return
+    import litellm
+
+    from lmcot.config_types import ConfigError
+
+    try:
+        missing = litellm.validate_environment(model=cfg.model).get("missing_keys") or []
+    except Exception:  # noqa: BLE001 - a provider litellm cannot name: the call will say what it lacks
+        return
+    keys = [name for name in missing if str(name).endswith("_API_KEY")]
+    if keys:
+        raise ConfigError(f"{key}.model={cfg.model}: with no {key}.api_base litellm calls the provider, which needs "
+                          f"{' or '.join(keys)} in the environment, and it is not set; export it, name the variable "
+                          f"that holds the key with {key}.api_key_env, or set {key}.api_base to your server")
 
 
 def _probe_reply(url, host: str, port: int, connect_timeout: float, wait: float, key: str, shown: str) -> None:

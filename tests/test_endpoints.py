@@ -159,6 +159,33 @@ def test_cli_fails_at_once_when_the_providers_host_does_not_resolve(no_such_host
     assert waits == []
 
 
+def test_a_missing_provider_key_fails_before_any_call_naming_the_variable(monkeypatch, tmp_path):
+    """No api_base and no key: litellm reports the missing key only when called, as a retryable 500."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(UserError, match=r"^large_lm\.model=openai/gpt-4o-mini: .* needs OPENAI_API_KEY in the "
+                                        r"environment, and it is not set; .*large_lm\.api_key_env"):
+        check_endpoint(LargeLMConfig(model="openai/gpt-4o-mini"), "large_lm")
+    check_endpoint(LargeLMConfig(model="hosted_vllm/m"), "large_lm")  # litellm names no key for it
+    check_endpoint(LargeLMConfig(model="ollama/m"), "large_lm")  # a local server: no *_API_KEY needed
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    check_endpoint(LargeLMConfig(model="openai/gpt-4o-mini"), "large_lm")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    result = invoke(["evaluate", "--methods", "standard", "--limit", "2", "--out", tmp_path / "out",
+                     "--set", f"data.dev={HOTPOT}", "--set", "large_lm.model=openai/gpt-4o-mini",
+                     "--set", f"cache_dir={tmp_path / 'cache'}", "--set", "data.max_context_tokens=null"])
+    assert_one_line_error(result, "large_lm.model=openai/gpt-4o-mini: with no large_lm.api_base")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_client_without_its_key_is_not_retried(monkeypatch, waits):
+    """From Python (no start-up check): the client refuses before sending; five retries would not mend it."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    lm = build_lm(LargeLMConfig(model="openai/x", num_retries=5, cache=False))
+    with pytest.raises(EndpointError, match=r"^large_lm\.model=openai/x: the client sent nothing: Missing credentials"):
+        lm("q")
+    assert waits == []
+
+
 def test_which_failures_count_as_unreachable():
     def chain(*excs):
         for outer, inner in zip(excs, excs[1:]):

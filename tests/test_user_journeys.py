@@ -52,7 +52,8 @@ def test_check_endpoint(closed_url, monkeypatch):
     with OracleServer() as srv:  # an HTTP server that answers (any status): fine
         check_endpoint(LargeLMConfig(model="openai/x", api_base=srv.url), "x")
     # (a server that accepts but never answers: tests/test_reliability.py)
-    check_endpoint(LargeLMConfig(model="openai/gpt-4o-mini"), "large_lm")  # the provider's endpoint: not checked
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+    check_endpoint(LargeLMConfig(model="openai/gpt-4o-mini"), "large_lm")  # the provider's endpoint: not probed
     check_endpoint(SmallLMConfig(), "small_lm")  # in-process
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:1")  # a proxy carries the request: not checked
     monkeypatch.setenv("no_proxy", "")
