@@ -333,7 +333,9 @@ class LMCoTConfig(Section):
         "a user metric 'package.module:function' or 'path/to/file.py:function' with DSPy's signature "
         "metric(example, prediction, trace=None) -> float | bool: reported beside em/f1, KD's keep filter with "
         "kd.keep_metric: metric, and RL's answer reward in place of F1"))
-    cache_dir: str = Field("~/.cache/lmcot", description="disk cache of LM calls (DSPy's cache, under cache_dir/dspy)")
+    cache_dir: str = Field("~/.cache/lmcot", description=(
+        "disk cache of LM calls: lmcot's reply cache, JSON rows in cache_dir/replies/replies.sqlite3 (safe to share "
+        "between processes)"))
 
     @field_validator("metric")
     @classmethod
