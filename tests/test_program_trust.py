@@ -312,3 +312,14 @@ def test_the_predictor_allow_list_is_the_programs():
     from lmcot.programs.program_io import PREDICTORS
 
     assert PREDICTORS == {name: len(p.signature.fields) for name, p in LMGuidedCoT().named_predictors()}
+
+
+def test_a_file_that_is_not_program_json_is_named_as_such(tmp_path):
+    """`--program configs/quickstart.yaml` is a mistaken argument, not a damaged program."""
+    from lmcot.errors import UserError
+    from lmcot.program_trust import read_document
+
+    config = tmp_path / "quickstart.yaml"
+    config.write_text("large_lm: {model: openai/x}\n")
+    with pytest.raises(UserError, match=r"quickstart\.yaml: a file, not a compiled program \(expected the folder"):
+        read_document(config)
