@@ -62,7 +62,7 @@ def _sets(overrides: Optional[List[str]], skip_bad: bool = False, stages: Option
 def evaluate(
     config: Optional[Path] = ConfigOpt,
     methods: Optional[str] = typer.Option(None, help="Comma-separated subset of standard,cot,guided."),
-    limit: Optional[int] = typer.Option(None, help="Evaluate the first N dev examples."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate the first N dev examples."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default eval.out)."),
     program: Optional[Path] = typer.Option(None, help="A compiled program folder (from `lmcot compile`)."),
     skip_bad: bool = SkipBadOpt,

@@ -256,3 +256,10 @@ def test_the_command_line_is_checked_before_the_network(tmp_path):
                      "--set", f"large_lm.api_base={closed}", "--set", "data.max_context_tokens=null"])
     line = assert_one_line_error(result, "--methods", "unknown method 'foo'")
     assert "cannot connect" not in line
+
+
+def test_limit_below_one_is_a_usage_error_before_anything_is_read(tmp_path):
+    """Checked as the argument is parsed, not after the config dump and the data load."""
+    result = invoke(["evaluate", "--limit", "0", "--config", tmp_path / "missing.yaml", "--out", tmp_path / "o"])
+    assert result.exit_code == 2 and "--limit" in result.output and "missing.yaml" not in result.output
+    assert not (tmp_path / "o").exists()
