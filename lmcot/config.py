@@ -428,21 +428,47 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _keys_beside(loc: tuple) -> list[str]:
+    """The keys of the section that ``loc``'s last part sits in (for "did you mean"); [] when unknown."""
+    model: Any = LMCoTConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        options = getattr(field.annotation, "__args__", None) or (field.annotation,)
+        model = next((o for o in options if isinstance(o, type) and issubclass(o, Section)), None)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _format_validation_error(err: ValidationError, source: str, set_keys: tuple[tuple[str, ...], ...] = ()) -> str:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    loc = tuple(str(p) for p in first["loc"])
+    key = ".".join(loc) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
+        import difflib
+
         msg = "unknown key"
+        near = difflib.get_close_matches(loc[-1], _keys_beside(loc), n=1, cutoff=0.75) if loc else []
+        if near:
+            msg += f"; did you mean {'.'.join((*loc[:-1], near[0]))}?"
+    # A value given with --set is named as such, not blamed on the YAML file ("config" blames nothing).
+    if source != "config" and any(loc[:len(k)] == k or k[:len(loc)] == loc for k in set_keys):
+        source = "--set"
     extra = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{source}: {key}: {msg}{extra}"
 
 
-def config_from_dict(data: dict[str, Any], source: str = "config") -> LMCoTConfig:
+def config_from_dict(data: dict[str, Any], source: str = "config", overrides: list[str] | None = None) -> LMCoTConfig:
+    """Validate ``data``; ``overrides``: the ``--set`` items applied to it, so an error in one is named
+    as coming from ``--set``, not from ``source``."""
     try:
         return LMCoTConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        set_keys = tuple(tuple(_parse_override(item)[0]) for item in overrides or [] if "=" in item)
+        raise ConfigError(_format_validation_error(err, source, set_keys)) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> LMCoTConfig:
@@ -469,7 +495,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{source}: top level must be a mapping of sections")
         data = loaded
     data = apply_overrides(data, overrides or [])
-    return config_from_dict(data, source)
+    return config_from_dict(data, source, overrides)
 
 
 def config_changes(cfg: LMCoTConfig) -> dict[str, Any]:

@@ -160,6 +160,24 @@ def test_unknown_top_level_section(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize("item, message", [
+    ("small_lm.max_token=10", "--set: small_lm.max_token: unknown key; did you mean small_lm.max_tokens?"),
+    ("stages=kd,foo", "--set: stages.1: Input should be 'kd' or 'rl'"),
+    ("evaluation.limit=3", "--set: evaluation: unknown key"),
+])
+def test_an_error_in_a_set_value_is_not_blamed_on_the_file(tmp_path, item, message):
+    path = write(tmp_path, "eval:\n  concurrency: 2\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, [item])
+    assert str(exc.value) == message
+
+
+def test_a_misspelled_key_in_the_file_is_named_with_the_file_and_a_suggestion(tmp_path):
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, "eval:\n  concurency: 2\n"), ["eval.concurrency=3"])
+    assert str(exc.value) == f"{tmp_path / 'cfg.yaml'}: eval.concurency: unknown key; did you mean eval.concurrency?"
+
+
 def test_unknown_key_from_set_is_named():
     with pytest.raises(ConfigError, match=r"large_lm\.temprature: unknown key"):
         load_config(None, ["large_lm.temprature=0.3"])
