@@ -391,7 +391,9 @@ def _yaml(text: str) -> Any:
 
 def _parse_override(item: str, position: int = 1) -> tuple[list[str], Any]:
     if "=" not in item:
-        # Not echoed: a value pasted without its key (an API key, say) would end up in the log.
+        if re.fullmatch(r"[a-z_]+(?:\.[a-z0-9_]+)*", item.strip()) and item.split(".")[0] in LMCoTConfig.model_fields:
+            raise ConfigError(f"--set {item.strip()}: no '=' and no value: expected {item.strip()}=value")
+        # Anything else is not echoed: a value pasted without its key (an API key, say) would end up in the log.
         raise ConfigError(f"--set number {position} has no '=': expected key.path=value "
                          f"({len(item)} characters, not shown)")
     key, raw = item.split("=", 1)

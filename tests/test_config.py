@@ -243,6 +243,16 @@ def test_a_set_without_equals_is_not_echoed():
     with pytest.raises(ConfigError, match="--set number 2 has no '='") as exc:
         load_config(None, ["eval.concurrency=2", secret])
     assert secret not in str(exc.value) and "Zq8" not in str(exc.value)
+    for pasted in ("hf_" + "Zq8" * 12, "large_lm.Zq8" + "x" * 30, "ghp_" + "Zq8" * 12):  # not a config key: hidden
+        with pytest.raises(ConfigError, match="has no '='") as exc:
+            load_config(None, [pasted])
+        assert "Zq8" not in str(exc.value)
+
+
+def test_a_config_key_without_a_value_is_named():
+    with pytest.raises(ConfigError) as exc:
+        load_config(None, ["small_lm.max_tokens"])
+    assert str(exc.value) == "--set small_lm.max_tokens: no '=' and no value: expected small_lm.max_tokens=value"
 
 
 def test_set_into_a_value_that_is_not_a_section(tmp_path):
