@@ -38,6 +38,8 @@ def main(rationales: Path, config: Path | None, overrides: list[str], *, out: Pa
         out_path = out or rationales.with_suffix(".scores.jsonl")
         if out_path.is_dir():
             raise PathError(f"{out_path}: --out must be a file (per-row scores JSONL), but it is a folder")
+        if not rationales.is_file():  # before a scorer is chosen and announced for a file that is not there
+            raise PathError(f"{rationales}: no such file (--rationales)")
         judged = "judge" in cfg.rationale_metrics.backends.values()
         judge_key = cfg.judge_role()
         sources = check_local(cfg, out_path.parent, roles=(judge_key,) if judged else ())

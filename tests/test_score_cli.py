@@ -50,6 +50,14 @@ def test_score_bad_row_is_one_line_error(tmp_path):
     assert not (tmp_path / "bad.scores.jsonl").exists(), "nothing half-written on bad input"
 
 
+def test_score_of_a_missing_file_is_one_line_before_any_scorer_is_chosen(tmp_path):
+    result = CliRunner().invoke(app, ["score", "--rationales", str(tmp_path / "nope.jsonl")])
+    assert result.exit_code == 2
+    assert [line for line in result.output.splitlines() if line.strip()][-1] == (
+        f"error: {tmp_path / 'nope.jsonl'}: no such file (--rationales)")
+    assert "scorer:" not in result.output
+
+
 # ----------------------------------------------------------------------------- which scorer, and why
 def _predictions(folder, config: dict | None) -> "Path":
     """A predictions.jsonl as lmcot evaluate writes it (rows name a dev example; no context), with
