@@ -29,13 +29,16 @@ _HEAD = r"(?:the\s+)?(?:final\s+|correct\s+)?answer(?:\s+to\s+(?:the|this)\s+que
 _VERB = r"(?:is|would be|will be|should be|must be)"
 # Markdown emphasis around the label ("**Answer**: X", "**Answer:** X") is part of the announcement.
 _EMPH = r"[*_]{0,2}"
-_ANNOUNCE = rf"{_EMPH}{_HEAD}{_EMPH}(?:\s+{_VERB}\s*:?|\s*:){_EMPH}"
+# After the label only asterisks: "The answer is __init__" keeps its underscores.
+_ANNOUNCE = rf"{_EMPH}{_HEAD}{_EMPH}(?:\s+{_VERB}\s*:?|\s*:)\*{{0,2}}"
 _STATEMENT = re.compile(rf"(?P<quote>[\"“'‘]?)(?P<lead>{_LEAD}){_ANNOUNCE}[ \t]*(?P<span>[^\n]*)", re.IGNORECASE)
 # A reply's first line read as a label: "Answer: X", "Answer - X", "The answer is X", or the announcement
 # alone ("The answer is:", "Answer"), its answer then on the next line.
 # A dash is a label's only as a separate mark ("Answer - X"), never a sign ("The answer is -5").
-_LABEL = re.compile(rf"\s*{_LEAD}{_EMPH}{_HEAD}{_EMPH}(?:\s+{_VERB}\s*:?|\s*(?::|-(?=\s|$))|\s*$){_EMPH}\s*"
+_LABEL = re.compile(rf"\s*{_LEAD}{_EMPH}{_HEAD}{_EMPH}(?:\s+{_VERB}\s*:?|\s*(?::|-(?=\s|$))|\s*$)\**\s*"
                     rf"(?P<span>.*)", re.IGNORECASE)
+# A sentence start: the line's start, or after . ! ? (and a closing quote or bracket).
+_AFTER_SENTENCE_END = re.compile(r"(?:^|[.!?][\"”’')\]]*)\s*$")
 # Where a sentence ends inside a line: . ! ? followed by white space (not "18.00", not "U.S.A").
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")
 # A dot after these ends no sentence ("St. Louis", "J. R. R. Tolkien", "Mt. Fuji").
@@ -79,10 +82,17 @@ def answer_statements(text: str) -> list[Statement]:
     found: list[Statement] = []
     at = 0
     # Searched from the end of the last statement, not of its line: "At first the answer is 5. So the
-    # answer is 7." states two answers on one line, and the last is the one settled on.
+    # answer is 7." states two answers on one line, and the last is the one settled on. A later one on
+    # the same line must announce (start a sentence, or be led by "so / thus ..."): "I hope this answer
+    # is helpful" after a statement is a remark, not a revision.
     while (m := _STATEMENT.search(text, at)) is not None:
+        line_start = text.rfind("\n", 0, m.start()) + 1
         line_end = text.find("\n", m.start())
         line_end = len(text) if line_end < 0 else line_end
+        if (found and found[-1].start >= line_start and not m.group("lead")
+                and not _AFTER_SENTENCE_END.search(text[line_start:m.start()])):
+            at = m.start("span")
+            continue
         span_start = m.start("span")
         end = span_start + _sentence_end(text[span_start:line_end], 0)
         raw = text[span_start:end]
