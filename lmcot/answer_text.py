@@ -48,10 +48,10 @@ def normalize_label(text: str | None) -> str:
     """Lower case, ASCII punctuation dropped, white space collapsed (articles kept: "a" may be a label).
     Punctuation that is the label stays: a number's sign ("-1" is not "1"; "+1" is "1"), and a label of
     punctuation alone ("+", "-") keeps its marks, without a trailing full stop or quotes."""
-    text = " ".join((text or "").lower().replace("\u2212", "-").split())
+    text = " ".join((text or "").lower().replace("\u2212", "-").replace("\u2013", "-").split())
     signs = {m.start() for m in _MINUS_OF_A_NUMBER.finditer(text)}
     kept = " ".join("".join(ch for i, ch in enumerate(text) if ch not in _PUNCTUATION or i in signs).split())
-    return kept or text.strip(" .,;:!?\"'`()[]{}")
+    return kept or text.strip(" \"'`()[]{}*").rstrip(".").strip()
 
 
 def gold_problem(answer: str, answer_type: str, labels: Sequence[str] | None = None) -> str | None:

@@ -153,9 +153,10 @@ class _TrainingSection(Section):
     @field_validator("lora_target_modules")
     @classmethod
     def _module_names_listed_with_commas(cls, value: list[str] | str) -> list[str] | str:
-        # "q_proj,v_proj" (as --set writes a list) is two names; peft would take the string as one regex
-        # that matches no module, and fail only when training starts, after the teacher's calls.
-        if isinstance(value, str) and re.fullmatch(r"[\w.]+(?:\s*,\s*[\w.]+)+", value.strip()):
+        # "q_proj" or "q_proj,v_proj" (as --set writes a list) are module names; peft takes a string as one
+        # regex over whole module paths, which such a name never matches, and fails only when training
+        # starts, after the teacher's calls. A string with other characters stays a regex ("all-linear" too).
+        if isinstance(value, str) and re.fullmatch(r"[\w.]+(?:\s*,\s*[\w.]+)*", value.strip()):
             return [name.strip() for name in value.split(",")]
         return value
     trainer_args: dict[str, Any] = Field(default_factory=dict, description=(

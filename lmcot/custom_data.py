@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import numbers
 import re
 from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
@@ -263,7 +264,7 @@ def prepare_examples(examples: list[Any], answer_type: str = "span", labels: Any
             raise DataError(f"{what}[{i}]: no question (each example needs question= and answer=)")
         if answer is None or (isinstance(answer, str) and not answer.strip()):
             raise DataError(f"{what}[{i}]: no answer (each example needs question= and answer=)")
-        if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+        if isinstance(answer, bool) or not isinstance(answer, (str, numbers.Number)):  # numpy ints and Decimals too
             # as the file loaders: one gold answer, as text (a list would be scored as its repr)
             raise DataError(f"{what}[{i}] (id {get('id')!r}): answer must be one gold answer as text, got "
                             f"{type(answer).__name__}" + (" (write 'yes' / 'no')" if isinstance(answer, bool) else ""))

@@ -238,7 +238,7 @@ def read_document(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """``(folder, program.json as a dict)`` with the format checked; nothing else is trusted yet."""
     p = Path(path)
     file = p / PROGRAM_FILE if p.is_dir() else p
-    if file.is_file() and file.name != PROGRAM_FILE:  # a config or data file passed by mistake: not "damaged"
+    if file.is_file() and file.suffix != ".json":  # a config or data file passed by mistake: not "damaged"
         raise ProgramNotFound(f"{file}: a file, not a compiled program (expected the folder of `lmcot compile "
                               f"--out`, or its {PROGRAM_FILE})")
     if not file.is_file():

@@ -64,10 +64,13 @@ def test_a_label_keeps_the_punctuation_that_is_the_label():
     assert label_scores("-.", "-", ("+", "-")) == (1.0, 1.0, False)
     assert label_scores("", "-", ("+", "-")) == (0.0, 0.0, True)
     assert label_scores("A-1", "a1") == (1.0, 1.0, False)  # a dash inside a word is no sign
+    assert label_scores("**-**", "-", ("+", "-")) == (1.0, 1.0, False)
+    assert label_scores("\u20131", "-1", ("-1", "1")) == (1.0, 1.0, False)  # an en dash as minus, as numbers read it
+    assert label_scores("?", "?", ("?", "!")) == (1.0, 1.0, False)
 
 
 @pytest.mark.parametrize("labels, needle", [("[Entailment, 'entailment.']", "'Entailment' and 'entailment.' are the same label"),
-                                            ("['?', a]", "'?' is no label")])
+                                            ("['...', a]", "'...' is no label")])
 def test_labels_that_cannot_be_told_apart_are_refused(labels, needle):
     with pytest.raises(ConfigError, match=re.escape(needle)):
         load_config(None, ["data.dataset=custom", "data.answer_type=label", f"data.labels={labels}"])
@@ -77,6 +80,7 @@ def test_off_label_answers_vote_only_when_all_are_off_label():
     key = vote_key_for("label", ("yes", "no"))
     assert majority_vote(["maybe", "maybe", "yes"], key=key) == 2
     assert majority_vote(["maybe", "unsure"], key=key) == 0
+    assert majority_vote(["", "maybe", "maybe"], key=key) == 1  # all off-label: the most common answer
     task = TaskMetric("label", ("yes", "no"))
     assert task.vote_key("maybe") == "" and task.vote_key("Yes.") == "yes"
     assert answer_key("-0", "number") == answer_key("0", "number")

@@ -129,6 +129,7 @@ def test_dates_and_yaml_1_1_numbers_stay_text_in_files_and_sets(tmp_path):
 
 
 @pytest.mark.parametrize("value, expected", [("q_proj,v_proj", ["q_proj", "v_proj"]), ("all-linear", "all-linear"),
+                                             ("q_proj", ["q_proj"]),
                                              ("[q_proj]", ["q_proj"]), (".*(q|v){1,2}_proj", ".*(q|v){1,2}_proj")])
 def test_lora_target_modules_comma_list(value, expected):
     assert load_config(None, [f"kd.lora_target_modules={value}"]).kd.lora_target_modules == expected

@@ -274,4 +274,10 @@ def test_prepared_examples_need_one_gold_answer_as_text(answer, needle):
         prepare_examples([dspy.Example(question="Q?", answer="A"), dspy.Example(question="Where?", answer=answer)],
                          what="devset")
     assert str(err.value).startswith("devset[1]")
-    assert [e.answer for e in prepare_examples([dspy.Example(question="Q?", answer=18)])] == [18]
+    from decimal import Decimal
+
+    import numpy as np
+
+    numeric = prepare_examples([dspy.Example(question=f"Q{i}?", answer=a)
+                                for i, a in enumerate([18, np.int64(18), Decimal("2.5")])])
+    assert [str(e.answer) for e in numeric] == ["18", "18", "2.5"]
