@@ -170,8 +170,8 @@ def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0, reply_timeout:
     an HTTP server). Otherwise every call would first wait out the client's retries (``num_retries`` x
     ``timeout``) before the run reports anything. The probe is a ``GET`` of ``api_base`` itself: any
     HTTP reply (404 and 401 included) proves the server answers; no model is called, nothing is paid.
-    Skipped for in-process models, without ``api_base`` (the provider's own endpoint), and when a
-    proxy carries the request."""
+    Skipped for in-process models and when a proxy carries the request; without ``api_base`` (the
+    provider's own endpoint) only the provider's key is checked (:func:`check_provider_key`)."""
     if cfg.backend != "litellm":
         return
     if not cfg.api_base:
@@ -208,12 +208,17 @@ def check_endpoint(cfg: LMConfig, key: str, timeout: float = 5.0, reply_timeout:
     _probe_reply(url, host, port, timeout, wait, key, shown)
 
 
+# Providers whose key litellm reads only from the one variable it names (checked in its source). Others
+# have more ways (Azure's several variables and Entra ID, AWS roles, Google's default credentials, a
+# local Ollama, providers whose variable litellm's validator names differently): left to the call.
+_KEY_ONLY_PROVIDERS = frozenset({"openai", "anthropic", "gemini", "mistral", "groq", "deepseek", "xai", "cohere"})
+
+
 def check_provider_key(cfg: LMConfig, key: str) -> None:
-    """A model on its provider's own endpoint (no ``api_base``) whose key is not in the environment fails
+    """A model on a provider's own endpoint (no ``api_base``) whose key is not in the environment fails
     now, naming the variable: litellm reports a missing key only when called, as a 500 that looks
-    transient. The variables are litellm's own (``litellm.validate_environment``); only ``*_API_KEY``
-    ones count, since other credentials (an AWS role, Google's default credentials, a local Ollama) can
-    be present where the environment does not show them. With ``api_key_env`` set, the client names it."""
+    transient. The variable is litellm's own (``litellm.validate_environment``), for the providers
+    that take a key from it alone. With ``api_key_env`` set, the client names that variable."""
     if cfg.api_key_env:
         return
     import litellm
@@ -221,14 +226,16 @@ def check_provider_key(cfg: LMConfig, key: str) -> None:
     from lmcot.config_types import ConfigError
 
     try:
+        provider = litellm.get_llm_provider(cfg.model)[1]
         missing = litellm.validate_environment(model=cfg.model).get("missing_keys") or []
-    except Exception:  # noqa: BLE001 - a provider litellm cannot name: the call will say what it lacks
+    except Exception:  # noqa: BLE001 - a model litellm cannot place: the call will say what it lacks
         return
-    keys = [name for name in missing if str(name).endswith("_API_KEY")]
-    if keys:
+    names = [name for name in missing if str(name).endswith("_API_KEY")]
+    if provider in _KEY_ONLY_PROVIDERS and names and not any(os.environ.get(name) for name in names):
         raise ConfigError(f"{key}.model={cfg.model}: with no {key}.api_base litellm calls the provider, which needs "
-                          f"{' or '.join(keys)} in the environment, and it is not set; export it, name the variable "
-                          f"that holds the key with {key}.api_key_env, or set {key}.api_base to your server")
+                          f"{' or '.join(names)} in the environment, and it is not set; export it (a rerun answered "
+                          f"from the cache needs it too), name the variable that holds the key with "
+                          f"{key}.api_key_env, or set {key}.api_base to your server")
 
 
 def _probe_reply(url, host: str, port: int, connect_timeout: float, wait: float, key: str, shown: str) -> None:

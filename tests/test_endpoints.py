@@ -167,6 +167,13 @@ def test_a_missing_provider_key_fails_before_any_call_naming_the_variable(monkey
         check_endpoint(LargeLMConfig(model="openai/gpt-4o-mini"), "large_lm")
     check_endpoint(LargeLMConfig(model="hosted_vllm/m"), "large_lm")  # litellm names no key for it
     check_endpoint(LargeLMConfig(model="ollama/m"), "large_lm")  # a local server: no *_API_KEY needed
+    # providers with other ways to a key (Azure's variables or Entra ID, ...) are left to the call
+    for name in ("AZURE_API_KEY", "AZURE_API_BASE", "AZURE_API_VERSION", "REPLICATE_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "not-a-real-key")
+    check_endpoint(LargeLMConfig(model="azure/my-deployment"), "large_lm")
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "not-a-real-key")  # litellm reads it; its validator names another
+    check_endpoint(LargeLMConfig(model="replicate/meta/llama"), "large_lm")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
     check_endpoint(LargeLMConfig(model="openai/gpt-4o-mini"), "large_lm")
     monkeypatch.delenv("OPENAI_API_KEY")
