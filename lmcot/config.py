@@ -9,6 +9,7 @@ Secrets never live here: ``api_key_env`` names the environment variable that hol
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -379,11 +380,15 @@ class _ConfigLoader(yaml.SafeLoader):
 
 _ConfigLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers
-            if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int")]
+            if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 # Plain decimal integers only (YAML 1.2's core schema, with 1_000 as 1.1 allows).
 _ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"),
                                     list("-+0123456789"))
+# YAML 1.1's floats without the base-60 form ("1:30.5" is text, not 90.5).
+_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
 
 
 def _yaml(text: str) -> Any:
@@ -407,8 +412,8 @@ def _parse_override(item: str, position: int = 1) -> tuple[list[str], Any]:
     except yaml.YAMLError:
         value = raw
     text = raw.strip()
-    if isinstance(value, dict) and not text.startswith("{"):
-        value = text  # "Answer: (.+)" is a value with a colon in it; a mapping on the command line is {a: b}
+    if isinstance(value, dict) and not text.startswith("{") and _takes_text(path):
+        value = text  # "Answer: (.+)" for a text setting is a value with a colon in it, not a mapping
     elif "#" in text and text[:1] not in "'\"[{" and value != text:
         value = text  # a command line has no comments: "#..." or "... #..." is part of the value (a regex)
     return path, value
@@ -431,18 +436,41 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def _keys_beside(loc: tuple) -> list[str]:
-    """The keys of the section that ``loc``'s last part sits in (for "did you mean"); [] when unknown."""
+def _options(annotation: Any) -> tuple[Any, ...]:
+    """The types a field takes: a union's members, else the annotation itself (``dict[str, str]`` is one)."""
+    import types
+    import typing
+
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return typing.get_args(annotation) if union else (annotation,)
+
+
+def _section_at(path: Sequence[str]) -> type[Section] | None:
+    """The config section that ``path`` names (``("kd", "teacher")`` -> LMConfig), or None."""
     model: Any = LMCoTConfig
-    for part in loc[:-1]:
+    for part in path:
         field = model.model_fields.get(str(part))
         if field is None:
-            return []
-        options = getattr(field.annotation, "__args__", None) or (field.annotation,)
-        model = next((o for o in options if isinstance(o, type) and issubclass(o, Section)), None)
+            return None
+        model = next((o for o in _options(field.annotation) if isinstance(o, type) and issubclass(o, Section)), None)
         if model is None:
-            return []
-    return list(model.model_fields)
+            return None
+    return model
+
+
+def _keys_beside(loc: tuple) -> list[str]:
+    """The keys of the section that ``loc``'s last part sits in (for "did you mean"); [] when unknown."""
+    section = _section_at(loc[:-1])
+    return list(section.model_fields) if section is not None else []
+
+
+def _takes_text(path: Sequence[str]) -> bool:
+    """Whether the setting at ``path`` is text only (``str`` or ``str | None``)."""
+    section = _section_at(path[:-1])
+    field = section.model_fields.get(path[-1]) if section is not None else None
+    if field is None:
+        return False
+    return all(option in (str, type(None)) for option in _options(field.annotation))
 
 
 def _format_validation_error(err: ValidationError, source: str, set_keys: tuple[tuple[str, ...], ...] = ()) -> str:
@@ -458,7 +486,9 @@ def _format_validation_error(err: ValidationError, source: str, set_keys: tuple[
         if near:
             msg += f"; did you mean {'.'.join((*loc[:-1], near[0]))}?"
     # A value given with --set is named as such, not blamed on the YAML file ("config" blames nothing).
-    if source != "config" and any(loc[:len(k)] == k or k[:len(loc)] == loc for k in set_keys):
+    # An unknown key may be a whole section that --set named ("evaluation.limit=3" -> "evaluation").
+    named = [k for k in set_keys if loc[:len(k)] == k or (first["type"] == "extra_forbidden" and k[:len(loc)] == loc)]
+    if source != "config" and named:
         source = "--set"
     extra = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{source}: {key}: {msg}{extra}"

@@ -115,15 +115,32 @@ def test_a_set_value_that_yaml_would_misread_stays_text(item, expected):
     assert cfg.data.answer_regex == expected
 
 
+@pytest.mark.parametrize("item, key, expected", [
+    ("data.fields=question: problem", "fields", {"question": "problem"}),  # a mapping setting keeps YAML's form
+    ("data.fields={question: problem}", "fields", {"question": "problem"}),
+    ("large_lm.extra=top_k: 5", "extra", {"top_k": 5}),
+])
+def test_a_mapping_setting_still_reads_a_key_value_pair(item, key, expected):
+    cfg = load_config(None, ["data.dataset=custom", item])
+    assert getattr(cfg.data if key == "fields" else cfg.large_lm, key) == expected
+
+
+def test_an_error_in_the_file_is_not_blamed_on_an_unrelated_set(tmp_path):
+    path = write(tmp_path, "data:\n  dataset: custom\n  answer_type: label\n  labels: [A, a]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, ["data.dev=x.json"])
+    assert str(exc.value).startswith(f"{path}: data: ")
+
+
 def test_dates_and_yaml_1_1_numbers_stay_text_in_files_and_sets(tmp_path):
     """No config value is a date; "010" (a label) is not octal 8 and "1:30" is not 90."""
     path = tmp_path / "c.yaml"
     path.write_text("large_lm:\n  extra: {api_version: 2024-06-01}\ndata:\n  dataset: custom\n"
-                    "  answer_type: label\n  labels: [010, '1:30', 7]\n")
+                    "  answer_type: label\n  labels: [010, 1:30, 1:30.5, 7, 0.5]\n")
     cfg = load_config(path, ["small_lm.extra.api_version=2025-01-31"])
     assert cfg.large_lm.extra == {"api_version": "2024-06-01"}
     assert cfg.small_lm.extra == {"api_version": "2025-01-31"}
-    assert cfg.data.labels == ["010", "1:30", "7"]
+    assert cfg.data.labels == ["010", "1:30", "1:30.5", "7", "0.5"]
     with pytest.raises(ConfigError, match="eval.concurrency"):  # refused, where YAML 1.1 read 8
         load_config(None, ["eval.concurrency=010"])
 
