@@ -231,7 +231,7 @@ def check_provider_key(cfg: LMConfig, key: str) -> None:
     except Exception:  # noqa: BLE001 - a model litellm cannot place: the call will say what it lacks
         return
     names = [name for name in missing if str(name).endswith("_API_KEY")]
-    if provider in _KEY_ONLY_PROVIDERS and names and not any(os.environ.get(name) for name in names):
+    if provider in _KEY_ONLY_PROVIDERS and names and not any(name in os.environ for name in names):  # presence only
         raise ConfigError(f"{key}.model={cfg.model}: with no {key}.api_base litellm calls the provider, which needs "
                           f"{' or '.join(names)} in the environment, and it is not set; export it (a rerun answered "
                           f"from the cache needs it too), name the variable that holds the key with "
