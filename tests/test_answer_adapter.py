@@ -44,8 +44,8 @@ def test_cot_reply_needs_an_answer_line():
         "reasoning": "Paris is the capital.", "answer": "Paris"}
     assert PlainAnswerAdapter().parse(COT, "At first the answer is 5. But 2 were eaten, so the answer is 3.") == {
         "reasoning": "At first the answer is 5. But 2 were eaten,", "answer": "3"}
-    assert PlainAnswerAdapter().parse(COT, "It is in France. So the answer is Paris. I hope this answer is helpful.") == {
-        "reasoning": "It is in France.", "answer": "Paris"}
+    remark = "It is in France. So the answer is Paris. I hope this answer is helpful."
+    assert PlainAnswerAdapter().parse(COT, remark) == {"reasoning": "It is in France.", "answer": "Paris"}
     with pytest.raises(AdapterParseError):
         PlainAnswerAdapter().parse(COT, "I am not sure what to say here")
 

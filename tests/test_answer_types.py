@@ -69,8 +69,9 @@ def test_a_label_keeps_the_punctuation_that_is_the_label():
     assert label_scores("?", "?", ("?", "!")) == (1.0, 1.0, False)
 
 
-@pytest.mark.parametrize("labels, needle", [("[Entailment, 'entailment.']", "'Entailment' and 'entailment.' are the same label"),
-                                            ("['...', a]", "'...' is no label")])
+@pytest.mark.parametrize("labels, needle", [
+    ("[Entailment, 'entailment.']", "'Entailment' and 'entailment.' are the same label"),
+    ("['...', a]", "'...' is no label")])
 def test_labels_that_cannot_be_told_apart_are_refused(labels, needle):
     with pytest.raises(ConfigError, match=re.escape(needle)):
         load_config(None, ["data.dataset=custom", "data.answer_type=label", f"data.labels={labels}"])
