@@ -150,6 +150,11 @@ class _TrainingSection(Section):
     lora_alpha: Int = Field(32, gt=0)
     lora_dropout: Float = Field(0.0, ge=0.0, lt=1.0)
     lora_target_modules: list[str] | str = "all-linear"
+    trainer_args: dict[str, Any] = Field(default_factory=dict, description=(
+        "other trainer settings merged over lmcot's: SFTConfig (KD, causal) or Seq2SeqTrainingArguments (KD, "
+        "encoder-decoder); GRPOConfig / RLOOConfig (RL, TRL algorithms only)"))
+
+    _no_secrets_in_trainer_args = field_validator("trainer_args")(no_secrets)
 
     @field_validator("lora_target_modules")
     @classmethod
@@ -160,11 +165,6 @@ class _TrainingSection(Section):
         if isinstance(value, str) and re.fullmatch(r"[\w.]+(?:\s*,\s*[\w.]+)*", value.strip()):
             return [name.strip() for name in value.split(",")]
         return value
-    trainer_args: dict[str, Any] = Field(default_factory=dict, description=(
-        "other trainer settings merged over lmcot's: SFTConfig (KD, causal) or Seq2SeqTrainingArguments (KD, "
-        "encoder-decoder); GRPOConfig / RLOOConfig (RL, TRL algorithms only)"))
-
-    _no_secrets_in_trainer_args = field_validator("trainer_args")(no_secrets)
 
     @field_validator("trainer_args")
     @classmethod
