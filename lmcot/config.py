@@ -9,7 +9,6 @@ Secrets never live here: ``api_key_env`` names the environment variable that hol
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +18,7 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 from lmcot.answer_text import normalize_label
 from lmcot.aspects import ASPECTS, parse_select
 # The building blocks and the model section live in their own files; they are part of this module's face.
-from lmcot.config_types import ConfigError, Float, Int, Section, no_secrets
+from lmcot.config_types import ConfigError, Float, Int, Section, keys_beside, no_secrets, read_yaml, takes_text
 from lmcot.lm_config import LargeLMConfig, LMConfig, SmallLMConfig
 
 __all__ = ["ASPECTS", "ConfigError", "DataConfig", "EvalConfig", "ExperimentConfig", "KDConfig", "LMCoTConfig",
@@ -372,29 +371,6 @@ class LMCoTConfig(Section):
         return self.model_dump(mode="json")
 
 
-class _ConfigLoader(yaml.SafeLoader):
-    """YAML as lmcot's config reads it, a file or a ``--set`` value: a date stays text
-    (``extra.api_version: 2024-06-01`` is a string for litellm, not a ``datetime.date``) and so does a
-    number YAML 1.1 would read as octal, hex or base 60 (label ``010`` is not 8, ``1:30`` is not 90)."""
-
-
-_ConfigLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers
-            if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-# Plain decimal integers only (YAML 1.2's core schema, with 1_000 as 1.1 allows).
-_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"),
-                                    list("-+0123456789"))
-# YAML 1.1's floats without the base-60 form ("1:30.5" is text, not 90.5).
-_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
-    r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?"
-    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
-
-
-def _yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
-
-
 def _parse_override(item: str, position: int = 1) -> tuple[list[str], Any]:
     if "=" not in item:
         if re.fullmatch(r"[a-z_]+(?:\.[a-z0-9_]+)*", item.strip()) and item.split(".")[0] in LMCoTConfig.model_fields:
@@ -408,11 +384,11 @@ def _parse_override(item: str, position: int = 1) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {item!r}: empty key")
     # YAML parsing gives numbers, booleans, null, lists (``[kd, rl]``) and mappings (``{a: b}``) their types.
     try:
-        value = _yaml(raw) if raw.strip() else ""
+        value = read_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     text = raw.strip()
-    if isinstance(value, dict) and not text.startswith("{") and _takes_text(path):
+    if isinstance(value, dict) and not text.startswith("{") and takes_text(LMCoTConfig, path):
         value = text  # "Answer: (.+)" for a text setting is a value with a colon in it, not a mapping
     elif "#" in text and text[:1] not in "'\"[{" and value != text:
         value = text  # a command line has no comments: "#..." or "... #..." is part of the value (a regex)
@@ -436,43 +412,6 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def _options(annotation: Any) -> tuple[Any, ...]:
-    """The types a field takes: a union's members, else the annotation itself (``dict[str, str]`` is one)."""
-    import types
-    import typing
-
-    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    return typing.get_args(annotation) if union else (annotation,)
-
-
-def _section_at(path: Sequence[str]) -> type[Section] | None:
-    """The config section that ``path`` names (``("kd", "teacher")`` -> LMConfig), or None."""
-    model: Any = LMCoTConfig
-    for part in path:
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return None
-        model = next((o for o in _options(field.annotation) if isinstance(o, type) and issubclass(o, Section)), None)
-        if model is None:
-            return None
-    return model
-
-
-def _keys_beside(loc: tuple) -> list[str]:
-    """The keys of the section that ``loc``'s last part sits in (for "did you mean"); [] when unknown."""
-    section = _section_at(loc[:-1])
-    return list(section.model_fields) if section is not None else []
-
-
-def _takes_text(path: Sequence[str]) -> bool:
-    """Whether the setting at ``path`` is text only (``str`` or ``str | None``)."""
-    section = _section_at(path[:-1])
-    field = section.model_fields.get(path[-1]) if section is not None else None
-    if field is None:
-        return False
-    return all(option in (str, type(None)) for option in _options(field.annotation))
-
-
 def _format_validation_error(err: ValidationError, source: str, set_keys: tuple[tuple[str, ...], ...] = ()) -> str:
     first = err.errors()[0]
     loc = tuple(str(p) for p in first["loc"])
@@ -482,7 +421,7 @@ def _format_validation_error(err: ValidationError, source: str, set_keys: tuple[
         import difflib
 
         msg = "unknown key"
-        near = difflib.get_close_matches(loc[-1], _keys_beside(loc), n=1, cutoff=0.75) if loc else []
+        near = difflib.get_close_matches(loc[-1], keys_beside(LMCoTConfig, loc), n=1, cutoff=0.75) if loc else []
         if near:
             msg += f"; did you mean {'.'.join((*loc[:-1], near[0]))}?"
     # A value given with --set is named as such, not blamed on the YAML file ("config" blames nothing).
@@ -514,7 +453,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not p.is_file():
             raise ConfigError(f"{source}: no such config file")
         try:
-            loaded = _yaml(p.read_text(encoding="utf-8"))
+            loaded = read_yaml(p.read_text(encoding="utf-8"))
         except UnicodeDecodeError as exc:
             line = p.read_bytes()[: exc.start].count(b"\n") + 1
             raise ConfigError(f"{source}: line {line}: not UTF-8 text; save the file as UTF-8") from None

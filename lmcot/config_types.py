@@ -1,5 +1,6 @@
 """What every config section is made of: the error type, strict numbers, the section base (unknown keys
-refused, values never echoed in errors), and the checks that keep credentials out of a config.
+refused, values never echoed in errors), the checks that keep credentials out of a config, the YAML
+dialect a config is written in, and how a key path finds its section.
 
 ``lmcot.config`` (the whole config) and ``lmcot.lm_config`` (one model's section) build on these.
 """
@@ -7,8 +8,12 @@ refused, values never echoed in errors), and the checks that keep credentials ou
 from __future__ import annotations
 
 import re
+import types
+import typing
+from collections.abc import Sequence
 from typing import Annotated, Any
 
+import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Strict
 
 from lmcot.errors import UserError
@@ -77,3 +82,63 @@ def no_secrets(value: dict[str, Any]) -> dict[str, Any]:
     if bad:
         raise ValueError(f"secrets do not belong in the config ({', '.join(bad)}); put them in the environment")
     return value
+
+
+# -- the YAML a config is written in -------------------------------------------------------------
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML as lmcot's config reads it, a file or a ``--set`` value: a date stays text
+    (``extra.api_version: 2024-06-01`` is a string for litellm, not a ``datetime.date``) and so does a
+    number YAML 1.1 would read as octal, hex or base 60 (label ``010`` is not 8, ``1:30`` is not 90)."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+# Plain decimal integers only (YAML 1.2's core schema, with 1_000 as 1.1 allows).
+_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"),
+                                    list("-+0123456789"))
+# YAML 1.1's floats without the base-60 form ("1:30.5" is text, not 90.5).
+_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+
+
+def read_yaml(text: str) -> Any:
+    """A config file or a ``--set`` value, read in the dialect above."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+# -- a key path through the sections ---------------------------------------------------------------
+def _options(annotation: Any) -> tuple[Any, ...]:
+    """The types a field takes: a union's members, else the annotation itself (``dict[str, str]`` is one)."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return typing.get_args(annotation) if union else (annotation,)
+
+
+def section_at(root: type[Section], path: Sequence[str]) -> type[Section] | None:
+    """The section of ``root`` that ``path`` names (``("kd", "teacher")`` -> LMConfig), or None."""
+    model: Any = root
+    for part in path:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        model = next((o for o in _options(field.annotation) if isinstance(o, type) and issubclass(o, Section)), None)
+        if model is None:
+            return None
+    return model
+
+
+def keys_beside(root: type[Section], loc: Sequence[str]) -> list[str]:
+    """The keys of the section that ``loc``'s last part sits in (for "did you mean"); [] when unknown."""
+    section = section_at(root, loc[:-1])
+    return list(section.model_fields) if section is not None else []
+
+
+def takes_text(root: type[Section], path: Sequence[str]) -> bool:
+    """Whether the setting at ``path`` is text only (``str`` or ``str | None``)."""
+    section = section_at(root, path[:-1])
+    field = section.model_fields.get(path[-1]) if section is not None else None
+    if field is None:
+        return False
+    return all(option in (str, type(None)) for option in _options(field.annotation))
