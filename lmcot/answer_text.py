@@ -36,9 +36,14 @@ def _value(token: str) -> float | None:
         return None
 
 
+def _ascii_minus(text: str | None) -> str:
+    """``text`` with the Unicode minus and the en dash written as "-" (both stand for a minus sign)."""
+    return (text or "").replace("\u2212", "-").replace("\u2013", "-")
+
+
 def numbers_in(text: str | None) -> list[float]:
     """Every number in ``text``, in order ("$1,234.50" -> 1234.5, "3/4" -> 0.75; a Unicode minus counts)."""
-    text = (text or "").replace("\u2212", "-").replace("\u2013", "-")
+    text = _ascii_minus(text)
     text = _SIGN_BEFORE_CURRENCY.sub(r"\2\1", text)  # "-$5" is -5, as "$-5" is
     values = (_value(m.group(0)) for m in _NUMBER.finditer(text))
     return [v for v in values if v is not None and math.isfinite(v)]
@@ -48,7 +53,7 @@ def normalize_label(text: str | None) -> str:
     """Lower case, ASCII punctuation dropped, white space collapsed (articles kept: "a" may be a label).
     Punctuation that is the label stays: a number's sign ("-1" is not "1"; "+1" is "1"), and a label of
     punctuation alone ("+", "-") keeps its marks, without a trailing full stop or quotes."""
-    text = " ".join((text or "").lower().replace("\u2212", "-").replace("\u2013", "-").split())
+    text = " ".join(_ascii_minus(text).lower().split())
     signs = {m.start() for m in _MINUS_OF_A_NUMBER.finditer(text)}
     kept = " ".join("".join(ch for i, ch in enumerate(text) if ch not in _PUNCTUATION or i in signs).split())
     return kept or text.strip(" \"'`()[]{}*").rstrip(".").strip()

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from lmcot.metrics.answer_types import answer_key, label_scores, normalize_label, number_scores, span_scores
+from lmcot.metrics.answer_types import answer_key, label_scores, number_scores, span_scores
 from lmcot.metrics.user_metric import UserMetric, as_user_metric
 
 __all__ = ["TaskMetric", "vote_key_for"]
@@ -90,10 +90,9 @@ class TaskMetric:
 
 
 def _vote_key(answer: str | None, answer_type: str, labels: tuple[str, ...] | None) -> str:
-    key = answer_key(answer, answer_type)
-    if labels is not None and answer_type == "label" and key not in {normalize_label(x) for x in labels}:
+    if answer_type == "label" and labels is not None and label_scores(answer, "", labels)[2]:
         return ""  # an off-label answer is wrong whatever its count: it votes only when every answer is off-label
-    return key
+    return answer_key(answer, answer_type)
 
 
 def vote_key_for(answer_type: str = "span", labels: Sequence[str] | None = None) -> Callable[[str | None], str]:
